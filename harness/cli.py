@@ -1,0 +1,63 @@
+"""`harness` entry point: parse, validate, call. The work lives in modules a test can call."""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import traceback
+
+from harness import __version__
+from harness.errors import HarnessError
+
+EXIT_USER_ERROR = 2
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "command", None):
+        parser.print_help()
+        return EXIT_USER_ERROR
+    _quiet_libraries()
+    try:
+        return int(args.func(args) or 0)
+    except HarnessError as exc:
+        if args.debug:
+            traceback.print_exc()
+        print(f"harness {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print(f"harness {args.command}: interrupted; finished work is on disk", file=sys.stderr)
+        return 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from harness.commands import doctor, train
+
+    parser = argparse.ArgumentParser(
+        prog="harness",
+        description="Fine-tune an open LLM with QLoRA and prove, with numbers, that it got better.",
+        epilog="Run `harness COMMAND --help` for the options of each command.",
+    )
+    parser.add_argument("--version", action="version", version=f"harness {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for module in (train, doctor):
+        module.register(sub)
+    for name in list(sub.choices):
+        sub.choices[name].add_argument("--debug", action="store_true", help="show the traceback of an error")
+    return parser
+
+
+def _quiet_libraries() -> None:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+    import warnings
+
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    # bitsandbytes' CPU 4-bit matmul has no registered autograd kernel; gradients reach only
+    # the LoRA weights, so torch's warning about it is noise here.
+    warnings.filterwarnings("ignore", message=".*an autograd kernel was not registered.*")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

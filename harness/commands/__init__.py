@@ -1,0 +1,1 @@
+"""One module per CLI command: its options (`register`) and its thin `run`."""

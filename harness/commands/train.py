@@ -1,0 +1,62 @@
+"""`harness train [CONFIG]`."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from harness.tables import format_table, human_bytes
+
+DEFAULT_PRESET = str(Path(__file__).resolve().parents[1] / "presets" / "tiny-ko-qa.yaml")
+HELP = "QLoRA fine-tune a base model into adapters/NAME/ (no CONFIG: tiny model on the built-in Korean sample)"
+
+
+def register(sub) -> None:
+    p = sub.add_parser("train", help=HELP, description=HELP + ".",
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       epilog="Every config field is documented in README.md (Config reference: train).")
+    p.add_argument("config", nargs="?", help="train YAML file; omitted: the built-in preset tiny-ko-qa (tiny:llama-ko on builtin:korquad_sample)")
+    p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                   help="override a config field, e.g. --set training.max_steps=20 (repeatable; value read as YAML)")
+    p.add_argument("--name", help="adapter name (output goes to adapters/NAME unless output_dir is set)")
+    p.add_argument("--output-dir", help="where the adapter and its train record go")
+    p.add_argument("--base", help="base model: hub id, local path or tiny:llama-ko")
+    p.add_argument("--data", help="training data: a path, a hub id or builtin:NAME")
+    p.add_argument("--resume", action="store_true", help="continue from the last checkpoint in OUTPUT_DIR/checkpoints")
+    p.add_argument("--overwrite", action="store_true", help="replace an adapter already in the output directory")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from harness.config import TrainConfig, load_config, parse_set_option
+    from harness.train import train
+
+    overrides = dict(parse_set_option(s) for s in args.set)
+    for flag, field in (("name", "name"), ("output_dir", "output_dir"), ("base", "base"), ("data", "data.path")):
+        if getattr(args, flag):
+            overrides[field] = getattr(args, flag)
+    config_path = args.config
+    if config_path is None:
+        config_path = DEFAULT_PRESET
+        print(f"harness train: no config given; using the built-in preset {config_path}")
+    config = load_config(TrainConfig, config_path, overrides)
+    record = train(config, resume=args.resume, overwrite=args.overwrite)
+    print(summary(record, config.output_dir))
+    return 0
+
+
+def summary(record: dict, output_dir: str) -> str:
+    history = record["history"]
+    losses = [h["loss"] for h in history if "loss" in h]
+    evals = [h["eval_loss"] for h in history if "eval_loss" in h]
+    rows = [
+        ("base", record["base_model"]),
+        ("examples (train / validation)", f"{record['data']['examples']} / {record['data']['validation_examples']}"),
+        ("steps", record["global_steps"]),
+        ("loss (first → last)", f"{losses[0]:.4f} → {losses[-1]:.4f}" if losses else "-"),
+        ("eval loss (last)", f"{evals[-1]:.4f}" if evals else "-"),
+        ("runtime", f"{record['train_runtime_s']:.1f} s"),
+        ("tokens/s", f"{record['tokens_per_second']:.0f}" if record["tokens_per_second"] else "-"),
+        ("peak memory", human_bytes(record["peak_memory_bytes"])),
+        ("adapter", output_dir),
+    ]
+    return format_table(["train", ""], rows)

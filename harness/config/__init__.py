@@ -1,0 +1,9 @@
+"""Typed configs loaded from YAML (pydantic models, unknown keys rejected)."""
+from harness.config.loader import load_config, parse_set_option, validate
+from harness.config.model import Quantization
+from harness.config.train import DataSettings, LoraSettings, TrainConfig, TrainingSettings
+
+__all__ = [
+    "DataSettings", "LoraSettings", "Quantization", "TrainConfig", "TrainingSettings",
+    "load_config", "parse_set_option", "validate",
+]

@@ -1,0 +1,14 @@
+"""How the base model is loaded: shared by train, eval, generate and merge verification."""
+from __future__ import annotations
+
+from typing import Literal
+
+from harness.config.loader import Strict
+
+
+class Quantization(Strict):
+    """4-bit NF4 with double quantization is the QLoRA default; `none` loads the base unquantized."""
+
+    mode: Literal["nf4", "fp4", "int8", "none"] = "nf4"
+    double_quant: bool = True
+    compute_dtype: Literal["auto", "bf16", "fp16", "fp32"] = "auto"

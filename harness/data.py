@@ -1,0 +1,153 @@
+"""Readers: SQuAD/KorQuAD JSON, JSONL, CSV and hub datasets → a list of flat example dicts."""
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness.assets_index import BUILTIN_PREFIX, resolve_builtin
+from harness.errors import DataError
+
+FORMATS = ("auto", "korquad", "squad", "jsonl", "csv", "hub")
+
+
+@dataclass
+class Dataset:
+    examples: list[dict]
+    source: str  # what the user named
+    path: str | None  # the file read, if any
+    format: str
+    sha256: str  # of the file's bytes, or of the hub dataset's fingerprint
+
+
+def load_dataset(path: str, format: str = "auto", split: str = "train", fields: dict[str, str] | None = None,
+                 limit: int | None = None, seed: int = 0, where: str = "data.path") -> Dataset:
+    """Read a dataset, map fields, take a seeded sample of `limit` examples (order kept)."""
+    file = resolve_builtin(path) if path.startswith(BUILTIN_PREFIX) else Path(path).expanduser()
+    fmt = _detect_format(file, format, path)
+    if fmt == "hub":
+        examples, digest = _read_hub(path, split, where)
+        file_str = None
+    else:
+        if not file.is_file():
+            raise DataError(f"{path}: data file not found ({where}); check the path")
+        raw = file.read_bytes()
+        digest = hashlib.sha256(raw).hexdigest()
+        text = _decode(raw, path)
+        examples = {"korquad": _read_squad, "squad": _read_squad, "jsonl": _read_jsonl, "csv": _read_csv}[fmt](text, path)
+        file_str = str(file)
+    examples = [map_fields(ex, fields or {}, path) for ex in examples]
+    if not examples:
+        raise DataError(f"{path}: dataset is empty ({where}); give a file with at least one example")
+    if limit is not None and limit < len(examples):
+        keep = sorted(random.Random(seed).sample(range(len(examples)), limit))
+        examples = [examples[i] for i in keep]
+    return Dataset(examples=examples, source=path, path=file_str, format=fmt, sha256=digest)
+
+
+def map_fields(example: dict, fields: dict[str, str], source: str) -> dict:
+    """Expose dataset column `fields[name]` under template field `name`."""
+    if not fields:
+        return example
+    out = dict(example)
+    for name, column in fields.items():
+        if column not in example:
+            raise DataError(
+                f"{source}: column '{column}' (mapped to '{name}' in fields) is absent; "
+                f"columns are: {', '.join(sorted(example))}"
+            )
+        out[name] = example[column]
+    return out
+
+
+def _detect_format(file: Path, format: str, source: str) -> str:
+    if format != "auto":
+        return "squad" if format == "korquad" else format
+    suffix = file.suffix.lower()
+    if suffix == ".json":
+        return "squad"
+    if suffix == ".jsonl":
+        return "jsonl"
+    if suffix == ".csv":
+        return "csv"
+    if not file.exists() and "/" in source and not source.startswith((".", "/", "~")):
+        return "hub"
+    raise DataError(f"{source}: cannot tell the dataset format from the name; set data.format to one of {', '.join(FORMATS[1:])}")
+
+
+def _decode(raw: bytes, source: str) -> str:
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{source}: not UTF-8 text (byte {exc.start}); convert the file to UTF-8") from None
+
+
+def _read_squad(text: str, source: str) -> list[dict]:
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{source}: malformed JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("data"), list):
+        raise DataError(f"{source}: expected SQuAD/KorQuAD layout with a top-level 'data' list")
+    examples = []
+    for article in doc["data"]:
+        for paragraph in article.get("paragraphs", []):
+            context = paragraph.get("context", "")
+            for qa in paragraph.get("qas", []):
+                answers = [a["text"] for a in qa.get("answers", [])]
+                if "id" not in qa or "question" not in qa:
+                    raise DataError(f"{source}: a question lacks 'id' or 'question' (article '{article.get('title', '?')}')")
+                examples.append({
+                    "id": str(qa["id"]), "title": article.get("title", ""), "context": context,
+                    "question": qa["question"], "answers": answers, "answer": answers[0] if answers else "",
+                })
+    return examples
+
+
+def _read_jsonl(text: str, source: str) -> list[dict]:
+    examples = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DataError(f"{source}: line {number} is not valid JSON ({exc.msg}); fix or remove that line") from None
+        if not isinstance(record, dict):
+            raise DataError(f"{source}: line {number} is not a JSON object")
+        record.setdefault("id", str(number))
+        examples.append(record)
+    return examples
+
+
+def _read_csv(text: str, source: str) -> list[dict]:
+    rows = list(csv.DictReader(text.splitlines()))
+    for number, row in enumerate(rows, start=1):
+        row.setdefault("id", str(number))
+    return rows
+
+
+def _read_hub(path: str, split: str, where: str) -> tuple[list[dict], str]:
+    import datasets
+
+    try:
+        ds = datasets.load_dataset(path, split=split)
+    except Exception as exc:  # datasets raises many types; all mean "cannot get this dataset"
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise DataError(f"{path}: cannot load hub dataset split '{split}' ({where}): {first}") from None
+    examples = [dict(row) for row in ds]
+    for i, row in enumerate(examples):
+        row.setdefault("id", str(i))
+    return examples, hashlib.sha256(ds._fingerprint.encode()).hexdigest()
+
+
+def split_validation(examples: list[dict], fraction: float, seed: int) -> tuple[list[dict], list[dict]]:
+    """Hold out a seeded `fraction` for validation (at least one example when fraction > 0)."""
+    if fraction <= 0 or len(examples) < 2:
+        return examples, []
+    n_val = max(1, round(len(examples) * fraction))
+    held = set(random.Random(seed).sample(range(len(examples)), n_val))
+    return [e for i, e in enumerate(examples) if i not in held], [e for i, e in enumerate(examples) if i in held]

@@ -1,0 +1,95 @@
+"""What the hardware is, and the defaults that follow from it (compute dtype, batch sizes)."""
+from __future__ import annotations
+
+import importlib.metadata
+import platform
+from dataclasses import asdict, dataclass, field
+
+LIBRARIES = ["torch", "transformers", "peft", "trl", "bitsandbytes", "accelerate", "datasets", "harness"]
+
+
+@dataclass(frozen=True)
+class Environment:
+    device: str  # cuda | mps | cpu
+    device_name: str
+    cuda_capability: str | None
+    bf16_supported: bool
+    gpu_memory_bytes: int | None
+    bitsandbytes_backend: str | None
+    cpu_count: int
+    python: str
+    versions: dict[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def detect() -> Environment:
+    import os
+
+    import torch
+
+    if torch.cuda.is_available():
+        props = torch.cuda.get_device_properties(0)
+        device, name = "cuda", props.name
+        capability = f"{props.major}.{props.minor}"
+        bf16 = bool(torch.cuda.is_bf16_supported())
+        memory = int(props.total_memory)
+    elif getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        device, name, capability, bf16, memory = "mps", "Apple MPS", None, False, None
+    else:
+        device, name, capability, memory = "cpu", platform.processor() or platform.machine(), None, None
+        bf16 = False  # bf16 matmuls on most CPUs are emulated and slower than fp32
+    return Environment(
+        device=device, device_name=name, cuda_capability=capability, bf16_supported=bf16,
+        gpu_memory_bytes=memory, bitsandbytes_backend=_bnb_backend(device), cpu_count=os.cpu_count() or 1,
+        python=platform.python_version(), versions=library_versions(),
+    )
+
+
+def library_versions() -> dict[str, str]:
+    versions = {}
+    for name in LIBRARIES:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+def _bnb_backend(device: str) -> str | None:
+    try:
+        import bitsandbytes  # noqa: F401
+    except Exception:  # a broken install should not stop `doctor` from reporting it
+        return None
+    # bitsandbytes >= 0.45 dispatches per device: CUDA kernels on GPUs, native CPU kernels otherwise.
+    return "cuda" if device == "cuda" else device
+
+
+def compute_dtype_name(env: Environment, requested: str = "auto") -> str:
+    """bf16 where the GPU supports it, fp16 on older GPUs, fp32 on CPU."""
+    if requested != "auto":
+        return requested
+    if env.device == "cuda":
+        return "bf16" if env.bf16_supported else "fp16"
+    return "fp32"
+
+
+def train_batch_size(env: Environment) -> int:
+    if env.device != "cuda" or not env.gpu_memory_bytes:
+        return 4
+    gib = env.gpu_memory_bytes / 2**30
+    return 4 if gib < 20 else 8 if gib < 40 else 16
+
+
+def eval_batch_size(env: Environment) -> int:
+    if env.device != "cuda" or not env.gpu_memory_bytes:
+        return 8
+    gib = env.gpu_memory_bytes / 2**30
+    return 16 if gib < 20 else 64 if gib < 40 else 128
+
+
+def torch_dtype(name: str):
+    import torch
+
+    return {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[name]

@@ -1,0 +1,123 @@
+"""One loader for every command: model references → tokenizer, base (4-bit or not), adapters."""
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness.config.model import Quantization
+from harness.env import Environment, compute_dtype_name, torch_dtype
+from harness.errors import ModelError
+from harness.tiny import is_tiny, tiny_model_path
+
+
+def resolve_model_ref(ref: str) -> str:
+    """`tiny:NAME` → its cache dir, a local directory → itself, anything else → a hub id."""
+    if is_tiny(ref):
+        return str(tiny_model_path(ref))
+    expanded = os.path.expanduser(ref)
+    if os.path.isdir(expanded):
+        if not os.path.isfile(os.path.join(expanded, "config.json")):
+            raise ModelError(f"{ref}: directory has no config.json; point to a saved model directory")
+        return expanded
+    if expanded.startswith((".", "/", "~")) or expanded.count("/") > 1 or os.path.exists(expanded):
+        raise ModelError(f"{ref}: model path not found; give an existing directory, a hub id or tiny:llama-ko")
+    return ref
+
+
+@dataclass
+class LoadedBase:
+    model: object
+    tokenizer: object
+    ref: str
+    path: str
+    quantization: Quantization
+    compute_dtype: str
+
+
+def bnb_config(quantization: Quantization, dtype_name: str):
+    from transformers import BitsAndBytesConfig
+
+    if quantization.mode == "none":
+        return None
+    if quantization.mode == "int8":
+        return BitsAndBytesConfig(load_in_8bit=True)
+    return BitsAndBytesConfig(
+        load_in_4bit=True, bnb_4bit_quant_type=quantization.mode,
+        bnb_4bit_use_double_quant=quantization.double_quant, bnb_4bit_compute_dtype=torch_dtype(dtype_name),
+    )
+
+
+def load_tokenizer(ref: str, path: str | None = None):
+    from transformers import AutoTokenizer
+
+    path = path or resolve_model_ref(ref)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path)
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"{ref}: cannot load tokenizer ({_first_line(exc)}); check the reference or HF_HUB_OFFLINE") from None
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def load_base(ref: str, quantization: Quantization, env: Environment) -> LoadedBase:
+    from transformers import AutoModelForCausalLM
+
+    _quiet_kernel_hub_warning()
+    path = resolve_model_ref(ref)
+    tokenizer = load_tokenizer(ref, path)
+    dtype_name = compute_dtype_name(env, quantization.compute_dtype)
+    kwargs = {"dtype": torch_dtype(dtype_name)}
+    quant = bnb_config(quantization, dtype_name)
+    if quant is not None:
+        kwargs["quantization_config"] = quant
+    if env.device != "cpu":
+        kwargs["device_map"] = {"": 0 if env.device == "cuda" else env.device}
+    try:
+        model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"{ref}: cannot load model ({_first_line(exc)}); check the reference or HF_HUB_OFFLINE") from None
+    return LoadedBase(model=model, tokenizer=tokenizer, ref=ref, path=path, quantization=quantization,
+                      compute_dtype=dtype_name)
+
+
+def base_signature(model) -> dict:
+    """What an adapter must match: architecture and the shapes LoRA attaches to."""
+    config = model.config
+    return {
+        "architecture": (getattr(config, "architectures", None) or [type(model).__name__])[0],
+        "hidden_size": getattr(config, "hidden_size", None),
+        "num_hidden_layers": getattr(config, "num_hidden_layers", None),
+        "vocab_size": getattr(config, "vocab_size", None),
+    }
+
+
+def linear_module_names(model) -> set[str]:
+    """Suffixes of the linear layers LoRA can target (4-bit layers included)."""
+    import torch
+
+    names = set()
+    for name, module in model.named_modules():
+        if isinstance(module, torch.nn.Linear) or type(module).__name__ in {"Linear4bit", "Linear8bitLt"}:
+            names.add(name.rsplit(".", 1)[-1])
+    return names
+
+
+def read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ModelError(f"{path}: unreadable JSON ({_first_line(exc)})") from None
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def _quiet_kernel_hub_warning() -> None:
+    # bitsandbytes tries an optional hub kernel on CPU and logs a scary but harmless warning.
+    logging.getLogger("bitsandbytes").setLevel(logging.ERROR)

@@ -1,0 +1,269 @@
+"""`harness train`: QLoRA supervised fine-tuning, read top to bottom as a recipe.
+
+load the base (4-bit) → wrap with LoRA → build prompt/response examples → TRL's SFTTrainer
+runs the loop → save the adapter, tokenizer and a train record. TRL does the loop; this file
+does the wiring, visibly and in order.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness import __version__
+from harness.config import TrainConfig
+from harness.data import load_dataset, split_validation
+from harness.env import Environment, compute_dtype_name, detect, train_batch_size
+from harness.errors import ConfigError, HarnessError
+from harness.models import base_signature, linear_module_names, load_base
+from harness.prompts import chat_messages, load_template
+from harness.records import atomic_write_json, peak_memory_bytes
+
+RECORD_FILE = "train_record.json"
+
+
+@dataclass
+class Plan:
+    """What environment detection decided; printed at start and kept in the record."""
+
+    device: str
+    compute_dtype: str
+    batch_size: int
+    gradient_accumulation: int
+    optimizer: str
+    gradient_checkpointing: bool
+
+    def describe(self) -> str:
+        return (f"device={self.device} compute_dtype={self.compute_dtype} micro_batch={self.batch_size} "
+                f"grad_accum={self.gradient_accumulation} optimizer={self.optimizer} "
+                f"gradient_checkpointing={self.gradient_checkpointing}")
+
+
+def plan_training(config: TrainConfig, env: Environment) -> Plan:
+    t = config.training
+    cuda = env.device == "cuda"
+    optimizer = t.optimizer if t.optimizer != "auto" else ("paged_adamw_8bit" if cuda else "adamw_torch")
+    if optimizer.startswith("paged_") and not cuda:
+        raise ConfigError(f"training.optimizer: '{optimizer}' needs CUDA; use adamw_torch on {env.device}")
+    return Plan(
+        device=env.device,
+        compute_dtype=compute_dtype_name(env, config.quantization.compute_dtype),
+        batch_size=t.batch_size if t.batch_size != "auto" else train_batch_size(env),
+        gradient_accumulation=t.gradient_accumulation,
+        optimizer=optimizer,
+        gradient_checkpointing=t.gradient_checkpointing if t.gradient_checkpointing != "auto" else cuda,
+    )
+
+
+def build_examples(config: TrainConfig, tokenizer=None) -> tuple[list[dict], list[dict], dict]:
+    """Dataset → TRL rows ({prompt, completion} or {text}), split into train and validation."""
+    d = config.data
+    dataset = load_dataset(d.path, d.format, d.split, d.fields, d.limit, d.seed)
+    template = load_template(d.template, d.prompt, d.response, where="data.template")
+    if template.response is None and d.loss_on == "response":
+        raise ConfigError(f"data.loss_on: template '{d.template}' has no response part; set data.loss_on: all")
+    if d.validation_split:
+        train_ex = dataset.examples
+        validation = load_dataset(d.path, d.format, d.validation_split, d.fields, None, d.seed).examples
+    else:
+        train_ex, validation = split_validation(dataset.examples, d.validation_fraction, d.seed)
+
+    def row(example: dict) -> dict:
+        where = f"{d.path} example '{example.get('id', '?')}'"
+        prompt = template.render_prompt(example, where)
+        response = template.render_response(example, where)
+        if response is None:
+            return {"text": prompt}
+        if d.chat:
+            return {"prompt": chat_messages(prompt), "completion": [{"role": "assistant", "content": response}]}
+        return {"prompt": prompt, "completion": response}
+
+    info = {"path": d.path, "file": dataset.path, "format": dataset.format, "sha256": dataset.sha256,
+            "examples": len(train_ex), "validation_examples": len(validation), "template": d.template}
+    return [row(e) for e in train_ex], [row(e) for e in validation], info
+
+
+def check_target_modules(config: TrainConfig, model) -> None:
+    wanted = config.lora.target_modules
+    if wanted == "all-linear":
+        return
+    present = linear_module_names(model)
+    missing = [m for m in wanted if m not in present]
+    if missing:
+        raise ConfigError(
+            f"lora.target_modules: '{missing[0]}' is not a linear module of {config.base}; "
+            f"choose from {', '.join(sorted(present - {'lm_head'}))} or 'all-linear'"
+        )
+
+
+def train(config: TrainConfig, *, resume: bool = False, overwrite: bool = False, log=print) -> dict:
+    out = Path(config.output_dir)
+    _check_output(out, resume, overwrite)
+    env = detect()
+    plan = plan_training(config, env)
+    log(f"harness train: {plan.describe()}")
+
+    # 1. data, before the model: a bad dataset should fail in a second, not after a load
+    train_rows, val_rows, data_info = build_examples(config)
+    log(f"harness train: {data_info['examples']} training and {data_info['validation_examples']} "
+        f"validation examples from {config.data.path}")
+
+    # 2. the base, quantized, wrapped with LoRA
+    base = load_base(config.base, config.quantization, env)
+    check_target_modules(config, base.model)
+    model = _wrap_with_lora(config, base.model, plan)
+
+    # 3. the loop (TRL), with an out-of-memory back-off that keeps the global batch
+    started = time.time()
+    trainer = None
+    while True:
+        trainer = _trainer(config, plan, model, base.tokenizer, train_rows, val_rows, out)
+        try:
+            trainer.train(resume_from_checkpoint=_last_checkpoint(out) if resume else None)
+            break
+        except Exception as exc:  # torch.OutOfMemoryError only exists on recent torch
+            if "out of memory" not in str(exc).lower() or env.device != "cuda" or plan.batch_size == 1:
+                raise
+            _free_cuda()
+            plan.batch_size //= 2
+            plan.gradient_accumulation *= 2
+            resume = _last_checkpoint(out) is not None
+            log(f"harness train: CUDA out of memory; retrying with micro-batch {plan.batch_size} × "
+                f"accumulation {plan.gradient_accumulation} (same global batch)")
+    runtime = time.time() - started
+
+    # 4. save the adapter, tokenizer and the record of how it was made
+    model.save_pretrained(out)
+    base.tokenizer.save_pretrained(out)
+    state = trainer.state
+    tokens = int(getattr(state, "num_input_tokens_seen", 0) or 0)
+    record = {
+        "harness_version": __version__,
+        "name": config.name,
+        "base_model": config.base,
+        "base_model_path": base.path,
+        "base_signature": base_signature(base.model),
+        "config": config.model_dump(mode="json"),
+        "plan": plan.__dict__,
+        "data": data_info,
+        "environment": env.to_dict(),
+        "history": history_from_logs(state.log_history),
+        "global_steps": state.global_step,
+        "train_runtime_s": round(runtime, 3),
+        "tokens_seen": tokens,
+        "tokens_per_second": round(tokens / runtime, 2) if runtime > 0 else None,
+        "peak_memory_bytes": peak_memory_bytes(env.device),
+        "probe": probe_logits(model, base.tokenizer, train_rows[0]),
+        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    atomic_write_json(out / RECORD_FILE, record)
+    return record
+
+
+def _check_output(out: Path, resume: bool, overwrite: bool) -> None:
+    if resume:
+        if _last_checkpoint(out) is None:
+            raise HarnessError(f"{out}: --resume found no checkpoint under {out / 'checkpoints'}; run without --resume")
+        return
+    if overwrite or not out.exists():
+        return
+    if (out / RECORD_FILE).exists() or (out / "adapter_config.json").exists():
+        raise HarnessError(f"{out}: already holds an adapter; pass --overwrite, or set name/output_dir to another place")
+    if _last_checkpoint(out) is not None:
+        raise HarnessError(f"{out}: holds checkpoints of an unfinished run; pass --resume to continue or --overwrite")
+
+
+def _wrap_with_lora(config: TrainConfig, model, plan: Plan):
+    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+
+    if config.quantization.mode != "none":
+        # Casts norms to fp32 and enables input grads so checkpointing works through frozen 4-bit layers.
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=plan.gradient_checkpointing)
+    lora = config.lora
+    peft_config = LoraConfig(
+        r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, bias=lora.bias,
+        target_modules=lora.target_modules, rank_pattern=dict(lora.rank_pattern), task_type="CAUSAL_LM",
+    )
+    return get_peft_model(model, peft_config)
+
+
+def _trainer(config: TrainConfig, plan: Plan, model, tokenizer, train_rows, val_rows, out: Path):
+    from datasets import Dataset
+    from trl import SFTConfig, SFTTrainer
+
+    t, d = config.training, config.data
+    has_val = bool(val_rows)
+    os.environ["TENSORBOARD_LOGGING_DIR"] = str(out / "tensorboard")
+    args = SFTConfig(
+        output_dir=str(out / "checkpoints"),
+        num_train_epochs=t.epochs, max_steps=t.max_steps,
+        per_device_train_batch_size=plan.batch_size, per_device_eval_batch_size=plan.batch_size,
+        gradient_accumulation_steps=plan.gradient_accumulation,
+        learning_rate=t.learning_rate, lr_scheduler_type=t.scheduler, warmup_steps=t.warmup,
+        weight_decay=t.weight_decay, max_grad_norm=t.max_grad_norm, optim=plan.optimizer,
+        gradient_checkpointing=plan.gradient_checkpointing,
+        gradient_checkpointing_kwargs={"use_reentrant": False} if plan.gradient_checkpointing else None,
+        train_sampling_strategy="group_by_length" if t.group_by_length else "random",
+        bf16=plan.compute_dtype == "bf16", fp16=plan.compute_dtype == "fp16",
+        use_cpu=plan.device == "cpu",
+        logging_steps=t.logging_steps, logging_first_step=True,
+        eval_strategy=("steps" if t.eval_steps else "epoch") if has_val else "no", eval_steps=t.eval_steps,
+        save_strategy="steps", save_steps=t.save_steps, save_total_limit=t.save_total_limit,
+        seed=t.seed, data_seed=t.seed, report_to=["tensorboard"],
+        include_num_input_tokens_seen="non_padding",
+        max_length=d.max_length, packing=d.packing,
+        completion_only_loss=d.loss_on == "response", dataset_num_proc=None,
+    )
+    return SFTTrainer(
+        model=model, args=args, processing_class=tokenizer,
+        train_dataset=Dataset.from_list(train_rows), eval_dataset=Dataset.from_list(val_rows) if has_val else None,
+    )
+
+
+def history_from_logs(log_history: list[dict]) -> list[dict]:
+    """Trainer logs → one entry per step with `loss`, and `eval_loss` where evaluated."""
+    by_step: dict[int, dict] = {}
+    for entry in log_history:
+        step = entry.get("step")
+        if step is None:
+            continue
+        row = by_step.setdefault(step, {"step": step})
+        for key in ("loss", "eval_loss", "learning_rate", "grad_norm"):
+            if key in entry:
+                row[key] = entry[key]
+    return [by_step[s] for s in sorted(by_step) if "loss" in by_step[s] or "eval_loss" in by_step[s]]
+
+
+def probe_logits(model, tokenizer, row: dict, top: int = 10) -> dict:
+    """Last-position logits on one training prompt, so a reload can be checked against them."""
+    import torch
+
+    text = row.get("text") or (row["prompt"] if isinstance(row.get("prompt"), str) else json.dumps(row["prompt"]))
+    ids = tokenizer(text, return_tensors="pt", add_special_tokens=False).input_ids[:, -256:]
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        logits = model(input_ids=ids.to(model.device)).logits[0, -1].float().cpu()
+    if was_training:
+        model.train()
+    values, indices = logits.topk(min(top, logits.numel()))
+    return {"text": text, "n_tokens": int(ids.shape[1]), "top_token_ids": indices.tolist(),
+            "top_logits": [round(v, 6) for v in values.tolist()]}
+
+
+def _last_checkpoint(out: Path) -> str | None:
+    from transformers.trainer_utils import get_last_checkpoint
+
+    ckpt_dir = out / "checkpoints"
+    return get_last_checkpoint(str(ckpt_dir)) if ckpt_dir.is_dir() else None
+
+
+def _free_cuda() -> None:
+    import gc
+
+    import torch
+
+    gc.collect()
+    torch.cuda.empty_cache()
