@@ -1,0 +1,148 @@
+"""Name -> Metric, so adding a metric means adding one builder here.
+
+A Metric carries a ``label`` that states how it was computed (``rouge1[mecab]``,
+``bleu[13a]``), so numbers computed differently never share a column.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from harness.metrics.bleu import corpus_bleu, corpus_chrf, resolve_bleu_tokenize
+from harness.metrics.errors import MetricError
+from harness.metrics.korquad import korquad_exact_match, korquad_f1
+from harness.metrics.rouge import ROUGE_TYPES, KoreanRouge
+from harness.metrics.squad import squad_exact_match, squad_f1
+
+PerSample = Callable[[str, list[str]], float]
+Corpus = Callable[[list[str], list[list[str]]], float]
+
+
+@dataclass(frozen=True)
+class Metric:
+    name: str
+    label: str
+    per_sample: PerSample | None
+    corpus: Corpus | None
+    higher_is_better: bool = True
+    # Package/tokenizer versions behind the number, for the results file.
+    version: str = ""
+
+
+References = Sequence[Sequence[str]] | None
+
+
+def _check_options(name: str, options: Mapping[str, Any], allowed: Sequence[str]) -> None:
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        hint = f"allowed: {', '.join(allowed)}" if allowed else "it takes no options"
+        raise MetricError(f"metric {name!r}: unknown option(s) {', '.join(unknown)}; {hint}")
+
+
+def _mean_of(per_sample: PerSample) -> Corpus:
+    def corpus(predictions: list[str], references: list[list[str]]) -> float:
+        if len(predictions) != len(references):
+            raise MetricError(
+                f"{len(predictions)} predictions but {len(references)} reference lists; "
+                "pass one reference list per prediction"
+            )
+        if not predictions:
+            raise MetricError("no samples to score; pass at least one prediction")
+        return sum(per_sample(p, r) for p, r in zip(predictions, references)) / len(predictions)
+
+    return corpus
+
+
+def _qa(name: str, fn: PerSample) -> Callable[[Mapping[str, Any], References], Metric]:
+    def build(options: Mapping[str, Any], _refs: References) -> Metric:
+        _check_options(name, options, ())
+        return Metric(name, name, fn, _mean_of(fn))
+
+    return build
+
+
+def _rouge(rouge_type: str) -> Callable[[Mapping[str, Any], References], Metric]:
+    def build(options: Mapping[str, Any], refs: References) -> Metric:
+        _check_options(rouge_type, options, ("tokenizer",))
+        scorer = KoreanRouge(
+            tokenizer=options.get("tokenizer", "auto"),
+            rouge_types=(rouge_type,),
+            references_sample=refs,
+        )
+
+        def per_sample(prediction: str, references: list[str]) -> float:
+            return scorer.score(prediction, references)[rouge_type]
+
+        def corpus(predictions: list[str], references: list[list[str]]) -> float:
+            return scorer.corpus(predictions, references)[rouge_type]
+
+        return Metric(rouge_type, scorer.label(rouge_type), per_sample, corpus, version=scorer.version)
+
+    return build
+
+
+def _bleu(options: Mapping[str, Any], refs: References) -> Metric:
+    _check_options("bleu", options, ("tokenize",))
+    tokenize = resolve_bleu_tokenize(options.get("tokenize", "auto"), refs)
+
+    def corpus(predictions: list[str], references: list[list[str]]) -> float:
+        return corpus_bleu(predictions, references, tokenize=tokenize).score
+
+    return Metric("bleu", f"bleu[{tokenize}]", None, corpus, version=_sacrebleu_version())
+
+
+def _chrf(options: Mapping[str, Any], _refs: References) -> Metric:
+    # chrF scores character n-grams and ignores whitespace: there is nothing
+    # to tokenize, so 'tokenize' is rejected rather than silently ignored.
+    _check_options("chrf", options, ("word_order",))
+    word_order = options.get("word_order", 0)
+    if word_order not in (0, 1, 2) or isinstance(word_order, bool):
+        raise MetricError(f"metric 'chrf': word_order must be 0, 1 or 2, got {word_order!r}")
+
+    def corpus(predictions: list[str], references: list[list[str]]) -> float:
+        return corpus_chrf(predictions, references, word_order=word_order).score
+
+    return Metric("chrf", "chrf" + "+" * word_order, None, corpus, version=_sacrebleu_version())
+
+
+def _sacrebleu_version() -> str:
+    import sacrebleu
+
+    return f"sacrebleu {sacrebleu.__version__}"
+
+
+_BUILDERS: dict[str, Callable[[Mapping[str, Any], References], Metric]] = {
+    "exact_match": _qa("exact_match", korquad_exact_match),
+    "f1": _qa("f1", korquad_f1),
+    "squad_exact_match": _qa("squad_exact_match", squad_exact_match),
+    "squad_f1": _qa("squad_f1", squad_f1),
+    **{rouge_type: _rouge(rouge_type) for rouge_type in ROUGE_TYPES},
+    "bleu": _bleu,
+    "chrf": _chrf,
+}
+
+
+def available_metrics() -> list[str]:
+    """Every name ``build_metric`` accepts."""
+    return list(_BUILDERS)
+
+
+def build_metric(
+    name: str,
+    options: Mapping[str, Any] | None = None,
+    references_sample: References = None,
+) -> Metric:
+    """Build a configured Metric; ``references_sample`` lets tokenizer='auto' decide once."""
+    builder = _BUILDERS.get(name)
+    if builder is None:
+        close = difflib.get_close_matches(str(name), list(_BUILDERS), n=1, cutoff=0.0)
+        raise MetricError(
+            f"unknown metric {name!r}; did you mean {close[0]!r}? "
+            f"(available: {', '.join(_BUILDERS)})"
+        )
+    if options is not None and not isinstance(options, Mapping):
+        raise MetricError(f"metric {name!r}: options must be a mapping, got {type(options).__name__}")
+    return builder(dict(options or {}), references_sample)

@@ -1,0 +1,244 @@
+"""ROUGE-1/2/L/Lsum through the ``rouge-score`` package, with tokenizers that keep Korean.
+
+rouge-score's default tokenizer deletes every non-ASCII character, so Korean
+text silently scores 0.0.  Here every text that is not blank must produce at
+least one token, or MetricError names the sample: a silent zero is the one
+outcome we never allow.
+
+Tokenizers (``TOKENIZERS``):
+  mecab        MeCab-ko morphemes (python-mecab-ko) of the normalized text
+  whitespace   whitespace tokens of the normalized text
+  char         non-space characters of the normalized text
+  rouge-score  rouge-score's own DefaultTokenizer (no stemming), for English;
+               numbers are identical to RougeScorer's own
+  auto         mecab when the references are mostly Hangul, else rouge-score
+"Normalized" = lower-cased, everything outside [A-Za-z0-9가-힣] made a space,
+as Korean summarization benchmarks do.
+
+Scores are F-measure x 100 per sample; with several references each ROUGE type
+takes its max over references independently.  ROUGE-Lsum sees sentences from
+``split_sentences`` (one per line), so it needs no NLTK data.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.metadata
+from collections.abc import Callable, Hashable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from rouge_score import rouge_scorer, tokenizers
+
+from harness.metrics.errors import MetricError
+from harness.metrics.text import get_mecab, hangul_ratio, normalize_korean, split_sentences
+
+ROUGE_TYPES: tuple[str, ...] = ("rouge1", "rouge2", "rougeL", "rougeLsum")
+TOKENIZERS: tuple[str, ...] = ("mecab", "whitespace", "char", "rouge-score", "auto")
+# Above this Hangul share of letters in the references, `auto` picks mecab.
+AUTO_HANGUL_THRESHOLD = 0.5
+_CACHE_SIZE = 8192
+
+
+def _dist_version(dist: str) -> str:
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
+@functools.lru_cache(maxsize=_CACHE_SIZE)
+def _mecab_tokens(text: str) -> tuple[str, ...]:
+    normalized = normalize_korean(text)
+    if not normalized.strip():
+        return ()
+    return tuple(get_mecab().morphs(normalized))
+
+
+@functools.lru_cache(maxsize=_CACHE_SIZE)
+def _whitespace_tokens(text: str) -> tuple[str, ...]:
+    return tuple(normalize_korean(text).split())
+
+
+@functools.lru_cache(maxsize=_CACHE_SIZE)
+def _char_tokens(text: str) -> tuple[str, ...]:
+    return tuple("".join(normalize_korean(text).split()))
+
+
+_ROUGE_SCORE_DEFAULT = tokenizers.DefaultTokenizer(use_stemmer=False)
+
+
+@functools.lru_cache(maxsize=_CACHE_SIZE)
+def _rouge_score_tokens(text: str) -> tuple[str, ...]:
+    return tuple(_ROUGE_SCORE_DEFAULT.tokenize(text))
+
+
+_TOKEN_FUNCS: dict[str, Callable[[str], tuple[str, ...]]] = {
+    "mecab": _mecab_tokens,
+    "whitespace": _whitespace_tokens,
+    "char": _char_tokens,
+    "rouge-score": _rouge_score_tokens,
+}
+
+
+class _Tokenizer(tokenizers.Tokenizer):
+    """Adapter giving RougeScorer the ``tokenize()`` method it expects."""
+
+    def __init__(self, name: str):
+        self._func = _TOKEN_FUNCS[name]
+
+    def tokenize(self, text: str) -> list[str]:
+        return list(self._func(text))
+
+
+def _check_name(name: str) -> None:
+    if name not in TOKENIZERS:
+        raise MetricError(
+            f"rouge: unknown tokenizer {name!r}; choose one of {', '.join(TOKENIZERS)}"
+        )
+
+
+def choose_tokenizer(references: Sequence[str] | Sequence[Sequence[str]]) -> str:
+    """What ``auto`` resolves to: 'mecab' if the references are mostly Hangul, else 'rouge-score'."""
+    flat: list[str] = []
+    for ref in references:
+        flat.extend([ref] if isinstance(ref, str) else list(ref))
+    return "mecab" if hangul_ratio(flat) > AUTO_HANGUL_THRESHOLD else "rouge-score"
+
+
+def resolve_tokenizer(
+    name: str, references_sample: Sequence[str] | Sequence[Sequence[str]] | None = None
+) -> str:
+    """Turn a tokenizer option into a concrete tokenizer name ('auto' needs references)."""
+    _check_name(name)
+    if name != "auto":
+        return name
+    if not references_sample:
+        raise MetricError(
+            "rouge: tokenizer='auto' needs references to decide; pass references_sample "
+            "or name the tokenizer ('mecab' for Korean, 'rouge-score' for English)"
+        )
+    return choose_tokenizer(references_sample)
+
+
+def tokenizer_version(name: str) -> str:
+    """Package versions behind a concrete tokenizer, for labelling results."""
+    _check_name(name)
+    if name == "auto":
+        raise MetricError("rouge: resolve tokenizer 'auto' before asking its version")
+    rouge_v = f"rouge-score {_dist_version('rouge-score')}"
+    if name == "mecab":
+        return (
+            f"python-mecab-ko {_dist_version('python-mecab-ko')}; "
+            f"python-mecab-ko-dic {_dist_version('python-mecab-ko-dic')}; {rouge_v}"
+        )
+    if name in ("whitespace", "char"):
+        return f"harness ko-normalize [A-Za-z0-9가-힣]; {rouge_v}"
+    return rouge_v
+
+
+def tokenize(text: str, tokenizer: str) -> list[str]:
+    """The tokens ROUGE sees for ``text`` under a concrete tokenizer."""
+    _check_name(tokenizer)
+    if tokenizer == "auto":
+        raise MetricError("rouge: tokenize() needs a concrete tokenizer, not 'auto'")
+    return list(_TOKEN_FUNCS[tokenizer](text))
+
+
+@dataclass
+class KoreanRouge:
+    """A configured ROUGE scorer; resolves ``auto`` once so every sample uses one tokenizer."""
+
+    tokenizer: str = "auto"
+    rouge_types: Sequence[str] = ROUGE_TYPES
+    references_sample: Sequence[str] | Sequence[Sequence[str]] | None = None
+    split_sentences: bool = True
+    version: str = field(init=False)
+    _scorer: Any = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.tokenizer = resolve_tokenizer(self.tokenizer, self.references_sample)
+        bad = [t for t in self.rouge_types if t not in ROUGE_TYPES]
+        if bad or not self.rouge_types:
+            raise MetricError(
+                f"rouge: unknown rouge type(s) {bad}; choose from {', '.join(ROUGE_TYPES)}"
+            )
+        self.rouge_types = tuple(self.rouge_types)
+        self.version = tokenizer_version(self.tokenizer)
+        self._scorer = rouge_scorer.RougeScorer(
+            list(self.rouge_types), tokenizer=_Tokenizer(self.tokenizer)
+        )
+
+    def label(self, rouge_type: str) -> str:
+        """E.g. 'rouge1[mecab]'."""
+        return f"{rouge_type}[{self.tokenizer}]"
+
+    def _prepare(self, text: Any, sample: Hashable, field_name: str) -> str:
+        if not isinstance(text, str):
+            raise MetricError(
+                f"rouge: sample {sample} {field_name} must be a str, got "
+                f"{type(text).__name__}; convert None to ''"
+            )
+        if text.strip() and not _TOKEN_FUNCS[self.tokenizer](text):
+            hint = (
+                "it is non-ASCII; use tokenizer='mecab' or 'char'"
+                if self.tokenizer == "rouge-score"
+                else "it has no letters or digits; clean it or drop the sample"
+            )
+            raise MetricError(
+                f"rouge: sample {sample} {field_name} {text[:40]!r} yields no tokens "
+                f"under tokenizer '{self.tokenizer}' ({hint})"
+            )
+        # Only Lsum reads the newlines; the other types see the same tokens
+        # either way because every tokenizer treats newlines as whitespace.
+        if self.split_sentences and "rougeLsum" in self.rouge_types:
+            return "\n".join(split_sentences(text))
+        return text
+
+    def score(
+        self, prediction: str, references: Sequence[str], sample: Hashable = "?"
+    ) -> dict[str, float]:
+        """F-measure x 100 per ROUGE type, max over references."""
+        if isinstance(references, str):
+            references = [references]
+        if len(references) == 0:
+            raise MetricError(f"rouge: sample {sample} has no references; add one or drop it")
+        pred = self._prepare(prediction, sample, "prediction")
+        best = dict.fromkeys(self.rouge_types, 0.0)
+        for i, ref in enumerate(references):
+            target = self._prepare(ref, sample, f"references[{i}]")
+            scores = self._scorer.score(target, pred)
+            for rouge_type in self.rouge_types:
+                best[rouge_type] = max(best[rouge_type], 100.0 * scores[rouge_type].fmeasure)
+        return best
+
+    def corpus(
+        self, predictions: Sequence[str], references: Sequence[Sequence[str] | str]
+    ) -> dict[str, float]:
+        """Mean of the per-sample scores."""
+        if len(predictions) != len(references):
+            raise MetricError(
+                f"rouge: {len(predictions)} predictions but {len(references)} reference "
+                "lists; pass one reference list per prediction"
+            )
+        if not predictions:
+            raise MetricError("rouge: no samples to score; pass at least one prediction")
+        totals = dict.fromkeys(self.rouge_types, 0.0)
+        for i, (pred, refs) in enumerate(zip(predictions, references)):
+            for rouge_type, value in self.score(pred, refs, sample=i).items():
+                totals[rouge_type] += value
+        return {k: v / len(predictions) for k, v in totals.items()}
+
+
+def rouge_scores(
+    prediction: str,
+    references: Sequence[str],
+    *,
+    tokenizer: str = "auto",
+    rouge_types: Sequence[str] = ROUGE_TYPES,
+    sample: Hashable = "?",
+) -> dict[str, float]:
+    """One sample's ROUGE F-measures x 100.  ``auto`` decides from this sample's references."""
+    refs = [references] if isinstance(references, str) else references
+    scorer = KoreanRouge(tokenizer=tokenizer, rouge_types=rouge_types, references_sample=refs)
+    return scorer.score(prediction, refs, sample=sample)
