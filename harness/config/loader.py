@@ -76,6 +76,16 @@ def parse_set_option(text: str) -> tuple[str, Any]:
     return key.strip(), parsed
 
 
+# Names users copy from transformers/peft/TRL configs → this config's field of the same meaning.
+# Spelling similarity alone gets these wrong (e.g. `rank` is closer to `rank_pattern` than to `r`).
+_ALIASES = {
+    "rank": "r", "lora_r": "r", "lora_alpha": "alpha", "lora_dropout": "dropout",
+    "lr": "learning_rate", "num_train_epochs": "epochs", "num_epochs": "epochs",
+    "per_device_train_batch_size": "batch_size", "gradient_accumulation_steps": "gradient_accumulation",
+    "lr_scheduler_type": "scheduler", "optim": "optimizer", "max_seq_length": "max_length",
+}
+
+
 def describe_error(cls: type[BaseModel], exc: ValidationError, source: str) -> str:
     """One line: file, field path, what was expected (and the nearest valid name)."""
     err = exc.errors()[0]
@@ -84,7 +94,8 @@ def describe_error(cls: type[BaseModel], exc: ValidationError, source: str) -> s
     kind = err["type"]
     if kind == "extra_forbidden":
         valid = _field_names_at(cls, loc[:-1])
-        close = difflib.get_close_matches(loc[-1], valid, n=1, cutoff=0.5)
+        alias = _ALIASES.get(loc[-1])
+        close = [alias] if alias in valid else difflib.get_close_matches(loc[-1], valid, n=1, cutoff=0.5)
         hint = f"did you mean '{close[0]}'?" if close else f"valid fields: {', '.join(sorted(valid))}"
         return f"{source}: unknown field '{field}'; {hint}"
     if kind == "missing":

@@ -1,0 +1,133 @@
+"""Attach adapters to one loaded base (peft named adapters) and switch between them.
+
+The base loads once; each adapter is checked against it before attaching, so a LoRA trained
+for another model is refused with a clear line instead of failing deep inside peft.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from harness.errors import ModelError
+from harness.models import LoadedBase, base_signature, read_json, resolve_model_ref
+
+WEIGHT_FILES = ("adapter_model.safetensors", "adapter_model.bin")
+
+
+@dataclass
+class AdapterInfo:
+    name: str
+    path: str
+    sha256: str
+    train_record: dict | None
+
+
+@dataclass
+class ModelSet:
+    """The base and its adapters; `use(name)` yields the model that computes `name`."""
+
+    base: LoadedBase
+    adapters: dict[str, AdapterInfo] = field(default_factory=dict)
+    peft_model: object | None = None
+
+    @contextlib.contextmanager
+    def use(self, name: str):
+        if self.peft_model is None:
+            if name != "base":
+                raise ModelError(f"no adapter named '{name}' is loaded")
+            yield self.base.model
+            return
+        if name == "base":
+            with self.peft_model.disable_adapter():
+                yield self.peft_model
+        else:
+            self.peft_model.set_adapter(name)
+            yield self.peft_model
+
+    def identity(self, name: str) -> dict:
+        """What produced an output: resume keys on this, never on a path or a name alone."""
+        ident = {"base": self.base.ref, "base_path": self.base.path,
+                 "quantization": self.base.quantization.model_dump(), "compute_dtype": self.base.compute_dtype}
+        if name != "base":
+            ident["adapter_sha256"] = self.adapters[name].sha256
+        return ident
+
+
+def adapter_weights_sha256(path: Path) -> str:
+    for filename in WEIGHT_FILES:
+        weights = path / filename
+        if weights.is_file():
+            digest = hashlib.sha256()
+            with weights.open("rb") as fh:
+                for chunk in iter(lambda: fh.read(1 << 20), b""):
+                    digest.update(chunk)
+            return digest.hexdigest()
+    raise ModelError(f"{path}: no adapter weights ({' or '.join(WEIGHT_FILES)}); point to a trained adapter directory")
+
+
+def inspect_adapter(name: str, path: str) -> AdapterInfo:
+    directory = Path(path).expanduser()
+    if not directory.is_dir():
+        raise ModelError(f"adapter '{name}': directory {path} not found; check --adapter NAME=PATH")
+    if not (directory / "adapter_config.json").is_file():
+        raise ModelError(f"adapter '{name}': {path} has no adapter_config.json; point to a peft adapter directory")
+    record_file = directory / "train_record.json"
+    record = read_json(record_file) if record_file.is_file() else None
+    return AdapterInfo(name=name, path=str(directory), sha256=adapter_weights_sha256(directory), train_record=record)
+
+
+def check_compatible(info: AdapterInfo, base: LoadedBase) -> None:
+    """Refuse an adapter whose train record names another base or other shapes."""
+    record = info.train_record
+    if not record:
+        return
+    named = record.get("base_model")
+    same_name = named in {base.ref, base.path} or (
+        named is not None and _safe_resolve(named) == base.path
+    )
+    if not same_name:
+        raise ModelError(
+            f"adapter '{info.name}' ({info.path}) was trained on base '{named}', not '{base.ref}'; "
+            f"evaluate it with --base {named}"
+        )
+    expected = record.get("base_signature")
+    actual = base_signature(base.model)
+    if expected:
+        for key, value in expected.items():
+            if value is not None and actual.get(key) != value:
+                raise ModelError(
+                    f"adapter '{info.name}' expects {key}={value} but base '{base.ref}' has {actual.get(key)}; "
+                    f"use the base it was trained on"
+                )
+
+
+def attach_adapters(base: LoadedBase, adapters: dict[str, str]) -> ModelSet:
+    from peft import PeftModel
+
+    infos = {name: inspect_adapter(name, path) for name, path in adapters.items()}
+    for info in infos.values():
+        check_compatible(info, base)
+    model_set = ModelSet(base=base, adapters=infos)
+    for info in infos.values():
+        try:
+            if model_set.peft_model is None:
+                model_set.peft_model = PeftModel.from_pretrained(base.model, info.path, adapter_name=info.name)
+            else:
+                model_set.peft_model.load_adapter(info.path, adapter_name=info.name)
+        except (RuntimeError, ValueError, KeyError) as exc:
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+            raise ModelError(f"adapter '{info.name}' ({info.path}) does not fit base '{base.ref}': {first}") from None
+    if model_set.peft_model is not None:
+        model_set.peft_model.eval()
+    else:
+        base.model.eval()
+    return model_set
+
+
+def _safe_resolve(ref: str) -> str | None:
+    try:
+        return resolve_model_ref(ref)
+    except ModelError:
+        return None

@@ -1,0 +1,79 @@
+"""`harness eval SUITE`."""
+from __future__ import annotations
+
+import argparse
+
+HELP = "evaluate the base (4-bit) and adapters on a suite: KorQuAD EM/F1, ROUGE, perplexity"
+
+
+def register(sub) -> None:
+    p = sub.add_parser("eval", help=HELP, description=HELP + ".",
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       epilog="Suite fields are documented in README.md (Config reference: suite). "
+                              "Re-running the same command resumes from the records on disk.")
+    p.add_argument("suite", help="suite YAML, e.g. suites/korquad_sample.yaml")
+    p.add_argument("--base", help="base model: hub id, local path or tiny:llama-ko (overrides models.base)")
+    p.add_argument("--adapter", action="append", default=[], metavar="NAME=PATH",
+                   help="add an adapter to compare (repeatable; a bare PATH is named after its directory)")
+    p.add_argument("--no-base", action="store_true", help="score only the adapters (no deltas are computed)")
+    p.add_argument("--data", help="dataset path or hub id (overrides dataset.path and its environment variable)")
+    p.add_argument("--limit", type=int, help="evaluate a seeded sample of N examples (overrides dataset.limit)")
+    p.add_argument("--batch-size", type=int, help="generation batch size (default: from the hardware)")
+    p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                   help="override any suite field, e.g. --set generation.max_new_tokens=16 (value read as YAML)")
+    p.add_argument("--out", default="runs", help="directory that receives run directories (default: runs/)")
+    p.add_argument("--run-id", help="name of the run directory (default: suite name + a hash of what is evaluated)")
+    p.add_argument("--json", action="store_true", help="print results.json instead of the table")
+    p.set_defaults(func=run)
+
+
+def parse_adapters(values: list[str]) -> dict[str, str]:
+    from pathlib import Path
+
+    from harness.errors import ConfigError
+
+    adapters = {}
+    for value in values:
+        name, sep, path = value.partition("=")
+        if not sep:
+            name, path = Path(value.rstrip("/")).name, value
+        if not name or not path:
+            raise ConfigError(f"--adapter {value}: expected NAME=PATH")
+        if name in adapters:
+            raise ConfigError(f"--adapter {value}: the name '{name}' is given twice; names must be unique")
+        adapters[name] = path
+    return adapters
+
+
+def run(args) -> int:
+    import json
+
+    from harness.config import SuiteConfig, load_config, parse_set_option
+    from harness.errors import ConfigError
+    from harness.evaluation import run_eval
+    from harness.summary import results_table
+
+    overrides = dict(parse_set_option(s) for s in args.set)
+    if args.base:
+        overrides["models.base"] = args.base
+    if args.data:
+        overrides["dataset.path"] = args.data
+        overrides["dataset.path_env"] = None
+    if args.limit is not None:
+        if args.limit <= 0:
+            raise ConfigError(f"--limit {args.limit}: must be a positive number of samples")
+        overrides["dataset.limit"] = args.limit
+    if args.batch_size is not None:
+        overrides["batch_size"] = args.batch_size
+    if args.no_base:
+        overrides["models.include_base"] = False
+    suite = load_config(SuiteConfig, args.suite, overrides)
+    if args.adapter:
+        suite.models.adapters = {**suite.models.adapters, **parse_adapters(args.adapter)}
+    result = run_eval(suite, args.suite, args.out, args.run_id)
+    if args.json:
+        print(json.dumps(result.results, ensure_ascii=False, indent=2))
+    else:
+        print(results_table(result.results))
+        print(f"\nrun: {result.run_dir}")
+    return 0

@@ -1,0 +1,91 @@
+"""Suite YAML: what to evaluate (dataset, prompt, generation, metrics) and on which models."""
+from __future__ import annotations
+
+from typing import Any, Literal, Union
+
+from pydantic import Field, field_validator
+
+from harness.config.generation import GenerationSettings
+from harness.config.loader import Strict
+from harness.config.model import Quantization
+
+
+class DatasetSettings(Strict):
+    # A path, a hub id or builtin:NAME. When `path_env` names a set environment variable, it wins.
+    path: str | None = None
+    path_env: str | None = None
+    format: Literal["auto", "korquad", "squad", "jsonl", "csv", "hub"] = "auto"
+    split: str = "validation"
+    fields: dict[str, str] = Field(default_factory=dict)
+    limit: int | None = Field(None, gt=0)
+    seed: int = 0
+
+
+class FewShot(Strict):
+    k: int = Field(0, ge=0)
+    # Where the examples come from; default: the suite's own dataset (the sample itself is excluded).
+    path: str | None = None
+    split: str = "train"
+    seed: int = 1234
+    separator: str = "\n\n"
+
+
+class PromptSettings(Strict):
+    template: str = "qa-ko"
+    text: str | None = Field(None, description="inline jinja2 prompt; overrides the template's prompt")
+    chat: bool = Field(False, description="wrap the prompt in the model's chat template")
+    system: str | None = None
+    fewshot: FewShot = Field(default_factory=FewShot)
+
+
+class PerplexitySettings(Strict):
+    field: str = "text"
+    context_length: int = Field(512, gt=1)
+    stride: int = Field(256, gt=0)
+
+
+class ModelsSettings(Strict):
+    base: str = "tiny:llama-ko"
+    quantization: Quantization = Field(default_factory=Quantization)
+    # name -> adapter directory
+    adapters: dict[str, str] = Field(default_factory=dict)
+    include_base: bool = True
+
+    @field_validator("adapters")
+    @classmethod
+    def _names(cls, value):
+        for name in value:
+            if name == "base" or not name or "/" in name:
+                raise ValueError(f"adapter name '{name}' is reserved or invalid; use a plain name other than 'base'")
+        return value
+
+
+class BootstrapSettings(Strict):
+    resamples: int = Field(1000, gt=0)
+    seed: int = 0
+    confidence: float = Field(0.95, gt=0, lt=1)
+
+
+MetricEntry = Union[str, dict[str, Any]]
+
+
+class SuiteConfig(Strict):
+    name: str
+    task: str
+    description: str = ""
+    dataset: DatasetSettings = Field(default_factory=DatasetSettings)
+    prompt: PromptSettings = Field(default_factory=PromptSettings)
+    generation: GenerationSettings = Field(default_factory=GenerationSettings)
+    perplexity: PerplexitySettings = Field(default_factory=PerplexitySettings)
+    # Names, or {name: rouge1, tokenizer: mecab}; empty: the task's defaults.
+    metrics: list[MetricEntry] = Field(default_factory=list)
+    models: ModelsSettings = Field(default_factory=ModelsSettings)
+    batch_size: Union[int, Literal["auto"]] = "auto"
+    bootstrap: BootstrapSettings = Field(default_factory=BootstrapSettings)
+
+    @field_validator("batch_size")
+    @classmethod
+    def _positive(cls, value):
+        if isinstance(value, int) and value <= 0:
+            raise ValueError("expected a positive integer or 'auto'")
+        return value

@@ -1,0 +1,154 @@
+"""`harness eval`: one base load, every adapter attached, each model scored on the suite.
+
+resolve dataset → load base (4-bit) → attach adapters → build prompts → for each model:
+reuse matching records, generate the rest (appending records) → aggregate with intervals
+and paired deltas → results.json.
+"""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness import __version__
+from harness.config.suite import SuiteConfig
+from harness.data import Dataset, load_dataset
+from harness.env import detect, eval_batch_size
+from harness.errors import ConfigError
+from harness.runs import RunDir, content_key
+from harness.scoring import aggregate, score_record
+from harness.tasks import get_task
+
+
+@dataclass
+class EvalResult:
+    run_dir: Path
+    results: dict
+
+
+def resolve_dataset(suite: SuiteConfig, source: str) -> Dataset:
+    d = suite.dataset
+    path = d.path
+    if d.path_env and os.environ.get(d.path_env):
+        path = os.environ[d.path_env]
+    if not path:
+        hint = f" or set ${d.path_env}" if d.path_env else ""
+        raise ConfigError(f"{source}: field 'dataset.path' is empty; pass --data PATH{hint}")
+    return load_dataset(path, d.format, d.split, d.fields, d.limit, d.seed, where=f"{source} dataset.path")
+
+
+def run_id_for(suite: SuiteConfig, dataset: Dataset, identities: dict[str, dict]) -> str:
+    settings = suite.model_dump(mode="json", exclude={"models"})
+    return f"{suite.name}-{content_key(settings, dataset.sha256, identities)[:10]}"
+
+
+def run_eval(suite: SuiteConfig, source: str, out_root: str | Path = "runs", run_id: str | None = None,
+             log=print, progress_bars: bool = True) -> EvalResult:
+    from tqdm.auto import tqdm
+
+    from harness.adapters import attach_adapters
+    from harness.models import load_base
+
+    task = get_task(suite.task, where=f"{source}: field 'task'")
+    dataset = resolve_dataset(suite, source)
+    fewshot_pool = _fewshot_pool(suite, dataset, source)
+    env = detect()
+    base = load_base(suite.models.base, suite.models.quantization, env)
+    models = attach_adapters(base, suite.models.adapters)
+    requests = task.build_requests(suite, dataset.examples, base.tokenizer, fewshot_pool)
+    scorers = task.scorers(suite, [r.references for r in requests])
+    names = (["base"] if suite.models.include_base else []) + list(suite.models.adapters)
+    if not names:
+        raise ConfigError(f"{source}: nothing to evaluate; give an adapter or keep models.include_base")
+    identities = {name: models.identity(name) for name in names}
+    run = RunDir(Path(out_root) / (run_id or run_id_for(suite, dataset, identities))).create()
+    batch_size = suite.batch_size if suite.batch_size != "auto" else eval_batch_size(env)
+    log(f"harness eval: {suite.name} ({task.kind}), {len(requests)} samples × {len(names)} models "
+        f"[{', '.join(names)}], batch {batch_size}, {env.device}/{base.compute_dtype} → {run.path}")
+    run.write_json("config.json", {"suite": suite.model_dump(mode="json"), "source": source,
+                                   "dataset": _dataset_info(dataset), "models": _models_info(models, names)})
+    run.write_json("environment.json", env.to_dict())
+
+    settings = {"generation": suite.generation.model_dump(mode="json"),
+                "perplexity": suite.perplexity.model_dump(mode="json") if task.kind == "perplexity" else None}
+    position = {r.id: i for i, r in enumerate(requests)}
+    if len(position) != len(requests):
+        raise ConfigError(f"{dataset.source}: sample ids are not unique; give every example its own id")
+    records: dict[str, list[dict]] = {}
+    throughput: dict[str, dict] = {}
+    for name in names:
+        keys = [content_key(identities[name], settings, r.prompt, r.references) for r in requests]
+        done = run.load_records(name)
+        todo = [i for i, key in enumerate(keys) if key not in done]
+        fresh: dict[str, dict] = {}
+        append, close = run.appender(name)
+
+        def on_record(record: dict, _keys=keys, _append=append, _fresh=fresh) -> None:
+            record["key"] = _keys[position[record["id"]]]
+            record["metrics"] = score_record(record, scorers)
+            _fresh[record["key"]] = record
+            _append(record)
+
+        started = time.time()
+        bar = tqdm(total=len(todo), desc=f"{name}", unit="sample", disable=not progress_bars or not todo)
+        try:
+            with models.use(name) as model:
+                task.run(model, base.tokenizer, suite, [requests[i] for i in todo], batch_size, on_record, bar)
+        finally:
+            bar.close()
+            close()
+        wall = time.time() - started
+        done.update(fresh)
+        ordered = [done[key] for key in keys]
+        run.write_records(name, ordered)
+        records[name] = ordered
+        generated = sum(r.get("generated_tokens", 0) for r in fresh.values())
+        throughput[name] = {
+            "samples": len(todo), "reused": len(requests) - len(todo), "wall_s": round(wall, 3),
+            "samples_per_s": round(len(todo) / wall, 3) if todo and wall > 0 else None,
+            "generated_tokens_per_s": round(generated / wall, 2) if generated and wall > 0 else None,
+        }
+
+    b = suite.bootstrap
+    results = aggregate(records, scorers, "base" if "base" in records else None, b.resamples, b.seed, b.confidence)
+    results.update({
+        "harness_version": __version__, "suite": suite.name, "task": task.kind, "run_id": run.path.name,
+        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "dataset": _dataset_info(dataset),
+        "models": _models_info(models, names), "generation": settings["generation"],
+        "prompt": suite.prompt.model_dump(mode="json"), "n_samples": len(requests), "throughput": throughput,
+        "environment": {"device": env.device, "device_name": env.device_name, "versions": env.versions},
+    })
+    run.write_json("results.json", results)
+    return EvalResult(run_dir=run.path, results=results)
+
+
+def _fewshot_pool(suite: SuiteConfig, dataset: Dataset, source: str) -> list[dict]:
+    f = suite.prompt.fewshot
+    if not f.k:
+        return []
+    if f.path is None:
+        return dataset.examples
+    return load_dataset(f.path, "auto", f.split, suite.dataset.fields, None, f.seed,
+                        where=f"{source} prompt.fewshot.path").examples
+
+
+def _dataset_info(dataset: Dataset) -> dict:
+    return {"source": dataset.source, "path": dataset.path, "format": dataset.format,
+            "sha256": dataset.sha256, "examples": len(dataset.examples)}
+
+
+def _models_info(models, names: list[str]) -> list[dict]:
+    info = []
+    for name in names:
+        if name == "base":
+            info.append({"name": "base", "kind": "base", "ref": models.base.ref, "path": models.base.path,
+                         "quantization": models.base.quantization.model_dump(), "compute_dtype": models.base.compute_dtype})
+        else:
+            a = models.adapters[name]
+            record = a.train_record or {}
+            info.append({"name": name, "kind": "adapter", "path": a.path, "sha256": a.sha256, "base": models.base.ref,
+                         "train_record": {k: record.get(k) for k in ("name", "base_model", "data", "history",
+                                                                        "global_steps", "train_runtime_s", "config")}
+                         if record else None})
+    return info

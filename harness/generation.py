@@ -1,0 +1,143 @@
+"""Batched generation: length-sorted, left-padded, stop strings honoured, OOM back-off.
+
+One engine for eval, generate and chat. Prompts are sorted longest first so a batch that
+does not fit fails at the start, not after an hour, and padding stays small.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from harness.config.generation import GenerationSettings
+from harness.errors import HarnessError
+
+
+@dataclass(frozen=True)
+class Generated:
+    output: str  # decoded new text, cut at the first stop string
+    prompt_tokens: int
+    generated_tokens: int
+    stop_reason: str  # stop | eos | length
+
+
+def context_length(model) -> int | None:
+    config = model.config
+    for name in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length"):
+        value = getattr(config, name, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
+
+
+def encode_prompts(tokenizer, prompts: list[str], ids: list[str], settings: GenerationSettings, limit: int | None):
+    encoded = [tokenizer(p, add_special_tokens=True)["input_ids"] for p in prompts]
+    if limit:
+        for sample_id, tokens in zip(ids, encoded):
+            if len(tokens) + settings.max_new_tokens > limit:
+                raise HarnessError(
+                    f"prompt '{sample_id}' has {len(tokens)} tokens; with max_new_tokens={settings.max_new_tokens} "
+                    f"it exceeds the model's context of {limit}; shorten the prompt or lower max_new_tokens"
+                )
+    return encoded
+
+
+def generate(model, tokenizer, prompts: list[str], settings: GenerationSettings, batch_size: int,
+             on_result: Callable[[int, Generated], None], ids: list[str] | None = None, progress=None) -> None:
+    """Generate for every prompt; `on_result(index, Generated)` is called as each batch finishes."""
+    import torch
+
+    ids = ids or [str(i) for i in range(len(prompts))]
+    encoded = encode_prompts(tokenizer, prompts, ids, settings, context_length(model))
+    order = sorted(range(len(prompts)), key=lambda i: (-len(encoded[i]), i))
+    torch.manual_seed(settings.seed)
+    start = 0
+    while start < len(order):
+        chunk = order[start:start + batch_size]
+        try:
+            results = _generate_batch(model, tokenizer, [encoded[i] for i in chunk], settings)
+        except Exception as exc:  # torch.OutOfMemoryError is newer than our oldest torch
+            if "out of memory" not in str(exc).lower() or batch_size == 1:
+                raise
+            _free_cuda()
+            batch_size = max(1, batch_size // 2)
+            if progress is not None:
+                progress.write(f"CUDA out of memory; generation batch size is now {batch_size}")
+            continue
+        for index, result in zip(chunk, results):
+            on_result(index, result)
+        if progress is not None:
+            progress.update(len(chunk))
+        start += len(chunk)
+
+
+def generation_kwargs(settings: GenerationSettings, tokenizer) -> dict:
+    kwargs = dict(
+        max_new_tokens=settings.max_new_tokens, min_new_tokens=settings.min_new_tokens or None,
+        do_sample=settings.do_sample, num_beams=settings.num_beams,
+        repetition_penalty=settings.repetition_penalty if settings.repetition_penalty != 1.0 else None,
+        no_repeat_ngram_size=settings.no_repeat_ngram_size or None,
+        pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
+    )
+    if settings.do_sample:
+        kwargs.update(temperature=settings.temperature, top_p=settings.top_p, top_k=settings.top_k)
+    else:
+        # Greedy: neutral values so a model's own generation_config cannot turn sampling knobs on.
+        kwargs.update(temperature=None, top_p=None, top_k=None)
+    if settings.stop:
+        kwargs.update(stop_strings=list(settings.stop), tokenizer=tokenizer)
+    return {k: v for k, v in kwargs.items() if v is not None or k in {"temperature", "top_p", "top_k"}}
+
+
+def _generate_batch(model, tokenizer, batch: list[list[int]], settings: GenerationSettings) -> list[Generated]:
+    import torch
+
+    width = max(len(t) for t in batch)
+    pad = tokenizer.pad_token_id
+    input_ids = torch.tensor([[pad] * (width - len(t)) + t for t in batch])
+    attention = torch.tensor([[0] * (width - len(t)) + [1] * len(t) for t in batch])
+    device = next(model.parameters()).device
+    with torch.inference_mode():
+        out = model.generate(input_ids=input_ids.to(device), attention_mask=attention.to(device),
+                             **generation_kwargs(settings, tokenizer))
+    results = []
+    for row, prompt in zip(out[:, width:].tolist(), batch):
+        results.append(_decode(tokenizer, row, len(prompt), settings))
+    return results
+
+
+def _decode(tokenizer, new_tokens: list[int], prompt_tokens: int, settings: GenerationSettings) -> Generated:
+    eos = tokenizer.eos_token_id
+    eos_ids = set(eos) if isinstance(eos, list) else {eos}
+    stop_reason = "length"
+    kept = []
+    for token in new_tokens:
+        if token in eos_ids:
+            stop_reason = "eos"
+            break
+        kept.append(token)
+    # A batch is padded after a sequence finishes; the pad id may equal eos (handled above).
+    while kept and kept[-1] == tokenizer.pad_token_id and tokenizer.pad_token_id not in eos_ids:
+        kept.pop()
+        stop_reason = "eos"
+    text = tokenizer.decode(kept, skip_special_tokens=True)
+    cut, found = cut_at_stop(text, settings.stop)
+    if found:
+        stop_reason = "stop"
+    return Generated(output=cut, prompt_tokens=prompt_tokens, generated_tokens=len(kept), stop_reason=stop_reason)
+
+
+def cut_at_stop(text: str, stops: list[str]) -> tuple[str, bool]:
+    positions = [text.find(s) for s in stops if s and s in text]
+    if not positions:
+        return text, False
+    return text[:min(positions)], True
+
+
+def _free_cuda() -> None:
+    import gc
+
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()

@@ -1,0 +1,101 @@
+"""Run directories: resolved config, environment, one JSONL of records per model, results.
+
+runs/RUN_ID/
+  config.json          the resolved suite (after CLI overrides) and the dataset it read
+  environment.json     device and library versions
+  records/MODEL.jsonl  one line per sample, appended (and flushed) as samples finish
+  results.json         aggregates, intervals, deltas, throughput (written atomically)
+
+Records carry a `key` over everything that produced them (model identity including the
+adapter weights' hash, prompt, generation settings); resume reuses only matching keys.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+from harness.errors import HarnessError
+from harness.records import atomic_write_json
+
+
+def content_key(*parts) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+
+
+class RunDir:
+    def __init__(self, path: Path):
+        self.path = Path(path)
+
+    @property
+    def records_dir(self) -> Path:
+        return self.path / "records"
+
+    def create(self) -> "RunDir":
+        self.records_dir.mkdir(parents=True, exist_ok=True)
+        return self
+
+    def records_file(self, model: str) -> Path:
+        return self.records_dir / f"{model}.jsonl"
+
+    def load_records(self, model: str) -> dict[str, dict]:
+        """Records by key; a torn last line (a killed run) is skipped, not fatal."""
+        path = self.records_file(model)
+        found: dict[str, dict] = {}
+        if not path.is_file():
+            return found
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(record, dict) and "key" in record:
+                found[record["key"]] = record
+        return found
+
+    def appender(self, model: str):
+        fh = self.records_file(model).open("a", encoding="utf-8")
+
+        def append(record: dict) -> None:
+            fh.write(json.dumps(record, ensure_ascii=False) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+
+        return append, fh.close
+
+    def write_records(self, model: str, records: list[dict]) -> None:
+        """Rewrite a model's records in sample order (after resume, stale keys are dropped)."""
+        path = self.records_file(model)
+        tmp = path.with_suffix(".jsonl.tmp")
+        with tmp.open("w", encoding="utf-8") as fh:
+            for record in records:
+                fh.write(json.dumps(record, ensure_ascii=False) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+
+    def write_json(self, name: str, data) -> None:
+        atomic_write_json(self.path / name, data)
+
+    def read_json(self, name: str) -> dict:
+        path = self.path / name
+        try:
+            return json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise HarnessError(f"{path}: not found; is {self.path} a run directory written by harness eval?") from None
+        except (OSError, json.JSONDecodeError) as exc:
+            raise HarnessError(f"{path}: unreadable ({exc}); re-run the eval to rewrite it") from None
+
+    def read_records(self, model: str) -> list[dict]:
+        path = self.records_file(model)
+        if not path.is_file():
+            raise HarnessError(f"{path}: no records for model '{model}'; re-run the eval to complete the run")
+        return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def latest_run(root: Path) -> Path:
+    candidates = [p for p in Path(root).glob("*/results.json")]
+    if not candidates:
+        raise HarnessError(f"{root}: no finished run found; run `harness eval SUITE` first or pass a run directory")
+    return max(candidates, key=lambda p: p.stat().st_mtime).parent

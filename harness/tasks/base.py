@@ -1,0 +1,123 @@
+"""What every task kind provides, and the shared flow of generative tasks:
+build prompt → generate → extract → score → record."""
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+
+from harness.config.suite import SuiteConfig
+from harness.errors import ConfigError
+from harness.metrics.errors import MetricError
+from harness.metrics.registry import build_metric
+from harness.metrics.repetition import repetition_stats
+from harness.prompts import apply_chat_template, load_template
+from harness.scoring import Scorer
+
+
+@dataclass
+class Request:
+    id: str
+    prompt: str
+    references: list[str]
+    extra: dict = field(default_factory=dict)
+
+
+class Task:
+    kind = ""
+    default_metrics: list = []
+
+    def build_requests(self, suite: SuiteConfig, examples: list[dict], tokenizer, fewshot_pool: list[dict]) -> list[Request]:
+        raise NotImplementedError
+
+    def scorers(self, suite: SuiteConfig, references: list[list[str]]) -> list[Scorer]:
+        raise NotImplementedError
+
+    def run(self, model, tokenizer, suite: SuiteConfig, requests: list[Request], batch_size: int, on_record, progress):
+        raise NotImplementedError
+
+
+class GenerativeTask(Task):
+    """QA and summarization: the model writes text that is scored against references."""
+
+    references_field = ""
+
+    def references(self, example: dict) -> list[str]:
+        value = example.get(self.references_field)
+        if value is None:
+            raise ConfigError(
+                f"dataset: example '{example.get('id', '?')}' has no '{self.references_field}' field; "
+                f"map one with dataset.fields"
+            )
+        return [value] if isinstance(value, str) else [str(v) for v in value]
+
+    def extract(self, output: str) -> str:
+        return output.strip()
+
+    def build_requests(self, suite, examples, tokenizer, fewshot_pool):
+        p = suite.prompt
+        template = load_template(p.template, p.text, None, where="prompt.template")
+        shots = _FewShot(template, fewshot_pool, p.fewshot.k, p.fewshot.seed, p.fewshot.separator)
+        requests = []
+        for example in examples:
+            where = f"dataset example '{example.get('id', '?')}'"
+            prompt = shots.prefix(example) + template.render_prompt(example, where)
+            if p.chat:
+                prompt = apply_chat_template(tokenizer, prompt, p.system)
+            requests.append(Request(id=str(example["id"]), prompt=prompt, references=self.references(example)))
+        return requests
+
+    def scorers(self, suite, references):
+        entries = suite.metrics or self.default_metrics
+        scorers = []
+        for n, entry in enumerate(entries):
+            name, options = (entry, {}) if isinstance(entry, str) else (entry.get("name"), {k: v for k, v in entry.items() if k != "name"})
+            if not name:
+                raise ConfigError(f"metrics[{n}]: missing 'name'; write for example {{name: rouge1, tokenizer: mecab}}")
+            try:
+                metric = build_metric(name, options, references)
+            except MetricError as exc:
+                raise ConfigError(f"metrics[{n}]: {exc}") from None
+            per = metric.per_sample
+            corpus = metric.corpus
+            scorers.append(Scorer(
+                label=metric.label, higher_is_better=metric.higher_is_better, version=metric.version,
+                per_sample=(lambda r, f=per: f(r["prediction"], r["references"])) if per else None,
+                corpus=None if per else (lambda recs, f=corpus: f([r["prediction"] for r in recs], [r["references"] for r in recs])),
+            ))
+        return scorers
+
+    def run(self, model, tokenizer, suite, requests, batch_size, on_record, progress):
+        from harness.generation import generate
+
+        def finished(index: int, generated) -> None:
+            request = requests[index]
+            on_record({
+                "id": request.id, "prompt": request.prompt, "references": request.references,
+                "output": generated.output, "prediction": self.extract(generated.output),
+                "prompt_tokens": generated.prompt_tokens, "generated_tokens": generated.generated_tokens,
+                "stop_reason": generated.stop_reason, "repetition": repetition_stats(generated.output).to_dict(),
+            })
+
+        generate(model, tokenizer, [r.prompt for r in requests], suite.generation, batch_size, finished,
+                 ids=[r.id for r in requests], progress=progress)
+
+
+class _FewShot:
+    """k examples drawn per sample (seeded by the sample id), never the sample itself."""
+
+    def __init__(self, template, pool: list[dict], k: int, seed: int, separator: str):
+        self.template, self.pool, self.k, self.seed, self.separator = template, pool, k, seed, separator
+        if k and template.response is None:
+            raise ConfigError("prompt.fewshot: the template has no response part to show in examples")
+        if k and len(pool) <= k:
+            raise ConfigError(f"prompt.fewshot.k: {k} examples asked but the pool has {len(pool)}; lower k")
+
+    def prefix(self, example: dict) -> str:
+        if not self.k:
+            return ""
+        rng = random.Random(f"{self.seed}:{example.get('id')}")
+        candidates = [e for e in self.pool if e.get("id") != example.get("id")]
+        shots = rng.sample(candidates, self.k)
+        parts = [self.template.render_prompt(s, "fewshot example") + self.template.render_response(s, "fewshot example")
+                 for s in shots]
+        return self.separator.join(parts) + self.separator

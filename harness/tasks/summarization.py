@@ -1,0 +1,13 @@
+"""Summarization: the whole generation (cut at stop strings) is the summary."""
+from __future__ import annotations
+
+from harness.tasks.base import GenerativeTask
+
+
+class SummarizationTask(GenerativeTask):
+    kind = "summarization"
+    default_metrics = ["rouge1", "rouge2", "rougeL", "rougeLsum"]
+    references_field = "summary"
+
+
+TASK = SummarizationTask()
