@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -167,7 +168,11 @@ def _check_output(out: Path, resume: bool, overwrite: bool) -> None:
         if _last_checkpoint(out) is None:
             raise HarnessError(f"{out}: --resume found no checkpoint under {out / 'checkpoints'}; run without --resume")
         return
-    if overwrite or not out.exists():
+    if overwrite:
+        # Old checkpoints would otherwise be mixed into the new run's rotation or resumed later.
+        shutil.rmtree(out / "checkpoints", ignore_errors=True)
+        return
+    if not out.exists():
         return
     if (out / RECORD_FILE).exists() or (out / "adapter_config.json").exists():
         raise HarnessError(f"{out}: already holds an adapter; pass --overwrite, or set name/output_dir to another place")
