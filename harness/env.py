@@ -57,7 +57,16 @@ def library_versions() -> dict[str, str]:
     return versions
 
 
+def quiet_bitsandbytes() -> None:
+    # On CPU, bitsandbytes tries an optional hub kernel when first imported and logs a scary but
+    # harmless warning that would otherwise precede every command's output and error lines.
+    import logging
+
+    logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
+
+
 def _bnb_backend(device: str) -> str | None:
+    quiet_bitsandbytes()
     try:
         import bitsandbytes  # noqa: F401
     except Exception:  # a broken install should not stop `doctor` from reporting it

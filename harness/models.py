@@ -2,13 +2,12 @@
 from __future__ import annotations
 
 import json
-import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from harness.config.model import Quantization
-from harness.env import Environment, compute_dtype_name, torch_dtype
+from harness.env import Environment, compute_dtype_name, quiet_bitsandbytes, torch_dtype
 from harness.errors import ModelError
 from harness.tiny import is_tiny, tiny_model_path
 
@@ -66,7 +65,7 @@ def load_tokenizer(ref: str, path: str | None = None):
 def load_base(ref: str, quantization: Quantization, env: Environment) -> LoadedBase:
     from transformers import AutoModelForCausalLM
 
-    _quiet_kernel_hub_warning()
+    quiet_bitsandbytes()
     path = resolve_model_ref(ref)
     tokenizer = load_tokenizer(ref, path)
     dtype_name = compute_dtype_name(env, quantization.compute_dtype)
@@ -80,8 +79,24 @@ def load_base(ref: str, quantization: Quantization, env: Environment) -> LoadedB
         model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
     except (OSError, ValueError) as exc:
         raise ModelError(f"{ref}: cannot load model ({_first_line(exc)}); check the reference or HF_HUB_OFFLINE") from None
+    if quant is not None and env.device == "cpu":
+        _keep_plain_4bit_layout(model)
     return LoadedBase(model=model, tokenizer=tokenizer, ref=ref, path=path, quantization=quantization,
                       compute_dtype=dtype_name)
+
+
+def _keep_plain_4bit_layout(model) -> None:
+    """Turn off bitsandbytes' CPU repacking of 4-bit weights.
+
+    On CPUs with AVX512-BF16, bitsandbytes repacks a Linear4bit's weights on its first eval-mode forward
+    for a kernel that computes in bf16 whatever compute_dtype says, and unpacks them again on state_dict()
+    (every checkpoint or adapter save) without restoring them exactly. An evaluation during training would
+    then shift the frozen base, a resumed run would diverge from an uninterrupted one, and the same adapter
+    would score differently depending on what ran before. The plain layout gives the same numbers always.
+    """
+    for module in model.modules():
+        if hasattr(module, "support_avx512bf16_for_cpu"):
+            module.support_avx512bf16_for_cpu = False
 
 
 def base_signature(model) -> dict:
@@ -117,7 +132,3 @@ def _first_line(exc: Exception) -> str:
     text = str(exc).strip().splitlines()
     return text[0] if text else type(exc).__name__
 
-
-def _quiet_kernel_hub_warning() -> None:
-    # bitsandbytes tries an optional hub kernel on CPU and logs a scary but harmless warning.
-    logging.getLogger("bitsandbytes").setLevel(logging.ERROR)

@@ -62,6 +62,7 @@ def tiny_model_path(ref: str) -> Path:
     tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=target.parent))
     try:
         _build(tmp, spec, corpus)
+        tmp.chmod(0o755)  # mkdtemp makes it private; the cache may be shared between users
         try:
             os.replace(tmp, target)
         except OSError:
@@ -137,4 +138,13 @@ def _build(out: Path, spec: dict, corpus: list[str]) -> None:
         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id, do_sample=False,
     )
-    model.save_pretrained(out)
+    # A one-off internal step: no "Writing model shards" bar on stderr ahead of the command's own output.
+    from transformers.utils import logging as hf_logging
+
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        model.save_pretrained(out)
+    finally:
+        if bars:
+            hf_logging.enable_progress_bar()

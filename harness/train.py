@@ -7,7 +7,6 @@ does the wiring, visibly and in order.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import time
 from dataclasses import dataclass
@@ -17,8 +16,8 @@ from harness import __version__
 from harness.config import TrainConfig
 from harness.data import load_dataset, split_validation
 from harness.env import Environment, compute_dtype_name, detect, train_batch_size
-from harness.errors import ConfigError, HarnessError
-from harness.models import base_signature, linear_module_names, load_base
+from harness.errors import ConfigError, HarnessError, ModelError
+from harness.models import base_signature, linear_module_names, load_base, resolve_model_ref
 from harness.prompts import chat_messages, load_template
 from harness.records import atomic_write_json, peak_memory_bytes
 
@@ -88,7 +87,7 @@ def build_examples(config: TrainConfig, tokenizer=None) -> tuple[list[dict], lis
 
 def check_target_modules(config: TrainConfig, model) -> None:
     wanted = config.lora.target_modules
-    if wanted == "all-linear":
+    if wanted == "all-linear" or model is None:
         return
     present = linear_module_names(model)
     missing = [m for m in wanted if m not in present]
@@ -111,7 +110,9 @@ def train(config: TrainConfig, *, resume: bool = False, overwrite: bool = False,
     log(f"harness train: {data_info['examples']} training and {data_info['validation_examples']} "
         f"validation examples from {config.data.path}")
 
-    # 2. the base, quantized, wrapped with LoRA
+    # 2. the base, quantized, wrapped with LoRA (target modules are checked on the weightless module
+    #    tree first, so a misspelt name fails before the weights load)
+    check_target_modules(config, _skeleton(config.base))
     base = load_base(config.base, config.quantization, env)
     check_target_modules(config, base.model)
     model = _wrap_with_lora(config, base.model, plan)
@@ -163,14 +164,32 @@ def train(config: TrainConfig, *, resume: bool = False, overwrite: bool = False,
     return record
 
 
+def _skeleton(ref: str):
+    """The base's module tree on the meta device (no weights); None where that cannot be built."""
+    from accelerate import init_empty_weights
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    try:
+        path = resolve_model_ref(ref)
+    except ModelError as exc:  # name the config field, as every other config error does
+        raise ModelError(f"base: {exc}") from None
+    try:
+        model_config = AutoConfig.from_pretrained(path)
+        with init_empty_weights():
+            return AutoModelForCausalLM.from_config(model_config)
+    except Exception:  # noqa: BLE001 - load_base reports what is wrong with the model
+        return None
+
+
 def _check_output(out: Path, resume: bool, overwrite: bool) -> None:
     if resume:
         if _last_checkpoint(out) is None:
             raise HarnessError(f"{out}: --resume found no checkpoint under {out / 'checkpoints'}; run without --resume")
         return
     if overwrite:
-        # Old checkpoints would otherwise be mixed into the new run's rotation or resumed later.
+        # Old checkpoints and curves would otherwise be mixed into the new run's rotation or resumed later.
         shutil.rmtree(out / "checkpoints", ignore_errors=True)
+        shutil.rmtree(out / "tensorboard", ignore_errors=True)
         return
     if not out.exists():
         return
@@ -195,12 +214,12 @@ def _wrap_with_lora(config: TrainConfig, model, plan: Plan):
 
 
 def _trainer(config: TrainConfig, plan: Plan, model, tokenizer, train_rows, val_rows, out: Path):
+    import torch
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
 
     t, d = config.training, config.data
     has_val = bool(val_rows)
-    os.environ["TENSORBOARD_LOGGING_DIR"] = str(out / "tensorboard")
     args = SFTConfig(
         output_dir=str(out / "checkpoints"),
         num_train_epochs=t.epochs, max_steps=t.max_steps,
@@ -210,21 +229,40 @@ def _trainer(config: TrainConfig, plan: Plan, model, tokenizer, train_rows, val_
         weight_decay=t.weight_decay, max_grad_norm=t.max_grad_norm, optim=plan.optimizer,
         gradient_checkpointing=plan.gradient_checkpointing,
         gradient_checkpointing_kwargs={"use_reentrant": False} if plan.gradient_checkpointing else None,
-        train_sampling_strategy="group_by_length" if t.group_by_length else "random",
         bf16=plan.compute_dtype == "bf16", fp16=plan.compute_dtype == "fp16",
         use_cpu=plan.device == "cpu",
         logging_steps=t.logging_steps, logging_first_step=True,
         eval_strategy=("steps" if t.eval_steps else "epoch") if has_val else "no", eval_steps=t.eval_steps,
         save_strategy="steps", save_steps=t.save_steps, save_total_limit=t.save_total_limit,
-        seed=t.seed, data_seed=t.seed, report_to=["tensorboard"],
+        seed=t.seed, data_seed=t.seed, report_to="none",
         include_num_input_tokens_seen="non_padding",
         max_length=d.max_length, packing=d.packing,
         completion_only_loss=d.loss_on == "response", dataset_num_proc=None,
+        **_sampling_argument(SFTConfig, t.group_by_length),
     )
-    return SFTTrainer(
+    # An explicit writer rather than TENSORBOARD_LOGGING_DIR, which would leak into the whole process.
+    from torch.utils.tensorboard import SummaryWriter
+    from transformers.integrations import TensorBoardCallback
+
+    trainer = SFTTrainer(
         model=model, args=args, processing_class=tokenizer,
         train_dataset=Dataset.from_list(train_rows), eval_dataset=Dataset.from_list(val_rows) if has_val else None,
+        callbacks=[TensorBoardCallback(tb_writer=SummaryWriter(log_dir=str(out / "tensorboard")))],
     )
+    # TRL casts a quantized model's LoRA weights to bf16, but peft upcasts them to fp32 when an adapter is
+    # loaded (reload, --resume), so the trained adapter would compute differently from the reloaded one and a
+    # resumed run would diverge from an uninterrupted one. Keep the trainable weights in fp32 throughout.
+    for param in model.parameters():
+        if param.requires_grad and param.dtype in (torch.bfloat16, torch.float16):
+            param.data = param.data.float()
+    return trainer
+
+
+def _sampling_argument(config_cls, group_by_length: bool) -> dict:
+    # transformers 5.x replaced `group_by_length` with `train_sampling_strategy` part-way through.
+    if "train_sampling_strategy" in config_cls.__dataclass_fields__:
+        return {"train_sampling_strategy": "group_by_length" if group_by_length else "random"}
+    return {"group_by_length": group_by_length}
 
 
 def history_from_logs(log_history: list[dict]) -> list[dict]:
