@@ -21,6 +21,7 @@ class AdapterInfo:
     name: str
     path: str
     sha256: str
+    config: dict  # adapter_config.json: lora_alpha or target modules change what the weights compute
     train_record: dict | None
 
 
@@ -52,6 +53,7 @@ class ModelSet:
                  "quantization": self.base.quantization.model_dump(), "compute_dtype": self.base.compute_dtype}
         if name != "base":
             ident["adapter_sha256"] = self.adapters[name].sha256
+            ident["adapter_config"] = self.adapters[name].config
         return ident
 
 
@@ -75,7 +77,8 @@ def inspect_adapter(name: str, path: str) -> AdapterInfo:
         raise ModelError(f"adapter '{name}': {path} has no adapter_config.json; point to a peft adapter directory")
     record_file = directory / "train_record.json"
     record = read_json(record_file) if record_file.is_file() else None
-    return AdapterInfo(name=name, path=str(directory), sha256=adapter_weights_sha256(directory), train_record=record)
+    return AdapterInfo(name=name, path=str(directory), sha256=adapter_weights_sha256(directory),
+                       config=read_json(directory / "adapter_config.json"), train_record=record)
 
 
 def check_compatible(info: AdapterInfo, base: LoadedBase) -> None:

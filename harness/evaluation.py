@@ -57,7 +57,10 @@ def run_eval(suite: SuiteConfig, source: str, out_root: str | Path = "runs", run
     base = load_base(suite.models.base, suite.models.quantization, env)
     models = attach_adapters(base, suite.models.adapters)
     requests = task.build_requests(suite, dataset.examples, base.tokenizer, fewshot_pool)
-    scorers = task.scorers(suite, [r.references for r in requests])
+    try:
+        scorers = task.scorers(suite, [r.references for r in requests])
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
     names = (["base"] if suite.models.include_base else []) + list(suite.models.adapters)
     if not names:
         raise ConfigError(f"{source}: nothing to evaluate; give an adapter or keep models.include_base")
@@ -70,7 +73,7 @@ def run_eval(suite: SuiteConfig, source: str, out_root: str | Path = "runs", run
                                    "dataset": _dataset_info(dataset), "models": _models_info(models, names)})
     run.write_json("environment.json", env.to_dict())
 
-    settings = {"generation": suite.generation.model_dump(mode="json"),
+    settings = {"task": task.kind, "generation": suite.generation.model_dump(mode="json"),
                 "perplexity": suite.perplexity.model_dump(mode="json") if task.kind == "perplexity" else None}
     position = {r.id: i for i, r in enumerate(requests)}
     if len(position) != len(requests):
@@ -78,9 +81,13 @@ def run_eval(suite: SuiteConfig, source: str, out_root: str | Path = "runs", run
     records: dict[str, list[dict]] = {}
     throughput: dict[str, dict] = {}
     for name in names:
-        keys = [content_key(identities[name], settings, r.prompt, r.references) for r in requests]
+        # The id is part of the key: two samples with the same prompt and references (KorQuAD dev
+        # has such pairs) must each keep their own record.
+        keys = [content_key(identities[name], settings, r.id, r.prompt, r.references) for r in requests]
         done = run.load_records(name)
         todo = [i for i, key in enumerate(keys) if key not in done]
+        for key in set(keys) & done.keys():  # reused records are rescored: the suite's metrics may have changed
+            done[key]["metrics"] = score_record(done[key], scorers)
         fresh: dict[str, dict] = {}
         append, close = run.appender(name)
 

@@ -80,7 +80,7 @@ def _render(source: str, example: dict, name: str, where: str) -> str:
         fields = ", ".join(sorted(k for k in example if not k.startswith("_")))
         raise DataError(
             f"{where}: template '{name}' uses field '{field}' that example '{example.get('id', '?')}' lacks; "
-            f"available fields: {fields} (map one with data.fields)"
+            f"available fields: {fields} (map one with the fields mapping: data.fields in train, dataset.fields in suites)"
         ) from None
 
 

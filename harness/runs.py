@@ -55,7 +55,15 @@ class RunDir:
         return found
 
     def appender(self, model: str):
-        fh = self.records_file(model).open("a", encoding="utf-8")
+        path = self.records_file(model)
+        torn = False
+        if path.is_file() and path.stat().st_size > 0:
+            with path.open("rb") as tail:
+                tail.seek(-1, os.SEEK_END)
+                torn = tail.read(1) != b"\n"
+        fh = path.open("a", encoding="utf-8")
+        if torn:  # a killed run left half a line; start the next record on a line of its own
+            fh.write("\n")
 
         def append(record: dict) -> None:
             fh.write(json.dumps(record, ensure_ascii=False) + "\n")

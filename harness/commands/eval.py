@@ -39,6 +39,8 @@ def parse_adapters(values: list[str]) -> dict[str, str]:
             name, path = Path(value.rstrip("/")).name, value
         if not name or not path:
             raise ConfigError(f"--adapter {value}: expected NAME=PATH")
+        if name == "base" or "/" in name:
+            raise ConfigError(f"--adapter {value}: the name '{name}' is reserved or invalid; use a plain name other than 'base'")
         if name in adapters:
             raise ConfigError(f"--adapter {value}: the name '{name}' is given twice; names must be unique")
         adapters[name] = path
@@ -47,6 +49,7 @@ def parse_adapters(values: list[str]) -> dict[str, str]:
 
 def run(args) -> int:
     import json
+    import sys
 
     from harness.config import SuiteConfig, load_config, parse_set_option
     from harness.errors import ConfigError
@@ -70,7 +73,9 @@ def run(args) -> int:
     suite = load_config(SuiteConfig, args.suite, overrides)
     if args.adapter:
         suite.models.adapters = {**suite.models.adapters, **parse_adapters(args.adapter)}
-    result = run_eval(suite, args.suite, args.out, args.run_id)
+    # With --json, stdout carries only the JSON document; the progress line goes to stderr.
+    log = (lambda message: print(message, file=sys.stderr)) if args.json else print
+    result = run_eval(suite, args.suite, args.out, args.run_id, log=log)
     if args.json:
         print(json.dumps(result.results, ensure_ascii=False, indent=2))
     else:

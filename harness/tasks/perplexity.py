@@ -36,8 +36,13 @@ class PerplexityTask(Task):
             if not isinstance(text, str) or not text:
                 raise ConfigError(f"perplexity.field: example '{example.get('id', '?')}' has no text in '{field}'")
             requests.append(Request(id=str(example["id"]), prompt=text, references=[]))
-        if suite.perplexity.stride > suite.perplexity.context_length:
-            raise ConfigError("perplexity.stride: must not exceed perplexity.context_length")
+        # stride == context_length would leave the first token of every window after the first
+        # without context, so it would never be scored; keep at least one token of overlap.
+        if suite.perplexity.stride >= suite.perplexity.context_length:
+            raise ConfigError(
+                f"perplexity.stride: {suite.perplexity.stride} must be smaller than perplexity.context_length "
+                f"({suite.perplexity.context_length}) so that every token is scored with some context"
+            )
         return requests
 
     def scorers(self, suite, references):
