@@ -12,12 +12,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness import __version__
+from harness.config.generation import expand_grid
 from harness.config.suite import SuiteConfig
 from harness.data import Dataset, load_dataset
 from harness.env import detect, eval_batch_size
 from harness.errors import ConfigError
 from harness.runs import RunDir, content_key
-from harness.scoring import aggregate, score_record
+from harness.scoring import aggregate, repetition_summary, score_record
 from harness.tasks import get_task
 
 
@@ -39,7 +40,8 @@ def resolve_dataset(suite: SuiteConfig, source: str) -> Dataset:
 
 
 def run_id_for(suite: SuiteConfig, dataset: Dataset, identities: dict[str, dict]) -> str:
-    settings = suite.model_dump(mode="json", exclude={"models"})
+    # An empty grid is left out so that runs of suites without one keep their ids.
+    settings = suite.model_dump(mode="json", exclude={"models"} | (set() if suite.generation_grid else {"generation_grid"}))
     return f"{suite.name}-{content_key(settings, dataset.sha256, identities)[:10]}"
 
 
@@ -65,31 +67,36 @@ def run_eval(suite: SuiteConfig, source: str, out_root: str | Path = "runs", run
     if not names:
         raise ConfigError(f"{source}: nothing to evaluate; give an adapter or keep models.include_base")
     identities = {name: models.identity(name) for name in names}
+    # Every model × generation variant is one column; without a grid a column is just the model.
+    variants = expand_grid(suite.generation, suite.generation_grid if task.kind != "perplexity" else {},
+                           f"{source}: generation_grid")
+    columns = {variant.label(name): (name, variant) for name in names for variant in variants}
     run = RunDir(Path(out_root) / (run_id or run_id_for(suite, dataset, identities))).create()
     batch_size = suite.batch_size if suite.batch_size != "auto" else eval_batch_size(env)
-    log(f"harness eval: {suite.name} ({task.kind}), {len(requests)} samples × {len(names)} models "
-        f"[{', '.join(names)}], batch {batch_size}, {env.device}/{base.compute_dtype} → {run.path}")
+    log(f"harness eval: {suite.name} ({task.kind}), {len(requests)} samples × {len(columns)} models "
+        f"[{', '.join(columns)}], batch {batch_size}, {env.device}/{base.compute_dtype} → {run.path}")
     run.write_json("config.json", {"suite": suite.model_dump(mode="json"), "source": source,
-                                   "dataset": _dataset_info(dataset), "models": _models_info(models, names)})
+                                   "dataset": _dataset_info(dataset), "models": _models_info(models, columns)})
     run.write_json("environment.json", env.to_dict())
 
-    settings = {"task": task.kind, "generation": suite.generation.model_dump(mode="json"),
-                "perplexity": suite.perplexity.model_dump(mode="json") if task.kind == "perplexity" else None}
     position = {r.id: i for i, r in enumerate(requests)}
     if len(position) != len(requests):
         raise ConfigError(f"{dataset.source}: sample ids are not unique; give every example its own id")
     records: dict[str, list[dict]] = {}
     throughput: dict[str, dict] = {}
-    for name in names:
+    for column, (name, variant) in columns.items():
+        settings = {"task": task.kind, "generation": variant.settings.model_dump(mode="json"),
+                    "perplexity": suite.perplexity.model_dump(mode="json") if task.kind == "perplexity" else None}
+        column_suite = suite.model_copy(update={"generation": variant.settings}) if variant.overrides else suite
         # The id is part of the key: two samples with the same prompt and references (KorQuAD dev
         # has such pairs) must each keep their own record.
         keys = [content_key(identities[name], settings, r.id, r.prompt, r.references) for r in requests]
-        done = run.load_records(name)
+        done = run.load_records(column)
         todo = [i for i, key in enumerate(keys) if key not in done]
         for key in set(keys) & done.keys():  # reused records are rescored: the suite's metrics may have changed
             done[key]["metrics"] = score_record(done[key], scorers)
         fresh: dict[str, dict] = {}
-        append, close = run.appender(name)
+        append, close = run.appender(column)
 
         def on_record(record: dict, _keys=keys, _append=append, _fresh=fresh) -> None:
             record["key"] = _keys[position[record["id"]]]
@@ -98,34 +105,42 @@ def run_eval(suite: SuiteConfig, source: str, out_root: str | Path = "runs", run
             _append(record)
 
         started = time.time()
-        bar = tqdm(total=len(todo), desc=f"{name}", unit="sample", disable=not progress_bars or not todo)
+        bar = tqdm(total=len(todo), desc=f"{column}", unit="sample", disable=not progress_bars or not todo)
         try:
             with models.use(name) as model:
-                task.run(model, base.tokenizer, suite, [requests[i] for i in todo], batch_size, on_record, bar)
+                task.run(model, base.tokenizer, column_suite, [requests[i] for i in todo], batch_size, on_record, bar)
         finally:
             bar.close()
             close()
         wall = time.time() - started
         done.update(fresh)
         ordered = [done[key] for key in keys]
-        run.write_records(name, ordered)
-        records[name] = ordered
+        run.write_records(column, ordered)
+        records[column] = ordered
         generated = sum(r.get("generated_tokens", 0) for r in fresh.values())
-        throughput[name] = {
+        throughput[column] = {
             "samples": len(todo), "reused": len(requests) - len(todo), "wall_s": round(wall, 3),
             "samples_per_s": round(len(todo) / wall, 3) if todo and wall > 0 else None,
             "generated_tokens_per_s": round(generated / wall, 2) if generated and wall > 0 else None,
         }
 
     b = suite.bootstrap
-    results = aggregate(records, scorers, "base" if "base" in records else None, b.resamples, b.seed, b.confidence)
+    # Deltas: every column against the base at the suite's generation settings (the first grid value).
+    base_column = variants[0].label("base")
+    results = aggregate(records, scorers, base_column if base_column in records else None,
+                        b.resamples, b.seed, b.confidence)
     results.update({
         "harness_version": __version__, "suite": suite.name, "task": task.kind, "run_id": run.path.name,
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "dataset": _dataset_info(dataset),
-        "models": _models_info(models, names), "generation": settings["generation"],
+        "models": _models_info(models, columns), "generation": suite.generation.model_dump(mode="json"),
         "prompt": suite.prompt.model_dump(mode="json"), "n_samples": len(requests), "throughput": throughput,
         "environment": {"device": env.device, "device_name": env.device_name, "versions": env.versions},
     })
+    repetition = {column: summary for column, recs in records.items() if (summary := repetition_summary(recs))}
+    if repetition:
+        results["repetition"] = repetition
+    if len(variants) > 1:
+        results["generation_grid"] = suite.generation_grid
     run.write_json("results.json", results)
     return EvalResult(run_dir=run.path, results=results)
 
@@ -145,17 +160,20 @@ def _dataset_info(dataset: Dataset) -> dict:
             "sha256": dataset.sha256, "examples": len(dataset.examples)}
 
 
-def _models_info(models, names: list[str]) -> list[dict]:
-    info = []
-    for name in names:
-        if name == "base":
-            info.append({"name": "base", "kind": "base", "ref": models.base.ref, "path": models.base.path,
-                         "quantization": models.base.quantization.model_dump(), "compute_dtype": models.base.compute_dtype})
-        else:
-            a = models.adapters[name]
-            record = a.train_record or {}
-            info.append({"name": name, "kind": "adapter", "path": a.path, "sha256": a.sha256, "base": models.base.ref,
-                         "train_record": {k: record.get(k) for k in ("name", "base_model", "data", "history",
-                                                                        "global_steps", "train_runtime_s", "config")}
-                         if record else None})
-    return info
+def _models_info(models, columns: dict) -> list[dict]:
+    """One entry per column: the model's description, with its generation variant when there is a grid."""
+    return [{**_model_info(models, name), "name": column, **({"model": name, "variant": variant.overrides}
+                                                             if variant.overrides else {})}
+            for column, (name, variant) in columns.items()]
+
+
+def _model_info(models, name: str) -> dict:
+    if name == "base":
+        return {"name": "base", "kind": "base", "ref": models.base.ref, "path": models.base.path,
+                "quantization": models.base.quantization.model_dump(), "compute_dtype": models.base.compute_dtype}
+    a = models.adapters[name]
+    record = a.train_record or {}
+    return {"name": name, "kind": "adapter", "path": a.path, "sha256": a.sha256, "base": models.base.ref,
+            "train_record": {k: record.get(k) for k in ("name", "base_model", "data", "history",
+                                                           "global_steps", "train_runtime_s", "config")}
+            if record else None}

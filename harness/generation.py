@@ -5,8 +5,9 @@ does not fit fails at the start, not after an hour, and padding stays small.
 """
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from harness.config.generation import GenerationSettings
 from harness.errors import HarnessError
@@ -17,7 +18,9 @@ class Generated:
     output: str  # decoded new text, cut at the first stop string
     prompt_tokens: int
     generated_tokens: int
-    stop_reason: str  # stop | eos | length
+    stop_reason: str  # stop | eos | length | interrupted
+    time_s: float = 0.0  # wall time of the batch (or the single streamed answer) that produced it
+    batch_size: int = 1
 
 
 def context_length(model) -> int | None:
@@ -53,6 +56,7 @@ def generate(model, tokenizer, prompts: list[str], settings: GenerationSettings,
     start = 0
     while start < len(order):
         chunk = order[start:start + batch_size]
+        started = time.perf_counter()
         try:
             results = _generate_batch(model, tokenizer, [encoded[i] for i in chunk], settings)
         except Exception as exc:  # torch.OutOfMemoryError is newer than our oldest torch
@@ -63,8 +67,9 @@ def generate(model, tokenizer, prompts: list[str], settings: GenerationSettings,
             if progress is not None:
                 progress.write(f"CUDA out of memory; generation batch size is now {batch_size}")
             continue
+        elapsed = time.perf_counter() - started
         for index, result in zip(chunk, results):
-            on_result(index, result)
+            on_result(index, replace(result, time_s=elapsed, batch_size=len(chunk)))
         if progress is not None:
             progress.update(len(chunk))
         start += len(chunk)
@@ -103,6 +108,72 @@ def _generate_batch(model, tokenizer, batch: list[list[int]], settings: Generati
     for row, prompt in zip(out[:, width:].tolist(), batch):
         results.append(_decode(tokenizer, row, len(prompt), settings))
     return results
+
+
+def generate_stream(model, tokenizer, prompt: str, settings: GenerationSettings, on_text: Callable[[str], None],
+                    should_stop: Callable[[], bool] | None = None, prompt_id: str = "prompt") -> Generated:
+    """Generate for one prompt, passing text to `on_text` as it is produced.
+
+    Same encoding, context check, `generation_kwargs` and decoding/stop handling as `generate`,
+    so a greedy answer equals the batched one. Text that could be the start of a stop string is
+    held back until it is known not to be one; the pieces passed to `on_text` join to exactly
+    the returned `output`. `should_stop()` returning True (e.g. set by a SIGINT handler) ends the
+    answer early with stop_reason "interrupted".
+    """
+    import torch
+    from transformers import StoppingCriteria, StoppingCriteriaList, TextStreamer
+
+    encoded = encode_prompts(tokenizer, [prompt], [prompt_id], settings, context_length(model))[0]
+    shown: list[str] = []
+    received: list[str] = []
+
+    def emit(text: str) -> None:
+        received.append(text)
+        cut, found = cut_at_stop("".join(received), settings.stop)
+        safe = cut if found else cut[:len(cut) - _held_back(cut, settings.stop)]
+        done = "".join(shown)
+        if len(safe) > len(done) and safe.startswith(done):
+            shown.append(safe[len(done):])
+            on_text(shown[-1])
+
+    class _Streamer(TextStreamer):
+        def on_finalized_text(self, text: str, stream_end: bool = False) -> None:
+            if text:
+                emit(text)
+
+    class _Interrupt(StoppingCriteria):
+        def __call__(self, input_ids, scores, **kwargs):
+            hit = bool(should_stop and should_stop())
+            return torch.full((input_ids.shape[0],), hit, dtype=torch.bool, device=input_ids.device)
+
+    kwargs = generation_kwargs(settings, tokenizer)
+    torch.manual_seed(settings.seed)
+    device = next(model.parameters()).device
+    started = time.perf_counter()
+    with torch.inference_mode():
+        out = model.generate(input_ids=torch.tensor([encoded], device=device),
+                             attention_mask=torch.ones((1, len(encoded)), dtype=torch.long, device=device),
+                             streamer=_Streamer(tokenizer, skip_prompt=True, skip_special_tokens=True),
+                             stopping_criteria=StoppingCriteriaList([_Interrupt()]), **kwargs)
+    elapsed = time.perf_counter() - started
+    result = _decode(tokenizer, out[0, len(encoded):].tolist(), len(encoded), settings)
+    if should_stop and should_stop() and result.stop_reason == "length" and result.generated_tokens < settings.max_new_tokens:
+        result = replace(result, stop_reason="interrupted")
+    done = "".join(shown)
+    if result.output.startswith(done) and len(result.output) > len(done):
+        on_text(result.output[len(done):])
+    return replace(result, time_s=elapsed)
+
+
+def _held_back(text: str, stops: list[str]) -> int:
+    """Length of the longest end of `text` that begins some stop string."""
+    longest = 0
+    for stop in stops:
+        for n in range(min(len(stop) - 1, len(text)), longest, -1):
+            if text.endswith(stop[:n]):
+                longest = n
+                break
+    return longest
 
 
 def _decode(tokenizer, new_tokens: list[int], prompt_tokens: int, settings: GenerationSettings) -> Generated:

@@ -72,3 +72,23 @@ def _paired(scorer: Scorer, base: list[dict], other: list[dict], boot: dict):
 def _check_aligned(a: list[dict], b: list[dict], name_a: str, name_b: str) -> None:
     if [r["id"] for r in a] != [r["id"] for r in b]:
         raise ValueError(f"records of '{name_a}' and '{name_b}' cover different samples; re-run the eval to complete them")
+
+
+def repetition_summary(records: list[dict]) -> dict | None:
+    """Mean degeneration statistics of one model's generations: distinct-1/2, the longest repeated
+    n-gram's length, and the share of outputs that ran into max_new_tokens. None without generations."""
+    stats = [r["repetition"] for r in records if isinstance(r.get("repetition"), dict)]
+    if not stats:
+        return None
+
+    def mean(values: list[float]) -> float:
+        return round(sum(values) / len(values), 6)
+
+    return {
+        "distinct_1": mean([s.get("distinct_1", 0.0) for s in stats]),
+        "distinct_2": mean([s.get("distinct_2", 0.0) for s in stats]),
+        "longest_repeat_len": mean([s.get("longest_repeat_len", 0) for s in stats]),
+        "hit_limit_rate": mean([1.0 if r.get("stop_reason") == "length" else 0.0
+                                for r in records if isinstance(r.get("repetition"), dict)]),
+        "n": len(stats),
+    }

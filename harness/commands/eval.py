@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 
+from harness.commands.options import parse_adapters  # shared with generate and chat
+
 HELP = "evaluate the base (4-bit) and adapters on a suite: KorQuAD EM/F1, ROUGE, perplexity"
 
 
@@ -25,26 +27,6 @@ def register(sub) -> None:
     p.add_argument("--run-id", help="name of the run directory (default: suite name + a hash of what is evaluated)")
     p.add_argument("--json", action="store_true", help="print results.json instead of the table")
     p.set_defaults(func=run)
-
-
-def parse_adapters(values: list[str]) -> dict[str, str]:
-    from pathlib import Path
-
-    from harness.errors import ConfigError
-
-    adapters = {}
-    for value in values:
-        name, sep, path = value.partition("=")
-        if not sep:
-            name, path = Path(value.rstrip("/")).name, value
-        if not name or not path:
-            raise ConfigError(f"--adapter {value}: expected NAME=PATH")
-        if name == "base" or "/" in name:
-            raise ConfigError(f"--adapter {value}: the name '{name}' is reserved or invalid; use a plain name other than 'base'")
-        if name in adapters:
-            raise ConfigError(f"--adapter {value}: the name '{name}' is given twice; names must be unique")
-        adapters[name] = path
-    return adapters
 
 
 def run(args) -> int:

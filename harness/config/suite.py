@@ -3,11 +3,12 @@ from __future__ import annotations
 
 from typing import Any, Literal, Union
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 
-from harness.config.generation import GenerationSettings
+from harness.config.generation import GenerationSettings, expand_grid
 from harness.config.loader import Strict
 from harness.config.model import Quantization
+from harness.errors import ConfigError
 
 
 class DatasetSettings(Strict):
@@ -76,12 +77,26 @@ class SuiteConfig(Strict):
     dataset: DatasetSettings = Field(default_factory=DatasetSettings)
     prompt: PromptSettings = Field(default_factory=PromptSettings)
     generation: GenerationSettings = Field(default_factory=GenerationSettings)
+    # Decoding variants compared as extra columns: generation field -> values, e.g.
+    # {repetition_penalty: [1.0, 1.15]}; every model runs every combination.
+    generation_grid: dict[str, list[Any]] = Field(default_factory=dict)
     perplexity: PerplexitySettings = Field(default_factory=PerplexitySettings)
     # Names, or {name: rouge1, tokenizer: mecab}; empty: the task's defaults.
     metrics: list[MetricEntry] = Field(default_factory=list)
     models: ModelsSettings = Field(default_factory=ModelsSettings)
     batch_size: Union[int, Literal["auto"]] = "auto"
     bootstrap: BootstrapSettings = Field(default_factory=BootstrapSettings)
+
+    @field_validator("generation_grid")
+    @classmethod
+    def _grid(cls, value, info: ValidationInfo):
+        generation = info.data.get("generation")
+        if value and generation is not None:
+            try:
+                expand_grid(generation, value, "generation_grid")
+            except ConfigError as exc:
+                raise ValueError(str(exc).removeprefix("generation_grid: ")) from None
+        return value
 
     @field_validator("batch_size")
     @classmethod

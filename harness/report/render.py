@@ -147,6 +147,19 @@ def metrics_rows(report: Report) -> list[dict]:
     return rows
 
 
+def repetition_rows(report: Report) -> list[dict]:
+    """Mean degeneration statistics per model (distinct-1/2, longest repeat, share that hit the token
+    limit), from the records; empty when no record carries repetition statistics."""
+    from harness.scoring import repetition_summary
+
+    rows = []
+    for i, m in enumerate(report.models):
+        summary = repetition_summary(m.records)
+        if summary:
+            rows.append({"model": m.name, "color": _color(i), **summary})
+    return rows
+
+
 def _state(delta: dict | None) -> str:
     if not delta:
         return ""
@@ -317,6 +330,7 @@ def page_context(report: Report) -> dict:
         "report": report, "suite": report.suite, "task": report.task, "dataset": first.get("dataset") or {},
         "runs": runs, "models": models, "labels": list(report.metric_info),
         "metric_info": report.metric_info, "rows": metrics_rows(report), "charts": bar_charts(report),
+        "repetition": repetition_rows(report),
         "curves": training_curves(report), "histograms": histograms(report, primary), "primary": primary,
         "confidence": int(round(conf * 100)), "n_samples": report.n_samples, "kind": data["kind"],
         "data": data, "generated_at": time.strftime("%Y-%m-%d %H:%M:%S %z"), "version": __version__,
