@@ -33,6 +33,10 @@ def context_length(model) -> int | None:
 
 
 def encode_prompts(tokenizer, prompts: list[str], ids: list[str], settings: GenerationSettings, limit: int | None):
+    # The context check below names the prompt and the fix; transformers' own warning would be a second line.
+    warned = getattr(tokenizer, "deprecation_warnings", None)
+    if isinstance(warned, dict):
+        warned["sequence-length-is-longer-than-the-specified-maximum"] = True
     encoded = [tokenizer(p, add_special_tokens=True)["input_ids"] for p in prompts]
     if limit:
         for sample_id, tokens in zip(ids, encoded):

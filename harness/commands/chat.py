@@ -1,0 +1,36 @@
+"""`harness chat`: talk to the base or an adapter, switching without reloading."""
+from __future__ import annotations
+
+import argparse
+
+from harness.commands.options import add_generation_options, add_model_options
+
+HELP = "chat interactively with the base or an adapter (chat template, history, streaming)"
+
+
+def register(sub) -> None:
+    p = sub.add_parser("chat", help=HELP, description=HELP + ".",
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       epilog="In the session: /model NAME, /set FIELD VALUE, /reset, /save FILE, /help. "
+                              "Ctrl-C stops an answer, Ctrl-D leaves.")
+    add_model_options(p, no_base=False)
+    p.add_argument("--system", metavar="TEXT", help="system message put before the conversation")
+    add_generation_options(p)
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from harness.adapters import attach_adapters
+    from harness.chat import ChatSession
+    from harness.commands.options import generation_settings, parse_adapters
+    from harness.config import Quantization
+    from harness.env import detect
+    from harness.models import load_base
+    from harness.prompts import apply_chat_template
+
+    adapters = parse_adapters(args.adapter)
+    settings = generation_settings(args)
+    base = load_base(args.base, Quantization(mode=args.quantization), detect())
+    apply_chat_template(base.tokenizer, "")  # a base without a chat template is refused before the session
+    models = attach_adapters(base, adapters)
+    return ChatSession(models, ["base", *adapters], settings, system=args.system).run()
