@@ -17,6 +17,7 @@ from harness.config.suite import SuiteConfig
 from harness.data import Dataset, load_dataset
 from harness.env import detect, eval_batch_size
 from harness.errors import ConfigError
+from harness.metrics.registry import auto_notes
 from harness.runs import RunDir, content_key
 from harness.scoring import aggregate, repetition_summary, score_record
 from harness.tasks import get_task
@@ -63,6 +64,8 @@ def run_eval(suite: SuiteConfig, source: str, out_root: str | Path = "runs", run
         scorers = task.scorers(suite, [r.references for r in requests])
     except ConfigError as exc:
         raise ConfigError(f"{source}: {exc}") from None
+    for note in auto_notes(scorers):
+        log(note)
     names = (["base"] if suite.models.include_base else []) + list(suite.models.adapters)
     if not names:
         raise ConfigError(f"{source}: nothing to evaluate; give an adapter or keep models.include_base")

@@ -14,7 +14,8 @@ from typing import Any
 from harness.metrics.bleu import corpus_bleu, corpus_chrf, resolve_bleu_tokenize
 from harness.metrics.errors import MetricError
 from harness.metrics.korquad import korquad_exact_match, korquad_f1
-from harness.metrics.rouge import ROUGE_TYPES, KoreanRouge
+from harness.metrics.rouge import ROUGE_TYPES, TOKENIZERS, KoreanRouge, get_kiwi, tokenize, tokenizer_version
+from harness.metrics.rouge_competition import LENGTH_LIMIT, CompetitionRouge
 from harness.metrics.squad import squad_exact_match, squad_f1
 
 PerSample = Callable[[str, list[str]], float]
@@ -64,9 +65,19 @@ def _qa(name: str, fn: PerSample) -> Callable[[Mapping[str, Any], References], M
     return build
 
 
+ROUGE_SCORERS: tuple[str, ...] = ("rouge-score", "korean_competition")
+
+
 def _rouge(rouge_type: str) -> Callable[[Mapping[str, Any], References], Metric]:
     def build(options: Mapping[str, Any], refs: References) -> Metric:
-        _check_options(rouge_type, options, ("tokenizer",))
+        _check_options(rouge_type, options, ("tokenizer", "scorer"))
+        which = options.get("scorer", "rouge-score")
+        if which not in ROUGE_SCORERS:
+            raise MetricError(
+                f"metric {rouge_type!r}: unknown scorer {which!r}; choose one of {', '.join(ROUGE_SCORERS)}"
+            )
+        if which == "korean_competition":
+            return _competition(rouge_type, options.get("tokenizer", "auto"))
         scorer = KoreanRouge(
             tokenizer=options.get("tokenizer", "auto"),
             rouge_types=(rouge_type,),
@@ -82,6 +93,38 @@ def _rouge(rouge_type: str) -> Callable[[Mapping[str, Any], References], Metric]
         return Metric(rouge_type, scorer.label(rouge_type), per_sample, corpus, version=scorer.version)
 
     return build
+
+
+def _competition(rouge_type: str, tokenizer: str) -> Metric:
+    """The NIKL competition scorer; it is defined on MeCab-ko, so 'auto' means mecab."""
+    tokenizer = "mecab" if tokenizer == "auto" else tokenizer
+    if tokenizer not in TOKENIZERS or tokenizer in ("rouge-score", "auto"):
+        allowed = [t for t in TOKENIZERS if t not in ("rouge-score", "auto")]
+        raise MetricError(
+            f"metric {rouge_type!r}: scorer 'korean_competition' takes tokenizer {', '.join(allowed)} "
+            f"(default mecab), not {tokenizer!r}"
+        )
+    if tokenizer == "kiwi":
+        get_kiwi()
+    scorer = CompetitionRouge(
+        tokenize=None if tokenizer == "mecab" else (lambda text, t=tokenizer: tokenize(text, t)),
+        rouge_types=(rouge_type,),
+    )
+
+    def per_sample(prediction: str, references: list[str]) -> float:
+        return scorer.score(prediction, references)[rouge_type]
+
+    def corpus(predictions: list[str], references: list[list[str]]) -> float:
+        return scorer.corpus(predictions, references)[rouge_type]
+
+    version = f"korean_competition (NIKL rouge_metric.py, {LENGTH_LIMIT}-word limit); {tokenizer_version(tokenizer)}"
+    version = version.replace("; rouge-score " + _rouge_score_version(), "")
+    return Metric(rouge_type, f"{rouge_type}[{tokenizer},korean_competition]", per_sample, corpus,
+                  version=version)
+
+
+def _rouge_score_version() -> str:
+    return tokenizer_version("rouge-score").removeprefix("rouge-score ")
 
 
 def _bleu(options: Mapping[str, Any], refs: References) -> Metric:
@@ -146,3 +189,16 @@ def build_metric(
     if options is not None and not isinstance(options, Mapping):
         raise MetricError(f"metric {name!r}: options must be a mapping, got {type(options).__name__}")
     return builder(dict(options or {}), references_sample)
+
+
+def auto_notes(metrics: Sequence[Any]) -> list[str]:
+    """One line per distinct `auto` choice among metrics (or scorers) by their version, e.g.
+    'rouge tokenizer auto → mecab (references 97% Hangul)': eval and rescore print them."""
+    notes: list[str] = []
+    for metric in metrics:
+        version = getattr(metric, "version", "") or ""
+        if version.startswith("auto → "):
+            note = "rouge tokenizer " + version.split(";", 1)[0]
+            if note not in notes:
+                notes.append(note)
+    return notes

@@ -8,10 +8,12 @@ outcome we never allow.
 Tokenizers (``TOKENIZERS``):
   mecab        MeCab-ko morphemes (python-mecab-ko) of the normalized text
   whitespace   whitespace tokens of the normalized text
+  kiwi         Kiwi morphemes (kiwipiepy, the optional extra ``harness[kiwi]``)
   char         non-space characters of the normalized text
   rouge-score  rouge-score's own DefaultTokenizer (no stemming), for English;
                numbers are identical to RougeScorer's own
-  auto         mecab when the references are mostly Hangul, else rouge-score
+  auto         mecab when the references are mostly Hangul, else rouge-score;
+               the choice is recorded in ``version`` ("auto → mecab (references 97% Hangul)")
 "Normalized" = lower-cased, everything outside [A-Za-z0-9가-힣] made a space,
 as Korean summarization benchmarks do.
 
@@ -34,7 +36,7 @@ from harness.metrics.errors import MetricError
 from harness.metrics.text import get_mecab, hangul_ratio, normalize_korean, split_sentences
 
 ROUGE_TYPES: tuple[str, ...] = ("rouge1", "rouge2", "rougeL", "rougeLsum")
-TOKENIZERS: tuple[str, ...] = ("mecab", "whitespace", "char", "rouge-score", "auto")
+TOKENIZERS: tuple[str, ...] = ("mecab", "whitespace", "kiwi", "char", "rouge-score", "auto")
 # Above this Hangul share of letters in the references, `auto` picks mecab.
 AUTO_HANGUL_THRESHOLD = 0.5
 _CACHE_SIZE = 8192
@@ -53,6 +55,27 @@ def _mecab_tokens(text: str) -> tuple[str, ...]:
     if not normalized.strip():
         return ()
     return tuple(get_mecab().morphs(normalized))
+
+
+@functools.lru_cache(maxsize=1)
+def get_kiwi():
+    """One shared Kiwi analyser (kiwipiepy is an optional extra: ~10x slower than MeCab, ~0.5 GB)."""
+    try:
+        from kiwipiepy import Kiwi
+    except ImportError as exc:
+        raise MetricError(
+            f"tokenizer 'kiwi': kiwipiepy is not installed ({exc}); "
+            "pip install 'harness[kiwi]' or use tokenizer='mecab'"
+        ) from exc
+    return Kiwi()
+
+
+@functools.lru_cache(maxsize=_CACHE_SIZE)
+def _kiwi_tokens(text: str) -> tuple[str, ...]:
+    normalized = normalize_korean(text)
+    if not normalized.strip():
+        return ()
+    return tuple(token.form for token in get_kiwi().tokenize(normalized))
 
 
 @functools.lru_cache(maxsize=_CACHE_SIZE)
@@ -76,6 +99,7 @@ def _rouge_score_tokens(text: str) -> tuple[str, ...]:
 _TOKEN_FUNCS: dict[str, Callable[[str], tuple[str, ...]]] = {
     "mecab": _mecab_tokens,
     "whitespace": _whitespace_tokens,
+    "kiwi": _kiwi_tokens,
     "char": _char_tokens,
     "rouge-score": _rouge_score_tokens,
 }
@@ -98,12 +122,22 @@ def _check_name(name: str) -> None:
         )
 
 
-def choose_tokenizer(references: Sequence[str] | Sequence[Sequence[str]]) -> str:
-    """What ``auto`` resolves to: 'mecab' if the references are mostly Hangul, else 'rouge-score'."""
+def _flatten(references: Sequence[str] | Sequence[Sequence[str]]) -> list[str]:
     flat: list[str] = []
     for ref in references:
         flat.extend([ref] if isinstance(ref, str) else list(ref))
-    return "mecab" if hangul_ratio(flat) > AUTO_HANGUL_THRESHOLD else "rouge-score"
+    return flat
+
+
+def choose_tokenizer(references: Sequence[str] | Sequence[Sequence[str]]) -> str:
+    """What ``auto`` resolves to: 'mecab' if the references are mostly Hangul, else 'rouge-score'."""
+    return "mecab" if hangul_ratio(_flatten(references)) > AUTO_HANGUL_THRESHOLD else "rouge-score"
+
+
+def auto_note(references: Sequence[str] | Sequence[Sequence[str]]) -> str:
+    """Why ``auto`` chose what it chose, e.g. 'auto → mecab (references 97% Hangul)'."""
+    ratio = hangul_ratio(_flatten(references))
+    return f"auto → {choose_tokenizer(references)} (references {ratio:.0%} Hangul)"
 
 
 def resolve_tokenizer(
@@ -132,6 +166,11 @@ def tokenizer_version(name: str) -> str:
             f"python-mecab-ko {_dist_version('python-mecab-ko')}; "
             f"python-mecab-ko-dic {_dist_version('python-mecab-ko-dic')}; {rouge_v}"
         )
+    if name == "kiwi":
+        return (
+            f"kiwipiepy {_dist_version('kiwipiepy')}; kiwipiepy_model {_dist_version('kiwipiepy_model')}; "
+            f"{rouge_v}"
+        )
     if name in ("whitespace", "char"):
         return f"harness ko-normalize [A-Za-z0-9가-힣]; {rouge_v}"
     return rouge_v
@@ -157,6 +196,7 @@ class KoreanRouge:
     _scorer: Any = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
+        requested = self.tokenizer
         self.tokenizer = resolve_tokenizer(self.tokenizer, self.references_sample)
         bad = [t for t in self.rouge_types if t not in ROUGE_TYPES]
         if bad or not self.rouge_types:
@@ -165,6 +205,10 @@ class KoreanRouge:
             )
         self.rouge_types = tuple(self.rouge_types)
         self.version = tokenizer_version(self.tokenizer)
+        if requested == "auto":
+            self.version = f"{auto_note(self.references_sample)}; {self.version}"
+        if self.tokenizer == "kiwi":
+            get_kiwi()  # fail at configuration time, not on the first sample
         self._scorer = rouge_scorer.RougeScorer(
             list(self.rouge_types), tokenizer=_Tokenizer(self.tokenizer)
         )
@@ -188,6 +232,14 @@ class KoreanRouge:
             raise MetricError(
                 f"rouge: sample {sample} {field_name} {text[:40]!r} yields no tokens "
                 f"under tokenizer '{self.tokenizer}' ({hint})"
+            )
+        if self.tokenizer == "rouge-score" and hangul_ratio([text]) > AUTO_HANGUL_THRESHOLD:
+            # Its tokenizer deletes Hangul but keeps digits and Latin letters, so two Korean
+            # texts sharing "3" and "10" would score 100.
+            kept = " ".join(_TOKEN_FUNCS[self.tokenizer](text))[:40]
+            raise MetricError(
+                f"rouge: sample {sample} {field_name} {text[:40]!r} is Korean but tokenizer "
+                f"'rouge-score' keeps only {kept!r} of it; use tokenizer='mecab' (or 'auto')"
             )
         # Only Lsum reads the newlines; the other types see the same tokens
         # either way because every tokenizer treats newlines as whitespace.
