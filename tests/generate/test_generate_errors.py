@@ -49,3 +49,24 @@ def test_suite_grid_with_unknown_field_is_one_line(gen_error, workdir):
     suite.write_text("name: s\ntask: qa\ngeneration_grid: {temprature: [0.5, 1.0]}\n", encoding="utf-8")
     gen_error(["--base", TINY, "--suite", suite, "--prompt", "x"], "s.yaml", "generation_grid",
               "'temprature' is not a generation field", "did you mean 'temperature'?")
+
+
+def test_side_by_side_layout_fits_the_terminal():
+    """Wide terminals get one column per model × variant; Hangul counts two columns."""
+    from harness.generate import PromptItem, render_prompt
+    from harness.metrics.repetition import repetition_stats
+    from harness.tables import _width
+
+    def record(column, output):
+        return {"column": column, "output": output, "generated_tokens": 9, "time_s": 0.5, "batch_size": 2,
+                "tokens_per_s": 18.0, "stop_reason": "length", "hit_limit": True,
+                "repetition": repetition_stats(output).to_dict()}
+
+    records = [record("base", "서울은 대한민국의 수도이다. " * 6), record("tiny@top_k=5", "Seoul is the capital. " * 5)]
+    text = render_prompt(PromptItem("1", "한국의 수도는?"), records, width=100, side_by_side=True)
+    lines = text.splitlines()
+    assert all(_width(line) <= 100 for line in lines), text
+    assert "▸ base" in lines[1] and "▸ tiny@top_k=5" in lines[1]
+    assert "hit max_new_tokens" in text
+    stacked = render_prompt(PromptItem("1", "한국의 수도는?"), records, width=100)
+    assert stacked.index("▸ base") < stacked.index("▸ tiny@top_k=5")
