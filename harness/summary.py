@@ -31,4 +31,16 @@ def results_table(results: dict) -> str:
                 rows.append(tuple(["  Δ vs base"] + cells))
     n = results.get("n_samples")
     title = f"{results.get('suite', '')} — {n} samples, 95% bootstrap intervals; ▲/▼: interval of Δ excludes 0"
-    return title + "\n" + format_table(header, rows)
+    notes = version_notes(results["metric_info"])
+    return title + "\n" + format_table(header, rows) + "".join("\n" + note for note in notes)
+
+
+def version_notes(metric_info: dict) -> list[str]:
+    """'rouge1[mecab], rouge2[mecab]: python-mecab-ko 1.3.7; …': what computed each figure, metrics
+    sharing a version on one line.  The table and the report print them under the figures."""
+    groups: dict[str, list[str]] = {}
+    for label, info in metric_info.items():
+        version = (info or {}).get("version") or ""
+        if version:
+            groups.setdefault(version, []).append(label)
+    return [f"{', '.join(labels)}: {version}" for version, labels in groups.items()]

@@ -19,6 +19,9 @@ def register(sub) -> None:
     p.add_argument("--md", nargs="?", const="", default=None, metavar="FILE",
                    help="write a Markdown summary for a PR or model card (default FILE: reports/SUITE-RUN_ID.md)")
     p.add_argument("--runs-root", default="runs", help="where to look for the latest run (default: runs/)")
+    p.add_argument("--results", default="results.json", metavar="NAME",
+                   help="results file inside each run directory: results.json (default) or one written by "
+                        "harness rescore, e.g. results-rescored-1a2b3c4d.json")
     p.set_defaults(func=run)
 
 
@@ -31,7 +34,7 @@ def run(args) -> int:
     from harness.summary import results_table
 
     paths = args.runs or [latest_run(Path(args.runs_root))]
-    report = load_report(paths)
+    report = load_report(paths, args.results)
     want_html = bool(args.html or args.output or args.md is None)
     written = []
     if want_html:

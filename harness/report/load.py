@@ -23,6 +23,7 @@ class Run:
     config: dict
     environment: dict
     records: dict[str, list[dict]]  # by the model's name inside this run
+    results_file: str = "results.json"  # or a `harness rescore` output
 
     @property
     def run_id(self) -> str:
@@ -82,17 +83,21 @@ class Report:
                 "deltas": {m.name: m.delta for m in self.models if m.delta}}
 
 
-def load_run(path: str | Path) -> Run:
+def load_run(path: str | Path, results_file: str = "results.json") -> Run:
     path = Path(path)
     if not path.exists():
         raise HarnessError(f"{path}: no such run directory; pass a directory written by harness eval")
     if not path.is_dir():
         raise HarnessError(f"{path}: not a directory; pass a run directory (runs/RUN_ID), not a file")
     run = RunDir(path)
-    results = run.read_json("results.json")
+    if results_file != "results.json" and not (path / results_file).is_file():
+        found = sorted(p.name for p in path.glob("results*.json"))
+        raise HarnessError(f"{path / results_file}: not found; this run has {', '.join(found) or 'no results file'} "
+                           "(harness rescore writes results-rescored-*.json)")
+    results = run.read_json(results_file)
     for key in ("metrics", "metric_info", "suite"):
         if not isinstance(results, dict) or key not in results:
-            raise HarnessError(f"{path / 'results.json'}: field '{key}' is missing; re-run the eval to rewrite it")
+            raise HarnessError(f"{path / results_file}: field '{key}' is missing; re-run the eval to rewrite it")
     config = _optional_json(run, "config.json")
     environment = _optional_json(run, "environment.json") or results.get("environment") or {}
     records = {}
@@ -103,7 +108,13 @@ def load_run(path: str | Path) -> Run:
             raise HarnessError(f"{run.records_file(name)}: unreadable ({exc}); re-run the eval to rewrite it") from None
         except OSError as exc:
             raise HarnessError(f"{run.records_file(name)}: unreadable ({exc.strerror or exc})") from None
-    return Run(path=path, results=results, config=config, environment=environment, records=records)
+    # A rescored results file carries the per-sample values it was computed from; the records on
+    # disk keep those of the eval.
+    for name, values in (results.get("sample_metrics") or {}).items():
+        if name in records:
+            records[name] = [{**r, "metrics": values.get(str(r.get("id")), {})} for r in records[name]]
+    return Run(path=path, results=results, config=config, environment=environment, records=records,
+               results_file=results_file)
 
 
 def _optional_json(run: RunDir, name: str) -> dict:
@@ -150,8 +161,8 @@ def merge_runs(runs: list[Run]) -> Report:
                   task=str(first.get("task", "")), sample_ids=ids)
 
 
-def load_report(paths: list[str | Path]) -> Report:
-    runs = [load_run(p) for p in paths]
+def load_report(paths: list[str | Path], results_file: str = "results.json") -> Report:
+    runs = [load_run(p, results_file) for p in paths]
     resolved = [r.path.resolve() for r in runs]
     if len(set(resolved)) != len(resolved):
         raise HarnessError("the same run directory is given twice; pass each run once")

@@ -16,6 +16,7 @@ from markupsafe import Markup
 
 from harness import __version__
 from harness.report.load import Model, Report
+from harness.summary import version_notes
 
 TEMPLATES = Path(__file__).parent / "templates"
 SECTIONS = ("overview", "metrics", "training", "samples")
@@ -335,6 +336,8 @@ def page_context(report: Report) -> dict:
         "confidence": int(round(conf * 100)), "n_samples": report.n_samples, "kind": data["kind"],
         "data": data, "generated_at": time.strftime("%Y-%m-%d %H:%M:%S %z"), "version": __version__,
         "sections": [s for s in SECTIONS if s != "training" or training_curves(report)],
+        "versions": version_notes(report.metric_info),
+        "results_files": sorted({run.results_file for run in report.runs} - {"results.json"}),
     }
 
 
@@ -387,6 +390,13 @@ def render_markdown(report: Report) -> str:
             extra = f"; trained {t['steps']} steps on `{_md_escape(t['data'])}`" if t and t.get("steps") else ""
             lines.append(f"- `{_md_escape(m.name)}`: adapter `{_md_escape(info.get('path', '?'))}` "
                          f"(sha256 `{str(info.get('sha256', '?'))[:12]}`){extra}")
+    notes = version_notes(report.metric_info)
+    rescored = sorted({run.results_file for run in report.runs} - {"results.json"})
+    if rescored:
+        notes.append("rescored without generating again: " + ", ".join(f"`{_md_escape(f)}`" for f in rescored))
+    if notes:
+        lines.append("")
+        lines.extend(f"<sub>{_md_escape(note)}</sub><br>" for note in notes)
     runs = ", ".join(f"`{_md_escape(r.run_id)}`" for r in report.runs)
     lines.append("")
     lines.append(f"Runs: {runs}; harness {first.get('harness_version', __version__)}.")
