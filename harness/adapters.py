@@ -82,26 +82,27 @@ def inspect_adapter(name: str, path: str) -> AdapterInfo:
 
 
 def check_compatible(info: AdapterInfo, base: LoadedBase) -> None:
+    check_against(info, base.ref, base.path, base_signature(base.model))
+
+
+def check_against(info: AdapterInfo, ref: str, path: str, actual: dict) -> None:
     """Refuse an adapter whose train record names another base or other shapes."""
     record = info.train_record
     if not record:
         return
     named = record.get("base_model")
-    same_name = named in {base.ref, base.path} or (
-        named is not None and _safe_resolve(named) == base.path
-    )
+    same_name = named in {ref, path} or (named is not None and _safe_resolve(named) == path)
     if not same_name:
         raise ModelError(
-            f"adapter '{info.name}' ({info.path}) was trained on base '{named}', not '{base.ref}'; "
-            f"evaluate it with --base {named}"
+            f"adapter '{info.name}' ({info.path}) was trained on base '{named}', not '{ref}'; "
+            f"use it with --base {named}"
         )
     expected = record.get("base_signature")
-    actual = base_signature(base.model)
     if expected:
         for key, value in expected.items():
             if value is not None and actual.get(key) != value:
                 raise ModelError(
-                    f"adapter '{info.name}' expects {key}={value} but base '{base.ref}' has {actual.get(key)}; "
+                    f"adapter '{info.name}' expects {key}={value} but base '{ref}' has {actual.get(key)}; "
                     f"use the base it was trained on"
                 )
 

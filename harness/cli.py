@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from harness.commands import chat, doctor, eval, generate, report, rescore, train
+    from harness.commands import chat, doctor, eval, generate, merge, report, rescore, train
 
     parser = argparse.ArgumentParser(
         prog="harness",
@@ -41,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"harness {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for module in (train, eval, generate, chat, report, rescore, doctor):
+    for module in (train, eval, generate, chat, report, rescore, merge, doctor):
         module.register(sub)
     for name in list(sub.choices):
         sub.choices[name].add_argument("--debug", action="store_true", help="show the traceback of an error")

@@ -101,9 +101,13 @@ def _keep_plain_4bit_layout(model) -> None:
 
 def base_signature(model) -> dict:
     """What an adapter must match: architecture and the shapes LoRA attaches to."""
-    config = model.config
+    return config_signature(model.config, type(model).__name__)
+
+
+def config_signature(config, fallback_architecture: str = "?") -> dict:
+    """`base_signature` from a model config alone, so a mismatch is caught before weights load."""
     return {
-        "architecture": (getattr(config, "architectures", None) or [type(model).__name__])[0],
+        "architecture": (getattr(config, "architectures", None) or [fallback_architecture])[0],
         "hidden_size": getattr(config, "hidden_size", None),
         "num_hidden_layers": getattr(config, "num_hidden_layers", None),
         "vocab_size": getattr(config, "vocab_size", None),
