@@ -15,17 +15,30 @@ EXIT_USER_ERROR = 2
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # for --num-processes, which re-launches it
     if not getattr(args, "command", None):
         parser.print_help()
         return EXIT_USER_ERROR
     _quiet_libraries()
+    from harness.distributed import rank_label, relaunch, wants_relaunch
+
+    if wants_relaunch(args):
+        return relaunch(args.argv, args.num_processes)
+    # Under `accelerate launch` an error names its rank; the launcher then stops the other ranks.
+    where = f" (on {rank_label()})" if rank_label() else ""
     try:
         return int(args.func(args) or 0)
     except HarnessError as exc:
         if args.debug:
             traceback.print_exc()
-        print(f"harness {args.command}: error: {exc}", file=sys.stderr)
+        print(f"harness {args.command}: error{where}: {exc}", file=sys.stderr)
         return EXIT_USER_ERROR
+    except Exception as exc:
+        if not where:
+            raise
+        traceback.print_exc()
+        print(f"harness {args.command}: error{where}: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print(f"harness {args.command}: interrupted; finished work is on disk", file=sys.stderr)
         return 130

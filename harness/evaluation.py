@@ -15,6 +15,7 @@ from harness import __version__
 from harness.config.generation import expand_grid
 from harness.config.suite import SuiteConfig
 from harness.data import Dataset, load_dataset
+from harness.distributed import Dist, TotalProgress
 from harness.env import detect, eval_batch_size
 from harness.errors import ConfigError
 from harness.metrics.registry import auto_notes
@@ -57,7 +58,11 @@ def run_eval(suite: SuiteConfig, source: str, out_root: str | Path = "runs", run
     dataset = resolve_dataset(suite, source)
     fewshot_pool = _fewshot_pool(suite, dataset, source)
     env = detect()
-    base = load_base(suite.models.base, suite.models.quantization, env)
+    # Under `accelerate launch`, every rank loads its own copy and generates its share of the samples;
+    # rank 0 merges the records and writes the run's JSON files. A world of one is the plain path.
+    dist = Dist.current()
+    base = load_base(suite.models.base, suite.models.quantization, env, local_rank=dist.local_rank,
+                     device_map=suite.models.device_map, max_memory_per_gpu=suite.models.max_memory_per_gpu)
     models = attach_adapters(base, suite.models.adapters)
     requests = task.build_requests(suite, dataset.examples, base.tokenizer, fewshot_pool)
     try:
@@ -76,11 +81,15 @@ def run_eval(suite: SuiteConfig, source: str, out_root: str | Path = "runs", run
     columns = {variant.label(name): (name, variant) for name in names for variant in variants}
     run = RunDir(Path(out_root) / (run_id or run_id_for(suite, dataset, identities))).create()
     batch_size = suite.batch_size if suite.batch_size != "auto" else eval_batch_size(env)
+    if not dist.main:
+        log = _quiet
     log(f"harness eval: {suite.name} ({task.kind}), {len(requests)} samples × {len(columns)} models "
-        f"[{', '.join(columns)}], batch {batch_size}, {env.device}/{base.compute_dtype} → {run.path}")
-    run.write_json("config.json", {"suite": suite.model_dump(mode="json"), "source": source,
-                                   "dataset": _dataset_info(dataset), "models": _models_info(models, columns)})
-    run.write_json("environment.json", env.to_dict())
+        f"[{', '.join(columns)}], batch {batch_size}, {env.device}/{base.compute_dtype}"
+        + (f" × {dist.world} processes" if dist.active else "") + f" → {run.path}")
+    if dist.main:
+        run.write_json("config.json", {"suite": suite.model_dump(mode="json"), "source": source,
+                                       "dataset": _dataset_info(dataset), "models": _models_info(models, columns)})
+        run.write_json("environment.json", {**env.to_dict(), **({"world_size": dist.world} if dist.active else {})})
 
     position = {r.id: i for i, r in enumerate(requests)}
     if len(position) != len(requests):
@@ -94,12 +103,14 @@ def run_eval(suite: SuiteConfig, source: str, out_root: str | Path = "runs", run
         # The id is part of the key: two samples with the same prompt and references (KorQuAD dev
         # has such pairs) must each keep their own record.
         keys = [content_key(identities[name], settings, r.id, r.prompt, r.references) for r in requests]
-        done = run.load_records(column)
+        done = run.load_records(column)  # the merged file and every earlier rank's shard, whatever the world size
         todo = [i for i, key in enumerate(keys) if key not in done]
         for key in set(keys) & done.keys():  # reused records are rescored: the suite's metrics may have changed
             done[key]["metrics"] = score_record(done[key], scorers)
         fresh: dict[str, dict] = {}
-        append, close = run.appender(column)
+        dist.barrier()  # every rank has read the records before any rank appends new ones
+        mine = dist.shard(todo)
+        append, close = run.appender(column, dist.rank if dist.active else None)
 
         def on_record(record: dict, _keys=keys, _append=append, _fresh=fresh) -> None:
             record["key"] = _keys[position[record["id"]]]
@@ -108,17 +119,28 @@ def run_eval(suite: SuiteConfig, source: str, out_root: str | Path = "runs", run
             _append(record)
 
         started = time.time()
-        bar = tqdm(total=len(todo), desc=f"{column}", unit="sample", disable=not progress_bars or not todo)
+        bar = tqdm(total=len(todo), desc=f"{column}", unit="sample",
+                   disable=not progress_bars or not todo or not dist.main)
+        progress = TotalProgress(bar, [run.records_file(column, r) for r in range(1, dist.world)]) \
+            if dist.active else bar
         try:
             with models.use(name) as model:
-                task.run(model, base.tokenizer, column_suite, [requests[i] for i in todo], batch_size, on_record, bar)
+                task.run(model, base.tokenizer, column_suite, [requests[i] for i in mine], batch_size, on_record,
+                         progress)
+            if dist.active:
+                progress.finish()
         finally:
             bar.close()
             close()
+        if dist.active:  # every rank's new records, on every rank (the ranks' shard files stay until merged)
+            for part in dist.all_gather(fresh):
+                fresh.update(part)
         wall = time.time() - started
         done.update(fresh)
         ordered = [done[key] for key in keys]
-        run.write_records(column, ordered)
+        if dist.main:
+            run.write_records(column, ordered)
+        dist.barrier()
         records[column] = ordered
         generated = sum(r.get("generated_tokens", 0) for r in fresh.values())
         throughput[column] = {
@@ -144,8 +166,16 @@ def run_eval(suite: SuiteConfig, source: str, out_root: str | Path = "runs", run
         results["repetition"] = repetition
     if len(variants) > 1:
         results["generation_grid"] = suite.generation_grid
-    run.write_json("results.json", results)
+    if dist.active:
+        results["world_size"] = dist.world
+    if dist.main:
+        run.write_json("results.json", results)
+    dist.barrier()
     return EvalResult(run_dir=run.path, results=results)
+
+
+def _quiet(*_args, **_kwargs) -> None:
+    pass
 
 
 def _fewshot_pool(suite: SuiteConfig, dataset: Dataset, source: str) -> list[dict]:

@@ -62,7 +62,11 @@ def load_tokenizer(ref: str, path: str | None = None):
     return tokenizer
 
 
-def load_base(ref: str, quantization: Quantization, env: Environment) -> LoadedBase:
+def load_base(ref: str, quantization: Quantization, env: Environment, local_rank: int = 0,
+              device_map: str = "single", max_memory_per_gpu: str | None = None) -> LoadedBase:
+    """`local_rank`: the GPU of this process under `accelerate launch` (each rank holds its own copy).
+    `device_map="auto"`: one process splits the base over every visible GPU, each capped at
+    `max_memory_per_gpu` (e.g. "70GiB"), for a base too large for one GPU."""
     from transformers import AutoModelForCausalLM
 
     quiet_bitsandbytes()
@@ -73,8 +77,14 @@ def load_base(ref: str, quantization: Quantization, env: Environment) -> LoadedB
     quant = bnb_config(quantization, dtype_name)
     if quant is not None:
         kwargs["quantization_config"] = quant
-    if env.device != "cpu":
-        kwargs["device_map"] = {"": 0 if env.device == "cuda" else env.device}
+    if env.device == "cuda" and device_map == "auto":
+        import torch
+
+        kwargs["device_map"] = "auto"
+        if max_memory_per_gpu:
+            kwargs["max_memory"] = {i: max_memory_per_gpu for i in range(torch.cuda.device_count())}
+    elif env.device != "cpu":
+        kwargs["device_map"] = {"": local_rank if env.device == "cuda" else env.device}
     try:
         model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
     except (OSError, ValueError) as exc:

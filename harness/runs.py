@@ -4,6 +4,8 @@ runs/RUN_ID/
   config.json          the resolved suite (after CLI overrides) and the dataset it read
   environment.json     device and library versions
   records/MODEL.jsonl  one line per sample, appended (and flushed) as samples finish
+  records/MODEL.rankR.jsonl  the same, per rank, while several processes share the samples
+                       (rank 0 merges them into MODEL.jsonl when the model is done)
   results.json         aggregates, intervals, deltas, throughput (written atomically)
 
 Records carry a `key` over everything that produced them (model identity including the
@@ -36,26 +38,36 @@ class RunDir:
         self.records_dir.mkdir(parents=True, exist_ok=True)
         return self
 
-    def records_file(self, model: str) -> Path:
-        return self.records_dir / f"{model}.jsonl"
+    def records_file(self, model: str, rank: int | None = None) -> Path:
+        return self.records_dir / (f"{model}.jsonl" if rank is None else f"{model}.rank{rank}.jsonl")
+
+    def shard_files(self, model: str) -> list[Path]:
+        """Every rank's shard of a model's records, whatever the number of processes that wrote them."""
+        if not self.records_dir.is_dir():
+            return []
+        prefix = f"{model}.rank"
+        return sorted(p for p in self.records_dir.iterdir()
+                      if p.name.startswith(prefix) and p.name.endswith(".jsonl")
+                      and p.name[len(prefix):-len(".jsonl")].isdigit())
 
     def load_records(self, model: str) -> dict[str, dict]:
-        """Records by key; a torn last line (a killed run) is skipped, not fatal."""
-        path = self.records_file(model)
+        """Records by key, from the merged file and any rank's shard; a torn last line (a killed run) is
+        skipped, not fatal."""
         found: dict[str, dict] = {}
-        if not path.is_file():
-            return found
-        for line in path.read_text(encoding="utf-8").splitlines():
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
+        for path in [self.records_file(model), *self.shard_files(model)]:
+            if not path.is_file():
                 continue
-            if isinstance(record, dict) and "key" in record:
-                found[record["key"]] = record
+            for line in path.read_text(encoding="utf-8").splitlines():
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError:
+                    continue
+                if isinstance(record, dict) and "key" in record:
+                    found[record["key"]] = record
         return found
 
-    def appender(self, model: str):
-        path = self.records_file(model)
+    def appender(self, model: str, rank: int | None = None):
+        path = self.records_file(model, rank)
         torn = False
         if path.is_file() and path.stat().st_size > 0:
             with path.open("rb") as tail:
@@ -82,6 +94,8 @@ class RunDir:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
+        for shard in self.shard_files(model):  # merged into `path` now
+            shard.unlink(missing_ok=True)
 
     def write_json(self, name: str, data) -> None:
         atomic_write_json(self.path / name, data)

@@ -30,7 +30,8 @@ def run(args) -> int:
 
     adapters = parse_adapters(args.adapter)
     settings = generation_settings(args)
-    base = load_base(args.base, Quantization(mode=args.quantization), detect())
+    base = load_base(args.base, Quantization(mode=args.quantization), detect(), device_map=args.device_map,
+                     max_memory_per_gpu=args.max_memory_per_gpu)
     apply_chat_template(base.tokenizer, "")  # a base without a chat template is refused before the session
     models = attach_adapters(base, adapters)
     return ChatSession(models, ["base", *adapters], settings, system=args.system).run()

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from harness.commands.options import parse_adapters  # shared with generate and chat
+from harness.commands.options import add_num_processes_option, parse_adapters  # shared with generate and chat
 
 HELP = "evaluate the base (4-bit) and adapters on a suite: KorQuAD EM/F1, ROUGE, perplexity"
 
@@ -26,6 +26,7 @@ def register(sub) -> None:
     p.add_argument("--out", default="runs", help="directory that receives run directories (default: runs/)")
     p.add_argument("--run-id", help="name of the run directory (default: suite name + a hash of what is evaluated)")
     p.add_argument("--json", action="store_true", help="print results.json instead of the table")
+    add_num_processes_option(p)
     p.set_defaults(func=run)
 
 
@@ -58,6 +59,10 @@ def run(args) -> int:
     # With --json, stdout carries only the JSON document; the progress line goes to stderr.
     log = (lambda message: print(message, file=sys.stderr)) if args.json else print
     result = run_eval(suite, args.suite, args.out, args.run_id, log=log)
+    from harness.distributed import Dist
+
+    if not Dist.current().main:  # rank 0 prints the merged results
+        return 0
     if args.json:
         print(json.dumps(result.results, ensure_ascii=False, indent=2))
     else:

@@ -38,6 +38,16 @@ def add_model_options(p: argparse.ArgumentParser, no_base: bool = True) -> None:
         p.add_argument("--no-base", action="store_true", help="only the adapters answer, not the base")
     p.add_argument("--quantization", choices=("nf4", "fp4", "int8", "none"), default="nf4",
                    help="how the base loads, as a suite's models.quantization.mode (default: nf4, 4-bit)")
+    p.add_argument("--device-map", choices=("single", "auto"), default="single",
+                   help="single: the base on one GPU; auto: split a base too large for one GPU over all visible GPUs")
+    p.add_argument("--max-memory-per-gpu", metavar="SIZE",
+                   help="with --device-map auto: the most each GPU may hold, e.g. 70GiB")
+
+
+def add_num_processes_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--num-processes", type=int, metavar="N",
+                   help="data-parallel over N processes: re-runs this command under `accelerate launch "
+                        "--num_processes N` (one per GPU; gloo processes on CPU)")
 
 
 def flag_name(field: str) -> str:

@@ -51,6 +51,11 @@ class ModelsSettings(Strict):
     # name -> adapter directory
     adapters: dict[str, str] = Field(default_factory=dict)
     include_base: bool = True
+    # "single": the whole base on one device (each process's own GPU under accelerate launch);
+    # "auto": one process spreads a base too large for one GPU over the visible GPUs.
+    device_map: Literal["single", "auto"] = "single"
+    # with device_map auto: the most each GPU may hold, e.g. "70GiB" (None: accelerate's own estimate)
+    max_memory_per_gpu: str | None = None
 
     @field_validator("adapters")
     @classmethod
