@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from harness.commands.options import add_generation_options, add_model_options
+from harness.commands.options import add_generation_options, add_model_options, add_num_processes_option
 
 HELP = "answer your own prompts with the base and adapters side by side (also batch inference to JSONL)"
 
@@ -30,6 +30,7 @@ def register(sub) -> None:
     p.add_argument("--out", metavar="FILE.jsonl",
                    help="append one JSON record per prompt × model × variant as it finishes")
     p.add_argument("--quiet", action="store_true", help="print only the summary table, not every answer")
+    add_num_processes_option(p)
     add_generation_options(p)
     p.set_defaults(func=run)
 
@@ -79,17 +80,22 @@ def run(args) -> int:
     chat = args.chat or bool(suite and suite.prompt.chat)
     system = args.system if args.system is not None else (suite.prompt.system if suite else None)
 
+    from harness.distributed import Dist
+
     env = detect()
-    base = load_base(args.base, Quantization(mode=args.quantization), env)
+    dist = Dist.current()  # under accelerate launch: each rank answers its share of the prompts
+    base = load_base(args.base, Quantization(mode=args.quantization), env, local_rank=dist.local_rank,
+                     device_map=args.device_map, max_memory_per_gpu=args.max_memory_per_gpu)
     models = attach_adapters(base, adapters)
     prompts = [apply_chat_template(base.tokenizer, i.text, system) if chat else i.text for i in items]
     check_context(base.tokenizer, base.model, prompts, [i.id for i in items], variants)
     batch_size = args.batch_size or eval_batch_size(env)
     columns = len(names) * len(variants)
-    streaming = len(items) == 1 and columns == 1 and not args.quiet
-    print(f"harness generate: {len(items)} prompt(s) × {columns} model(s) "
-          f"[{', '.join(v.label(n) for n in names for v in variants)}], {env.device}/{base.compute_dtype}"
-          + (f" → {args.out}" if args.out else ""))
+    streaming = len(items) == 1 and columns == 1 and not args.quiet and not dist.active
+    if dist.main:
+        print(f"harness generate: {len(items)} prompt(s) × {columns} model(s) "
+              f"[{', '.join(v.label(n) for n in names for v in variants)}], {env.device}/{base.compute_dtype}"
+              + (f" × {dist.world} processes" if dist.active else "") + (f" → {args.out}" if args.out else ""))
 
     def stream(text: str) -> None:
         sys.stdout.write(text)
@@ -97,12 +103,30 @@ def run(args) -> int:
 
     if streaming:
         print(f"━━ prompt {items[0].id} ▸ {variants[0].label(names[0])}")
-    append = JsonlAppender(args.out)
+    # Each rank appends to its own shard of --out as answers finish; rank 0 then appends them all to --out.
+    shard_out = _shard_path(args.out, dist.rank) if dist.active and args.out else None
+    append = JsonlAppender(shard_out or args.out)
+    every = list(range(len(items)))
+    mine = dist.shard(every)
     try:
-        records, wall = run_generate(models, names, items, prompts, variants, batch_size, append,
-                                     stream=stream if streaming else None)
+        records, wall = run_generate(models, names, [items[i] for i in mine], [prompts[i] for i in mine], variants,
+                                     batch_size, append, stream=stream if streaming else None)
     finally:
         append.close()
+    if dist.active:
+        parts = dist.all_gather((records, wall))
+        if not dist.main:
+            return 0
+        position = {item.id: n for n, item in enumerate(items)}
+        records = sorted((r for part, _ in parts for r in part), key=lambda r: position[r["prompt_id"]])
+        wall = {column: max(w.get(column, 0.0) for _, w in parts) for column in parts[0][1]}
+        if args.out:
+            merged = JsonlAppender(args.out)
+            for record in records:
+                merged(record)
+            merged.close()
+            for rank in range(dist.world):
+                _shard_path(args.out, rank).unlink(missing_ok=True)
 
     if streaming:
         from harness.generate import stats_line
@@ -123,3 +147,10 @@ def run(args) -> int:
     if args.out:
         print(f"\nrecords: {args.out}")
     return 0
+
+
+def _shard_path(out: str, rank: int):
+    from pathlib import Path
+
+    path = Path(out)
+    return path.with_name(f"{path.stem}.rank{rank}{path.suffix}")
