@@ -76,8 +76,9 @@ def run_eval(suite: SuiteConfig, source: str, out_root: str | Path = "runs", run
         raise ConfigError(f"{source}: nothing to evaluate; give an adapter or keep models.include_base")
     identities = {name: models.identity(name) for name in names}
     # Every model × generation variant is one column; without a grid a column is just the model.
-    variants = expand_grid(suite.generation, suite.generation_grid if task.kind != "perplexity" else {},
-                           f"{source}: generation_grid")
+    if suite.generation_grid and task.kind == "perplexity":
+        raise ConfigError(f"{source}: field 'generation_grid': the perplexity task generates nothing; remove it")
+    variants = expand_grid(suite.generation, suite.generation_grid, f"{source}: generation_grid")
     columns = {variant.label(name): (name, variant) for name in names for variant in variants}
     run = RunDir(Path(out_root) / (run_id or run_id_for(suite, dataset, identities))).create()
     batch_size = suite.batch_size if suite.batch_size != "auto" else eval_batch_size(env)

@@ -32,7 +32,18 @@ def results_table(results: dict) -> str:
     n = results.get("n_samples")
     title = f"{results.get('suite', '')} — {n} samples, 95% bootstrap intervals; ▲/▼: interval of Δ excludes 0"
     notes = version_notes(results["metric_info"])
-    return title + "\n" + format_table(header, rows) + "".join("\n" + note for note in notes)
+    text = title + "\n" + format_table(header, rows) + "".join("\n" + note for note in notes)
+    repetition = repetition_table(results.get("repetition") or {})
+    return text + ("\n\n" + repetition if repetition else "")
+
+
+def repetition_table(repetition: dict) -> str:
+    """Mean degeneration per model: looping outputs show as low distinct-n and long repeats."""
+    rows = [(model, f"{r['distinct_1']:.3f}", f"{r['distinct_2']:.3f}", f"{r['longest_repeat_len']:.1f}",
+             f"{r['hit_limit_rate']:.0%}") for model, r in repetition.items() if r]
+    if not rows:
+        return ""
+    return format_table(["degeneration (means)", "distinct-1", "distinct-2", "longest repeat", "hit token limit"], rows)
 
 
 def version_notes(metric_info: dict) -> list[str]:
