@@ -37,9 +37,11 @@ class Dist:
         """The launched world (joining its process group), or a world of one."""
         if launched_world_size() <= 1:
             return cls()
+        import torch
         from accelerate import PartialState
 
-        state = PartialState()
+        # cpu=True is what makes accelerate use gloo for a world of CPU processes (the Trainer asks the same).
+        state = PartialState(cpu=not torch.cuda.is_available())
         return cls(rank=state.process_index, world=state.num_processes, local_rank=state.local_process_index)
 
     @property
@@ -145,25 +147,20 @@ def strip_option(argv: list[str], flag: str) -> list[str]:
 
 
 def launch_command(argv: list[str], num_processes: int) -> list[str]:
-    """`accelerate launch` for `harness ARGV` on this machine: one process per GPU, or gloo on CPU."""
-    import torch
-
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(num_processes),
+    """`accelerate launch --multi_gpu` for `harness ARGV` on this machine: torchrun's processes, one per GPU,
+    or gloo processes on CPU. (accelerate's `--cpu` launcher starts a single process unless it is given
+    an MPI hostfile, so the torchrun launcher is the one for CPU worlds too.)"""
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(num_processes),
            "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
            "--main_process_port", str(_free_port())]
-    if not torch.cuda.is_available():
-        cmd.append("--cpu")
-    elif num_processes > 1:
-        cmd.append("--multi_gpu")
     return cmd + ["-m", "harness", *argv]
 
 
 def relaunch(argv: list[str], num_processes: int) -> int:
     """Run `harness ARGV` (without --num-processes) in `num_processes` processes through accelerate."""
     cmd = launch_command(strip_option(argv, "--num-processes"), num_processes)
-    print(f"harness: launching {num_processes} processes: accelerate launch --num_processes {num_processes} "
-          f"{'--cpu ' if '--cpu' in cmd else ''}-m harness {' '.join(strip_option(argv, '--num-processes'))}",
-          file=sys.stderr, flush=True)
+    print(f"harness: launching {num_processes} processes: accelerate launch --multi_gpu --num_processes "
+          f"{num_processes} -m harness {' '.join(strip_option(argv, '--num-processes'))}", file=sys.stderr, flush=True)
     return subprocess.run(cmd).returncode
 
 

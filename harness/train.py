@@ -15,6 +15,7 @@ from pathlib import Path
 from harness import __version__
 from harness.config import TrainConfig
 from harness.data import load_dataset, split_validation
+from harness.distributed import Dist
 from harness.env import Environment, compute_dtype_name, detect, train_batch_size
 from harness.errors import ConfigError, HarnessError, ModelError
 from harness.models import base_signature, linear_module_names, load_base, resolve_model_ref
@@ -34,26 +35,48 @@ class Plan:
     gradient_accumulation: int
     optimizer: str
     gradient_checkpointing: bool
+    world_size: int = 1
 
     def describe(self) -> str:
+        world = f" processes={self.world_size}" if self.world_size > 1 else ""
         return (f"device={self.device} compute_dtype={self.compute_dtype} micro_batch={self.batch_size} "
-                f"grad_accum={self.gradient_accumulation} optimizer={self.optimizer} "
-                f"gradient_checkpointing={self.gradient_checkpointing}")
+                f"grad_accum={self.gradient_accumulation}{world} global_batch={self.global_batch} "
+                f"optimizer={self.optimizer} gradient_checkpointing={self.gradient_checkpointing}")
+
+    @property
+    def global_batch(self) -> int:
+        return self.batch_size * self.gradient_accumulation * self.world_size
 
 
-def plan_training(config: TrainConfig, env: Environment) -> Plan:
+def plan_training(config: TrainConfig, env: Environment, world_size: int = 1) -> Plan:
+    """`training.batch_size × gradient_accumulation` is the global batch, whatever the number of processes:
+    with N data-parallel processes the accumulation is divided by N where it divides, otherwise the
+    per-process micro-batch is, so one optimizer step sees the same examples as on one process."""
     t = config.training
     cuda = env.device == "cuda"
     optimizer = t.optimizer if t.optimizer != "auto" else ("paged_adamw_8bit" if cuda else "adamw_torch")
     if optimizer.startswith("paged_") and not cuda:
         raise ConfigError(f"training.optimizer: '{optimizer}' needs CUDA; use adamw_torch on {env.device}")
+    batch_size = t.batch_size if t.batch_size != "auto" else train_batch_size(env)
+    accumulation = t.gradient_accumulation
+    if world_size > 1:
+        if accumulation % world_size == 0:
+            accumulation //= world_size
+        elif batch_size % world_size == 0:
+            batch_size //= world_size
+        else:
+            raise ConfigError(
+                f"training.batch_size {batch_size} × gradient_accumulation {accumulation}: the global batch of "
+                f"{batch_size * accumulation} cannot be shared by {world_size} processes; make batch_size or "
+                f"gradient_accumulation a multiple of {world_size}")
     return Plan(
         device=env.device,
         compute_dtype=compute_dtype_name(env, config.quantization.compute_dtype),
-        batch_size=t.batch_size if t.batch_size != "auto" else train_batch_size(env),
-        gradient_accumulation=t.gradient_accumulation,
+        batch_size=batch_size,
+        gradient_accumulation=accumulation,
         optimizer=optimizer,
         gradient_checkpointing=t.gradient_checkpointing if t.gradient_checkpointing != "auto" else cuda,
+        world_size=world_size,
     )
 
 
@@ -100,9 +123,16 @@ def check_target_modules(config: TrainConfig, model) -> None:
 
 def train(config: TrainConfig, *, resume: bool = False, overwrite: bool = False, log=print) -> dict:
     out = Path(config.output_dir)
-    _check_output(out, resume, overwrite)
+    # Under `accelerate launch` every rank runs this recipe (the Trainer does DDP); rank 0 alone
+    # clears old output and saves the adapter and the record.
+    dist = Dist.current()
+    if dist.main:
+        _check_output(out, resume, overwrite)
+    dist.barrier()
+    if not dist.main:
+        log = _quiet
     env = detect()
-    plan = plan_training(config, env)
+    plan = plan_training(config, env, dist.world)
     log(f"harness train: {plan.describe()}")
 
     # 1. data, before the model: a bad dataset should fail in a second, not after a load
@@ -113,7 +143,7 @@ def train(config: TrainConfig, *, resume: bool = False, overwrite: bool = False,
     # 2. the base, quantized, wrapped with LoRA (target modules are checked on the weightless module
     #    tree first, so a misspelt name fails before the weights load)
     check_target_modules(config, _skeleton(config.base))
-    base = load_base(config.base, config.quantization, env)
+    base = load_base(config.base, config.quantization, env, local_rank=dist.local_rank)  # each rank its own copy
     check_target_modules(config, base.model)
     model = _wrap_with_lora(config, base.model, plan)
 
@@ -121,7 +151,7 @@ def train(config: TrainConfig, *, resume: bool = False, overwrite: bool = False,
     started = time.time()
     trainer = None
     while True:
-        trainer = _trainer(config, plan, model, base.tokenizer, train_rows, val_rows, out)
+        trainer = _trainer(config, plan, model, base.tokenizer, train_rows, val_rows, out, tensorboard=dist.main)
         try:
             trainer.train(resume_from_checkpoint=_last_checkpoint(out) if resume else None)
             break
@@ -136,10 +166,14 @@ def train(config: TrainConfig, *, resume: bool = False, overwrite: bool = False,
                 f"accumulation {plan.gradient_accumulation} (same global batch)")
     runtime = time.time() - started
 
-    # 4. save the adapter, tokenizer and the record of how it was made
+    # 4. save the adapter, tokenizer and the record of how it was made (rank 0; the ranks' weights are equal)
+    state = trainer.state
+    probe = probe_logits(model, base.tokenizer, train_rows[0])
+    if not dist.main:
+        dist.barrier()
+        return {}
     model.save_pretrained(out)
     base.tokenizer.save_pretrained(out)
-    state = trainer.state
     tokens = int(getattr(state, "num_input_tokens_seen", 0) or 0)
     record = {
         "harness_version": __version__,
@@ -157,11 +191,18 @@ def train(config: TrainConfig, *, resume: bool = False, overwrite: bool = False,
         "tokens_seen": tokens,
         "tokens_per_second": round(tokens / runtime, 2) if runtime > 0 else None,
         "peak_memory_bytes": peak_memory_bytes(env.device),
-        "probe": probe_logits(model, base.tokenizer, train_rows[0]),
+        "probe": probe,
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
+    if dist.active:
+        record["world_size"] = dist.world
     atomic_write_json(out / RECORD_FILE, record)
+    dist.barrier()
     return record
+
+
+def _quiet(*_args, **_kwargs) -> None:
+    pass
 
 
 def _skeleton(ref: str):
@@ -213,7 +254,8 @@ def _wrap_with_lora(config: TrainConfig, model, plan: Plan):
     return get_peft_model(model, peft_config)
 
 
-def _trainer(config: TrainConfig, plan: Plan, model, tokenizer, train_rows, val_rows, out: Path):
+def _trainer(config: TrainConfig, plan: Plan, model, tokenizer, train_rows, val_rows, out: Path,
+             tensorboard: bool = True):
     import torch
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
@@ -247,7 +289,7 @@ def _trainer(config: TrainConfig, plan: Plan, model, tokenizer, train_rows, val_
     trainer = SFTTrainer(
         model=model, args=args, processing_class=tokenizer,
         train_dataset=Dataset.from_list(train_rows), eval_dataset=Dataset.from_list(val_rows) if has_val else None,
-        callbacks=[TensorBoardCallback(tb_writer=SummaryWriter(log_dir=str(out / "tensorboard")))],
+        callbacks=[TensorBoardCallback(tb_writer=SummaryWriter(log_dir=str(out / "tensorboard")))] if tensorboard else [],
     )
     # TRL casts a quantized model's LoRA weights to bf16, but peft upcasts them to fp32 when an adapter is
     # loaded (reload, --resume), so the trained adapter would compute differently from the reloaded one and a

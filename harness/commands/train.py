@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from harness.commands.options import add_num_processes_option
 from harness.tables import format_table, human_bytes
 
 DEFAULT_PRESET = str(Path(__file__).resolve().parents[1] / "presets" / "tiny-ko-qa.yaml")
@@ -23,6 +24,7 @@ def register(sub) -> None:
     p.add_argument("--data", help="training data: a path, a hub id or builtin:NAME")
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint in OUTPUT_DIR/checkpoints")
     p.add_argument("--overwrite", action="store_true", help="replace an adapter already in the output directory")
+    add_num_processes_option(p)
     p.set_defaults(func=run)
 
 
@@ -40,6 +42,8 @@ def run(args) -> int:
         print(f"harness train: no config given; using the built-in preset {config_path}")
     config = load_config(TrainConfig, config_path, overrides)
     record = train(config, resume=args.resume, overwrite=args.overwrite)
+    if not record:  # a rank other than 0: rank 0 saved and reports
+        return 0
     print(summary(record, config.output_dir))
     return 0
 
