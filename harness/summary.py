@@ -4,10 +4,10 @@ from __future__ import annotations
 from harness.tables import format_table
 
 
-def fmt_interval(entry: dict, signed: bool = False) -> str:
+def fmt_interval(entry: dict, signed: bool = False, missing: str = "-") -> str:
     value, low, high = entry.get("value"), entry.get("low"), entry.get("high")
     if value is None:
-        return "-"
+        return missing
     sign = "+" if signed else ""
     text = f"{value:{sign}.2f}"
     if low is not None and high is not None and low != high:

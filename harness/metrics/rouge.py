@@ -268,18 +268,23 @@ class KoreanRouge:
         self, predictions: Sequence[str], references: Sequence[Sequence[str] | str]
     ) -> dict[str, float]:
         """Mean of the per-sample scores."""
-        if len(predictions) != len(references):
-            raise MetricError(
-                f"rouge: {len(predictions)} predictions but {len(references)} reference "
-                "lists; pass one reference list per prediction"
-            )
-        if not predictions:
-            raise MetricError("rouge: no samples to score; pass at least one prediction")
-        totals = dict.fromkeys(self.rouge_types, 0.0)
-        for i, (pred, refs) in enumerate(zip(predictions, references)):
-            for rouge_type, value in self.score(pred, refs, sample=i).items():
-                totals[rouge_type] += value
-        return {k: v / len(predictions) for k, v in totals.items()}
+        return mean_of_samples(self.score, self.rouge_types, predictions, references)
+
+
+def mean_of_samples(score, rouge_types, predictions, references) -> dict[str, float]:
+    """Per-sample ROUGE averaged over samples (rouge-score's and the competition's corpus figure)."""
+    if len(predictions) != len(references):
+        raise MetricError(
+            f"rouge: {len(predictions)} predictions but {len(references)} reference "
+            "lists; pass one reference list per prediction"
+        )
+    if not predictions:
+        raise MetricError("rouge: no samples to score; pass at least one prediction")
+    totals = dict.fromkeys(rouge_types, 0.0)
+    for i, (pred, refs) in enumerate(zip(predictions, references)):
+        for rouge_type, value in score(pred, refs, sample=i).items():
+            totals[rouge_type] += value
+    return {k: v / len(predictions) for k, v in totals.items()}
 
 
 def rouge_scores(

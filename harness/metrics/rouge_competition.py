@@ -220,15 +220,6 @@ class CompetitionRouge:
 
     def corpus(self, predictions: Sequence[str], references: Sequence[Sequence[str] | str]) -> dict[str, float]:
         """Mean of the per-sample F values (x 100), as the competition reports."""
-        if len(predictions) != len(references):
-            raise MetricError(
-                f"rouge: {len(predictions)} predictions but {len(references)} reference lists; "
-                "pass one reference list per prediction"
-            )
-        if not predictions:
-            raise MetricError("rouge: no samples to score; pass at least one prediction")
-        totals = dict.fromkeys(self.rouge_types, 0.0)
-        for i, (pred, refs) in enumerate(zip(predictions, references)):
-            for rouge_type, value in self.score(pred, refs, sample=i).items():
-                totals[rouge_type] += value
-        return {k: v / len(predictions) for k, v in totals.items()}
+        from harness.metrics.rouge import mean_of_samples
+
+        return mean_of_samples(self.score, self.rouge_types, predictions, references)

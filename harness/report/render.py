@@ -16,7 +16,7 @@ from markupsafe import Markup
 
 from harness import __version__
 from harness.report.load import Model, Report
-from harness.summary import version_notes
+from harness.summary import fmt_interval, version_notes
 
 TEMPLATES = Path(__file__).parent / "templates"
 SECTIONS = ("overview", "metrics", "training", "samples")
@@ -404,11 +404,4 @@ def render_markdown(report: Report) -> str:
 
 
 def _interval_md(entry: dict, signed: bool = False) -> str:
-    v, lo, hi = entry.get("value"), entry.get("low"), entry.get("high")
-    if v is None:
-        return "–"
-    s = "+" if signed else ""
-    text = f"{v:{s}.2f}"
-    if lo is not None and hi is not None and lo != hi:
-        text += f" [{lo:{s}.2f}, {hi:{s}.2f}]"
-    return text
+    return fmt_interval(entry, signed, missing="–")
