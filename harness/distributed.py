@@ -161,7 +161,12 @@ def relaunch(argv: list[str], num_processes: int) -> int:
     cmd = launch_command(strip_option(argv, "--num-processes"), num_processes)
     print(f"harness: launching {num_processes} processes: accelerate launch --multi_gpu --num_processes "
           f"{num_processes} -m harness {' '.join(strip_option(argv, '--num-processes'))}", file=sys.stderr, flush=True)
-    return subprocess.run(cmd).returncode
+    code = subprocess.run(cmd).returncode
+    if code != 0:
+        print(f"harness: accelerate launch ended with exit code {code}; the failing rank's error is the "
+              f"'(on rank R of {num_processes})' line above. Records already written stay; the same command resumes.",
+              file=sys.stderr, flush=True)
+    return code
 
 
 def wants_relaunch(args) -> bool:

@@ -77,6 +77,12 @@ def load_base(ref: str, quantization: Quantization, env: Environment, local_rank
     quant = bnb_config(quantization, dtype_name)
     if quant is not None:
         kwargs["quantization_config"] = quant
+    if device_map == "auto":
+        from harness.distributed import launched_world_size
+
+        if launched_world_size() > 1:
+            raise ModelError("models.device_map: auto splits one process's base over every visible GPU; run it "
+                             "as one process, not under accelerate launch or --num-processes")
     if env.device == "cuda" and device_map == "auto":
         import torch
 
