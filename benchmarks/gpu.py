@@ -154,7 +154,7 @@ def plain_trl(config, rows) -> dict:
     return result
 
 
-def bench_train(base: str, data: str, work: Path, smoke: bool, harness_first: bool = False) -> dict:
+def bench_train(base: str, data: str, work: Path, smoke: bool, harness_first: bool = False, peers: bool = True) -> dict:
     import shutil
 
     from harness.train import build_examples, train
@@ -163,11 +163,12 @@ def bench_train(base: str, data: str, work: Path, smoke: bool, harness_first: bo
     shutil.rmtree(config.output_dir, ignore_errors=True)
     rows, _, _ = build_examples(config)
     # Whichever runs first also pays for CUDA/cuBLAS warm-up: --harness-first swaps the order.
-    if not harness_first:
+    peer = None
+    if peers and not harness_first:
         peer = plain_trl(config, rows)
         _free()
     record = train(config, overwrite=True, log=lambda m: print(m, flush=True))
-    if harness_first:
+    if peers and harness_first:
         _free()
         peer = plain_trl(config, rows)
     losses = [h["loss"] for h in record["history"] if "loss" in h]
@@ -195,11 +196,12 @@ def random_adapter(base: str, out: Path) -> str:
     return str(out)
 
 
-def bench_eval(base: str, adapter: str, data: str, work: Path, smoke: bool, batch: int | None) -> dict:
+def bench_eval(base: str, adapter: str, data: str, work: Path, smoke: bool, batch: int | None,
+               samples: int = 128, peers: bool = True) -> dict:
     from harness.config import SuiteConfig, load_config
     from harness.evaluation import run_eval
 
-    n, new = (8, 8) if smoke else (128, 32)
+    n, new = (8, 8) if smoke else (samples, 32)
     overrides = {"dataset.path": data, "dataset.path_env": None, "dataset.limit": n, "models.base": base,
                  "generation.max_new_tokens": new, "generation.min_new_tokens": new, "generation.stop": [],
                  "bootstrap.resamples": 200}
@@ -217,7 +219,7 @@ def bench_eval(base: str, adapter: str, data: str, work: Path, smoke: bool, batc
     prompts = [json.loads(line)["prompt"] for line in
                (result.run_dir / "records" / "adapter.jsonl").read_text(encoding="utf-8").splitlines()]
     _free()
-    peer = lm_eval_hf(base, adapter, prompts, new, smoke)
+    peer = lm_eval_hf(base, adapter, prompts, new, smoke) if peers else None
     return {"harness_eval": ours, "lm_eval_hf_batch16": peer, "prompts": len(prompts), "new_tokens": new}
 
 
@@ -259,6 +261,8 @@ def main() -> None:
     parser.add_argument("--korquad", help="KorQuAD 1.0 dev JSON")
     parser.add_argument("--work", default="/tmp/harness-bench", help="scratch directory (model, adapters, runs)")
     parser.add_argument("--harness-first", action="store_true", help="train: run harness before the peer")
+    parser.add_argument("--eval-samples", type=int, default=128, help="eval: KorQuAD dev questions (default 128)")
+    parser.add_argument("--no-peers", action="store_true", help="harness paths only (the one-GPU baseline of scaling runs)")
     parser.add_argument("--batch-size", type=int, help="harness eval batch size (default: from the hardware)")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -269,10 +273,11 @@ def main() -> None:
     figures: dict = {"versions": _versions()}
     if args.what in ("eval", "all"):
         adapter = random_adapter(base, work / "random-adapter")
-        figures["eval"] = bench_eval(base, adapter, data, work, args.smoke, args.batch_size)
+        figures["eval"] = bench_eval(base, adapter, data, work, args.smoke, args.batch_size,
+                                    args.eval_samples, not args.no_peers)
         print(json.dumps(figures["eval"], indent=2), flush=True)
     if args.what in ("train", "all"):
-        figures["train"] = bench_train(base, data, work, args.smoke, args.harness_first)
+        figures["train"] = bench_train(base, data, work, args.smoke, args.harness_first, not args.no_peers)
         print(json.dumps(figures["train"], indent=2), flush=True)
     if os.environ.get("OUT"):
         Path(os.environ["OUT"], f"bench-{args.what}.json").write_text(json.dumps(figures, indent=2))
