@@ -107,17 +107,25 @@ def _read_squad(text: str, source: str) -> list[dict]:
     return examples
 
 
-def _read_jsonl(text: str, source: str) -> list[dict]:
-    examples = []
+def jsonl_objects(text: str, source: str) -> list[tuple[int, dict]]:
+    """(line number, object) for each non-blank line; anything but a JSON object is an error."""
+    objects = []
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
         try:
             record = json.loads(line)
         except json.JSONDecodeError as exc:
-            raise DataError(f"{source}: line {number} is not valid JSON ({exc.msg}); fix or remove that line") from None
+            raise DataError(f"{source} line {number}: invalid JSON ({exc.msg}); write one JSON object per line") from None
         if not isinstance(record, dict):
-            raise DataError(f"{source}: line {number} is not a JSON object")
+            raise DataError(f"{source} line {number}: not a JSON object; write one JSON object per line")
+        objects.append((number, record))
+    return objects
+
+
+def _read_jsonl(text: str, source: str) -> list[dict]:
+    examples = []
+    for number, record in jsonl_objects(text, source):
         record.setdefault("id", str(number))
         examples.append(record)
     return examples

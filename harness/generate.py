@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.config.generation import Variant
+from harness.data import jsonl_objects
 from harness.errors import ConfigError, DataError
 from harness.metrics.repetition import repetition_stats
 from harness.tables import _width, format_table
@@ -44,18 +45,7 @@ def read_prompt_file(path: str, stdin=None) -> list[tuple[str, object]]:
         raise ConfigError(f"--prompts {path}: not UTF-8 text; save the prompts as UTF-8") from None
     if file.suffix != ".jsonl":
         return [(f"{file.name}:{n}", line) for n, line in enumerate(text.splitlines(), 1) if line.strip()]
-    items = []
-    for n, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"--prompts {path} line {n}: invalid JSON ({exc.msg}); write one JSON object per line") from None
-        if not isinstance(obj, dict):
-            raise ConfigError(f"--prompts {path} line {n}: expected a JSON object with a 'prompt' field")
-        items.append((str(obj.get("id", f"{file.name}:{n}")), obj))
-    return items
+    return [(str(obj.get("id", f"{file.name}:{n}")), obj) for n, obj in jsonl_objects(text, f"--prompts {path}")]
 
 
 def build_prompts(raw: list[tuple[str, object]], template=None, fields: dict[str, str] | None = None,
