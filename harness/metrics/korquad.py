@@ -22,10 +22,10 @@ F1 0.  Multiple gold answers take the max, per metric independently.
 from __future__ import annotations
 
 import string
-from collections import Counter
 from collections.abc import Sequence
 
 from harness.metrics.errors import MetricError
+from harness.metrics.text import overlap_f1
 
 # The official script substitutes these one by one with re.sub; a translate
 # table does the same in one pass.
@@ -53,14 +53,7 @@ def _em_single(prediction: str, gold: str) -> float:
 
 
 def _f1_single(prediction: str, gold: str) -> float:
-    pred_chars = _chars(prediction)
-    gold_chars = _chars(gold)
-    overlap = sum((Counter(pred_chars) & Counter(gold_chars)).values())
-    if overlap == 0:
-        return 0.0
-    precision = overlap / len(pred_chars)
-    recall = overlap / len(gold_chars)
-    return 100.0 * (2 * precision * recall) / (precision + recall)
+    return overlap_f1(_chars(prediction), _chars(gold))
 
 
 def korquad_exact_match(prediction: str, answers: Sequence[str]) -> float:

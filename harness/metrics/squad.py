@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import re
 import string
-from collections import Counter
 from collections.abc import Sequence
+
+from harness.metrics.text import overlap_f1
 
 from harness.metrics.korquad import check_qa_inputs
 
@@ -28,14 +29,7 @@ def normalize_answer_en(text: str) -> str:
 
 
 def _f1_single(prediction: str, gold: str) -> float:
-    pred_tokens = normalize_answer_en(prediction).split()
-    gold_tokens = normalize_answer_en(gold).split()
-    overlap = sum((Counter(pred_tokens) & Counter(gold_tokens)).values())
-    if overlap == 0:
-        return 0.0
-    precision = overlap / len(pred_tokens)
-    recall = overlap / len(gold_tokens)
-    return 100.0 * (2 * precision * recall) / (precision + recall)
+    return overlap_f1(normalize_answer_en(prediction).split(), normalize_answer_en(gold).split())
 
 
 def squad_exact_match(prediction: str, answers: Sequence[str]) -> float:

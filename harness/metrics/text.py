@@ -61,3 +61,15 @@ def get_mecab():
             "pip install python-mecab-ko or use tokenizer='char'"
         ) from exc
     return mecab.MeCab()
+
+
+def overlap_f1(predicted: list[str], gold: list[str]) -> float:
+    """F1 (0-100) of the multiset overlap of two unit lists: characters for KorQuAD, words for SQuAD."""
+    from collections import Counter
+
+    overlap = sum((Counter(predicted) & Counter(gold)).values())
+    if overlap == 0:
+        return 0.0
+    precision = overlap / len(predicted)
+    recall = overlap / len(gold)
+    return 100.0 * (2 * precision * recall) / (precision + recall)
