@@ -12,9 +12,8 @@ import re
 import string
 from collections.abc import Sequence
 
-from harness.metrics.text import overlap_f1
-
 from harness.metrics.korquad import check_qa_inputs
+from harness.metrics.text import overlap_f1
 
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
 _DELETE_PUNCT = str.maketrans("", "", string.punctuation)
