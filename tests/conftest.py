@@ -6,6 +6,7 @@ only thing shared between tests is the tiny model's cache, so it is built once p
 """
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -95,3 +96,17 @@ def run_subprocess(workdir):
         )
 
     return run
+
+
+@pytest.fixture
+def read_page():
+    """Read a report page: (html, the JSON of its data block)."""
+    def read(path) -> tuple[str, dict]:
+        import re
+
+        html = Path(path).read_text(encoding="utf-8")
+        m = re.search(r'<script type="application/json" id="data">(.*?)</script>', html, re.S)
+        assert m, "no data block"
+        return html, json.loads(m.group(1))
+
+    return read

@@ -6,7 +6,6 @@ harness.metrics.build_metric) and results.json comes from harness.scoring.aggreg
 """
 from __future__ import annotations
 
-import json
 import random
 from pathlib import Path
 
@@ -116,16 +115,3 @@ def write_qa_run():
 @pytest.fixture
 def make_samples():
     return qa_samples
-
-
-@pytest.fixture
-def read_page():
-    def read(path) -> tuple[str, dict]:
-        import re
-
-        html = Path(path).read_text(encoding="utf-8")
-        m = re.search(r'<script type="application/json" id="data">(.*?)</script>', html, re.S)
-        assert m, "no data block"
-        return html, json.loads(m.group(1))
-
-    return read

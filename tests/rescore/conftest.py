@@ -68,16 +68,3 @@ def write_summarization_run(root: Path, n: int = 8, seed: int = 0, suite_overrid
 @pytest.fixture
 def sum_run(tmp_path) -> Path:
     return write_summarization_run(tmp_path / "runs")
-
-
-@pytest.fixture
-def read_page():
-    def read(path) -> tuple[str, dict]:
-        import re
-
-        html = Path(path).read_text(encoding="utf-8")
-        m = re.search(r'<script type="application/json" id="data">(.*?)</script>', html, re.S)
-        assert m, "no data block"
-        return html, json.loads(m.group(1))
-
-    return read
