@@ -242,11 +242,15 @@ def _check_output(out: Path, resume: bool, overwrite: bool) -> None:
 
 def _wrap_with_lora(config: TrainConfig, model, plan: Plan):
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+    from transformers import set_seed
 
     if config.quantization.mode != "none":
         # Casts norms to fp32 and enables input grads so checkpointing works through frozen 4-bit layers.
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=plan.gradient_checkpointing)
     lora = config.lora
+    # LoRA's A matrices start random: seeded here (the Trainer seeds only later), so the same config and
+    # seed give the same run in any process.
+    set_seed(config.training.seed)
     peft_config = LoraConfig(
         r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, bias=lora.bias,
         target_modules=lora.target_modules, rank_pattern=dict(lora.rank_pattern), task_type="CAUSAL_LM",
