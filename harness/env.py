@@ -91,6 +91,24 @@ def train_batch_size(env: Environment) -> int:
     return 4 if gib < 20 else 8 if gib < 40 else 16
 
 
+def liger_available() -> bool:
+    """Whether Liger's kernels can be applied: the same check the Trainer makes before applying them."""
+    try:
+        from transformers.utils import is_liger_kernel_available
+    except ImportError:
+        return False
+    return bool(is_liger_kernel_available())
+
+
+def free_cuda_memory(device: int = 0) -> int:
+    """Bytes a new allocation can still get on `device`: free on the card plus what torch's caching
+    allocator holds but no tensor uses."""
+    import torch
+
+    free, _total = torch.cuda.mem_get_info(device)
+    return int(free + torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device))
+
+
 def eval_batch_size(env: Environment) -> int:
     if env.device != "cuda" or not env.gpu_memory_bytes:
         return 8

@@ -9,75 +9,21 @@ from __future__ import annotations
 import json
 import shutil
 import time
-from dataclasses import dataclass
+import warnings
 from pathlib import Path
 
 from harness import __version__
 from harness.config import TrainConfig
 from harness.data import load_dataset, split_validation
 from harness.distributed import Dist
-from harness.env import Environment, compute_dtype_name, detect, train_batch_size
+from harness.env import detect, free_cuda_memory, torch_dtype
 from harness.errors import ConfigError, HarnessError, ModelError
 from harness.models import base_signature, linear_module_names, load_base, resolve_model_ref
 from harness.prompts import chat_messages, load_template
 from harness.records import atomic_write_json, peak_memory_bytes
+from harness.train_plan import Plan, fit_to_memory, micro_step_tokens, plan_training
 
 RECORD_FILE = "train_record.json"
-
-
-@dataclass
-class Plan:
-    """What environment detection decided; printed at start and kept in the record."""
-
-    device: str
-    compute_dtype: str
-    batch_size: int
-    gradient_accumulation: int
-    optimizer: str
-    gradient_checkpointing: bool
-    world_size: int = 1
-
-    def describe(self) -> str:
-        world = f" processes={self.world_size}" if self.world_size > 1 else ""
-        return (f"device={self.device} compute_dtype={self.compute_dtype} micro_batch={self.batch_size} "
-                f"grad_accum={self.gradient_accumulation}{world} global_batch={self.global_batch} "
-                f"optimizer={self.optimizer} gradient_checkpointing={self.gradient_checkpointing}")
-
-    @property
-    def global_batch(self) -> int:
-        return self.batch_size * self.gradient_accumulation * self.world_size
-
-
-def plan_training(config: TrainConfig, env: Environment, world_size: int = 1) -> Plan:
-    """`training.batch_size × gradient_accumulation` is the global batch, whatever the number of processes:
-    with N data-parallel processes the accumulation is divided by N where it divides, otherwise the
-    per-process micro-batch is, so one optimizer step sees the same examples as on one process."""
-    t = config.training
-    cuda = env.device == "cuda"
-    optimizer = t.optimizer if t.optimizer != "auto" else ("paged_adamw_8bit" if cuda else "adamw_torch")
-    if optimizer.startswith("paged_") and not cuda:
-        raise ConfigError(f"training.optimizer: '{optimizer}' needs CUDA; use adamw_torch on {env.device}")
-    batch_size = t.batch_size if t.batch_size != "auto" else train_batch_size(env)
-    accumulation = t.gradient_accumulation
-    if world_size > 1:
-        if accumulation % world_size == 0:
-            accumulation //= world_size
-        elif batch_size % world_size == 0:
-            batch_size //= world_size
-        else:
-            raise ConfigError(
-                f"training.batch_size {batch_size} × gradient_accumulation {accumulation}: the global batch of "
-                f"{batch_size * accumulation} cannot be shared by {world_size} processes; make batch_size or "
-                f"gradient_accumulation a multiple of {world_size}")
-    return Plan(
-        device=env.device,
-        compute_dtype=compute_dtype_name(env, config.quantization.compute_dtype),
-        batch_size=batch_size,
-        gradient_accumulation=accumulation,
-        optimizer=optimizer,
-        gradient_checkpointing=t.gradient_checkpointing if t.gradient_checkpointing != "auto" else cuda,
-        world_size=world_size,
-    )
 
 
 def build_examples(config: TrainConfig, tokenizer=None) -> tuple[list[dict], list[dict], dict]:
@@ -132,23 +78,32 @@ def train(config: TrainConfig, *, resume: bool = False, overwrite: bool = False,
     if not dist.main:
         log = _quiet
     env = detect()
-    plan = plan_training(config, env, dist.world)
-    log(f"harness train: {plan.describe()}")
+    plan_training(config, env, dist.world)  # a setting this machine cannot honour fails before anything loads
 
     # 1. data, before the model: a bad dataset should fail in a second, not after a load
     train_rows, val_rows, data_info = build_examples(config)
     log(f"harness train: {data_info['examples']} training and {data_info['validation_examples']} "
         f"validation examples from {config.data.path}")
 
-    # 2. the base, quantized, wrapped with LoRA (target modules are checked on the weightless module
-    #    tree first, so a misspelt name fails before the weights load)
+    # 2. the base, quantized (target modules are checked on the weightless module tree first, so a
+    #    misspelt name fails before the weights load)
     check_target_modules(config, _skeleton(config.base))
     base = load_base(config.base, config.quantization, env, local_rank=dist.local_rank)  # each rank its own copy
     check_target_modules(config, base.model)
+
+    # 3. the plan: micro-batch, padding-free batches, Liger, and on CUDA recomputation and a dequantized
+    #    base from the memory the loaded base leaves free. The clock (tokens/s) runs from here: what plain
+    #    TRL does inside SFTTrainer (LoRA wrapping) and harness's own preparation count, the load does not.
+    started = time.time()
+    plan = plan_training(config, env, dist.world, attention=base.model.config._attn_implementation)
+    if env.device == "cuda":
+        _fit_to_memory(plan, config, base, train_rows, dist.local_rank)
+    log(f"harness train: {plan.describe()}")
+
+    # 4. LoRA on the (possibly dequantized) base
     model = _wrap_with_lora(config, base.model, plan)
 
-    # 3. the loop (TRL), with an out-of-memory back-off that keeps the global batch
-    started = time.time()
+    # 5. the loop (TRL), with an out-of-memory back-off that keeps the global batch
     trainer = None
     while True:
         trainer = _trainer(config, plan, model, base.tokenizer, train_rows, val_rows, out, tensorboard=dist.main)
@@ -166,7 +121,7 @@ def train(config: TrainConfig, *, resume: bool = False, overwrite: bool = False,
                 f"accumulation {plan.gradient_accumulation} (same global batch)")
     runtime = time.time() - started
 
-    # 4. save the adapter, tokenizer and the record of how it was made (rank 0; the ranks' weights are equal)
+    # 6. save the adapter, tokenizer and the record of how it was made (rank 0; the ranks' weights are equal)
     state = trainer.state
     probe = probe_logits(model, base.tokenizer, train_rows[0])
     if not dist.main:
@@ -240,6 +195,37 @@ def _check_output(out: Path, resume: bool, overwrite: bool) -> None:
         raise HarnessError(f"{out}: holds checkpoints of an unfinished run; pass --resume to continue or --overwrite")
 
 
+def _fit_to_memory(plan: Plan, config: TrainConfig, base, train_rows: list[dict], local_rank: int) -> None:
+    """Measure what fit_to_memory needs: free memory beside the loaded 4-bit base, what its dequantized
+    weights would take, and the most tokens one micro-step can hold with this data."""
+    from harness.dequantize import dequantized_bytes
+
+    model_config = base.model.config.get_text_config()
+    lengths = row_token_lengths(train_rows, base.tokenizer, config.data.max_length)
+    four_bit = config.quantization.mode in ("nf4", "fp4")
+    weights = dequantized_bytes(base.model, torch_dtype(plan.compute_dtype)) if four_bit else 0
+    fit_to_memory(
+        plan, config, free_bytes=free_cuda_memory(local_rank), dequantized_bytes=weights,
+        micro_step_tokens=micro_step_tokens(lengths, plan.batch_size, plan.padding_free),
+        hidden_size=model_config.hidden_size, intermediate_size=model_config.intermediate_size,
+        num_layers=model_config.num_hidden_layers,
+    )
+
+
+def row_token_lengths(rows: list[dict], tokenizer, max_length: int) -> list[int]:
+    """Tokens per training row as TRL will see them, give or take the chat template's and EOS's few."""
+    texts = []
+    for row in rows:
+        if "text" in row:
+            texts.append(row["text"])
+        elif isinstance(row["prompt"], str):
+            texts.append(row["prompt"] + row["completion"])
+        else:  # chat messages: their contents stand in for the rendered template
+            texts.append("\n".join(m["content"] for m in row["prompt"] + row["completion"]))
+    ids = tokenizer(texts, add_special_tokens=True)["input_ids"] if texts else []
+    return [min(len(x) + 1, max_length) for x in ids]
+
+
 def _wrap_with_lora(config: TrainConfig, model, plan: Plan):
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
     from transformers import set_seed
@@ -247,6 +233,11 @@ def _wrap_with_lora(config: TrainConfig, model, plan: Plan):
     if config.quantization.mode != "none":
         # Casts norms to fp32 and enables input grads so checkpointing works through frozen 4-bit layers.
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=plan.gradient_checkpointing)
+    if plan.dequantize_base:
+        # After the preparation above, which would upcast the dequantized weights to fp32 as well.
+        from harness.dequantize import dequantize_linear4bit
+
+        dequantize_linear4bit(model, torch_dtype(plan.compute_dtype))
     lora = config.lora
     # LoRA's A matrices start random: seeded here (the Trainer seeds only later), so the same config and
     # seed give the same run in any process.
@@ -281,20 +272,27 @@ def _trainer(config: TrainConfig, plan: Plan, model, tokenizer, train_rows, val_
         eval_strategy=("steps" if t.eval_steps else "epoch") if has_val else "no", eval_steps=t.eval_steps,
         save_strategy="steps", save_steps=t.save_steps, save_total_limit=t.save_total_limit,
         seed=t.seed, data_seed=t.seed, report_to="none",
-        include_num_input_tokens_seen="non_padding",
+        # Padding-free rows hold no padding, so all input tokens are the non-padding ones (counting them as
+        # `input_ids != pad_token_id` would miss EOS tokens where the pad token is EOS).
+        include_num_input_tokens_seen="all" if plan.padding_free else "non_padding",
         max_length=d.max_length, packing=d.packing,
         completion_only_loss=d.loss_on == "response", dataset_num_proc=None,
+        use_liger_kernel=plan.liger,
         **_sampling_argument(SFTConfig, t.group_by_length),
     )
     # An explicit writer rather than TENSORBOARD_LOGGING_DIR, which would leak into the whole process.
     from torch.utils.tensorboard import SummaryWriter
     from transformers.integrations import TensorBoardCallback
 
-    trainer = SFTTrainer(
-        model=model, args=args, processing_class=tokenizer,
-        train_dataset=Dataset.from_list(train_rows), eval_dataset=Dataset.from_list(val_rows) if has_val else None,
-        callbacks=[TensorBoardCallback(tb_writer=SummaryWriter(log_dir=str(out / "tensorboard")))] if tensorboard else [],
-    )
+    with warnings.catch_warnings():
+        # TRL deprecates `use_liger_kernel` in favour of hub kernels, which an offline machine cannot fetch;
+        # harness asks for Liger on purpose (training.liger), so the notice would only confuse.
+        warnings.filterwarnings("ignore", message="`use_liger_kernel=True` is deprecated", category=FutureWarning)
+        trainer = SFTTrainer(
+            model=model, args=args, processing_class=tokenizer, data_collator=_collator(plan, tokenizer, args),
+            train_dataset=Dataset.from_list(train_rows), eval_dataset=Dataset.from_list(val_rows) if has_val else None,
+            callbacks=[TensorBoardCallback(tb_writer=SummaryWriter(log_dir=str(out / "tensorboard")))] if tensorboard else [],
+        )
     # TRL casts a quantized model's LoRA weights to bf16, but peft upcasts them to fp32 when an adapter is
     # loaded (reload, --resume), so the trained adapter would compute differently from the reloaded one and a
     # resumed run would diverge from an uninterrupted one. Keep the trainable weights in fp32 throughout.
@@ -302,6 +300,23 @@ def _trainer(config: TrainConfig, plan: Plan, model, tokenizer, train_rows, val_
         if param.requires_grad and param.dtype in (torch.bfloat16, torch.float16):
             param.data = param.data.float()
     return trainer
+
+
+def _collator(plan: Plan, tokenizer, args):
+    """TRL's own padding-free collator, or None for TRL's default (padded) one.
+
+    Not `SFTConfig(padding_free=True)`: without packing, TRL 1.16 then refuses a `max_length` (it would not
+    truncate), so the rows would have to be tokenized and truncated outside TRL. This way TRL prepares the
+    dataset exactly as in a padded run (tokenize, truncate to max_length, drop rows left without labels)
+    and only the batching differs: each micro-batch becomes one row of concatenated sequences, with position
+    ids restarting at every sequence and no attention mask, from which transformers builds the
+    block-diagonal causal mask (a sequence never sees its neighbours)."""
+    if not plan.padding_free:
+        return None
+    from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
+
+    return DataCollatorForLanguageModeling(pad_token_id=tokenizer.pad_token_id, padding_free=True,
+                                           pad_to_multiple_of=args.pad_to_multiple_of)
 
 
 def _sampling_argument(config_cls, group_by_length: bool) -> dict:

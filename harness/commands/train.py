@@ -58,9 +58,19 @@ def summary(record: dict, output_dir: str) -> str:
         ("steps", record["global_steps"]),
         ("loss (first → last)", f"{losses[0]:.4f} → {losses[-1]:.4f}" if losses else "-"),
         ("eval loss (last)", f"{evals[-1]:.4f}" if evals else "-"),
+        ("run as", _run_as(record.get("plan", {}))),
         ("runtime", f"{record['train_runtime_s']:.1f} s"),
         ("tokens/s", f"{record['tokens_per_second']:.0f}" if record["tokens_per_second"] else "-"),
         ("peak memory", human_bytes(record["peak_memory_bytes"])),
         ("adapter", output_dir),
     ]
     return format_table(["train", ""], rows)
+
+
+def _run_as(plan: dict) -> str:
+    if "batch_size" not in plan:
+        return "-"
+    flags = [name for key, name in (("padding_free", "padding-free"), ("liger", "Liger"),
+                                    ("gradient_checkpointing", "recomputation"), ("dequantize_base", "dequantized base"))
+             if plan.get(key)]
+    return f"micro-batch {plan['batch_size']} × {plan['gradient_accumulation']}" + "".join(f", {f}" for f in flags)

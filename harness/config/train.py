@@ -77,7 +77,17 @@ class TrainingSettings(Strict):
         "auto", "adamw_torch", "adamw_torch_fused", "adamw_8bit", "paged_adamw_8bit",
         "paged_adamw_32bit", "adafactor", "sgd",
     ] = "auto"
+    # auto: on CUDA, off when one micro-step's estimated activations fit in free GPU memory, else on; off
+    # elsewhere. An explicit `true` asks for the low-memory mode: the 4-bit base stays 4-bit too.
     gradient_checkpointing: Union[bool, Literal["auto"]] = "auto"
+    # auto: on unless data.packing. Sequences are concatenated into one row with per-sequence position ids
+    # (no compute on padding), so the whole global batch runs as one micro-step.
+    padding_free: Union[bool, Literal["auto"]] = "auto"
+    # auto: Liger's Triton kernels (RMSNorm, RoPE, SwiGLU) on CUDA when liger-kernel is installed.
+    liger: Union[bool, Literal["auto"]] = "auto"
+    # auto (CUDA): replace the frozen 4-bit linear layers by their bf16 dequantization when they fit in free
+    # memory, unless gradient_checkpointing is explicitly true. Same QLoRA math, minus a dequantization per use.
+    dequantize_base: Union[bool, Literal["auto"]] = "auto"
     group_by_length: bool = False
     eval_steps: int | None = Field(None, gt=0, description="evaluate every N steps; default: once per epoch")
     logging_steps: int = Field(10, gt=0)

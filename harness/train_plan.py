@@ -1,0 +1,186 @@
+"""How `harness train` runs on this machine: micro-batch, accumulation, padding-free batches, Liger
+kernels, recomputation and a dequantized base. Decided from the config and the hardware, printed as
+one line at the start and kept in the train record, with the reason for each choice."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from harness.config import TrainConfig
+from harness.env import Environment, compute_dtype_name, liger_available, train_batch_size
+from harness.errors import ConfigError
+
+# transformers 5 builds a block-diagonal causal mask from per-sequence position ids when a batch comes
+# without an attention mask (masking_utils.find_packed_sequence_indices), and the flash kernels read the
+# sequence boundaries directly, so every built-in attention handles padding-free rows.
+PACKED_ATTENTION = {"sdpa", "eager", "flash_attention_2", "flash_attention_3", "flex_attention"}
+# Free memory kept aside for what the estimates leave out: allocator fragmentation, optimizer state,
+# the LM head's chunks, CUDA workspaces.
+MEMORY_MARGIN = 1.10
+
+
+@dataclass
+class Plan:
+    """What environment detection decided; printed at start and kept in the record."""
+
+    device: str
+    compute_dtype: str
+    batch_size: int
+    gradient_accumulation: int
+    optimizer: str
+    gradient_checkpointing: bool
+    world_size: int = 1
+    padding_free: bool = False
+    liger: bool = False
+    dequantize_base: bool = False
+    why: list[str] = field(default_factory=list)
+
+    def describe(self) -> str:
+        world = f" processes={self.world_size}" if self.world_size > 1 else ""
+        reasons = f" ({'; '.join(self.why)})" if self.why else ""
+        return (f"device={self.device} compute_dtype={self.compute_dtype} micro_batch={self.batch_size} "
+                f"grad_accum={self.gradient_accumulation}{world} global_batch={self.global_batch} "
+                f"optimizer={self.optimizer} padding_free={_on(self.padding_free)} liger={_on(self.liger)} "
+                f"gradient_checkpointing={_on(self.gradient_checkpointing)} "
+                f"dequantize_base={_on(self.dequantize_base)}{reasons}")
+
+    @property
+    def global_batch(self) -> int:
+        return self.batch_size * self.gradient_accumulation * self.world_size
+
+
+def plan_training(config: TrainConfig, env: Environment, world_size: int = 1, attention: str | None = None) -> Plan:
+    """Everything that follows from the config and the hardware alone; `fit_to_memory` settles the rest
+    once the base is loaded. `attention`: the loaded model's attention implementation (None: not known yet).
+
+    `training.batch_size × gradient_accumulation` is the global batch, whatever the number of processes:
+    with N data-parallel processes the accumulation is divided by N where it divides, otherwise the
+    per-process micro-batch is, so one optimizer step sees the same examples as on one process."""
+    t = config.training
+    cuda = env.device == "cuda"
+    optimizer = t.optimizer if t.optimizer != "auto" else ("paged_adamw_8bit" if cuda else "adamw_torch")
+    if optimizer.startswith("paged_") and not cuda:
+        raise ConfigError(f"training.optimizer: '{optimizer}' needs CUDA; use adamw_torch on {env.device}")
+    why: list[str] = []
+    padding_free = _padding_free(config, attention, why)
+    batch_size = t.batch_size if t.batch_size != "auto" else train_batch_size(env)
+    accumulation = t.gradient_accumulation
+    if padding_free and accumulation > 1:
+        # No compute goes to padding, so nothing is gained by splitting the global batch: one micro-step of
+        # the whole batch does the same work with fewer, larger matmuls. The loss is normalised by the
+        # batch's token count either way, so the optimizer step is the same.
+        why.append(f"padding-free: the global batch of {batch_size * accumulation} runs as one micro-step")
+        batch_size, accumulation = batch_size * accumulation, 1
+    if world_size > 1:
+        if accumulation % world_size == 0:
+            accumulation //= world_size
+        elif batch_size % world_size == 0:
+            batch_size //= world_size
+        else:
+            raise ConfigError(
+                f"training.batch_size {batch_size} × gradient_accumulation {accumulation}: the global batch of "
+                f"{batch_size * accumulation} cannot be shared by {world_size} processes; make batch_size or "
+                f"gradient_accumulation a multiple of {world_size}")
+    return Plan(
+        device=env.device,
+        compute_dtype=compute_dtype_name(env, config.quantization.compute_dtype),
+        batch_size=batch_size,
+        gradient_accumulation=accumulation,
+        optimizer=optimizer,
+        # auto on CUDA is provisional: fit_to_memory turns it off where the activations fit.
+        gradient_checkpointing=t.gradient_checkpointing if t.gradient_checkpointing != "auto" else cuda,
+        world_size=world_size,
+        padding_free=padding_free,
+        liger=_liger(config, env),
+        dequantize_base=_dequantize_base(config),
+        why=why,
+    )
+
+
+def fit_to_memory(plan: Plan, config: TrainConfig, *, free_bytes: int, dequantized_bytes: int,
+                  micro_step_tokens: int, hidden_size: int, intermediate_size: int, num_layers: int) -> None:
+    """Settle `gradient_checkpointing: auto` and `dequantize_base: auto` from free GPU memory (in place).
+
+    Recomputation costs about a third more compute per step; dequantizing saves less, so the memory goes
+    to the activations first. An explicit `gradient_checkpointing: true` is the low-memory mode: the base
+    then stays 4-bit unless `dequantize_base: true` says otherwise."""
+    t = config.training
+    full, checkpointed = activation_bytes(micro_step_tokens, hidden_size, intermediate_size, num_layers)
+    weights = dequantized_bytes if plan.dequantize_base else 0
+
+    def fits(need: int) -> bool:
+        return need * MEMORY_MARGIN <= free_bytes
+
+    if t.gradient_checkpointing == "auto":
+        plan.gradient_checkpointing = not fits(full + weights)
+        verdict = "do not fit" if plan.gradient_checkpointing else "fit"
+        plan.why.append(f"checkpointing {_on(plan.gradient_checkpointing)}: ~{_gib(full)} of activations for "
+                        f"{micro_step_tokens} tokens {verdict} in {_gib(free_bytes - weights)} free")
+    if t.dequantize_base == "auto" and t.gradient_checkpointing is not True and dequantized_bytes:
+        activations = checkpointed if plan.gradient_checkpointing else full
+        plan.dequantize_base = fits(dequantized_bytes + activations)
+        verdict = "fit" if plan.dequantize_base else "do not fit"
+        plan.why.append(f"dequantized base {_on(plan.dequantize_base)}: {_gib(dequantized_bytes)} of "
+                        f"{plan.compute_dtype} weights beside the activations {verdict} in {_gib(free_bytes)} free")
+
+
+def activation_bytes(tokens: int, hidden_size: int, intermediate_size: int, num_layers: int) -> tuple[int, int]:
+    """(without, with recomputation) estimated activation memory of one micro-step of `tokens` tokens.
+
+    An estimate, not a measurement: a decoder layer keeps roughly 20 hidden-sized and 4 intermediate-sized
+    16-bit tensors per token for its backward (norms, q/k/v/o and their LoRA inputs, attention output,
+    gate/up/activation). With recomputation only each layer's float32 input stays, plus one layer's full set
+    while it is recomputed."""
+    per_layer = 2 * (20 * hidden_size + 4 * intermediate_size)
+    full = tokens * per_layer * num_layers
+    checkpointed = tokens * (4 * hidden_size * num_layers + per_layer)
+    return full, checkpointed
+
+
+def micro_step_tokens(lengths: list[int], micro_batch: int, padding_free: bool) -> int:
+    """The most tokens one micro-step can hold: its longest rows, end to end or padded to the longest."""
+    longest = sorted(lengths, reverse=True)[:micro_batch]
+    if not longest:
+        return 0
+    return sum(longest) if padding_free else micro_batch * longest[0]
+
+
+def _padding_free(config: TrainConfig, attention: str | None, why: list[str]) -> bool:
+    wanted = config.training.padding_free
+    if wanted is True and config.data.packing:
+        raise ConfigError("training.padding_free: true and data.packing: true exclude each other (packed rows "
+                          "hold no padding already); set one of them to false")
+    if wanted is False or config.data.packing:
+        return False
+    if attention is not None and attention not in PACKED_ATTENTION:
+        if wanted is True:
+            raise ConfigError(f"training.padding_free: true needs an attention implementation that reads packed "
+                              f"position ids ({', '.join(sorted(PACKED_ATTENTION))}), not '{attention}'; "
+                              f"set training.padding_free: false")
+        why.append(f"padding-free off: attention '{attention}' does not read packed position ids")
+        return False
+    return True
+
+
+def _liger(config: TrainConfig, env: Environment) -> bool:
+    wanted = config.training.liger
+    available = env.device == "cuda" and liger_available()
+    if wanted is True and not available:
+        need = "CUDA" if env.device != "cuda" else "the liger-kernel package (pip install liger-kernel)"
+        raise ConfigError(f"training.liger: true needs {need}; set training.liger: auto or false")
+    return available if wanted == "auto" else wanted
+
+
+def _dequantize_base(config: TrainConfig) -> bool:
+    wanted = config.training.dequantize_base
+    if wanted is True and config.quantization.mode not in ("nf4", "fp4"):
+        raise ConfigError(f"training.dequantize_base: true needs a 4-bit base, not quantization.mode "
+                          f"'{config.quantization.mode}'; set quantization.mode: nf4 or dequantize_base: false")
+    return wanted is True  # auto is settled by fit_to_memory, on CUDA only
+
+
+def _on(flag: bool) -> str:
+    return "on" if flag else "off"
+
+
+def _gib(n: int) -> str:
+    return f"{n / 2**30:.1f} GiB"

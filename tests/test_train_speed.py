@@ -1,0 +1,276 @@
+"""The speed settings of `harness train` change how the work is done, never what is learned.
+
+- padding-free batches (the whole global batch as one micro-step of concatenated sequences) give the
+  per-step losses and the adapter of the padded run with gradient accumulation;
+- a dequantized base computes what the 4-bit base computes, and trains the same;
+- the plan (micro-batch, recomputation, dequantization, Liger) follows from config, hardware and memory,
+  and a setting the machine cannot honour is one line and exit code 2.
+
+The model runs are real: tiny model, 4-bit bitsandbytes on CPU, peft, TRL; torch on one thread.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from harness.config import TrainConfig, load_config
+from harness.env import Environment
+from harness.errors import ConfigError
+from harness.train_plan import activation_bytes, fit_to_memory, micro_step_tokens, plan_training
+
+PRESET = Path(__file__).resolve().parents[1] / "harness" / "presets" / "tiny-ko-qa.yaml"
+GIB = 2**30
+
+# Global batch 4 as 2 × 2: the padded run accumulates two micro-batches, the padding-free one runs
+# the four sequences as one micro-step.
+SPLIT = {
+    "data.limit": 16, "data.validation_fraction": 0, "training.max_steps": 6, "training.logging_steps": 1,
+    "training.save_steps": 1000, "training.learning_rate": 0.003, "training.batch_size": 2,
+    "training.gradient_accumulation": 2,
+}
+# Measured on 2 CPU cores, one thread: the first step agrees exactly, every later step to ≤ 2e-7 relative
+# (float summation order), the adapters to ≤ 4e-6 absolute (weights up to ~0.1).
+FIRST_STEP_RTOL = 1e-5
+STEP_RTOL = 1e-5
+ADAPTER_ATOL = 5e-5
+
+
+def preset_config(output_dir: Path | None = None, **overrides) -> TrainConfig:
+    where = {"output_dir": str(output_dir)} if output_dir else {}
+    return load_config(TrainConfig, PRESET, {**where, **overrides})
+
+
+def environment(device: str = "cpu") -> Environment:
+    return Environment(device=device, device_name="test", cuda_capability="9.0" if device == "cuda" else None,
+                       bf16_supported=device == "cuda", gpu_memory_bytes=80 * GIB if device == "cuda" else None,
+                       bitsandbytes_backend=device, cpu_count=2, python="3.11")
+
+
+def losses(record: dict) -> list[float]:
+    return [h["loss"] for h in record["history"] if "loss" in h]
+
+
+def adapter_tensors(directory: str | Path) -> dict:
+    from safetensors.torch import load_file
+
+    return load_file(str(Path(directory) / "adapter_model.safetensors"))
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def split_runs(tmp_path_factory, harness_cache, one_thread) -> dict[str, dict]:
+    """The same 6 steps three ways: padded 2 × 2, padding-free, padding-free on a dequantized base."""
+    from harness.train import train
+
+    root = tmp_path_factory.mktemp("split")
+    settings = {
+        "padded": {"training.padding_free": False},
+        "padding_free": {"training.padding_free": True},
+        "dequantized": {"training.padding_free": True, "training.dequantize_base": True},
+    }
+    return {name: train(preset_config(root / name, **SPLIT, **extra), log=lambda *_: None)
+            for name, extra in settings.items()}
+
+
+# ---------------------------------------------------------------- padding-free equals padded accumulation
+
+
+@pytest.mark.slow
+def test_padding_free_runs_the_global_batch_as_one_micro_step(split_runs):
+    padded, free = split_runs["padded"]["plan"], split_runs["padding_free"]["plan"]
+    assert (padded["batch_size"], padded["gradient_accumulation"], padded["padding_free"]) == (2, 2, False)
+    assert (free["batch_size"], free["gradient_accumulation"], free["padding_free"]) == (4, 1, True)
+    assert any("one micro-step" in why for why in free["why"])
+
+
+@pytest.mark.slow
+def test_padding_free_loss_curve_equals_padded_accumulation(split_runs):
+    padded, free = split_runs["padded"], split_runs["padding_free"]
+    assert len(losses(padded)) == len(losses(free)) == SPLIT["training.max_steps"]
+    assert losses(free)[0] == pytest.approx(losses(padded)[0], rel=FIRST_STEP_RTOL)
+    for step, (a, b) in enumerate(zip(losses(padded), losses(free)), start=1):
+        assert b == pytest.approx(a, rel=STEP_RTOL), (step, losses(padded), losses(free))
+    # The same non-padding tokens went through the model (counted from the attention mask when padded).
+    assert free["tokens_seen"] == padded["tokens_seen"] > 0
+
+
+@pytest.mark.slow
+def test_padding_free_adapter_equals_padded_adapter(split_runs):
+    import torch
+
+    a = adapter_tensors(split_runs["padded"]["config"]["output_dir"])
+    b = adapter_tensors(split_runs["padding_free"]["config"]["output_dir"])
+    assert a.keys() == b.keys() and a
+    for name in a:
+        assert torch.allclose(a[name], b[name], atol=ADAPTER_ATOL, rtol=0), name
+    # ...and training moved them: the comparison is not between two untouched initialisations.
+    assert max(t.abs().max().item() for n, t in a.items() if "lora_B" in n) > 1e-3
+
+
+# ---------------------------------------------------------------- dequantized base
+
+
+@pytest.mark.slow
+def test_dequantized_base_computes_what_the_4bit_base_computes(tiny_ref, one_thread):
+    import torch
+    from peft import prepare_model_for_kbit_training
+
+    from harness.config.model import Quantization
+    from harness.dequantize import DequantizedLinear, dequantize_linear4bit, dequantized_bytes
+    from harness.env import detect
+    from harness.models import linear_module_names, load_base
+
+    base = load_base(tiny_ref, Quantization(), detect())
+    model = prepare_model_for_kbit_training(base.model, use_gradient_checkpointing=False).eval()
+    ids = base.tokenizer(["한국의 수도는 서울이다. 부산은 항구 도시이다.", "질문: 수도는? 답:"], return_tensors="pt",
+                         padding=True).input_ids
+    names_before = linear_module_names(model)
+    expected_bytes = dequantized_bytes(model, torch.float32)
+    with torch.no_grad():
+        quantized_logits = model(input_ids=ids).logits
+
+    assert dequantize_linear4bit(model, torch.float32) == 2 * 7  # 2 layers × q, k, v, o, gate, up, down
+    with torch.no_grad():
+        dense_logits = model(input_ids=ids).logits
+
+    assert (dense_logits - quantized_logits).abs().max().item() <= 1e-5
+    dense = [m for m in model.modules() if isinstance(m, DequantizedLinear)]
+    assert sum(m.weight.numel() * m.weight.element_size() for m in dense) == expected_bytes
+    assert all(not m.weight.requires_grad for m in dense)
+    assert linear_module_names(model) == names_before  # LoRA finds the same targets, the adapter the same names
+
+
+@pytest.mark.slow
+def test_dequantized_base_trains_like_the_4bit_base(split_runs, tiny_ref):
+    """Same losses and adapter as on the 4-bit base, and the adapter reloads onto the 4-bit base."""
+    import torch
+    from peft import PeftModel
+
+    from harness.env import detect
+    from harness.models import load_base
+
+    four_bit, dense = split_runs["padding_free"], split_runs["dequantized"]
+    assert dense["plan"]["dequantize_base"] is True and four_bit["plan"]["dequantize_base"] is False
+    assert losses(dense)[0] == pytest.approx(losses(four_bit)[0], rel=FIRST_STEP_RTOL)
+    for a, b in zip(losses(four_bit), losses(dense)):
+        assert b == pytest.approx(a, rel=STEP_RTOL), (losses(four_bit), losses(dense))
+    a = adapter_tensors(four_bit["config"]["output_dir"])
+    b = adapter_tensors(dense["config"]["output_dir"])
+    assert a.keys() == b.keys()
+    for name in a:
+        assert torch.allclose(a[name], b[name], atol=ADAPTER_ATOL, rtol=0), name
+
+    probe = dense["probe"]
+    config = preset_config(**SPLIT)
+    base = load_base(tiny_ref, config.quantization, detect())
+    model = PeftModel.from_pretrained(base.model, dense["config"]["output_dir"]).eval()
+    ids = base.tokenizer(probe["text"], return_tensors="pt", add_special_tokens=False).input_ids[:, -256:]
+    with torch.no_grad():
+        logits = model(input_ids=ids).logits[0, -1].float()
+    values, indices = logits.topk(len(probe["top_token_ids"]))
+    assert indices.tolist() == probe["top_token_ids"]
+    assert torch.allclose(values, torch.tensor(probe["top_logits"]), atol=1e-4, rtol=0)
+
+
+# ---------------------------------------------------------------- the plan
+
+
+def test_padding_free_is_on_by_default_and_merges_accumulation():
+    config = preset_config(**{"training.batch_size": 4, "training.gradient_accumulation": 4})
+    plan = plan_training(config, environment())
+    assert (plan.batch_size, plan.gradient_accumulation, plan.global_batch, plan.padding_free) == (16, 1, 16, True)
+    assert "padding_free=on" in plan.describe() and "one micro-step" in plan.describe()
+    # Off, or with packing, the configured split stays.
+    for overrides in ({"training.padding_free": False}, {"data.packing": True}):
+        plan = plan_training(preset_config(**{"training.batch_size": 4, "training.gradient_accumulation": 4,
+                                              **overrides}), environment())
+        assert (plan.batch_size, plan.gradient_accumulation, plan.padding_free) == (4, 4, False)
+
+
+def test_padding_free_keeps_the_global_batch_across_processes():
+    config = preset_config(**{"training.batch_size": 4, "training.gradient_accumulation": 4})
+    plan = plan_training(config, environment(), world_size=2)
+    assert (plan.batch_size, plan.gradient_accumulation, plan.global_batch) == (8, 1, 16)
+
+
+def test_padding_free_needs_an_attention_that_reads_packed_positions():
+    config = preset_config(**{"training.gradient_accumulation": 2})
+    plan = plan_training(config, environment(), attention="some_hub_kernel")
+    assert plan.padding_free is False and plan.gradient_accumulation == 2
+    assert any("some_hub_kernel" in why for why in plan.why)
+    with pytest.raises(ConfigError, match="training.padding_free: true needs an attention"):
+        plan_training(preset_config(**{"training.padding_free": True}), environment(), attention="some_hub_kernel")
+    with pytest.raises(ConfigError, match="data.packing"):
+        plan_training(preset_config(**{"training.padding_free": True, "data.packing": True}), environment())
+
+
+def test_cpu_defaults_leave_liger_checkpointing_and_dequantization_off():
+    plan = plan_training(preset_config(), environment())
+    assert (plan.liger, plan.gradient_checkpointing, plan.dequantize_base) == (False, False, False)
+    assert plan_training(preset_config(**{"training.dequantize_base": True}), environment()).dequantize_base
+    with pytest.raises(ConfigError, match="training.dequantize_base: true needs a 4-bit base"):
+        plan_training(preset_config(**{"training.dequantize_base": True, "quantization.mode": "int8"}), environment())
+
+
+def test_liger_true_without_cuda_is_one_line_naming_the_field(run_cli):
+    with pytest.raises(ConfigError, match=r"training.liger: true needs CUDA; set training.liger: auto or false"):
+        plan_training(preset_config(**{"training.liger": True}), environment())
+    code, out, err = run_cli(["train", "--set", "training.liger=true", "--set", "training.max_steps=1"])
+    assert code == 2
+    assert err.strip().splitlines() == [err.strip()]
+    assert "training.liger" in err and "auto or false" in err
+
+
+SEVEN_B = dict(hidden_size=4096, intermediate_size=11008, num_layers=32)
+
+
+def test_activation_estimate_and_micro_step_tokens():
+    full, checkpointed = activation_bytes(1000, **SEVEN_B)
+    assert full == 1000 * 32 * 2 * (20 * 4096 + 4 * 11008)  # ≈ 7.5 GiB for 1,000 tokens of a 7B Llama
+    assert checkpointed < full / 10
+    lengths = [100, 300, 200, 50]
+    assert micro_step_tokens(lengths, 2, padding_free=True) == 500  # the two longest, end to end
+    assert micro_step_tokens(lengths, 2, padding_free=False) == 600  # both padded to the longest
+    assert micro_step_tokens([], 2, padding_free=True) == 0
+
+
+def cuda_plan(**overrides):
+    config = preset_config(**{"training.batch_size": 4, "training.gradient_accumulation": 4,
+                              "training.optimizer": "adamw_torch", "training.liger": False, **overrides})
+    return config, plan_training(config, environment("cuda"))
+
+
+def test_whole_gpu_drops_recomputation_and_dequantizes_when_both_fit():
+    config, plan = cuda_plan()
+    fit_to_memory(plan, config, free_bytes=74 * GIB, dequantized_bytes=13 * GIB, micro_step_tokens=4000, **SEVEN_B)
+    assert plan.gradient_checkpointing is False and plan.dequantize_base is True
+    assert "checkpointing off" in plan.describe() and "dequantized base on" in plan.describe()
+
+
+def test_tight_memory_keeps_recomputation_then_dequantizes_only_what_fits():
+    config, plan = cuda_plan()
+    fit_to_memory(plan, config, free_bytes=20 * GIB, dequantized_bytes=13 * GIB, micro_step_tokens=4000, **SEVEN_B)
+    assert plan.gradient_checkpointing is True and plan.dequantize_base is True  # 13 GiB + ~2 GiB checkpointed
+    config, plan = cuda_plan()
+    fit_to_memory(plan, config, free_bytes=10 * GIB, dequantized_bytes=13 * GIB, micro_step_tokens=4000, **SEVEN_B)
+    assert plan.gradient_checkpointing is True and plan.dequantize_base is False
+
+
+def test_explicit_checkpointing_is_the_low_memory_mode():
+    config, plan = cuda_plan(**{"training.gradient_checkpointing": True})
+    fit_to_memory(plan, config, free_bytes=74 * GIB, dequantized_bytes=13 * GIB, micro_step_tokens=4000, **SEVEN_B)
+    assert plan.gradient_checkpointing is True and plan.dequantize_base is False
+    # An explicit dequantize_base: true still wins, and recomputation on auto then leaves room for it.
+    config, plan = cuda_plan(**{"training.dequantize_base": True})
+    fit_to_memory(plan, config, free_bytes=40 * GIB, dequantized_bytes=13 * GIB, micro_step_tokens=4000, **SEVEN_B)
+    assert plan.dequantize_base is True and plan.gradient_checkpointing is True  # 30 GiB of activations + 13
