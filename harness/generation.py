@@ -49,23 +49,51 @@ def encode_prompts(tokenizer, prompts: list[str], ids: list[str], settings: Gene
 
 
 def generate(model, tokenizer, prompts: list[str], settings: GenerationSettings, batch_size: int,
-             on_result: Callable[[int, Generated], None], ids: list[str] | None = None, progress=None) -> None:
-    """Generate for every prompt; `on_result(index, Generated)` is called as each batch finishes."""
+             on_result: Callable[[int, Generated], None], ids: list[str] | None = None, progress=None,
+             engine: str = "auto", auto_batch: bool = False) -> None:
+    """Generate for every prompt; `on_result(index, Generated)` is called as each batch finishes.
+
+    engine "plain" calls `model.generate`; otherwise a static cache (CUDA graphs on a GPU) is used
+    where `decoding.supported` allows. `auto_batch` on a GPU sizes each batch from free memory
+    and the batch's length instead of `batch_size`.
+    """
     import torch
+
+    from harness import decoding
+    from harness.decoding import StaticDecoder
 
     ids = ids or [str(i) for i in range(len(prompts))]
     encoded = encode_prompts(tokenizer, prompts, ids, settings, context_length(model))
     order = sorted(range(len(prompts)), key=lambda i: (-len(encoded[i]), i))
+    static = engine != "plain" and not decoding.supported(model, settings)
+    log = progress.write if progress is not None and hasattr(progress, "write") else None
     torch.manual_seed(settings.seed)
+    decoder = None
     start = 0
+    budget = _free_cuda_bytes() if static and auto_batch and _on_cuda(model) else None
     while start < len(order):
+        if budget is not None:
+            batch_size = auto_batch_size(model, len(encoded[order[start]]) + settings.max_new_tokens, budget)
         chunk = order[start:start + batch_size]
+        batch = [encoded[i] for i in chunk]
         started = time.perf_counter()
         try:
-            results = _generate_batch(model, tokenizer, [encoded[i] for i in chunk], settings)
+            if static:
+                # On a GPU a short last batch is padded to a power of two: a graph's shape is fixed.
+                rows = 1 << (len(batch) - 1).bit_length() if _on_cuda(model) else len(batch)
+                need = max(len(t) for t in batch) + settings.max_new_tokens
+                if decoder is not None and not _reusable(decoder, rows, need):
+                    decoder = None
+                    _free_cuda()
+                if decoder is None:
+                    decoder = StaticDecoder(model, tokenizer, settings, rows, -(-need // 16) * 16, log=log)
+                results = _static_batch(decoder, tokenizer, batch, settings)
+            else:
+                results = _generate_batch(model, tokenizer, batch, settings)
         except Exception as exc:  # torch.OutOfMemoryError is newer than our oldest torch
             if "out of memory" not in str(exc).lower() or batch_size == 1:
                 raise
+            decoder = None
             _free_cuda()
             batch_size = max(1, batch_size // 2)
             if progress is not None:
@@ -77,6 +105,48 @@ def generate(model, tokenizer, prompts: list[str], settings: GenerationSettings,
         if progress is not None:
             progress.update(len(chunk))
         start += len(chunk)
+
+
+def _reusable(decoder, rows: int, need: int) -> bool:
+    """Whether this batch can run on the current decoder without much waste.
+
+    Batches come longest first, so a cache sized for the first batch fits all; it is rebuilt
+    when a batch needs under 3/4 of it (attention reads every slot) or has another size."""
+    return need <= decoder.max_len and 4 * need >= 3 * decoder.max_len and decoder.batch == rows
+
+
+def auto_batch_size(model, slots: int, budget: int, cap: int = 256) -> int:
+    """The largest power-of-two batch (≤ cap) whose KV cache of `slots` and prefill fit in 85% of `budget` bytes."""
+    config = model.config.get_text_config(decoder=True) if hasattr(model.config, "get_text_config") else model.config
+    heads = getattr(config, "num_key_value_heads", None) or config.num_attention_heads
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+    size = model.get_input_embeddings().weight.element_size()
+    kv = 2 * config.num_hidden_layers * heads * head_dim * size * slots
+    # Prefill transients per token (MLP activations and the attention block) and the last logits.
+    transient = slots * (config.hidden_size * 8 + config.intermediate_size * 3) * size + config.vocab_size * 8
+    batch = cap
+    while batch > 1 and batch * (kv + transient) > 0.85 * budget:
+        batch //= 2
+    return batch
+
+
+def _free_cuda_bytes() -> int:
+    import torch
+
+    _free_cuda()
+    return int(torch.cuda.mem_get_info()[0])
+
+
+def _on_cuda(model) -> bool:
+    return next(model.parameters()).device.type == "cuda"
+
+
+def _static_batch(decoder, tokenizer, batch: list[list[int]], settings: GenerationSettings) -> list[Generated]:
+    import torch
+
+    steps = list(decoder.run(batch))
+    rows = torch.stack(steps, dim=1).tolist() if steps else [[] for _ in batch]
+    return [_decode(tokenizer, row, len(prompt), settings) for row, prompt in zip(rows, batch)]
 
 
 def generation_kwargs(settings: GenerationSettings, tokenizer) -> dict:
@@ -115,58 +185,107 @@ def _generate_batch(model, tokenizer, batch: list[list[int]], settings: Generati
 
 
 def generate_stream(model, tokenizer, prompt: str, settings: GenerationSettings, on_text: Callable[[str], None],
-                    should_stop: Callable[[], bool] | None = None, prompt_id: str = "prompt") -> Generated:
+                    should_stop: Callable[[], bool] | None = None, prompt_id: str = "prompt",
+                    engine: str = "auto") -> Generated:
     """Generate for one prompt, passing text to `on_text` as it is produced.
 
-    Same encoding, context check, `generation_kwargs` and decoding/stop handling as `generate`,
-    so a greedy answer equals the batched one. Text that could be the start of a stop string is
-    held back until it is known not to be one; the pieces passed to `on_text` join to exactly
-    the returned `output`. `should_stop()` returning True (e.g. set by a SIGINT handler) ends the
+    Same encoding, context check, decoder choice and decoding/stop handling as `generate`, so a
+    greedy answer equals the batched one. Text that could be the start of a stop string is held
+    back until it is known not to be one; the pieces passed to `on_text` join to exactly the
+    returned `output`. `should_stop()` returning True (e.g. set by a SIGINT handler) ends the
     answer early with stop_reason "interrupted".
     """
     import torch
-    from transformers import StoppingCriteria, StoppingCriteriaList, TextStreamer
+
+    from harness import decoding
 
     encoded = encode_prompts(tokenizer, [prompt], [prompt_id], settings, context_length(model))[0]
-    shown: list[str] = []
-    received: list[str] = []
+    shown = _Shown(settings.stop, on_text)
+    torch.manual_seed(settings.seed)
+    started = time.perf_counter()
+    if engine != "plain" and not decoding.supported(model, settings):
+        tokens = _stream_static(model, tokenizer, encoded, settings, shown, should_stop)
+    else:
+        tokens = _stream_generate(model, tokenizer, encoded, settings, shown, should_stop)
+    elapsed = time.perf_counter() - started
+    result = _decode(tokenizer, tokens, len(encoded), settings)
+    if should_stop and should_stop() and result.stop_reason == "length" and result.generated_tokens < settings.max_new_tokens:
+        result = replace(result, stop_reason="interrupted")
+    shown.finish(result.output)
+    return replace(result, time_s=elapsed)
 
-    def emit(text: str) -> None:
-        received.append(text)
-        cut, found = cut_at_stop("".join(received), settings.stop)
-        safe = cut if found else cut[:len(cut) - _held_back(cut, settings.stop)]
-        done = "".join(shown)
+
+class _Shown:
+    """The text passed on so far: pieces that are known not to begin a stop string."""
+
+    def __init__(self, stops: list[str], on_text: Callable[[str], None]):
+        self.stops, self.on_text = stops, on_text
+        self.received: list[str] = []
+        self.shown: list[str] = []
+
+    def feed(self, text: str) -> bool:
+        """Take new text; True once a stop string has appeared."""
+        self.received.append(text)
+        cut, found = cut_at_stop("".join(self.received), self.stops)
+        safe = cut if found else cut[:len(cut) - _held_back(cut, self.stops)]
+        done = "".join(self.shown)
         if len(safe) > len(done) and safe.startswith(done):
-            shown.append(safe[len(done):])
-            on_text(shown[-1])
+            self.shown.append(safe[len(done):])
+            self.on_text(self.shown[-1])
+        return found
+
+    def finish(self, output: str) -> None:
+        done = "".join(self.shown)
+        if output.startswith(done) and len(output) > len(done):
+            self.on_text(output[len(done):])
+
+
+def _stream_static(model, tokenizer, encoded: list[int], settings: GenerationSettings, shown: _Shown,
+                   should_stop) -> list[int]:
+    from harness.decoding import StaticDecoder
+
+    decoder = StaticDecoder(model, tokenizer, settings, 1, -(-(len(encoded) + settings.max_new_tokens) // 16) * 16)
+    eos = tokenizer.eos_token_id
+    eos_ids = set(eos) if isinstance(eos, list) else {eos}
+    tokens: list[int] = []
+    text = ""
+    hit = False
+    for step in decoder.run([encoded], should_stop=lambda: hit or bool(should_stop and should_stop())):
+        token = int(step[0])
+        tokens.append(token)
+        if token in eos_ids:
+            break
+        decoded = tokenizer.decode(tokens, skip_special_tokens=True)  # the pieces join to `_decode`'s text
+        # Byte-level BPE splits a Hangul syllable over tokens: wait until the character is whole.
+        if not decoded.endswith("\ufffd") and len(decoded) > len(text):
+            hit = shown.feed(decoded[len(text):])
+            text = decoded
+    return tokens
+
+
+def _stream_generate(model, tokenizer, encoded: list[int], settings: GenerationSettings, shown: _Shown,
+                     should_stop) -> list[int]:
+    import torch
+    from transformers import StoppingCriteria, StoppingCriteriaList, TextStreamer
 
     class _Streamer(TextStreamer):
         def on_finalized_text(self, text: str, stream_end: bool = False) -> None:
             if text:
-                emit(text)
+                shown.feed(text)
 
     class _Interrupt(StoppingCriteria):
         def __call__(self, input_ids, scores, **kwargs):
             hit = bool(should_stop and should_stop())
             return torch.full((input_ids.shape[0],), hit, dtype=torch.bool, device=input_ids.device)
 
-    kwargs = generation_kwargs(settings, tokenizer)
-    torch.manual_seed(settings.seed)
     device = next(model.parameters()).device
-    started = time.perf_counter()
     with torch.inference_mode():
         out = model.generate(input_ids=torch.tensor([encoded], device=device),
                              attention_mask=torch.ones((1, len(encoded)), dtype=torch.long, device=device),
                              streamer=_Streamer(tokenizer, skip_prompt=True, skip_special_tokens=True),
-                             stopping_criteria=StoppingCriteriaList([_Interrupt()]), **kwargs)
-    elapsed = time.perf_counter() - started
-    result = _decode(tokenizer, out[0, len(encoded):].tolist(), len(encoded), settings)
-    if should_stop and should_stop() and result.stop_reason == "length" and result.generated_tokens < settings.max_new_tokens:
-        result = replace(result, stop_reason="interrupted")
-    done = "".join(shown)
-    if result.output.startswith(done) and len(result.output) > len(done):
-        on_text(result.output[len(done):])
-    return replace(result, time_s=elapsed)
+                             stopping_criteria=StoppingCriteriaList([_Interrupt()]),
+                             **generation_kwargs(settings, tokenizer))
+    return out[0, len(encoded):].tolist()
 
 
 def _held_back(text: str, stops: list[str]) -> int:
@@ -198,6 +317,10 @@ def _decode(tokenizer, new_tokens: list[int], prompt_tokens: int, settings: Gene
     cut, found = cut_at_stop(text, settings.stop)
     if found:
         stop_reason = "stop"
+        # Generation ends at the token that completes the stop string; a decoder that tests for
+        # stops only every few steps may have gone further, which must not count.
+        while kept and cut_at_stop(tokenizer.decode(kept[:-1], skip_special_tokens=True), settings.stop)[1]:
+            kept.pop()
     return Generated(output=cut, prompt_tokens=prompt_tokens, generated_tokens=len(kept), stop_reason=stop_reason)
 
 

@@ -1,0 +1,271 @@
+"""Decoding over a fixed-shape KV cache, with the one-token step replayed as a CUDA graph.
+
+`model.generate` rebuilds masks, positions and cache bookkeeping in Python for every token and
+synchronises with the GPU to test for the end; on a GPU machine with a slow CPU that launch
+overhead, not the GPU, sets the pace of decoding. Here a batch is prefilled once, then every
+step runs on static buffers (token, positions, a [batch, max_len] mask over one preallocated
+cache), so the same kernels can be captured once and replayed. Logits processors (repetition
+penalty, n-gram ban, min_new_tokens, temperature/top-k/top-p) are transformers' own classes,
+applied in the order `generate` applies them, so greedy answers equal `generate`'s.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+from harness.config.generation import GenerationSettings
+
+
+def supported(model, settings: GenerationSettings) -> str:
+    """Why this decoder cannot run `settings` on `model` ("" when it can)."""
+    if settings.num_beams > 1:
+        return "beam search"
+    impl = getattr(model.config, "_attn_implementation", None)
+    if impl not in ("sdpa", "eager"):
+        return f"attention implementation {impl}"
+    if getattr(model.config, "sliding_window", None) or getattr(model.config, "layer_types", None) and \
+            any(t != "full_attention" for t in model.config.layer_types):
+        return "sliding-window attention"
+    return ""
+
+
+def _stderr(message: str) -> None:
+    import sys
+
+    print(message, file=sys.stderr)
+
+
+def _slot_cache(num_layers: int):
+    """A transformers Cache whose layers write keys/values at positions the decoder sets."""
+    from transformers.cache_utils import Cache, CacheLayerMixin
+
+    class SlotLayer(CacheLayerMixin):
+        is_compileable = True
+        is_sliding = False
+
+        def __init__(self, owner):
+            super().__init__()
+            self.owner = owner
+
+        def lazy_initialization(self, key_states, value_states):
+            import torch
+
+            shape = (key_states.shape[0], key_states.shape[1], self.owner.max_len)
+            self.keys = torch.zeros(*shape, key_states.shape[-1], dtype=key_states.dtype, device=key_states.device)
+            self.values = torch.zeros(*shape, value_states.shape[-1], dtype=value_states.dtype,
+                                      device=value_states.device)
+            self.is_initialized = True
+
+        def update(self, key_states, value_states, *args, **kwargs):
+            if not self.is_initialized:
+                self.lazy_initialization(key_states, value_states)
+            self.keys.index_copy_(2, self.owner.positions, key_states)
+            self.values.index_copy_(2, self.owner.positions, value_states)
+            return self.keys, self.values
+
+        def get_mask_sizes(self, *args, **kwargs):
+            return self.owner.max_len, 0
+
+        def get_seq_length(self, *args, **kwargs):
+            return 0
+
+        def get_max_length(self):
+            return self.owner.max_len
+
+        def get_max_cache_shape(self, *args, **kwargs):
+            return self.owner.max_len
+
+        def reset(self):
+            pass
+
+    class SlotCache(Cache):
+        def __init__(self):
+            self.positions = None
+            self.max_len = 0
+            super().__init__(layers=[SlotLayer(self) for _ in range(num_layers)])
+
+    return SlotCache()
+
+
+class StaticDecoder:
+    """Decodes batches of up to `batch` prompts whose prompt + new tokens fit in `max_len`."""
+
+    def __init__(self, model, tokenizer, settings: GenerationSettings, batch: int, max_len: int,
+                 use_graph: bool | None = None, log: Callable[[str], None] | None = None):
+        import torch
+
+        self.model, self.tokenizer, self.settings = model, tokenizer, settings
+        self.batch, self.max_len = batch, max_len
+        self.device = next(model.parameters()).device
+        self.use_graph = self.device.type == "cuda" if use_graph is None else use_graph
+        self.log = log or _stderr
+        config = model.config.get_text_config(decoder=True) if hasattr(model.config, "get_text_config") else model.config
+        self.cache = _slot_cache(config.num_hidden_layers)
+        self.cache.max_len = max_len
+        dev = self.device
+        self.token = torch.zeros((batch, 1), dtype=torch.long, device=dev)
+        self.position = torch.zeros((batch, 1), dtype=torch.long, device=dev)
+        self.slot = torch.zeros((1,), dtype=torch.long, device=dev)
+        self.valid = torch.zeros((batch, max_len), dtype=torch.bool, device=dev)
+        self.logits = None
+        self.graph = None
+        self.dtype = self._activation_dtype()
+        eos = tokenizer.eos_token_id
+        self.eos = torch.tensor(eos if isinstance(eos, list) else [eos], device=dev)
+        self.pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.eos[0].item()
+        self.processors = _processors(settings)
+
+    def _activation_dtype(self):
+        import torch
+
+        embed = self.model.get_input_embeddings()
+        return embed.weight.dtype if embed.weight.dtype in (torch.float16, torch.bfloat16) else torch.float32
+
+    def _mask(self, valid, query_slots):
+        """Additive [batch, 1, queries, max_len] mask: a query sees valid slots up to its own."""
+        import torch
+
+        slots = torch.arange(self.max_len, device=self.device)
+        allowed = valid[:, None, None, :] & (slots[None, None, None, :] <= query_slots[None, None, :, None])
+        return torch.zeros(allowed.shape, dtype=self.dtype, device=self.device).masked_fill_(
+            ~allowed, torch.finfo(self.dtype).min)
+
+    def _forward(self, input_ids, position_ids, mask):
+        out = self.model(input_ids=input_ids, position_ids=position_ids, attention_mask=mask,
+                         past_key_values=self.cache, use_cache=True, logits_to_keep=1)
+        return out.logits[:, -1, :]
+
+    def _step(self):
+        """One token for every row, from the static buffers (what the CUDA graph replays)."""
+        self.valid.index_fill_(1, self.slot, True)
+        self.cache.positions = self.slot
+        logits = self._forward(self.token, self.position, self._mask(self.valid, self.slot))
+        if self.logits is None:
+            self.logits = logits.float().clone()
+        else:
+            self.logits.copy_(logits)
+
+    def _capture(self) -> None:
+        import torch
+
+        stream = torch.cuda.Stream()
+        stream.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(stream):
+            for _ in range(2):  # the step is idempotent: same slot, same values
+                self._step()
+        torch.cuda.current_stream().wait_stream(stream)
+        graph = torch.cuda.CUDAGraph()
+        try:
+            with torch.cuda.graph(graph):
+                self._step()
+        except Exception as exc:  # noqa: BLE001 - any capture failure leaves eager decoding, which is correct
+            self.use_graph = False
+            self.log(f"decoding without CUDA graphs: capture failed ({str(exc).splitlines()[0][:120]})")
+            return
+        self.graph = graph
+
+    def run(self, prompts: list[list[int]], should_stop: Callable[[], bool] | None = None) -> Iterator:
+        """Decode one batch; yields, after each step, the newest token of every row (pad once a row ended).
+
+        Rows beyond len(prompts) are filled with copies of the first prompt and ignored. A row also
+        ends once its text contains a stop string (tested every few steps: the answer is cut there
+        anyway, this only saves the steps).
+        """
+        import torch
+
+        s = self.settings
+        n = len(prompts)
+        rows = prompts + [prompts[0]] * (self.batch - n)
+        width = max(len(p) for p in rows)
+        if width + s.max_new_tokens > self.max_len:
+            raise ValueError(f"batch needs {width + s.max_new_tokens} slots, the cache has {self.max_len}")
+        dev = self.device
+        ids = torch.tensor([[self.pad] * (width - len(p)) + p for p in rows], device=dev)
+        attention = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in rows], device=dev)
+        # Positions as `generate` numbers left-padded rows: from 0 at each row's first real token.
+        positions = (attention.cumsum(-1) - 1).masked_fill_(attention == 0, 1)
+        with torch.inference_mode():
+            self.valid.zero_()
+            self.valid[:, :width] = attention.bool()
+            self.cache.positions = torch.arange(width, device=dev)
+            logits = self._forward(ids, positions, self._mask(self.valid, self.cache.positions)).float()
+            self.position.copy_(positions[:, -1:])
+            self.slot.fill_(width)
+            sequence = ids if self.processors else None
+            finished = torch.zeros(self.batch, dtype=torch.bool, device=dev)
+            history = []
+            for step in range(s.max_new_tokens):
+                if step > 0:
+                    if self.use_graph and self.graph is None:
+                        self._capture()
+                    if self.graph is not None:
+                        self.graph.replay()
+                    else:
+                        self._step()
+                    logits = self.logits
+                    self.position.add_(1)
+                    self.slot.add_(1)
+                token = self._choose(sequence, logits, step)
+                token = torch.where(finished, torch.full_like(token, self.pad), token)
+                finished |= torch.isin(token, self.eos)
+                self.token.copy_(token[:, None])
+                if sequence is not None:
+                    sequence = torch.cat([sequence, token[:, None]], dim=1)
+                history.append(token)
+                yield token[:n]
+                if should_stop is not None and should_stop():
+                    return
+                # Testing for the end syncs with the GPU; every 8 steps keeps the queue full.
+                if (step + 1) % 8 == 0:
+                    if s.stop:
+                        self._end_at_stops(history, finished, n)
+                    if bool(finished[:n].all()):
+                        return
+
+    def _end_at_stops(self, history, finished, n: int) -> None:
+        import torch
+
+        tokens = torch.stack(history, dim=1)[:n].tolist()
+        done = finished[:n].tolist()
+        hits = [i for i in range(n) if not done[i] and any(
+            stop in self.tokenizer.decode(tokens[i], skip_special_tokens=True) for stop in self.settings.stop)]
+        if hits:
+            finished[torch.tensor(hits, device=self.device)] = True
+
+    def _choose(self, sequence, logits, step: int):
+        import torch
+
+        if step < self.settings.min_new_tokens:  # transformers' MinNewTokensLengthLogitsProcessor
+            logits = logits.index_fill(1, self.eos, -float("inf"))
+        scores = self.processors(sequence, logits) if self.processors else logits
+        if self.settings.do_sample:
+            return torch.multinomial(torch.softmax(scores, dim=-1), num_samples=1).squeeze(1)
+        return scores.argmax(dim=-1)
+
+
+def _processors(settings: GenerationSettings):
+    """transformers' logits processors for `settings`, in `generate`'s order (empty for plain greedy).
+
+    min_new_tokens is applied by the decoder itself: it only bans eos, whatever the order."""
+    from transformers import LogitsProcessorList
+    from transformers.generation.logits_process import (
+        NoRepeatNGramLogitsProcessor,
+        RepetitionPenaltyLogitsProcessor,
+        TemperatureLogitsWarper,
+        TopKLogitsWarper,
+        TopPLogitsWarper,
+    )
+
+    s = settings
+    chain = LogitsProcessorList()
+    if s.repetition_penalty != 1.0:
+        chain.append(RepetitionPenaltyLogitsProcessor(penalty=s.repetition_penalty))
+    if s.no_repeat_ngram_size:
+        chain.append(NoRepeatNGramLogitsProcessor(s.no_repeat_ngram_size))
+    if s.do_sample:
+        if s.temperature != 1.0:
+            chain.append(TemperatureLogitsWarper(s.temperature))
+        if s.top_k:
+            chain.append(TopKLogitsWarper(top_k=s.top_k, min_tokens_to_keep=1))
+        if s.top_p < 1.0:
+            chain.append(TopPLogitsWarper(top_p=s.top_p, min_tokens_to_keep=1))
+    return chain
