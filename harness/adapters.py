@@ -34,7 +34,16 @@ class ModelSet:
     peft_model: object | None = None
 
     @contextlib.contextmanager
-    def use(self, name: str):
+    def use(self, name: str, dense: bool = False):
+        """The model computing `name`; `dense` merges it into dequantized weights first (see harness.dense)."""
+        if dense:
+            from harness.dense import dense_model
+            from harness.env import torch_dtype
+
+            root = self.peft_model.get_base_model() if self.peft_model is not None else self.base.model
+            with dense_model(root, None if name == "base" else name, torch_dtype(self.base.compute_dtype)) as model:
+                yield model
+            return
         if self.peft_model is None:
             if name != "base":
                 raise ModelError(f"no adapter named '{name}' is loaded")
@@ -46,6 +55,22 @@ class ModelSet:
         else:
             self.peft_model.set_adapter(name)
             yield self.peft_model
+
+    def choose_engine(self, engine: str, where: str) -> tuple[str, str]:
+        """("dense" or "4bit", a line saying why) for engine auto | fast | plain."""
+        from harness.dense import plan
+        from harness.env import torch_dtype
+
+        if engine == "plain":
+            return "4bit", "engine plain: the 4-bit base with adapters attached, transformers' generate"
+        root = self.peft_model if self.peft_model is not None else self.base.model
+        p = plan(root, torch_dtype(self.base.compute_dtype))
+        if p.fits:
+            return "dense", (f"engine fast: weights dequantized to {self.base.compute_dtype} once per model "
+                             f"({p.bytes_needed / 2**30:.2f} GiB) with the adapter merged, static-cache decoding")
+        if engine == "fast":
+            raise ModelError(f"{where}: engine fast is not possible here: {p.reason}; use engine auto or plain")
+        return "4bit", f"engine auto: staying on the 4-bit path because {p.reason}"
 
     def identity(self, name: str) -> dict:
         """What produced an output: resume keys on this, never on a path or a name alone."""

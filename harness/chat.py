@@ -30,8 +30,9 @@ Ctrl-C stops the current answer; Ctrl-D (or /quit) leaves."""
 
 class ChatSession:
     def __init__(self, models, names: list[str], settings: GenerationSettings, stdin=None, stdout=None,
-                 system: str | None = None):
+                 system: str | None = None, engine: str = "auto"):
         self.models = models
+        self.engine = engine
         self.names = names
         self.model = names[0]
         self.settings = settings
@@ -207,7 +208,8 @@ class ChatSession:
             previous = self._install_sigint()
             try:
                 generated = generate_stream(model, self.tokenizer, prompt, self.settings,
-                                            lambda text: self.say(text, end=""), should_stop=self._stop.is_set)
+                                            lambda text: self.say(text, end=""), should_stop=self._stop.is_set,
+                                            engine=self.engine)
             finally:
                 self._restore_sigint(previous)
         interrupted = self._stop.is_set()

@@ -43,7 +43,9 @@ def resolve_dataset(suite: SuiteConfig, source: str) -> Dataset:
 
 def run_id_for(suite: SuiteConfig, dataset: Dataset, identities: dict[str, dict]) -> str:
     # An empty grid is left out so that runs of suites without one keep their ids.
-    settings = suite.model_dump(mode="json", exclude={"models"} | (set() if suite.generation_grid else {"generation_grid"}))
+    # How outputs are computed (engine, verify) is in every record's key, not in the run's name.
+    settings = suite.model_dump(mode="json", exclude={"models", "engine", "verify"}
+                                | (set() if suite.generation_grid else {"generation_grid"}))
     return f"{suite.name}-{content_key(settings, dataset.sha256, identities)[:10]}"
 
 
@@ -82,11 +84,14 @@ def run_eval(suite: SuiteConfig, source: str, out_root: str | Path = "runs", run
     columns = {variant.label(name): (name, variant) for name in names for variant in variants}
     run = RunDir(Path(out_root) / (run_id or run_id_for(suite, dataset, identities))).create()
     batch_size = suite.batch_size if suite.batch_size != "auto" else eval_batch_size(env)
+    engine, engine_note = models.choose_engine(suite.engine, f"{source}: field 'engine'")
+    auto_batch = suite.batch_size == "auto" and engine == "dense" and env.device == "cuda"
     if not dist.main:
         log = _quiet
     log(f"harness eval: {suite.name} ({task.kind}), {len(requests)} samples × {len(columns)} models "
-        f"[{', '.join(columns)}], batch {batch_size}, {env.device}/{base.compute_dtype}"
+        f"[{', '.join(columns)}], batch {'auto' if auto_batch else batch_size}, {env.device}/{base.compute_dtype}"
         + (f" × {dist.world} processes" if dist.active else "") + f" → {run.path}")
+    log(f"harness eval: {engine_note}")
     if dist.main:
         run.write_json("config.json", {"suite": suite.model_dump(mode="json"), "source": source,
                                        "dataset": _dataset_info(dataset), "models": _models_info(models, columns)})
@@ -97,9 +102,11 @@ def run_eval(suite: SuiteConfig, source: str, out_root: str | Path = "runs", run
         raise ConfigError(f"{dataset.source}: sample ids are not unique; give every example its own id")
     records: dict[str, list[dict]] = {}
     throughput: dict[str, dict] = {}
+    verified: dict[str, dict] = {}
     for column, (name, variant) in columns.items():
         settings = {"task": task.kind, "generation": variant.settings.model_dump(mode="json"),
-                    "perplexity": suite.perplexity.model_dump(mode="json") if task.kind == "perplexity" else None}
+                    "perplexity": suite.perplexity.model_dump(mode="json") if task.kind == "perplexity" else None,
+                    "engine": engine}
         column_suite = suite.model_copy(update={"generation": variant.settings}) if variant.overrides else suite
         # The id is part of the key: two samples with the same prompt and references (KorQuAD dev
         # has such pairs) must each keep their own record.
@@ -125,9 +132,10 @@ def run_eval(suite: SuiteConfig, source: str, out_root: str | Path = "runs", run
         progress = TotalProgress(bar, [run.records_file(column, r) for r in range(1, dist.world)]) \
             if dist.active else bar
         try:
-            with models.use(name) as model:
-                task.run(model, base.tokenizer, column_suite, [requests[i] for i in mine], batch_size, on_record,
-                         progress)
+            if mine:
+                with models.use(name, dense=engine == "dense") as model:
+                    task.run(model, base.tokenizer, column_suite, [requests[i] for i in mine],
+                             None if auto_batch else batch_size, on_record, progress)
             if dist.active:
                 progress.finish()
         finally:
@@ -143,6 +151,11 @@ def run_eval(suite: SuiteConfig, source: str, out_root: str | Path = "runs", run
             run.write_records(column, ordered)
         dist.barrier()
         records[column] = ordered
+        if suite.verify and dist.main:
+            verified[column] = _verify(task, models, name, column_suite, requests[:suite.verify], base.tokenizer,
+                                       {r["id"]: r for r in ordered}, engine)
+            log(f"harness eval: verify {column}: {verified[column]['summary']}")
+        dist.barrier()
         generated = sum(r.get("generated_tokens", 0) for r in fresh.values())
         throughput[column] = {
             "samples": len(todo), "reused": len(requests) - len(todo), "wall_s": round(wall, 3),
@@ -161,10 +174,13 @@ def run_eval(suite: SuiteConfig, source: str, out_root: str | Path = "runs", run
         "models": _models_info(models, columns), "generation": suite.generation.model_dump(mode="json"),
         "prompt": suite.prompt.model_dump(mode="json"), "n_samples": len(requests), "throughput": throughput,
         "environment": {"device": env.device, "device_name": env.device_name, "versions": env.versions},
+        "engine": engine,
     })
     repetition = {column: summary for column, recs in records.items() if (summary := repetition_summary(recs))}
     if repetition:
         results["repetition"] = repetition
+    if verified:
+        results["verify"] = verified
     if len(variants) > 1:
         results["generation_grid"] = suite.generation_grid
     if dist.active:
@@ -173,6 +189,30 @@ def run_eval(suite: SuiteConfig, source: str, out_root: str | Path = "runs", run
         run.write_json("results.json", results)
     dist.barrier()
     return EvalResult(run_dir=run.path, results=results)
+
+
+def _verify(task, models, name: str, suite: SuiteConfig, requests: list, tokenizer, fast: dict[str, dict],
+            engine: str) -> dict:
+    """Re-run `requests` on the plain path (4-bit base + peft adapter, transformers' generate,
+    batch 1) and compare with what the run recorded: the evidence that the fast path computes the
+    same model."""
+    plain: dict[str, dict] = {}
+    started = time.time()
+    with models.use(name) as model:
+        task.run(model, tokenizer, suite.model_copy(update={"engine": "plain"}), requests, 1,
+                 lambda record: plain.__setitem__(record["id"], record), None)
+    ids = [r.id for r in requests]
+    out = {"samples": len(ids), "engine": engine, "against": "4-bit base + peft adapter, transformers generate, batch 1",
+           "wall_s": round(time.time() - started, 3)}
+    if task.kind == "perplexity":
+        worst = max(abs(plain[i]["nll"] - fast[i]["nll"]) / max(abs(plain[i]["nll"]), 1e-12) for i in ids)
+        out.update(max_relative_nll_difference=worst,
+                   summary=f"{len(ids)} documents, NLL within {worst:.2e} (relative) of the plain path")
+        return out
+    differ = [i for i in ids if plain[i]["output"] != fast[i]["output"]]
+    out.update(agree=len(ids) - len(differ), agreement=(len(ids) - len(differ)) / len(ids), differ=differ[:50],
+               summary=f"{len(ids) - len(differ)}/{len(ids)} answers equal the plain path's")
+    return out
 
 
 def _quiet(*_args, **_kwargs) -> None:

@@ -123,19 +123,23 @@ def check_context(tokenizer, model, prompts: list[str], ids: list[str], variants
 
 def run_generate(models, names: list[str], items: list[PromptItem], prompts: list[str], variants: list[Variant],
                  batch_size: int, append: Callable[[dict], None], stream: Callable[[str], None] | None = None,
-                 on_column: Callable[[str], None] | None = None) -> tuple[list[dict], dict[str, float]]:
+                 on_column: Callable[[str], None] | None = None, engine: str = "auto",
+                 dense: bool = False) -> tuple[list[dict], dict[str, float]]:
     """Every model × variant on every prompt; returns the records (also passed to `append` as they
     finish) and each model × variant's wall time.
 
-    `stream`: with one prompt and one model × variant, the answer's text as it is generated.
+    `stream`: with one prompt and one model × variant, the answer's text as it is generated; it
+    runs on the 4-bit weights (one token at a time reads 3.5× fewer bytes from NF4 than from
+    bf16). `dense`: batches run on dequantized weights with the adapter merged (harness.dense).
     """
     from harness.generation import generate, generate_stream
 
     tokenizer = models.base.tokenizer
     records: list[dict] = []
     wall: dict[str, float] = {}
+    streaming = stream is not None and len(prompts) == 1 and len(names) * len(variants) == 1
     for name in names:
-        with models.use(name) as model:
+        with models.use(name, dense=dense and not streaming) as model:
             for variant in variants:
                 if on_column:
                     on_column(variant.label(name))
@@ -146,12 +150,12 @@ def run_generate(models, names: list[str], items: list[PromptItem], prompts: lis
                     records.append(record)
                     append(record)
 
-                if stream is not None and len(prompts) == 1 and len(names) * len(variants) == 1:
+                if streaming:
                     finished(0, generate_stream(model, tokenizer, prompts[0], variant.settings, stream,
-                                                prompt_id=items[0].id))
+                                                prompt_id=items[0].id, engine=engine))
                 else:
                     generate(model, tokenizer, prompts, variant.settings, batch_size, finished,
-                             ids=[i.id for i in items])
+                             ids=[i.id for i in items], engine=engine)
                 wall[variant.label(name)] = time.perf_counter() - started
     return records, wall
 

@@ -34,4 +34,4 @@ def run(args) -> int:
                      max_memory_per_gpu=args.max_memory_per_gpu)
     apply_chat_template(base.tokenizer, "")  # a base without a chat template is refused before the session
     models = attach_adapters(base, adapters)
-    return ChatSession(models, ["base", *adapters], settings, system=args.system).run()
+    return ChatSession(models, ["base", *adapters], settings, system=args.system, engine=args.engine).run()

@@ -21,6 +21,11 @@ def register(sub) -> None:
     p.add_argument("--data", help="dataset path or hub id (overrides dataset.path and its environment variable)")
     p.add_argument("--limit", type=int, help="evaluate a seeded sample of N examples (overrides dataset.limit)")
     p.add_argument("--batch-size", type=int, help="generation batch size (default: from the hardware)")
+    p.add_argument("--engine", choices=["auto", "fast", "plain"],
+                   help="fast: dequantized weights with adapters merged, static-cache decoding; plain: 4-bit + peft "
+                        "+ transformers' generate; auto (default): fast where it fits in memory")
+    p.add_argument("--verify", type=int, metavar="N",
+                   help="re-run N samples per model on the plain path (batch 1) and record how many answers agree")
     p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                    help="override any suite field, e.g. --set generation.max_new_tokens=16 (value read as YAML)")
     p.add_argument("--out", default="runs", help="directory that receives run directories (default: runs/)")
@@ -51,6 +56,10 @@ def run(args) -> int:
         overrides["dataset.limit"] = args.limit
     if args.batch_size is not None:
         overrides["batch_size"] = args.batch_size
+    if args.engine is not None:
+        overrides["engine"] = args.engine
+    if args.verify is not None:
+        overrides["verify"] = args.verify
     if args.no_base:
         overrides["models.include_base"] = False
     suite = load_config(SuiteConfig, args.suite, overrides)

@@ -90,6 +90,7 @@ def run(args) -> int:
     prompts = [apply_chat_template(base.tokenizer, i.text, system) if chat else i.text for i in items]
     check_context(base.tokenizer, base.model, prompts, [i.id for i in items], variants)
     batch_size = args.batch_size or eval_batch_size(env)
+    engine, _note = models.choose_engine(args.engine, "--engine")
     columns = len(names) * len(variants)
     streaming = len(items) == 1 and columns == 1 and not args.quiet and not dist.active
     if dist.main:
@@ -110,7 +111,8 @@ def run(args) -> int:
     mine = dist.shard(every)
     try:
         records, wall = run_generate(models, names, [items[i] for i in mine], [prompts[i] for i in mine], variants,
-                                     batch_size, append, stream=stream if streaming else None)
+                                     batch_size, append, stream=stream if streaming else None,
+                                     engine=args.engine, dense=engine == "dense")
     finally:
         append.close()
     if dist.active:

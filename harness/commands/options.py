@@ -42,6 +42,10 @@ def add_model_options(p: argparse.ArgumentParser, no_base: bool = True) -> None:
                    help="single: the base on one GPU; auto: split a base too large for one GPU over all visible GPUs")
     p.add_argument("--max-memory-per-gpu", metavar="SIZE",
                    help="with --device-map auto: the most each GPU may hold, e.g. 70GiB")
+    p.add_argument("--engine", choices=("auto", "fast", "plain"), default="auto",
+                   help="fast: static-cache decoding (CUDA graphs on a GPU), batches on weights dequantized once with "
+                        "the adapter merged; plain: 4-bit + peft + transformers' generate; auto (default): fast "
+                        "where it fits in memory")
 
 
 def add_num_processes_option(p: argparse.ArgumentParser) -> None:

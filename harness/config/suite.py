@@ -90,6 +90,12 @@ class SuiteConfig(Strict):
     metrics: list[MetricEntry] = Field(default_factory=list)
     models: ModelsSettings = Field(default_factory=ModelsSettings)
     batch_size: Union[int, Literal["auto"]] = "auto"
+    # fast: weights dequantized once with the adapter merged, static-cache decoding (CUDA graphs on
+    # a GPU); plain: the 4-bit base with peft adapters and transformers' generate; auto: fast
+    # where it fits in memory, else plain, saying so.
+    engine: Literal["auto", "fast", "plain"] = "auto"
+    # Re-run this many samples per model on the plain path (batch 1) and record how many agree.
+    verify: int = Field(0, ge=0)
     bootstrap: BootstrapSettings = Field(default_factory=BootstrapSettings)
 
     @field_validator("generation_grid")

@@ -98,7 +98,9 @@ class GenerativeTask(Task):
                 "stop_reason": generated.stop_reason, "repetition": repetition_stats(generated.output).to_dict(),
             })
 
-        generate(model, tokenizer, [r.prompt for r in requests], suite.generation, batch_size, finished,
+        # batch_size None: sized from free GPU memory per batch (the fast engine on a GPU).
+        generate(model, tokenizer, [r.prompt for r in requests], suite.generation, batch_size or 1, finished,
+                 engine=suite.engine, auto_batch=batch_size is None,
                  ids=[r.id for r in requests], progress=progress)
 
 

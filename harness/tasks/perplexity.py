@@ -54,38 +54,73 @@ class PerplexityTask(Task):
         ]
 
     def run(self, model, tokenizer, suite, requests, batch_size, on_record, progress):
+        """Every window of every document, batched longest first; a document's record is written
+        as soon as its last window is scored."""
         settings = suite.perplexity
-        for request in requests:
-            ids = tokenizer(request.prompt, add_special_tokens=True)["input_ids"]
-            nll, scored = document_nll(model, ids, settings.context_length, settings.stride)
-            on_record({"id": request.id, "prompt": request.prompt, "references": [],
-                       "nll": nll, "tokens": scored, "bytes": len(request.prompt.encode("utf-8"))})
-            if progress is not None:
-                progress.update(1)
+        docs = [tokenizer(r.prompt, add_special_tokens=True)["input_ids"] for r in requests]
+        windows = [(d, w) for d, ids in enumerate(docs)
+                   for w in plan_windows(len(ids), settings.context_length, settings.stride)]
+        left = [0] * len(docs)
+        for d, _ in windows:
+            left[d] += 1
+        totals = [[0.0, 0] for _ in docs]
+        for d, ids in enumerate(docs):
+            if not left[d]:  # nothing to score (a one-token document)
+                self._finish(requests[d], totals[d], on_record, progress)
+        windows.sort(key=lambda item: (-(item[1][1] - item[1][0]), item[0]))
+        size = batch_size or max(1, 16384 // settings.context_length)  # ~16k tokens per forward on a GPU
+        for start in range(0, len(windows), size):
+            chunk = windows[start:start + size]
+            scores = window_nll(model, [docs[d][w[0]:w[1]] for d, w in chunk], [w[2] for _, w in chunk])
+            for (d, _), (nll, scored) in zip(chunk, scores):
+                totals[d][0] += nll
+                totals[d][1] += scored
+                left[d] -= 1
+                if not left[d]:
+                    self._finish(requests[d], totals[d], on_record, progress)
+
+    @staticmethod
+    def _finish(request, total, on_record, progress) -> None:
+        on_record({"id": request.id, "prompt": request.prompt, "references": [],
+                   "nll": total[0], "tokens": total[1], "bytes": len(request.prompt.encode("utf-8"))})
+        if progress is not None:
+            progress.update(1)
 
 
-def document_nll(model, ids: list[int], context_length: int, stride: int) -> tuple[float, int]:
-    """Summed negative log-likelihood (nats) of ids[1:] and how many tokens it covers."""
+def plan_windows(n_tokens: int, context_length: int, stride: int) -> list[tuple[int, int, int]]:
+    """(begin, end, first new target) of each window: the targets ids[begin+1:end] from index
+    `first new` on are the ones no earlier window scored."""
+    windows, prev_end = [], 0
+    if n_tokens < 2:
+        return windows
+    for begin in range(0, n_tokens, stride):
+        end = min(begin + context_length, n_tokens)
+        windows.append((begin, end, max(prev_end, begin + 1) - (begin + 1)))
+        prev_end = end
+        if end == n_tokens:
+            break
+    return windows
+
+
+def window_nll(model, windows: list[list[int]], first_new: list[int]) -> list[tuple[float, int]]:
+    """(summed NLL in nats, tokens) of each window's targets from first_new on, in one forward.
+
+    Windows are right-padded: under a causal mask a token never sees the padding after it, so no
+    attention mask is needed and the attention kernel runs in its fastest, maskless form."""
     import torch
 
     device = next(model.parameters()).device
-    total, scored, prev_end = 0.0, 0, 0
-    for begin in range(0, len(ids), stride):
-        end = min(begin + context_length, len(ids))
-        window = torch.tensor([ids[begin:end]], device=device)
-        with torch.inference_mode():
-            logits = model(input_ids=window).logits[0].float()
-        logprobs = torch.log_softmax(logits[:-1], dim=-1)
-        targets = window[0, 1:]
-        token_lp = logprobs.gather(1, targets.unsqueeze(1)).squeeze(1).double()
-        # Only positions predicting tokens after prev_end are new in this window.
-        first_new = max(prev_end, begin + 1) - (begin + 1)
-        total -= float(token_lp[first_new:].sum())
-        scored += int(token_lp.shape[0] - first_new)
-        prev_end = end
-        if end == len(ids):
-            break
-    return total, scored
+    width = max(len(w) for w in windows)
+    ids = torch.tensor([w + [w[-1]] * (width - len(w)) for w in windows], device=device)
+    with torch.inference_mode():
+        logits = model(input_ids=ids).logits
+        out = []
+        for row, (window, first) in enumerate(zip(windows, first_new)):
+            logprobs = torch.log_softmax(logits[row, :len(window) - 1].float(), dim=-1)
+            targets = ids[row, 1:len(window)]
+            token_lp = logprobs.gather(1, targets.unsqueeze(1)).squeeze(1).double()
+            out.append((-float(token_lp[first:].sum()), int(token_lp.shape[0] - first)))
+    return out
 
 
 TASK = PerplexityTask()

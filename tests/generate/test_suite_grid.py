@@ -45,7 +45,7 @@ def test_suite_grid_gives_model_variant_columns(gen_adapter, suites_dir, tmp_pat
 
 
 def test_suite_without_grid_keeps_its_run_id():
-    """An empty generation_grid is not part of the run id (old runs still resume)."""
+    """An empty generation_grid, the engine and verify are not part of the run id (old runs still resume)."""
     from harness.config import SuiteConfig, validate
     from harness.data import Dataset
     from harness.evaluation import run_id_for
@@ -55,6 +55,6 @@ def test_suite_without_grid_keeps_its_run_id():
     plain = run_id_for(suite, dataset, {})
     gridded = validate(SuiteConfig, {"name": "s", "task": "qa", "generation_grid": {"top_k": [1, 2]}}, "s.yaml")
     assert run_id_for(gridded, dataset, {}) != plain
-    dumped = suite.model_dump(mode="json", exclude={"models", "generation_grid"})
+    dumped = suite.model_dump(mode="json", exclude={"models", "generation_grid", "engine", "verify"})
     from harness.runs import content_key
     assert plain == f"s-{content_key(dumped, dataset.sha256, {})[:10]}"

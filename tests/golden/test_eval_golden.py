@@ -28,11 +28,16 @@ TOLERANCE = 1e-6
 # golden file stem → (suite file, overrides). batch_size is fixed so the goldens never
 # depend on the hardware-derived default.
 CASES = {
+    # The plain path (4-bit base, transformers' generate) ...
     "korquad_sample_base": ("korquad_sample.yaml",
-                            {"dataset.limit": 12, "generation.max_new_tokens": 16, "batch_size": 4}),
+                            {"dataset.limit": 12, "generation.max_new_tokens": 16, "batch_size": 4, "engine": "plain"}),
     "summarization_ko_base": ("summarization_ko.yaml",
-                              {"dataset.limit": 6, "generation.max_new_tokens": 16, "batch_size": 4}),
-    "perplexity_ko_base": ("perplexity_ko.yaml", {"dataset.limit": 4}),
+                              {"dataset.limit": 6, "generation.max_new_tokens": 16, "batch_size": 4, "engine": "plain"}),
+    "perplexity_ko_base": ("perplexity_ko.yaml", {"dataset.limit": 4, "engine": "plain"}),
+    # ... and the fast one (dequantized weights, static-cache decoding, batched windows).
+    "korquad_sample_fast": ("korquad_sample.yaml",
+                            {"dataset.limit": 12, "generation.max_new_tokens": 16, "batch_size": 4, "engine": "fast"}),
+    "perplexity_ko_fast": ("perplexity_ko.yaml", {"dataset.limit": 4, "batch_size": 3, "engine": "fast"}),
 }
 
 
