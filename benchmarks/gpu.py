@@ -14,10 +14,12 @@ import argparse
 import json
 import os
 import sys
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from bench_decode import bench_decode  # noqa: E402
 from bench_eval import bench_eval, random_adapter  # noqa: E402
 from bench_train import bench_train  # noqa: E402
 from common import build_model, korquad_path  # noqa: E402
@@ -25,12 +27,14 @@ from common import build_model, korquad_path  # noqa: E402
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=["train", "eval", "all"])
-    parser.add_argument("--smoke", action="store_true", help="CPU, tiny:llama-ko, a few steps and prompts")
+    parser.add_argument("what", choices=["train", "eval", "decode", "all"])
+    parser.add_argument("--smoke", action="store_true", help="tiny:llama-ko, a few steps and prompts (CPU or GPU)")
     parser.add_argument("--korquad", help="KorQuAD 1.0 dev JSON")
     parser.add_argument("--work", default="/tmp/harness-bench", help="scratch directory (model, adapters, runs)")
-    parser.add_argument("--harness-first", action="store_true", help="train: run harness before the peer")
-    parser.add_argument("--eval-samples", type=int, default=128, help="eval: KorQuAD dev questions (default 128)")
+    parser.add_argument("--harness-first", action="store_true", help="train: run harness before the peers")
+    parser.add_argument("--eval-samples", type=int, default=1024, help="eval: KorQuAD dev questions (default 1024)")
+    parser.add_argument("--peer-samples", type=int, default=128,
+                        help="eval: questions for the slow 4-bit peers (lm-evaluation-harness, PeftModel generate)")
     parser.add_argument("--no-peers", action="store_true", help="harness paths only (the one-GPU baseline of scaling runs)")
     parser.add_argument("--batch-size", type=int, help="harness eval batch size (default: from the hardware)")
     args = parser.parse_args()
@@ -38,18 +42,28 @@ def main() -> None:
     data = korquad_path(args.korquad)
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
+    started = time.time()
     base = "tiny:llama-ko" if args.smoke else build_model(work / "llama2-7b-shape", data)
-    figures: dict = {"versions": _versions()}
-    if args.what in ("eval", "all"):
+    figures: dict = {"versions": _versions(), "command": " ".join(sys.argv), "build_s": time.time() - started}
+    out = Path(os.environ["OUT"], f"bench-{args.what}.json") if os.environ.get("OUT") else None
+
+    def save() -> None:
+        if out is not None:
+            out.write_text(json.dumps(figures, indent=2))
+
+    if args.what in ("eval", "decode", "all"):
         adapter = random_adapter(base, work / "random-adapter")
-        figures["eval"] = bench_eval(base, adapter, data, work, args.smoke, args.batch_size,
-                                    args.eval_samples, not args.no_peers)
-        print(json.dumps(figures["eval"], indent=2), flush=True)
+    if args.what in ("eval", "all"):
+        figures["eval"] = bench_eval(base, adapter, data, work, args.smoke, args.batch_size, args.eval_samples,
+                                     not args.no_peers, save=save, peer_samples=args.peer_samples)
+        save()
+    if args.what in ("decode", "all"):
+        figures["decode"] = bench_decode(base, adapter, data, work, args.smoke, save=save)
+        save()
     if args.what in ("train", "all"):
         figures["train"] = bench_train(base, data, work, args.smoke, args.harness_first, not args.no_peers)
-        print(json.dumps(figures["train"], indent=2), flush=True)
-    if os.environ.get("OUT"):
-        Path(os.environ["OUT"], f"bench-{args.what}.json").write_text(json.dumps(figures, indent=2))
+        save()
+    print(json.dumps({k: v for k, v in figures.items() if k != "versions"}, indent=2, default=str), flush=True)
 
 
 def _versions() -> dict:

@@ -1,0 +1,167 @@
+"""Batch-1 decode, perplexity and same-outputs rows: harness beside the plain 4-bit + PeftModel path."""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from bench_eval import _sync, row
+from common import ROOT, free, peak
+
+
+def bench_decode(base: str, adapter: str, data: str, work: Path, smoke: bool, save=None) -> dict:
+    from harness.adapters import attach_adapters
+    from harness.config.model import Quantization
+    from harness.env import detect
+    from harness.models import load_base
+
+    figures: dict = {}
+    env = detect()
+    models = attach_adapters(load_base(base, Quantization(), env), {"adapter": adapter})
+    prompts = _prompts(data, 8)
+    row(figures, "same_outputs", same_outputs, models, prompts, save=save)
+    row(figures, "batch1_decode", batch1_decode, models, prompts[0], 16 if smoke else 256, save=save)
+    del models
+    free()
+    docs = _documents(base, data, work, 4 if smoke else 64, 120 if smoke else 1000)
+    row(figures, "perplexity_harness", perplexity_harness, base, adapter, docs, save=save)
+    row(figures, "perplexity_4bit_forward", perplexity_4bit, base, adapter, docs, save=save)
+    ours, peer = figures["perplexity_harness"], figures["perplexity_4bit_forward"]
+    if "tokens_per_s" in ours and "tokens_per_s" in peer:
+        figures["perplexity_ratio"] = ours["tokens_per_s"] / peer["tokens_per_s"]
+        figures["perplexity_relative_difference"] = abs(ours["perplexity"] - peer["perplexity"]) / peer["perplexity"]
+    return figures
+
+
+def _prompts(data: str, n: int) -> list[str]:
+    doc = json.loads(Path(data).read_text(encoding="utf-8"))
+    out = []
+    for article in doc["data"]:
+        for p in article["paragraphs"]:
+            for q in p["qas"]:
+                out.append(f"다음 글을 읽고 질문에 답하세요.\n\n{p['context']}\n\n질문: {q['question']}\n답:")
+                if len(out) == n:
+                    return out
+    return out
+
+
+def same_outputs(models, prompts: list[str]) -> dict:
+    """Last-token logits of the fast path (dense, merged) against the plain 4-bit + PeftModel path."""
+    import torch
+
+    tokenizer = models.base.tokenizer
+    device = next(models.base.model.parameters()).device
+    enc = tokenizer(prompts, return_tensors="pt", padding=True).to(device)
+    out = {}
+    for name in ("base", "adapter"):
+        with torch.inference_mode():
+            with models.use(name) as model:
+                plain = model(**enc).logits[:, -1].float()
+            with models.use(name, dense=True) as model:
+                fast = model(**enc).logits[:, -1].float()
+        diff = (fast - plain).abs()
+        out[name] = {"max_abs_logit_diff": float(diff.max()), "mean_abs_logit_diff": float(diff.mean()),
+                     "logit_scale": float(plain.abs().mean()),
+                     "argmax_agree": int((fast.argmax(-1) == plain.argmax(-1)).sum()), "prompts": len(prompts)}
+    return out
+
+
+def batch1_decode(models, prompt: str, tokens: int) -> dict:
+    """`harness generate`'s streamed answer (static cache + CUDA graph) vs transformers' generate, batch 1."""
+    from harness.config.generation import GenerationSettings
+    from harness.generation import generate_stream
+
+    settings = GenerationSettings(max_new_tokens=tokens, min_new_tokens=tokens)
+    out = {}
+    with models.use("adapter") as model:
+        for engine in ("auto", "plain"):
+            generate_stream(model, models.base.tokenizer, prompt, settings.model_copy(update={"max_new_tokens": 8,
+                            "min_new_tokens": 8}), lambda _t: None, engine=engine)  # warm-up (graph capture)
+            _sync()
+            started = time.time()
+            result = generate_stream(model, models.base.tokenizer, prompt, settings, lambda _t: None, engine=engine)
+            _sync()
+            out[f"{engine}_4bit_new_tokens_per_s"] = result.generated_tokens / (time.time() - started)
+    with models.use("adapter", dense=True) as model:
+        generate_stream(model, models.base.tokenizer, prompt, settings.model_copy(update={"max_new_tokens": 8,
+                        "min_new_tokens": 8}), lambda _t: None)
+        started = time.time()
+        result = generate_stream(model, models.base.tokenizer, prompt, settings, lambda _t: None)
+        _sync()
+        out["auto_dense_new_tokens_per_s"] = result.generated_tokens / (time.time() - started)
+    out["peak_memory_bytes"] = peak()
+    return out
+
+
+def _documents(base: str, data: str, work: Path, n: int, tokens: int) -> Path:
+    """n documents of about `tokens` tokens each, cut from the KorQuAD passages, as JSONL."""
+    from harness.models import load_tokenizer, resolve_model_ref
+
+    tokenizer = load_tokenizer(base, resolve_model_ref(base))
+    doc = json.loads(Path(data).read_text(encoding="utf-8"))
+    passages = [p["context"] for a in doc["data"] for p in a["paragraphs"]]
+    ids: list[int] = []
+    for passage in passages:
+        ids += tokenizer(passage + "\n", add_special_tokens=False)["input_ids"]
+        if len(ids) >= n * tokens:
+            break
+    path = work / "ppl-docs.jsonl"
+    with path.open("w", encoding="utf-8") as fh:
+        for i in range(n):
+            text = tokenizer.decode(ids[i * tokens:(i + 1) * tokens])
+            fh.write(json.dumps({"id": f"doc-{i}", "text": text}, ensure_ascii=False) + "\n")
+    return path
+
+
+def perplexity_harness(base: str, adapter: str, docs: Path) -> dict:
+    from harness.config import SuiteConfig, load_config
+    from harness.evaluation import run_eval
+
+    suite = load_config(SuiteConfig, ROOT / "suites" / "perplexity_ko.yaml", {
+        "dataset.path": str(docs), "dataset.format": "jsonl", "models.base": base, "models.include_base": False,
+        "perplexity.context_length": 1024, "perplexity.stride": 512, "verify": 4})
+    suite.models.adapters = {"adapter": adapter}
+    started = time.time()
+    result = run_eval(suite, "perplexity", docs.parent / "runs", run_id=f"ppl-{int(started)}")
+    wall = time.time() - started
+    records = [json.loads(line) for line in
+               (result.run_dir / "records" / "adapter.jsonl").read_text(encoding="utf-8").splitlines()]
+    tokens = sum(r["tokens"] for r in records)
+    column = result.results["throughput"]["adapter"]
+    return {"tokens_per_s": tokens / column["wall_s"], "tokens": tokens, "wall_s_including_load": wall,
+            "perplexity": result.results["metrics"]["adapter"]["perplexity"]["value"],
+            "verify": result.results.get("verify", {}).get("adapter", {}).get("summary"), "peak_memory_bytes": peak()}
+
+
+def perplexity_4bit(base: str, adapter: str, docs: Path) -> dict:
+    """The plain path: 4-bit + PeftModel forward, 8 documents × ≤ 1024 tokens per batch, summed NLL."""
+    import math
+
+    import torch
+    from peft import PeftModel
+
+    from bench_eval import _load_4bit
+
+    model, tokenizer, _ = _load_4bit(base)
+    model = PeftModel.from_pretrained(model, adapter).eval()
+    texts = [json.loads(line)["text"] for line in docs.read_text(encoding="utf-8").splitlines()]
+    encoded = [tokenizer(t, add_special_tokens=True)["input_ids"][:1024] for t in texts]
+    device = next(model.parameters()).device
+    nll, count = 0.0, 0
+    _sync()
+    started = time.time()
+    for i in range(0, len(encoded), 8):
+        batch = encoded[i:i + 8]
+        width = max(len(b) for b in batch)
+        ids = torch.tensor([b + [0] * (width - len(b)) for b in batch], device=device)
+        mask = torch.tensor([[1] * len(b) + [0] * (width - len(b)) for b in batch], device=device)
+        with torch.inference_mode():
+            logits = model(input_ids=ids, attention_mask=mask).logits.float()
+        labels = ids[:, 1:].masked_fill(mask[:, 1:] == 0, -100)
+        loss = torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), labels.reshape(-1),
+                                                 ignore_index=-100, reduction="sum")
+        nll += float(loss)
+        count += int((labels != -100).sum())
+    wall = time.time() - started
+    return {"tokens_per_s": count / wall, "tokens": count, "perplexity": math.exp(nll / count),
+            "peak_memory_bytes": peak()}
