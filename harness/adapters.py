@@ -35,13 +35,12 @@ class ModelSet:
 
     @contextlib.contextmanager
     def use(self, name: str, dense: bool = False):
-        """The model computing `name`; `dense` merges it into dequantized weights first (see harness.dense)."""
+        """The model computing `name`; `dense`: on the base dequantized once (see harness.dense)."""
         if dense:
             from harness.dense import dense_model
             from harness.env import torch_dtype
 
-            root = self.peft_model.get_base_model() if self.peft_model is not None else self.base.model
-            with dense_model(root, None if name == "base" else name, torch_dtype(self.base.compute_dtype)) as model:
+            with dense_model(self.base.model, torch_dtype(self.base.compute_dtype)), self.use(name) as model:
                 yield model
             return
         if self.peft_model is None:
@@ -66,8 +65,8 @@ class ModelSet:
         root = self.peft_model if self.peft_model is not None else self.base.model
         p = plan(root, torch_dtype(self.base.compute_dtype))
         if p.fits:
-            return "dense", (f"engine fast: weights dequantized to {self.base.compute_dtype} once per model "
-                             f"({p.bytes_needed / 2**30:.2f} GiB) with the adapter merged, static-cache decoding")
+            return "dense", (f"engine fast: base weights dequantized to {self.base.compute_dtype} once "
+                             f"({p.bytes_needed / 2**30:.2f} GiB), static-cache decoding")
         if engine == "fast":
             raise ModelError(f"{where}: engine fast is not possible here: {p.reason}; use engine auto or plain")
         return "4bit", f"engine auto: staying on the 4-bit path because {p.reason}"

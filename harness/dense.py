@@ -1,11 +1,13 @@
-"""Dense weights for evaluation: the 4-bit base dequantised once, the adapter's LoRA merged in.
+"""Dense weights for evaluation: the 4-bit base dequantised once, for every model of a run.
 
 For evaluation a model is a fixed function, so dequantising every NF4 matrix in every forward
-(what bitsandbytes does) and adding each LoRA product separately (what peft does) is repeated
-work. Inside `dense_model` the quantized and LoRA-wrapped linear layers are swapped for plain
-ones holding `dequantize(W) + scale·B·A` in the compute dtype; on exit the originals come back,
-so the NF4 weights stay the source of truth and switching model is a re-dequantisation, which is
-exact. When the bf16 copy does not fit in memory the caller keeps the 4-bit path.
+(what bitsandbytes does) is repeated work. Inside `dense_model` each quantized linear layer
+(inside a peft LoRA wrapper or not) is swapped for a plain one holding exactly the weight
+bitsandbytes would dequantize to; on exit the originals come back, so the NF4 weights stay
+the source of truth. The LoRA layers stay unmerged: their products are computed as peft
+computes them, so outputs match the 4-bit path (a bf16 merge would round W + BA and move
+logits by ~1e-2), at the cost of a few small matmuls. When the bf16 copy does not fit in
+memory the caller keeps the 4-bit path.
 """
 from __future__ import annotations
 
@@ -23,9 +25,15 @@ class DensePlan:
     reason: str  # why the dense path is not taken ("" when it is)
 
 
+def is_quantized_linear(module) -> bool:
+    """A bitsandbytes layer itself (peft's LoRA wrappers of one share its class name, not its module)."""
+    cls = type(module)
+    return cls.__name__ in QUANTIZED and cls.__module__.startswith("bitsandbytes")
+
+
 def dequantized_weight(module):
     """The weight a bitsandbytes layer multiplies with (what its forward dequantizes), or a plain layer's."""
-    if type(module).__name__ not in QUANTIZED:
+    if not is_quantized_linear(module):
         return module.weight
     from peft.utils.integrations import dequantize_bnb_weight
 
@@ -47,47 +55,23 @@ def plain_linear(source, weight, dtype):
 
 
 def _targets(model):
-    """(parent, child name, module) for every layer the dense copy replaces, outermost first."""
-    from peft.tuners.lora import LoraLayer
-
+    """(parent, child name, module) for every quantized linear layer, LoRA-wrapped or not."""
     found = []
-    skip: tuple[str, ...] = ()
     for name, module in model.named_modules():
-        if skip and name.startswith(skip):
-            continue
-        if isinstance(module, LoraLayer) or type(module).__name__ in QUANTIZED:
+        if is_quantized_linear(module):
             parent_name, _, child = name.rpartition(".")
             found.append((model.get_submodule(parent_name) if parent_name else model, child, module))
-            skip = (name + ".",)
     return found
-
-
-def unsupported(model) -> str:
-    """Why LoRA layers of this model cannot be merged into a dense copy ("" when they can)."""
-    from peft.tuners.lora import LoraLayer
-
-    for name, module in model.named_modules():
-        if isinstance(module, LoraLayer):
-            if any(getattr(module, "use_dora", {}).values()):
-                return f"{name} uses DoRA"
-            if any(getattr(module, "lora_bias", {}).values()):
-                return f"{name} has a LoRA bias"
-            if not hasattr(module.get_base_layer(), "in_features"):
-                return f"{name} wraps a {type(module.get_base_layer()).__name__}, not a linear layer"
-    return ""
 
 
 def plan(model, dtype) -> DensePlan:
     import torch
 
     size = torch.tensor([], dtype=dtype).element_size()
-    needed = 0
-    for _, _, module in _targets(model):
-        base = module.get_base_layer() if hasattr(module, "get_base_layer") else module
-        needed += base.in_features * base.out_features * size
-    why = unsupported(model)
-    if why:
-        return DensePlan(False, needed, None, why)
+    targets = _targets(model)
+    needed = sum(module.in_features * module.out_features * size for _, _, module in targets)
+    if not targets:  # nothing to dequantize: the model already computes densely
+        return DensePlan(True, 0, None, "")
     device = next(model.parameters()).device
     if device.type != "cuda":
         return DensePlan(True, needed, None, "")
@@ -105,22 +89,16 @@ def dtype_name(dtype) -> str:
 
 
 @contextlib.contextmanager
-def dense_model(model, adapter: str | None, dtype):
-    """Yield `model` with its quantized/LoRA linears replaced by dense ones computing `adapter`
-    (None: the base alone); the original layers are put back on exit."""
+def dense_model(model, dtype):
+    """Yield `model` with its quantized linears replaced by dense ones; put back on exit."""
     import torch
 
     swapped = []
     try:
         with torch.no_grad():
             for parent, child, module in _targets(model):
-                base = module.get_base_layer() if hasattr(module, "get_base_layer") else module
-                weight = dequantized_weight(base).to(torch.float32)
-                if adapter is not None and adapter in getattr(module, "lora_A", {}):
-                    weight = weight + module.get_delta_weight(adapter).to(device=weight.device, dtype=torch.float32)
-                setattr(parent, child, plain_linear(base, weight.to(dtype), dtype))
+                setattr(parent, child, plain_linear(module, dequantized_weight(module).to(dtype), dtype))
                 swapped.append((parent, child, module))
-                del weight
         yield model
     finally:
         for parent, child, module in reversed(swapped):
