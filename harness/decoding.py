@@ -188,7 +188,8 @@ class StaticDecoder:
             self.valid[:, :width] = attention.bool()
             self.cache.positions = torch.arange(width, device=dev)
             logits = self._forward(ids, positions, self._mask(self.valid, self.cache.positions)).float()
-            self.position.copy_(positions[:, -1:])
+            # The first decoded token sits in slot `width`, one position after each row's last.
+            self.position.copy_(positions[:, -1:] + 1)
             self.slot.fill_(width)
             sequence = ids if self.processors else None
             finished = torch.zeros(self.batch, dtype=torch.bool, device=dev)

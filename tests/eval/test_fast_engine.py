@@ -1,0 +1,147 @@
+"""The fast engine computes what the plain path computes.
+
+Real components only: the tiny model in 4-bit NF4 (bitsandbytes on CPU), a real trained LoRA,
+transformers' `generate` as the reference. On a CPU the decoder runs its step eagerly (CUDA
+graphs need a GPU); the step is the same code the graph captures.
+"""
+from __future__ import annotations
+
+import pytest
+
+from eval_helpers import ADAPTER_NAME, qa_overrides, read_records, read_results
+
+pytestmark = pytest.mark.slow
+
+SETTINGS = [
+    {"max_new_tokens": 16},
+    {"max_new_tokens": 12, "min_new_tokens": 12},
+    {"max_new_tokens": 16, "repetition_penalty": 1.3, "no_repeat_ngram_size": 3},
+    {"max_new_tokens": 16, "stop": ["\n", "."]},
+]
+
+
+@pytest.fixture(scope="module")
+def models(eval_adapter, harness_cache):
+    from harness.adapters import attach_adapters
+    from harness.config.model import Quantization
+    from harness.env import detect
+    from harness.models import load_base
+
+    return attach_adapters(load_base("tiny:llama-ko", Quantization(), detect()), {ADAPTER_NAME: str(eval_adapter)})
+
+
+@pytest.fixture(scope="module")
+def prompts():
+    from harness.data import load_dataset
+
+    examples = load_dataset("builtin:korquad_sample", "auto", "train", {}, None, 0, where="test").examples
+    return [f"문맥: {e['context'][:160]}\n질문: {e['question']}\n답:" for e in examples[:10]]
+
+
+def _tokens(model, tokenizer, prompts, settings, batch, engine):
+    """Generated results per prompt (through the engine's own batching and stop handling)."""
+    from harness.generation import generate
+
+    out = {}
+    generate(model, tokenizer, prompts, settings, batch, lambda i, g: out.__setitem__(i, g), engine=engine)
+    return [out[i] for i in range(len(prompts))]
+
+
+def _run(model, tokenizer, prompts, settings, batch, engine):
+    return [(g.output, g.generated_tokens, g.stop_reason)
+            for g in _tokens(model, tokenizer, prompts, settings, batch, engine)]
+
+
+def _assert_same_or_tie(model, tokenizer, prompts, expected, actual, where):
+    """Equal answers, or answers that part only where the model's two choices are tied to within
+    float noise (an untrained base, or text forced past the answer, is full of such ties; any
+    change of kernel may flip one)."""
+    import torch
+
+    for prompt, e, a in zip(prompts, expected, actual):
+        if (e.output, e.generated_tokens, e.stop_reason) == (a.output, a.generated_tokens, a.stop_reason):
+            continue
+        ids_e = tokenizer(prompt + e.output)["input_ids"]
+        ids_a = tokenizer(prompt + a.output)["input_ids"]
+        split = next((i for i, (x, y) in enumerate(zip(ids_e, ids_a)) if x != y), min(len(ids_e), len(ids_a)))
+        assert split < min(len(ids_e), len(ids_a)), f"{where}: {e} vs {a}"
+        with torch.inference_mode():
+            logits = model(input_ids=torch.tensor([ids_e[:split]])).logits[0, -1]
+        gap = abs(float(logits[ids_e[split]] - logits[ids_a[split]]))
+        assert gap < 1e-3, f"{where}: answers part at a gap of {gap} (not a tie): {e.output!r} vs {a.output!r}"
+
+
+@pytest.mark.parametrize("overrides", SETTINGS, ids=lambda o: ",".join(o))
+@pytest.mark.parametrize("name", ["base", ADAPTER_NAME])
+def test_static_decoder_equals_generate(models, prompts, overrides, name):
+    """Greedy answers equal transformers' generate at batch 1 and 4, on the 4-bit weights and on
+    the dense ones, up to ties."""
+    from harness.config.generation import GenerationSettings
+
+    settings = GenerationSettings(**overrides)
+    tokenizer = models.base.tokenizer
+    with models.use(name) as model:
+        reference = _tokens(model, tokenizer, prompts, settings, 1, "plain")
+        for batch in (1, 4):
+            _assert_same_or_tie(model, tokenizer, prompts, reference,
+                                _tokens(model, tokenizer, prompts, settings, batch, "auto"), f"4-bit, batch {batch}")
+    with models.use(name, dense=True) as model:
+        fast = _tokens(model, tokenizer, prompts, settings, 4, "auto")
+    with models.use(name) as model:
+        _assert_same_or_tie(model, tokenizer, prompts, reference, fast, "dense, batch 4")
+
+
+def test_dense_weights_compute_what_the_4bit_path_computes(models, prompts):
+    import torch
+
+    tokenizer = models.base.tokenizer
+    enc = tokenizer(prompts[:4], return_tensors="pt", padding=True)
+    quantized_before = [type(m).__name__ for m in models.base.model.modules()].count("Linear4bit")
+    for name in ("base", ADAPTER_NAME):
+        with torch.inference_mode():
+            with models.use(name) as model:
+                plain = model(**enc).logits
+            with models.use(name, dense=True) as model:
+                assert not any(type(m).__module__.startswith("bitsandbytes") for m in models.base.model.modules())
+                fast = model(**enc).logits
+        assert torch.allclose(plain, fast, atol=1e-5, rtol=0), (name, (plain - fast).abs().max())
+    # The 4-bit layers are back afterwards: the NF4 weights stay the source of truth.
+    assert [type(m).__name__ for m in models.base.model.modules()].count("Linear4bit") == quantized_before
+
+
+def test_streamed_answer_equals_batched(models, prompts):
+    from harness.config.generation import GenerationSettings
+    from harness.generation import generate_stream
+
+    settings = GenerationSettings(max_new_tokens=16, stop=["\n"])
+    with models.use(ADAPTER_NAME) as model:
+        batched = _run(model, models.base.tokenizer, prompts[:3], settings, 3, "auto")
+        for prompt, expected in zip(prompts[:3], batched):
+            pieces: list[str] = []
+            result = generate_stream(model, models.base.tokenizer, prompt, settings, pieces.append)
+            assert (result.output, result.generated_tokens, result.stop_reason) == expected
+            assert "".join(pieces) == result.output
+
+
+def test_verify_records_agreement_with_the_plain_path(tmp_path, eval_adapter, suite_config, eval_run):
+    overrides = {**qa_overrides(), "engine": "fast", "verify": 6}
+    result = eval_run(suite_config("korquad_sample.yaml", overrides, {ADAPTER_NAME: eval_adapter}), tmp_path, "v")
+    results = read_results(result.run_dir)
+    assert results["engine"] == "dense"
+    for column in ("base", ADAPTER_NAME):
+        v = results["verify"][column]
+        assert v["samples"] == 6 and v["agree"] + len(v["differ"]) == 6
+        assert v["agreement"] >= 5 / 6, v  # the trained adapter's answers are far from ties
+    # the plain re-run does not touch the records
+    assert len(read_records(result.run_dir, ADAPTER_NAME)) == overrides["dataset.limit"]
+
+
+def test_engine_is_part_of_the_record_key(tmp_path, eval_adapter, suite_config, eval_run):
+    """Outputs of the plain and the fast path are not mixed on resume."""
+    fast = eval_run(suite_config("korquad_sample.yaml", {**qa_overrides(), "dataset.limit": 3, "engine": "fast"}),
+                    tmp_path, "k")
+    plain = eval_run(suite_config("korquad_sample.yaml", {**qa_overrides(), "dataset.limit": 3, "engine": "plain"}),
+                     tmp_path, "k")
+    assert fast.results["throughput"]["base"]["samples"] == 3
+    assert plain.results["throughput"]["base"]["samples"] == 3  # regenerated, not reused
+    assert plain.results["engine"] == "4bit"
