@@ -14,9 +14,6 @@ from __future__ import annotations
 import contextlib
 from dataclasses import dataclass
 
-QUANTIZED = {"Linear4bit", "Linear8bitLt"}
-
-
 @dataclass(frozen=True)
 class DensePlan:
     fits: bool
@@ -25,52 +22,13 @@ class DensePlan:
     reason: str  # why the dense path is not taken ("" when it is)
 
 
-def is_quantized_linear(module) -> bool:
-    """A bitsandbytes layer itself (peft's LoRA wrappers of one share its class name, not its module)."""
-    cls = type(module)
-    return cls.__name__ in QUANTIZED and cls.__module__.startswith("bitsandbytes")
-
-
-def dequantized_weight(module):
-    """The weight a bitsandbytes layer multiplies with (what its forward dequantizes), or a plain layer's."""
-    if not is_quantized_linear(module):
-        return module.weight
-    from peft.utils.integrations import dequantize_bnb_weight
-
-    return dequantize_bnb_weight(module.weight, state=getattr(module.weight, "quant_state", None) or module.state)
-
-
-def plain_linear(source, weight, dtype):
-    """A frozen torch Linear with `weight` (and `source`'s bias), in `dtype`."""
-    import torch
-
-    layer = torch.nn.Linear(source.in_features, source.out_features, bias=source.bias is not None,
-                            dtype=dtype, device=weight.device)
-    with torch.no_grad():
-        layer.weight.copy_(weight)
-        if source.bias is not None:
-            layer.bias.copy_(source.bias)
-    layer.requires_grad_(False)
-    return layer
-
-
-def _targets(model):
-    """(parent, child name, module) for every quantized linear layer, LoRA-wrapped or not."""
-    found = []
-    for name, module in model.named_modules():
-        if is_quantized_linear(module):
-            parent_name, _, child = name.rpartition(".")
-            found.append((model.get_submodule(parent_name) if parent_name else model, child, module))
-    return found
-
-
 def plan(model, dtype) -> DensePlan:
     import torch
 
-    size = torch.tensor([], dtype=dtype).element_size()
-    targets = _targets(model)
-    needed = sum(module.in_features * module.out_features * size for _, _, module in targets)
-    if not targets:  # nothing to dequantize: the model already computes densely
+    from harness.dequantize import dequantized_bytes
+
+    needed = dequantized_bytes(model, dtype)
+    if not needed:  # nothing to dequantize: the model already computes densely
         return DensePlan(True, 0, None, "")
     device = next(model.parameters()).device
     if device.type != "cuda":
@@ -90,20 +48,18 @@ def dtype_name(dtype) -> str:
 
 @contextlib.contextmanager
 def dense_model(model, dtype):
-    """Yield `model` with its quantized linears replaced by dense ones; put back on exit."""
+    """Yield `model` with its 4-bit linears replaced by dequantized ones; put back on exit."""
     import torch
 
-    swapped = []
+    from harness.dequantize import restore, swap_in_dequantized
+
+    swapped: list = []
     try:
         with torch.no_grad():
-            for parent, child, module in _targets(model):
-                setattr(parent, child, plain_linear(module, dequantized_weight(module).to(dtype), dtype))
-                swapped.append((parent, child, module))
+            swapped = swap_in_dequantized(model, dtype)
         yield model
     finally:
-        for parent, child, module in reversed(swapped):
-            setattr(parent, child, module)
-        swapped.clear()
+        restore(swapped)
         _free_cuda()
 
 

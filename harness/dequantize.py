@@ -33,27 +33,45 @@ def dequantized_bytes(model, dtype: torch.dtype) -> int:
     return sum(m.in_features * m.out_features * size for m in _linear4bit_modules(model))
 
 
+def dequantized_layer(module, dtype: torch.dtype) -> DequantizedLinear:
+    """A DequantizedLinear holding exactly the weight bitsandbytes' `module` multiplies with."""
+    import bitsandbytes.functional as bnbf
+
+    weight = module.weight
+    dense = bnbf.dequantize_4bit(weight.data, weight.quant_state).to(dtype)
+    layer = DequantizedLinear(module.in_features, module.out_features, bias=module.bias is not None, device="meta")
+    layer.weight = torch.nn.Parameter(dense, requires_grad=False)
+    if module.bias is not None:
+        layer.bias = torch.nn.Parameter(module.bias.data.clone(), requires_grad=False)
+    return layer
+
+
+def swap_in_dequantized(model, dtype: torch.dtype) -> list[tuple]:
+    """Replace every bitsandbytes Linear4bit in `model` by a DequantizedLinear; returns what
+    `restore` needs to put the 4-bit layers back (evaluation swaps per run, training for good)."""
+    swapped = []
+    for name, module in list(_named_linear4bit(model)):
+        parent_name, _, child = name.rpartition(".")
+        parent = model.get_submodule(parent_name) if parent_name else model
+        setattr(parent, child, dequantized_layer(module, dtype))
+        swapped.append((parent, child, module))
+    return swapped
+
+
+def restore(swapped: list[tuple]) -> None:
+    for parent, child, module in reversed(swapped):
+        setattr(parent, child, module)
+    swapped.clear()
+
+
 def dequantize_linear4bit(model, dtype: torch.dtype) -> int:
-    """Replace every bitsandbytes Linear4bit in `model` (in place) by a DequantizedLinear; returns how many.
+    """Replace every bitsandbytes Linear4bit in `model` (in place, for good) by a DequantizedLinear;
+    returns how many.
 
     Call it after peft's prepare_model_for_kbit_training (which would upcast the new weights to float32)
     and before get_peft_model. Works on any device bitsandbytes dequantizes on (CUDA and CPU).
     """
-    import bitsandbytes.functional as bnbf
-
-    replaced = 0
-    for name, module in list(_named_linear4bit(model)):
-        weight = module.weight
-        dense = bnbf.dequantize_4bit(weight.data, weight.quant_state).to(dtype)
-        layer = DequantizedLinear(module.in_features, module.out_features, bias=module.bias is not None,
-                                  device="meta")
-        layer.weight = torch.nn.Parameter(dense, requires_grad=False)
-        if module.bias is not None:
-            layer.bias = torch.nn.Parameter(module.bias.data.clone(), requires_grad=False)
-        parent_name, _, child = name.rpartition(".")
-        setattr(model.get_submodule(parent_name) if parent_name else model, child, layer)
-        replaced += 1
-    return replaced
+    return len(swap_in_dequantized(model, dtype))
 
 
 def _named_linear4bit(model):
