@@ -21,7 +21,7 @@ from harness.errors import ConfigError, HarnessError, ModelError
 from harness.models import base_signature, linear_module_names, load_base, resolve_model_ref
 from harness.prompts import chat_messages, load_template
 from harness.records import atomic_write_json, peak_memory_bytes
-from harness.train_plan import Plan, fit_to_memory, micro_step_tokens, plan_training
+from harness.train_plan import Plan, fit_micro_step, fit_to_memory, micro_step_tokens, plan_training
 
 RECORD_FILE = "train_record.json"
 
@@ -96,8 +96,12 @@ def train(config: TrainConfig, *, resume: bool = False, overwrite: bool = False,
     #    TRL does inside SFTTrainer (LoRA wrapping) and harness's own preparation count, the load does not.
     started = time.time()
     plan = plan_training(config, env, dist.world, attention=base.model.config._attn_implementation)
-    if env.device == "cuda":
-        _fit_to_memory(plan, config, base, train_rows, dist.local_rank)
+    if plan.micro_step_token_budget or env.device == "cuda":
+        lengths = row_token_lengths(train_rows, base.tokenizer, config.data.max_length)
+        fit_micro_step(plan, lengths)
+        if env.device == "cuda":
+            _fit_to_memory(plan, config, base, lengths, dist.local_rank)
+    attention = _use_varlen_attention(plan, base.model)
     log(f"harness train: {plan.describe()}")
 
     # 4. LoRA on the (possibly dequantized) base
@@ -120,6 +124,8 @@ def train(config: TrainConfig, *, resume: bool = False, overwrite: bool = False,
             log(f"harness train: CUDA out of memory; retrying with micro-batch {plan.batch_size} × "
                 f"accumulation {plan.gradient_accumulation} (same global batch)")
     runtime = time.time() - started
+    if attention is not None:  # the probe, like a reload, runs the base's own attention
+        base.model.set_attn_implementation(attention)
 
     # 6. save the adapter, tokenizer and the record of how it was made (rank 0; the ranks' weights are equal)
     state = trainer.state
@@ -195,13 +201,12 @@ def _check_output(out: Path, resume: bool, overwrite: bool) -> None:
         raise HarnessError(f"{out}: holds checkpoints of an unfinished run; pass --resume to continue or --overwrite")
 
 
-def _fit_to_memory(plan: Plan, config: TrainConfig, base, train_rows: list[dict], local_rank: int) -> None:
+def _fit_to_memory(plan: Plan, config: TrainConfig, base, lengths: list[int], local_rank: int) -> None:
     """Measure what fit_to_memory needs: free memory beside the loaded 4-bit base, what its dequantized
     weights would take, and the most tokens one micro-step can hold with this data."""
     from harness.dequantize import dequantized_bytes
 
     model_config = base.model.config.get_text_config()
-    lengths = row_token_lengths(train_rows, base.tokenizer, config.data.max_length)
     four_bit = config.quantization.mode in ("nf4", "fp4")
     weights = dequantized_bytes(base.model, torch_dtype(plan.compute_dtype)) if four_bit else 0
     fit_to_memory(
@@ -210,6 +215,20 @@ def _fit_to_memory(plan: Plan, config: TrainConfig, base, train_rows: list[dict]
         hidden_size=model_config.hidden_size, intermediate_size=model_config.intermediate_size,
         num_layers=model_config.num_hidden_layers,
     )
+
+
+def _use_varlen_attention(plan: Plan, model) -> str | None:
+    """Switch to varlen attention where the plan says so; returns the implementation to restore."""
+    if not plan.varlen_attention:
+        return None
+    from harness.varlen_attention import use_varlen_attention
+
+    try:
+        return use_varlen_attention(model)
+    except Exception as exc:  # noqa: BLE001 - an older transformers refusing a registered attention: run sdpa
+        plan.varlen_attention = False
+        plan.why["attention"] = f"varlen attention off: {type(exc).__name__}: {exc}"
+        return None
 
 
 def row_token_lengths(rows: list[dict], tokenizer, max_length: int) -> list[int]:

@@ -30,17 +30,21 @@ class Plan:
     gradient_checkpointing: bool
     world_size: int = 1
     padding_free: bool = False
+    varlen_attention: bool = False
     liger: bool = False
     dequantize_base: bool = False
-    why: list[str] = field(default_factory=list)
+    # Low-memory mode: the tokens an average padding-free micro-step may hold (None: no limit).
+    micro_step_token_budget: int | None = None
+    why: dict[str, str] = field(default_factory=dict)  # topic → reason, in the order decided
 
     def describe(self) -> str:
         world = f" processes={self.world_size}" if self.world_size > 1 else ""
-        reasons = f" ({'; '.join(self.why)})" if self.why else ""
+        reasons = f" ({'; '.join(self.why.values())})" if self.why else ""
+        attention = "varlen" if self.varlen_attention else "default"
         return (f"device={self.device} compute_dtype={self.compute_dtype} micro_batch={self.batch_size} "
                 f"grad_accum={self.gradient_accumulation}{world} global_batch={self.global_batch} "
-                f"optimizer={self.optimizer} padding_free={_on(self.padding_free)} liger={_on(self.liger)} "
-                f"gradient_checkpointing={_on(self.gradient_checkpointing)} "
+                f"optimizer={self.optimizer} padding_free={_on(self.padding_free)} attention={attention} "
+                f"liger={_on(self.liger)} gradient_checkpointing={_on(self.gradient_checkpointing)} "
                 f"dequantize_base={_on(self.dequantize_base)}{reasons}")
 
     @property
@@ -60,15 +64,20 @@ def plan_training(config: TrainConfig, env: Environment, world_size: int = 1, at
     optimizer = t.optimizer if t.optimizer != "auto" else ("paged_adamw_8bit" if cuda else "adamw_torch")
     if optimizer.startswith("paged_") and not cuda:
         raise ConfigError(f"training.optimizer: '{optimizer}' needs CUDA; use adamw_torch on {env.device}")
-    why: list[str] = []
+    why: dict[str, str] = {}
     padding_free = _padding_free(config, attention, why)
     batch_size = t.batch_size if t.batch_size != "auto" else train_batch_size(env)
     accumulation = t.gradient_accumulation
+    budget = None
     if padding_free and accumulation > 1:
         # No compute goes to padding, so nothing is gained by splitting the global batch: one micro-step of
         # the whole batch does the same work with fewer, larger matmuls. The loss is normalised by the
         # batch's token count either way, so the optimizer step is the same.
-        why.append(f"padding-free: the global batch of {batch_size * accumulation} runs as one micro-step")
+        why["micro_batch"] = f"padding-free: the global batch of {batch_size * accumulation} runs as one micro-step"
+        if t.gradient_checkpointing is True:
+            # Low-memory mode: micro-steps keep, on average, the token capacity of the configured micro-batch,
+            # the activation memory the config was sized for (fit_micro_step splits once lengths are known).
+            budget = batch_size * config.data.max_length
         batch_size, accumulation = batch_size * accumulation, 1
     if world_size > 1:
         if accumulation % world_size == 0:
@@ -90,10 +99,29 @@ def plan_training(config: TrainConfig, env: Environment, world_size: int = 1, at
         gradient_checkpointing=t.gradient_checkpointing if t.gradient_checkpointing != "auto" else cuda,
         world_size=world_size,
         padding_free=padding_free,
+        varlen_attention=_varlen_attention(padding_free, attention, env, config, why),
         liger=_liger(config, env),
         dequantize_base=_dequantize_base(config),
+        micro_step_token_budget=budget,
         why=why,
     )
+
+
+def fit_micro_step(plan: Plan, lengths: list[int]) -> None:
+    """Low-memory mode: run the padding-free batch in as few micro-steps as keep an average one within
+    `micro_step_token_budget` tokens (in place). The longest rows can still make one micro-step larger;
+    the out-of-memory back-off covers that."""
+    if not plan.micro_step_token_budget or not lengths:
+        return
+    mean = sum(lengths) / len(lengths)
+    total = plan.batch_size * plan.gradient_accumulation
+    micro = next(m for m in range(total, 0, -1) if total % m == 0 and (m * mean <= plan.micro_step_token_budget
+                                                                        or m == 1))
+    if micro < plan.batch_size:
+        plan.batch_size, plan.gradient_accumulation = micro, total // micro
+        plan.why["micro_batch"] = (f"low-memory: padding-free micro-steps of {micro} sequences, ~{micro * mean:.0f} "
+                                   f"tokens on average, within the {plan.micro_step_token_budget} the configured "
+                                   f"micro-batch holds")
 
 
 def fit_to_memory(plan: Plan, config: TrainConfig, *, free_bytes: int, dequantized_bytes: int,
@@ -113,14 +141,15 @@ def fit_to_memory(plan: Plan, config: TrainConfig, *, free_bytes: int, dequantiz
     if t.gradient_checkpointing == "auto":
         plan.gradient_checkpointing = not fits(full + weights)
         verdict = "do not fit" if plan.gradient_checkpointing else "fit"
-        plan.why.append(f"checkpointing {_on(plan.gradient_checkpointing)}: ~{_gib(full)} of activations for "
-                        f"{micro_step_tokens} tokens {verdict} in {_gib(free_bytes - weights)} free")
+        plan.why["checkpointing"] = (f"checkpointing {_on(plan.gradient_checkpointing)}: ~{_gib(full)} of activations "
+                                     f"for {micro_step_tokens} tokens {verdict} in {_gib(free_bytes - weights)} free")
     if t.dequantize_base == "auto" and t.gradient_checkpointing is not True and dequantized_bytes:
         activations = checkpointed if plan.gradient_checkpointing else full
         plan.dequantize_base = fits(dequantized_bytes + activations)
         verdict = "fit" if plan.dequantize_base else "do not fit"
-        plan.why.append(f"dequantized base {_on(plan.dequantize_base)}: {_gib(dequantized_bytes)} of "
-                        f"{plan.compute_dtype} weights beside the activations {verdict} in {_gib(free_bytes)} free")
+        plan.why["dequantize_base"] = (f"dequantized base {_on(plan.dequantize_base)}: {_gib(dequantized_bytes)} of "
+                                       f"{plan.compute_dtype} weights beside the activations {verdict} in "
+                                       f"{_gib(free_bytes)} free")
 
 
 def activation_bytes(tokens: int, hidden_size: int, intermediate_size: int, num_layers: int) -> tuple[int, int]:
@@ -144,7 +173,7 @@ def micro_step_tokens(lengths: list[int], micro_batch: int, padding_free: bool) 
     return sum(longest) if padding_free else micro_batch * longest[0]
 
 
-def _padding_free(config: TrainConfig, attention: str | None, why: list[str]) -> bool:
+def _padding_free(config: TrainConfig, attention: str | None, why: dict[str, str]) -> bool:
     wanted = config.training.padding_free
     if wanted is True and config.data.packing:
         raise ConfigError("training.padding_free: true and data.packing: true exclude each other (packed rows "
@@ -156,9 +185,22 @@ def _padding_free(config: TrainConfig, attention: str | None, why: list[str]) ->
             raise ConfigError(f"training.padding_free: true needs an attention implementation that reads packed "
                               f"position ids ({', '.join(sorted(PACKED_ATTENTION))}), not '{attention}'; "
                               f"set training.padding_free: false")
-        why.append(f"padding-free off: attention '{attention}' does not read packed position ids")
+        why["padding_free"] = f"padding-free off: attention '{attention}' does not read packed position ids"
         return False
     return True
+
+
+def _varlen_attention(padding_free: bool, attention: str | None, env: Environment, config: TrainConfig,
+                      why: dict[str, str]) -> bool:
+    # Only in place of sdpa: flash or flex attention already attend within sequences, eager is a choice.
+    if not padding_free or attention != "sdpa" or env.device != "cuda":
+        return False
+    from harness.varlen_attention import unavailable_reason
+
+    reason = unavailable_reason(env.device, compute_dtype_name(env, config.quantization.compute_dtype))
+    why["attention"] = (f"varlen attention off: {reason}" if reason else
+                        "varlen attention: flash attention within each sequence, not masked sdpa over the row")
+    return reason is None
 
 
 def _liger(config: TrainConfig, env: Environment) -> bool:

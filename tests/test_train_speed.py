@@ -90,7 +90,7 @@ def test_padding_free_runs_the_global_batch_as_one_micro_step(split_runs):
     padded, free = split_runs["padded"]["plan"], split_runs["padding_free"]["plan"]
     assert (padded["batch_size"], padded["gradient_accumulation"], padded["padding_free"]) == (2, 2, False)
     assert (free["batch_size"], free["gradient_accumulation"], free["padding_free"]) == (4, 1, True)
-    assert any("one micro-step" in why for why in free["why"])
+    assert "one micro-step" in free["why"]["micro_batch"]
 
 
 @pytest.mark.slow
@@ -207,7 +207,7 @@ def test_padding_free_needs_an_attention_that_reads_packed_positions():
     config = preset_config(**{"training.gradient_accumulation": 2})
     plan = plan_training(config, environment(), attention="some_hub_kernel")
     assert plan.padding_free is False and plan.gradient_accumulation == 2
-    assert any("some_hub_kernel" in why for why in plan.why)
+    assert "some_hub_kernel" in plan.why["padding_free"]
     with pytest.raises(ConfigError, match="training.padding_free: true needs an attention"):
         plan_training(preset_config(**{"training.padding_free": True}), environment(), attention="some_hub_kernel")
     with pytest.raises(ConfigError, match="data.packing"):
@@ -274,3 +274,103 @@ def test_explicit_checkpointing_is_the_low_memory_mode():
     config, plan = cuda_plan(**{"training.dequantize_base": True})
     fit_to_memory(plan, config, free_bytes=40 * GIB, dequantized_bytes=13 * GIB, micro_step_tokens=4000, **SEVEN_B)
     assert plan.dequantize_base is True and plan.gradient_checkpointing is True  # 30 GiB of activations + 13
+
+
+def test_low_memory_mode_keeps_micro_steps_at_the_configured_capacity():
+    """gradient_checkpointing: true: padding-free micro-steps hold on average no more tokens than the
+    configured micro-batch can (batch_size × max_length), so memory stays near what the config was sized for."""
+    from harness.train_plan import fit_micro_step
+
+    config, plan = cuda_plan(**{"training.gradient_checkpointing": True})
+    assert plan.micro_step_token_budget == 4 * 512 and (plan.batch_size, plan.gradient_accumulation) == (16, 1)
+    fit_micro_step(plan, [220] * 100)  # KorQuAD-like rows: 16 × 220 > 2048 ≥ 8 × 220
+    assert (plan.batch_size, plan.gradient_accumulation, plan.global_batch) == (8, 2, 16)
+    assert "low-memory" in plan.why["micro_batch"]
+    config, plan = cuda_plan(**{"training.gradient_checkpointing": True})
+    fit_micro_step(plan, [512] * 100)  # rows at max_length: back to the configured 4 × 4
+    assert (plan.batch_size, plan.gradient_accumulation) == (4, 4)
+    # Outside the low-memory mode the whole global batch stays one micro-step.
+    config, plan = cuda_plan()
+    assert plan.micro_step_token_budget is None
+    fit_micro_step(plan, [220] * 100)
+    assert (plan.batch_size, plan.gradient_accumulation) == (16, 1)
+
+
+# ---------------------------------------------------------------- varlen attention
+
+
+def test_varlen_attention_needs_cuda_and_16_bit():
+    from harness.varlen_attention import unavailable_reason
+
+    assert unavailable_reason("cpu", "fp32") == "needs CUDA"
+    assert "bf16 or fp16" in unavailable_reason("cuda", "fp32")
+    assert plan_training(preset_config(), environment(), attention="sdpa").varlen_attention is False
+
+
+@pytest.mark.slow
+def test_varlen_attention_falls_back_to_sdpa_without_sequence_boundaries(tiny_ref, one_thread):
+    """Where no boundaries come with the batch (a probe, generation), the switched model computes what
+    sdpa computes, packed rows included (their mask is sdpa's block-diagonal one)."""
+    import torch
+
+    from harness.config.model import Quantization
+    from harness.env import detect
+    from harness.models import load_base
+    from harness.varlen_attention import NAME, use_varlen_attention
+
+    base = load_base(tiny_ref, Quantization(mode="none"), detect())
+    model = base.model.eval()
+    ids = base.tokenizer("한국의 수도는 서울이다. 부산은 항구 도시이다.", return_tensors="pt").input_ids
+    packed = torch.cat([ids, ids[:, :7]], dim=1)
+    positions = torch.cat([torch.arange(ids.shape[1]), torch.arange(7)])[None]
+    # use_cache=False as in training: transformers reads packed position ids only without a cache.
+    with torch.no_grad():
+        expected = [model(input_ids=ids).logits, model(input_ids=packed, position_ids=positions, use_cache=False).logits]
+        assert use_varlen_attention(model) == "sdpa" and model.config._attn_implementation == NAME
+        actual = [model(input_ids=ids).logits, model(input_ids=packed, position_ids=positions, use_cache=False).logits]
+    for a, b in zip(expected, actual):
+        assert torch.equal(a, b)
+    # The packed row's second sequence does not see the first: it equals that sequence alone.
+    with torch.no_grad():
+        alone = model(input_ids=ids[:, :7]).logits
+    assert torch.allclose(actual[1][0, ids.shape[1]:], alone[0], atol=1e-5)
+    model.set_attn_implementation("sdpa")
+
+
+@pytest.mark.skipif("not __import__('torch').cuda.is_available()")
+def test_varlen_attention_equals_masked_sdpa_on_cuda():
+    """Forward and backward of varlen attention on a padding-free row equal sdpa under the block-diagonal
+    mask (bf16, so to bf16 rounding)."""
+    import torch
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    from harness.varlen_attention import unavailable_reason, varlen_or_sdpa_attention
+
+    if unavailable_reason("cuda", "bf16"):
+        pytest.skip(unavailable_reason("cuda", "bf16"))
+    torch.manual_seed(0)
+    lengths = [37, 120, 5, 64]
+    total, heads, dim = sum(lengths), 8, 64
+    seq = torch.repeat_interleave(torch.arange(len(lengths)), torch.tensor(lengths)).cuda()
+    position = torch.arange(total, device="cuda")
+    mask = (seq[:, None] == seq[None, :]) & (position[:, None] >= position[None, :])
+    cu = torch.tensor([0, *torch.tensor(lengths).cumsum(0).tolist()], dtype=torch.int32, device="cuda")
+
+    class Module(torch.nn.Module):
+        is_causal = True
+        num_key_value_groups = 2
+
+    q = torch.randn(1, heads, total, dim, device="cuda", dtype=torch.bfloat16, requires_grad=True)
+    kv = torch.randn(2, 1, heads // 2, total, dim, device="cuda", dtype=torch.bfloat16, requires_grad=True)
+    outputs, grads = [], []
+    for attention, kwargs in ((sdpa_attention_forward, {}),
+                              (varlen_or_sdpa_attention, {"cu_seq_lens_q": cu, "cu_seq_lens_k": cu,
+                                                          "max_length_q": max(lengths), "max_length_k": max(lengths)})):
+        out, _ = attention(Module(), q, kv[0], kv[1], mask[None, None], scaling=dim ** -0.5, **kwargs)
+        out.float().pow(2).sum().backward()
+        outputs.append(out.detach().float())
+        grads.append((q.grad.clone(), kv.grad.clone()))
+        q.grad, kv.grad = None, None
+    assert (outputs[0] - outputs[1]).abs().max().item() < 2e-2
+    for a, b in zip(grads[0], grads[1]):
+        assert (a.float() - b.float()).abs().max().item() < 5e-2 * a.float().abs().max().item()
