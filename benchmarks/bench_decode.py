@@ -9,13 +9,14 @@ from bench_eval import _sync, row
 from common import ROOT, free, peak
 
 
-def bench_decode(base: str, adapter: str, data: str, work: Path, smoke: bool, save=None) -> dict:
+def bench_decode(base: str, adapter: str, data: str, work: Path, smoke: bool, save=None,
+                 figures: dict | None = None) -> dict:
     from harness.adapters import attach_adapters
     from harness.config.model import Quantization
     from harness.env import detect
     from harness.models import load_base
 
-    figures: dict = {}
+    figures = figures if figures is not None else {}
     env = detect()
     models = attach_adapters(load_base(base, Quantization(), env), {"adapter": adapter})
     prompts = _prompts(data, 8)

@@ -43,31 +43,35 @@ def row(figures: dict, name: str, fn, *args, save=None, **kwargs):
     free()
     started = time.time()
     try:
-        figures[name] = fn(*args, **kwargs)
+        result = fn(*args, **kwargs)
     except Exception as exc:  # noqa: BLE001 - a broken peer must not hide the other rows
-        figures[name] = {"error": f"{type(exc).__name__}: {str(exc)[:300]}", "traceback": traceback.format_exc()[-1500:]}
+        result = {"error": f"{type(exc).__name__}: {str(exc)[:300]}", "traceback": traceback.format_exc()[-1500:]}
+    figures[name] = {k: v for k, v in result.items() if not k.startswith("_")}  # _keys: for the caller only
     figures[name]["row_wall_s"] = round(time.time() - started, 2)
     print(f"[{name}] {json.dumps({k: v for k, v in figures[name].items() if k != 'traceback'})}", flush=True)
     if save:
         save()
     free()
-    return figures[name]
+    return result
 
 
 def bench_eval(base: str, adapter: str, data: str, work: Path, smoke: bool, batch: int | None,
-               samples: int = 1024, peers: bool = True, save=None, peer_samples: int = 128) -> dict:
+               samples: int = 1024, peers: bool = True, save=None, peer_samples: int = 128,
+               figures: dict | None = None, verify: int = 16) -> dict:
+    """Fills `figures` (the caller's dict, saved after every row) and returns it."""
     new = 8 if smoke else NEW_TOKENS
     samples, peer_samples = (8, 8) if smoke else (samples, min(peer_samples, samples))
-    figures: dict = {"new_tokens": new, "samples": samples, "peer_samples": peer_samples}
-    ours = row(figures, "harness_eval", harness_eval, base, adapter, data, work, samples, new, batch, save=save)
-    prompts = ours.get("prompts") or []
+    figures = figures if figures is not None else {}
+    figures.update(new_tokens=new, samples=samples, peer_samples=peer_samples)
+    ours = row(figures, "harness_eval", harness_eval, base, adapter, data, work, samples, new, batch, verify,
+               save=save)
+    prompts = ours.get("_prompts") or []
     if not prompts:
         return figures
     figures["prompt_tokens_mean"] = ours.get("prompt_tokens_mean")
     if peers:
         row(figures, "static_cache", static_cache_peer, base, adapter, prompts, new, smoke, save=save)
         row(figures, "peft_4bit", peft_4bit_peers, base, adapter, prompts[:peer_samples], new, smoke, save=save)
-    figures["harness_eval"].pop("prompts", None)
     return figures
 
 
@@ -84,11 +88,12 @@ def _suite(base: str, adapter: str, data: str, n: int, new: int, batch: int | No
     return suite
 
 
-def harness_eval(base: str, adapter: str, data: str, work: Path, n: int, new: int, batch: int | None) -> dict:
+def harness_eval(base: str, adapter: str, data: str, work: Path, n: int, new: int, batch: int | None,
+                 verify: int) -> dict:
     """`harness eval` of base + adapter end to end (load, both models, scoring), as the command runs it."""
     from harness.evaluation import run_eval
 
-    suite = _suite(base, adapter, data, n, new, batch, {"verify": 16})
+    suite = _suite(base, adapter, data, n, new, batch, {"verify": verify})
     started = time.time()
     result = run_eval(suite, "suites/korquad.yaml", work / "runs", run_id=f"bench-{int(started)}")
     wall = time.time() - started
@@ -102,7 +107,7 @@ def harness_eval(base: str, adapter: str, data: str, work: Path, n: int, new: in
             "wall_s_without_verify": wall - sum(v["wall_s"] for v in result.results.get("verify", {}).values()),
             "metrics": {name: {m: v["value"] for m, v in ms.items()} for name, ms in result.results["metrics"].items()},
             "prompt_tokens_mean": sum(r["prompt_tokens"] for r in records) / len(records),
-            "prompts": [r["prompt"] for r in records]}
+            "_prompts": [r["prompt"] for r in records]}
 
 
 def _load_4bit(base: str):

@@ -37,6 +37,7 @@ def main() -> None:
                         help="eval: questions for the slow 4-bit peers (lm-evaluation-harness, PeftModel generate)")
     parser.add_argument("--no-peers", action="store_true", help="harness paths only (the one-GPU baseline of scaling runs)")
     parser.add_argument("--batch-size", type=int, help="harness eval batch size (default: from the hardware)")
+    parser.add_argument("--verify", type=int, default=16, help="eval: harness eval --verify N (default 16)")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     data = korquad_path(args.korquad)
@@ -54,11 +55,13 @@ def main() -> None:
     if args.what in ("eval", "decode", "all"):
         adapter = random_adapter(base, work / "random-adapter")
     if args.what in ("eval", "all"):
-        figures["eval"] = bench_eval(base, adapter, data, work, args.smoke, args.batch_size, args.eval_samples,
-                                     not args.no_peers, save=save, peer_samples=args.peer_samples)
+        figures["eval"] = {}
+        bench_eval(base, adapter, data, work, args.smoke, args.batch_size, args.eval_samples, not args.no_peers,
+                   save=save, peer_samples=args.peer_samples, figures=figures["eval"], verify=args.verify)
         save()
     if args.what in ("decode", "all"):
-        figures["decode"] = bench_decode(base, adapter, data, work, args.smoke, save=save)
+        figures["decode"] = {}
+        bench_decode(base, adapter, data, work, args.smoke, save=save, figures=figures["decode"])
         save()
     if args.what in ("train", "all"):
         figures["train"] = bench_train(base, data, work, args.smoke, args.harness_first, not args.no_peers)
