@@ -66,7 +66,7 @@ class ModelSet:
         p = plan(root, torch_dtype(self.base.compute_dtype))
         if p.fits:
             return "dense", (f"engine fast: base weights dequantized to {self.base.compute_dtype} once "
-                             f"({p.bytes_needed / 2**30:.2f} GiB), static-cache decoding")
+                             f"({_size(p.bytes_needed)}), static-cache decoding")
         if engine == "fast":
             raise ModelError(f"{where}: engine fast is not possible here: {p.reason}; use engine auto or plain")
         return "4bit", f"engine auto: staying on the 4-bit path because {p.reason}"
@@ -152,6 +152,10 @@ def attach_adapters(base: LoadedBase, adapters: dict[str, str]) -> ModelSet:
     else:
         base.model.eval()
     return model_set
+
+
+def _size(n: int) -> str:
+    return f"{n / 2**30:.1f} GiB" if n >= 2**30 else f"{n / 2**20:.1f} MiB"
 
 
 def _safe_resolve(ref: str) -> str | None:
