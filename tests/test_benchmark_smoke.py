@@ -1,0 +1,38 @@
+"""`benchmarks/gpu.py all --smoke`: every benchmark row runs on the tiny model on a CPU, so the GPU
+script cannot rot between GPU sessions. Rows that need CUDA or an uninstalled peer record why."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+KORQUAD = ROOT.parent / "shared" / "data" / "korquad" / "KorQuAD_v1.0_dev.json"
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.mark.skipif(not KORQUAD.is_file() and not os.environ.get("KORQUAD_DEV"),
+                    reason="KorQuAD 1.0 dev not found (../shared/data/korquad or $KORQUAD_DEV): the benchmark reads it")
+def test_smoke_runs_every_row(tmp_path, harness_cache):
+    out = tmp_path / "out"
+    out.mkdir()
+    env = {**os.environ, "OUT": str(out), "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu.py"), "all", "--smoke", "--verify", "2",
+                           "--work", str(tmp_path / "work")], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    figures = json.loads((out / "bench-all.json").read_text())
+    for section, rows in (("eval", ["harness_eval", "static_cache", "peft_4bit"]),
+                          ("decode", ["same_outputs", "batch1_decode", "perplexity_harness", "perplexity_4bit_forward"])):
+        for name in rows:
+            assert "error" not in figures[section][name], (section, name, figures[section][name])
+    ours = figures["eval"]["harness_eval"]
+    assert ours["engine"] == "dense" and set(ours["prompts_per_s"]) == {"base", "adapter"}
+    assert all(v["max_abs_logit_diff"] < 1e-5 for k, v in figures["decode"]["same_outputs"].items() if k != "row_wall_s")
+    assert figures["decode"]["perplexity_relative_difference"] < 1e-3
+    assert figures["train"]["harness_seed"]["tokens_per_second"] > 0
