@@ -55,15 +55,14 @@ class ModelSet:
             self.peft_model.set_adapter(name)
             yield self.peft_model
 
-    def choose_engine(self, engine: str, where: str) -> tuple[str, str]:
-        """("dense" or "4bit", a line saying why) for engine auto | fast | plain."""
+    def choose_engine(self, engine: str, where: str, memory: tuple[int, int] | None = None) -> tuple[str, str]:
+        """("dense" or "4bit", a line saying why) for engine auto | fast | plain; `memory`: see dense.plan."""
         from harness.dense import plan
         from harness.env import torch_dtype
 
         if engine == "plain":
             return "4bit", "engine plain: the 4-bit base with adapters attached, transformers' generate"
-        root = self.peft_model if self.peft_model is not None else self.base.model
-        p = plan(root, torch_dtype(self.base.compute_dtype))
+        p = plan(self.base.model, torch_dtype(self.base.compute_dtype), memory)
         if p.fits:
             return "dense", (f"engine fast: base weights dequantized to {self.base.compute_dtype} once "
                              f"({_size(p.bytes_needed)}), static-cache decoding")

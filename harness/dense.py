@@ -22,7 +22,9 @@ class DensePlan:
     reason: str  # why the dense path is not taken ("" when it is)
 
 
-def plan(model, dtype) -> DensePlan:
+def plan(model, dtype, memory: tuple[int, int] | None = None) -> DensePlan:
+    """Whether a dense copy of `model`'s 4-bit weights fits; `memory` = (free, total) bytes of its
+    GPU (read from the device when None; a model off the GPU always fits)."""
     import torch
 
     from harness.dequantize import dequantized_bytes
@@ -31,14 +33,17 @@ def plan(model, dtype) -> DensePlan:
     if not needed:  # nothing to dequantize: the model already computes densely
         return DensePlan(True, 0, None, "")
     device = next(model.parameters()).device
-    if device.type != "cuda":
-        return DensePlan(True, needed, None, "")
-    free, _total = torch.cuda.mem_get_info(device)
+    if memory is None:
+        if device.type != "cuda":
+            return DensePlan(True, needed, None, "")
+        memory = torch.cuda.mem_get_info(device)
+    free, total = memory
     # Keep room beside the copy for the KV cache and activations of a useful batch.
-    headroom = max(2 << 30, int(0.15 * _total))
+    headroom = max(2 << 30, int(0.15 * total))
     if needed + headroom > free:
-        return DensePlan(False, needed, free, f"a {dtype_name(dtype)} copy needs {needed / 2**30:.1f} GiB "
-                                              f"and {free / 2**30:.1f} GiB are free")
+        return DensePlan(False, needed, free, f"a {dtype_name(dtype)} copy of the base needs {needed / 2**30:.1f} GiB "
+                                              f"plus {headroom / 2**30:.1f} GiB of room and {free / 2**30:.1f} GiB "
+                                              f"are free")
     return DensePlan(True, needed, free, "")
 
 

@@ -145,3 +145,15 @@ def test_engine_is_part_of_the_record_key(tmp_path, eval_adapter, suite_config, 
     assert fast.results["throughput"]["base"]["samples"] == 3
     assert plain.results["throughput"]["base"]["samples"] == 3  # regenerated, not reused
     assert plain.results["engine"] == "4bit"
+
+
+def test_too_little_memory_keeps_the_4bit_path_and_says_why(models):
+    """A GPU too small for the dense copy: auto falls back, fast is a one-line error."""
+    from harness.errors import ModelError
+
+    needed = 4 << 20  # the tiny model's fp32 copy is ~1 MiB; pretend a GPU with almost nothing free
+    kind, note = models.choose_engine("auto", "suite.yaml: field 'engine'", memory=(needed, 8 << 30))
+    assert kind == "4bit" and "staying on the 4-bit path" in note and "GiB are free" in note
+    with pytest.raises(ModelError, match="engine fast is not possible here"):
+        models.choose_engine("fast", "suite.yaml: field 'engine'", memory=(needed, 8 << 30))
+    assert models.choose_engine("auto", "x", memory=(64 << 30, 80 << 30))[0] == "dense"
