@@ -21,7 +21,7 @@ from harness.errors import ConfigError, HarnessError, ModelError
 from harness.models import base_signature, linear_module_names, load_base, resolve_model_ref
 from harness.prompts import chat_messages, load_template
 from harness.records import atomic_write_json, peak_memory_bytes
-from harness.train_plan import Plan, fit_micro_step, fit_to_memory, micro_step_tokens, plan_training
+from harness.train_plan import Plan, fit_to_memory, plan_training
 
 RECORD_FILE = "train_record.json"
 
@@ -96,11 +96,8 @@ def train(config: TrainConfig, *, resume: bool = False, overwrite: bool = False,
     #    TRL does inside SFTTrainer (LoRA wrapping) and harness's own preparation count, the load does not.
     started = time.time()
     plan = plan_training(config, env, dist.world, attention=base.model.config._attn_implementation)
-    if plan.micro_step_token_budget or env.device == "cuda":
-        lengths = row_token_lengths(train_rows, base.tokenizer, config.data.max_length)
-        fit_micro_step(plan, lengths)
-        if env.device == "cuda":
-            _fit_to_memory(plan, config, base, lengths, dist.local_rank)
+    if env.device == "cuda":
+        _fit_to_memory(plan, config, base, train_rows, dist.local_rank)
     attention = _use_varlen_attention(plan, base.model)
     log(f"harness train: {plan.describe()}")
 
@@ -201,17 +198,17 @@ def _check_output(out: Path, resume: bool, overwrite: bool) -> None:
         raise HarnessError(f"{out}: holds checkpoints of an unfinished run; pass --resume to continue or --overwrite")
 
 
-def _fit_to_memory(plan: Plan, config: TrainConfig, base, lengths: list[int], local_rank: int) -> None:
+def _fit_to_memory(plan: Plan, config: TrainConfig, base, train_rows: list[dict], local_rank: int) -> None:
     """Measure what fit_to_memory needs: free memory beside the loaded 4-bit base, what its dequantized
-    weights would take, and the most tokens one micro-step can hold with this data."""
+    weights would take, and the training rows' token lengths."""
     from harness.dequantize import dequantized_bytes
 
     model_config = base.model.config.get_text_config()
+    lengths = row_token_lengths(train_rows, base.tokenizer, config.data.max_length)
     four_bit = config.quantization.mode in ("nf4", "fp4")
     weights = dequantized_bytes(base.model, torch_dtype(plan.compute_dtype)) if four_bit else 0
     fit_to_memory(
-        plan, config, free_bytes=free_cuda_memory(local_rank), dequantized_bytes=weights,
-        micro_step_tokens=micro_step_tokens(lengths, plan.batch_size, plan.padding_free),
+        plan, config, free_bytes=free_cuda_memory(local_rank), dequantized_bytes=weights, lengths=lengths,
         hidden_size=model_config.hidden_size, intermediate_size=model_config.intermediate_size,
         num_layers=model_config.num_hidden_layers,
     )

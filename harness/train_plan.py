@@ -33,8 +33,6 @@ class Plan:
     varlen_attention: bool = False
     liger: bool = False
     dequantize_base: bool = False
-    # Low-memory mode: the tokens an average padding-free micro-step may hold (None: no limit).
-    micro_step_token_budget: int | None = None
     why: dict[str, str] = field(default_factory=dict)  # topic → reason, in the order decided
 
     def describe(self) -> str:
@@ -68,16 +66,11 @@ def plan_training(config: TrainConfig, env: Environment, world_size: int = 1, at
     padding_free = _padding_free(config, attention, why)
     batch_size = t.batch_size if t.batch_size != "auto" else train_batch_size(env)
     accumulation = t.gradient_accumulation
-    budget = None
     if padding_free and accumulation > 1:
         # No compute goes to padding, so nothing is gained by splitting the global batch: one micro-step of
         # the whole batch does the same work with fewer, larger matmuls. The loss is normalised by the
         # batch's token count either way, so the optimizer step is the same.
         why["micro_batch"] = f"padding-free: the global batch of {batch_size * accumulation} runs as one micro-step"
-        if t.gradient_checkpointing is True:
-            # Low-memory mode: micro-steps keep, on average, the token capacity of the configured micro-batch,
-            # the activation memory the config was sized for (fit_micro_step splits once lengths are known).
-            budget = batch_size * config.data.max_length
         batch_size, accumulation = batch_size * accumulation, 1
     if world_size > 1:
         if accumulation % world_size == 0:
@@ -102,37 +95,23 @@ def plan_training(config: TrainConfig, env: Environment, world_size: int = 1, at
         varlen_attention=_varlen_attention(padding_free, attention, env, config, why),
         liger=_liger(config, env),
         dequantize_base=_dequantize_base(config),
-        micro_step_token_budget=budget,
         why=why,
     )
 
 
-def fit_micro_step(plan: Plan, lengths: list[int]) -> None:
-    """Low-memory mode: run the padding-free batch in as few micro-steps as keep an average one within
-    `micro_step_token_budget` tokens (in place). The longest rows can still make one micro-step larger;
-    the out-of-memory back-off covers that."""
-    if not plan.micro_step_token_budget or not lengths:
-        return
-    mean = sum(lengths) / len(lengths)
-    total = plan.batch_size * plan.gradient_accumulation
-    micro = next(m for m in range(total, 0, -1) if total % m == 0 and (m * mean <= plan.micro_step_token_budget
-                                                                        or m == 1))
-    if micro < plan.batch_size:
-        plan.batch_size, plan.gradient_accumulation = micro, total // micro
-        plan.why["micro_batch"] = (f"low-memory: padding-free micro-steps of {micro} sequences, ~{micro * mean:.0f} "
-                                   f"tokens on average, within the {plan.micro_step_token_budget} the configured "
-                                   f"micro-batch holds")
-
-
-def fit_to_memory(plan: Plan, config: TrainConfig, *, free_bytes: int, dequantized_bytes: int,
-                  micro_step_tokens: int, hidden_size: int, intermediate_size: int, num_layers: int) -> None:
-    """Settle `gradient_checkpointing: auto` and `dequantize_base: auto` from free GPU memory (in place).
+def fit_to_memory(plan: Plan, config: TrainConfig, *, free_bytes: int, dequantized_bytes: int, lengths: list[int],
+                  hidden_size: int, intermediate_size: int, num_layers: int) -> None:
+    """Settle `gradient_checkpointing: auto` and `dequantize_base: auto` from free GPU memory (in place), and
+    split the micro-step where even recomputation's activations would not fit.
 
     Recomputation costs about a third more compute per step; dequantizing saves less, so the memory goes
     to the activations first. An explicit `gradient_checkpointing: true` is the low-memory mode: the base
-    then stays 4-bit unless `dequantize_base: true` says otherwise."""
+    then stays 4-bit unless `dequantize_base: true` says otherwise. Each micro-step costs about the same
+    fixed time whatever its size (on the H100 bench, ~0.75 s for a 7B 4-bit base with recomputation), so
+    the micro-step stays as large as fits; the out-of-memory back-off covers an estimate too low."""
     t = config.training
-    full, checkpointed = activation_bytes(micro_step_tokens, hidden_size, intermediate_size, num_layers)
+    tokens = micro_step_tokens(lengths, plan.batch_size, plan.padding_free)
+    full, checkpointed = activation_bytes(tokens, hidden_size, intermediate_size, num_layers)
     weights = dequantized_bytes if plan.dequantize_base else 0
 
     def fits(need: int) -> bool:
@@ -142,7 +121,7 @@ def fit_to_memory(plan: Plan, config: TrainConfig, *, free_bytes: int, dequantiz
         plan.gradient_checkpointing = not fits(full + weights)
         verdict = "do not fit" if plan.gradient_checkpointing else "fit"
         plan.why["checkpointing"] = (f"checkpointing {_on(plan.gradient_checkpointing)}: ~{_gib(full)} of activations "
-                                     f"for {micro_step_tokens} tokens {verdict} in {_gib(free_bytes - weights)} free")
+                                     f"for {tokens} tokens {verdict} in {_gib(free_bytes - weights)} free")
     if t.dequantize_base == "auto" and t.gradient_checkpointing is not True and dequantized_bytes:
         activations = checkpointed if plan.gradient_checkpointing else full
         plan.dequantize_base = fits(dequantized_bytes + activations)
@@ -150,6 +129,16 @@ def fit_to_memory(plan: Plan, config: TrainConfig, *, free_bytes: int, dequantiz
         plan.why["dequantize_base"] = (f"dequantized base {_on(plan.dequantize_base)}: {_gib(dequantized_bytes)} of "
                                        f"{plan.compute_dtype} weights beside the activations {verdict} in "
                                        f"{_gib(free_bytes)} free")
+    weights = dequantized_bytes if plan.dequantize_base else 0
+    while plan.batch_size > 1 and plan.batch_size % 2 == 0:
+        tokens = micro_step_tokens(lengths, plan.batch_size, plan.padding_free)
+        full, checkpointed = activation_bytes(tokens, hidden_size, intermediate_size, num_layers)
+        if fits(weights + (checkpointed if plan.gradient_checkpointing else full)):
+            break
+        plan.batch_size //= 2
+        plan.gradient_accumulation *= 2
+        plan.why["micro_batch"] = (f"micro-batch {plan.batch_size} × accumulation {plan.gradient_accumulation}: "
+                                   f"larger micro-steps' activations do not fit in {_gib(free_bytes - weights)} free")
 
 
 def activation_bytes(tokens: int, hidden_size: int, intermediate_size: int, num_layers: int) -> tuple[int, int]:
