@@ -91,8 +91,8 @@ def train(config: TrainConfig, *, resume: bool = False, overwrite: bool = False,
     base = load_base(config.base, config.quantization, env, local_rank=dist.local_rank)  # each rank its own copy
     check_target_modules(config, base.model)
 
-    # 3. the plan: micro-batch, padding-free batches, Liger, and on CUDA recomputation and a dequantized
-    #    base from the memory the loaded base leaves free. The clock (tokens/s) runs from here: what plain
+    # 3. the plan: micro-batch, padding-free batches (with varlen attention on CUDA), Liger, and on CUDA
+    #    recomputation and a dequantized base from the memory the loaded base leaves free. The clock (tokens/s) runs from here: what plain
     #    TRL does inside SFTTrainer (LoRA wrapping) and harness's own preparation count, the load does not.
     started = time.time()
     plan = plan_training(config, env, dist.world, attention=base.model.config._attn_implementation)

@@ -106,9 +106,10 @@ def fit_to_memory(plan: Plan, config: TrainConfig, *, free_bytes: int, dequantiz
 
     Recomputation costs about a third more compute per step; dequantizing saves less, so the memory goes
     to the activations first. An explicit `gradient_checkpointing: true` is the low-memory mode: the base
-    then stays 4-bit unless `dequantize_base: true` says otherwise. Each micro-step costs about the same
-    fixed time whatever its size (on the H100 bench, ~0.75 s for a 7B 4-bit base with recomputation), so
-    the micro-step stays as large as fits; the out-of-memory back-off covers an estimate too low."""
+    then stays 4-bit unless `dequantize_base: true` says otherwise. The micro-step stays as large as fits:
+    on the H100 bench (7B, 4-bit, recomputation) each of two micro-steps of 8 sequences took as long as
+    one of 16, so a split to save memory halves the speed. The out-of-memory back-off covers an estimate
+    too low."""
     t = config.training
     tokens = micro_step_tokens(lengths, plan.batch_size, plan.padding_free)
     full, checkpointed = activation_bytes(tokens, hidden_size, intermediate_size, num_layers)
