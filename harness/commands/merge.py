@@ -16,7 +16,7 @@ def register(sub) -> None:
                "error) and with the 4-bit base + adapter (quantization gap); beyond a tolerance it exits 1.")
     p.add_argument("--base", required=True, help="base model: hub id, local path or tiny:llama-ko")
     p.add_argument("--adapter", action="append", required=True, metavar="PATH", help="adapter directory (repeatable)")
-    p.add_argument("--weights", help=f"comma-separated weight per adapter, e.g. 0.7,0.3 (several adapters)")
+    p.add_argument("--weights", help="comma-separated weight per adapter, e.g. 0.7,0.3 (several adapters)")
     p.add_argument("--method", default="linear", help=f"how several adapters combine: {', '.join(METHODS)} (default linear)")
     p.add_argument("--density", type=float, default=0.5, help="fraction of weights kept by ties/dare methods (default 0.5)")
     p.add_argument("--out", required=True, help="export directory, e.g. exports/NAME (refused if it exists)")

@@ -15,7 +15,7 @@ from pathlib import Path
 from markupsafe import Markup
 
 from harness import __version__
-from harness.report.load import Model, Report
+from harness.report.load import Report
 from harness.summary import fmt_interval, version_notes
 
 TEMPLATES = Path(__file__).parent / "templates"

@@ -8,8 +8,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from harness.metrics import build_metric
 from harness.rescore import apply_set, parse_metric_option
 
