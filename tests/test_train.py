@@ -260,3 +260,16 @@ def test_cli_refuses_existing_adapter(memorised, run_cli):
     assert code == 2
     assert err.strip().splitlines() == [err.strip()]
     assert "already holds an adapter" in err and "--overwrite" in err
+
+
+def test_two_processes_train_the_same_adapter(run_subprocess, tmp_path, harness_cache):
+    """Same config and seed, two fresh processes at the default thread count: byte-identical
+    adapters (LoRA's initialisation is seeded; it once was not)."""
+    digests = []
+    for run in ("a", "b"):
+        out = tmp_path / run
+        proc = run_subprocess(["train", "--output-dir", out, "--set", "training.max_steps=6",
+                               "--set", "data.limit=12", "--set", "data.validation_fraction=0"], timeout=600)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        digests.append(hashlib.sha256((out / "adapter_model.safetensors").read_bytes()).hexdigest())
+    assert digests[0] == digests[1]
