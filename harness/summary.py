@@ -34,7 +34,12 @@ def results_table(results: dict) -> str:
     notes = version_notes(results["metric_info"])
     text = title + "\n" + format_table(header, rows) + "".join("\n" + note for note in notes)
     repetition = repetition_table(results.get("repetition") or {})
-    return text + ("\n\n" + repetition if repetition else "")
+    text += "\n\n" + repetition if repetition else ""
+    verify = results.get("verify") or {}
+    if verify:
+        text += "\n\nchecked against the plain path (4-bit + peft, transformers generate, batch 1):" + "".join(
+            f"\n  {column}: {v['summary']}" for column, v in verify.items())
+    return text
 
 
 def repetition_table(repetition: dict) -> str:

@@ -148,6 +148,17 @@ def metrics_rows(report: Report) -> list[dict]:
     return rows
 
 
+def verify_rows(report: Report) -> list[dict]:
+    """Each model's `--verify` result (its answers re-run on the plain path), where its run has one."""
+    runs = {run.run_id: run for run in report.runs}
+    rows = []
+    for i, m in enumerate(report.models):
+        found = (runs[m.run_id].results.get("verify") or {}).get(m.run_name) if m.run_id in runs else None
+        if found:
+            rows.append({"model": m.name, "color": _color(i), "summary": found.get("summary", "")})
+    return rows
+
+
 def repetition_rows(report: Report) -> list[dict]:
     """Mean degeneration statistics per model (distinct-1/2, longest repeat, share that hit the token
     limit), from the records; empty when no record carries repetition statistics."""
@@ -331,7 +342,7 @@ def page_context(report: Report) -> dict:
         "report": report, "suite": report.suite, "task": report.task, "dataset": first.get("dataset") or {},
         "runs": runs, "models": models, "labels": list(report.metric_info),
         "metric_info": report.metric_info, "rows": metrics_rows(report), "charts": bar_charts(report),
-        "repetition": repetition_rows(report),
+        "repetition": repetition_rows(report), "verify": verify_rows(report),
         "curves": training_curves(report), "histograms": histograms(report, primary), "primary": primary,
         "confidence": int(round(conf * 100)), "n_samples": report.n_samples, "kind": data["kind"],
         "data": data, "generated_at": time.strftime("%Y-%m-%d %H:%M:%S %z"), "version": __version__,

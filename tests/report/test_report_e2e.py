@@ -16,8 +16,10 @@ REPO = Path(__file__).resolve().parents[2]
 def test_eval_then_report(run_subprocess, workdir, tiny_path, read_page):
     proc = run_subprocess(["eval", REPO / "suites" / "korquad_sample.yaml", "--base", "tiny:llama-ko",
                            "--limit", "8", "--set", "generation.max_new_tokens=8", "--out", "runs",
-                           "--run-id", "korquad-sample-e2e"], timeout=600)
+                           "--run-id", "korquad-sample-e2e", "--verify", "4"], timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
+    # --verify: the fast engine's answers re-run on the plain path, in the table and on the page
+    assert "checked against the plain path" in proc.stdout and "base: 4/4 answers equal the plain path's" in proc.stdout
     proc = run_subprocess(["report", "--html", "--md"])
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "report: reports/korquad-sample-e2e.html" in proc.stdout
@@ -31,5 +33,6 @@ def test_eval_then_report(run_subprocess, workdir, tiny_path, read_page):
     for label, entry in results["metrics"]["base"].items():
         assert f"{entry['value']:.2f}" in html
     assert results["dataset"]["sha256"] in html and f"harness {__version__}" in html
+    assert re.search(r'id="verify">.*base: 4/4 answers equal the plain path', html)
     md = (workdir / "reports" / "korquad-sample-e2e.md").read_text(encoding="utf-8")
     assert "| model | exact_match ↑ | f1 ↑ |" in md
