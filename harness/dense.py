@@ -14,6 +14,9 @@ from __future__ import annotations
 import contextlib
 from dataclasses import dataclass
 
+from harness.env import release_cuda_memory
+
+
 @dataclass(frozen=True)
 class DensePlan:
     fits: bool
@@ -65,14 +68,4 @@ def dense_model(model, dtype):
         yield model
     finally:
         restore(swapped)
-        _free_cuda()
-
-
-def _free_cuda() -> None:
-    import gc
-
-    import torch
-
-    gc.collect()
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
+        release_cuda_memory()

@@ -109,6 +109,18 @@ def free_cuda_memory(device: int = 0) -> int:
     return int(free + torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device))
 
 
+def release_cuda_memory() -> None:
+    """Drop unreachable tensors and hand torch's cached blocks back, so the next allocation (or a
+    memory reading) sees them; a no-op without CUDA."""
+    import gc
+
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
 def eval_batch_size(env: Environment) -> int:
     if env.device != "cuda" or not env.gpu_memory_bytes:
         return 8

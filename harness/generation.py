@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from harness.config.generation import GenerationSettings
+from harness.env import release_cuda_memory
 from harness.errors import HarnessError
 
 
@@ -84,7 +85,7 @@ def generate(model, tokenizer, prompts: list[str], settings: GenerationSettings,
                 need = max(len(t) for t in batch) + settings.max_new_tokens
                 if decoder is not None and not _reusable(decoder, rows, need):
                     decoder = None
-                    _free_cuda()
+                    release_cuda_memory()
                 if decoder is None:
                     decoder = StaticDecoder(model, tokenizer, settings, rows, -(-need // 16) * 16, log=log)
                 results = _static_batch(decoder, tokenizer, batch, settings)
@@ -94,7 +95,7 @@ def generate(model, tokenizer, prompts: list[str], settings: GenerationSettings,
             if "out of memory" not in str(exc).lower() or batch_size == 1:
                 raise
             decoder = None
-            _free_cuda()
+            release_cuda_memory()
             batch_size = max(1, batch_size // 2)
             if progress is not None:
                 progress.write(f"CUDA out of memory; generation batch size is now {batch_size}")
@@ -133,7 +134,7 @@ def auto_batch_size(model, slots: int, budget: int, cap: int = 256) -> int:
 def _free_cuda_bytes() -> int:
     import torch
 
-    _free_cuda()
+    release_cuda_memory()
     return int(torch.cuda.mem_get_info()[0])
 
 
@@ -329,13 +330,3 @@ def cut_at_stop(text: str, stops: list[str]) -> tuple[str, bool]:
     if not positions:
         return text, False
     return text[:min(positions)], True
-
-
-def _free_cuda() -> None:
-    import gc
-
-    import torch
-
-    gc.collect()
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()

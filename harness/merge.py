@@ -24,7 +24,7 @@ from pathlib import Path
 from harness import __version__
 from harness.adapters import AdapterInfo, check_against, inspect_adapter
 from harness.config.model import Quantization
-from harness.env import detect
+from harness.env import detect, release_cuda_memory
 from harness.errors import ConfigError, HarnessError
 from harness.models import LoadedBase, config_signature, load_base, resolve_model_ref
 from harness.records import atomic_write_json
@@ -118,7 +118,7 @@ def merge(req: MergeRequest, log=print) -> dict:
         merged.save_pretrained(tmp, safe_serialization=True, max_shard_size="2GB")
         base.tokenizer.save_pretrained(tmp)
         del merged, model, base
-        _free()
+        release_cuda_memory()
         export_out = _export_outputs(tmp, probes, dtype, req.greedy_tokens)
         evaluated = _evaluated_outputs(req, infos, quant, env, probes)
         record = _record(req, infos, quant, probes, reference, export_out, evaluated)
@@ -226,7 +226,7 @@ def _export_outputs(path: Path, probes, dtype, greedy_tokens):
                                                  device_map={"": 0} if torch.cuda.is_available() else None)
     outputs = probe_outputs(model, AutoTokenizer.from_pretrained(path), probes, greedy_tokens)
     del model
-    _free()
+    release_cuda_memory()
     return outputs
 
 
@@ -236,7 +236,7 @@ def _evaluated_outputs(req: MergeRequest, infos, quant: Quantization, env, probe
     model = _combined(base, infos, req)
     outputs = probe_outputs(model, base.tokenizer, probes, req.greedy_tokens)
     del model, base
-    _free()
+    release_cuda_memory()
     return outputs
 
 
@@ -331,15 +331,6 @@ def _check_disk(model, out: Path, dtype) -> None:
         raise HarnessError(f"{out}: the export needs about {needed / 2**30:.1f} GiB but {parent} has "
                            f"{free / 2**30:.1f} GiB free; free space or choose another --out")
 
-
-def _free() -> None:
-    import gc
-
-    import torch
-
-    gc.collect()
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
 
 
 def model_card(record: dict, run_dir: str | None) -> str:

@@ -16,7 +16,7 @@ from harness import __version__
 from harness.config import TrainConfig
 from harness.data import load_dataset, split_validation
 from harness.distributed import Dist
-from harness.env import detect, free_cuda_memory, torch_dtype
+from harness.env import detect, free_cuda_memory, release_cuda_memory, torch_dtype
 from harness.errors import ConfigError, HarnessError, ModelError
 from harness.models import base_signature, linear_module_names, load_base, resolve_model_ref
 from harness.prompts import chat_messages, load_template
@@ -114,7 +114,7 @@ def train(config: TrainConfig, *, resume: bool = False, overwrite: bool = False,
         except Exception as exc:  # torch.OutOfMemoryError only exists on recent torch
             if "out of memory" not in str(exc).lower() or env.device != "cuda" or plan.batch_size == 1:
                 raise
-            _free_cuda()
+            release_cuda_memory()
             plan.batch_size //= 2
             plan.gradient_accumulation *= 2
             resume = _last_checkpoint(out) is not None
@@ -378,12 +378,3 @@ def _last_checkpoint(out: Path) -> str | None:
 
     ckpt_dir = out / "checkpoints"
     return get_last_checkpoint(str(ckpt_dir)) if ckpt_dir.is_dir() else None
-
-
-def _free_cuda() -> None:
-    import gc
-
-    import torch
-
-    gc.collect()
-    torch.cuda.empty_cache()
