@@ -58,7 +58,7 @@ def same_outputs(models, prompts: list[str]) -> dict:
         with torch.inference_mode():
             with models.use(name) as model:
                 plain = model(**enc).logits[:, -1].float()
-            with models.use(name, dense=True) as model:
+            with models.dense(), models.use(name) as model:
                 fast = model(**enc).logits[:, -1].float()
         diff = (fast - plain).abs()
         out[name] = {"max_abs_logit_diff": float(diff.max()), "mean_abs_logit_diff": float(diff.mean()),
@@ -83,7 +83,7 @@ def batch1_decode(models, prompt: str, tokens: int) -> dict:
             result = generate_stream(model, models.base.tokenizer, prompt, settings, lambda _t: None, engine=engine)
             _sync()
             out[f"{engine}_4bit_new_tokens_per_s"] = result.generated_tokens / (time.time() - started)
-    with models.use("adapter", dense=True) as model:
+    with models.dense(), models.use("adapter") as model:
         generate_stream(model, models.base.tokenizer, prompt, settings.model_copy(update={"max_new_tokens": 8,
                         "min_new_tokens": 8}), lambda _t: None)
         started = time.time()

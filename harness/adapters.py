@@ -34,15 +34,18 @@ class ModelSet:
     peft_model: object | None = None
 
     @contextlib.contextmanager
-    def use(self, name: str, dense: bool = False):
-        """The model computing `name`; `dense`: on the base dequantized once (see harness.dense)."""
-        if dense:
-            from harness.dense import dense_model
-            from harness.env import torch_dtype
+    def dense(self):
+        """The base dequantized once for whatever runs inside (see harness.dense); adapters stay
+        attached, so `use(name)` inside computes every model on it."""
+        from harness.dense import dense_model
+        from harness.env import torch_dtype
 
-            with dense_model(self.base.model, torch_dtype(self.base.compute_dtype)), self.use(name) as model:
-                yield model
-            return
+        with dense_model(self.base.model, torch_dtype(self.base.compute_dtype)):
+            yield
+
+    @contextlib.contextmanager
+    def use(self, name: str):
+        """The model computing `name`: the base with adapters disabled, or that adapter."""
         if self.peft_model is None:
             if name != "base":
                 raise ModelError(f"no adapter named '{name}' is loaded")

@@ -6,6 +6,7 @@ and paired deltas → results.json.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from dataclasses import dataclass
@@ -103,65 +104,76 @@ def run_eval(suite: SuiteConfig, source: str, out_root: str | Path = "runs", run
     records: dict[str, list[dict]] = {}
     throughput: dict[str, dict] = {}
     verified: dict[str, dict] = {}
-    for column, (name, variant) in columns.items():
-        settings = {"task": task.kind, "generation": variant.settings.model_dump(mode="json"),
-                    "perplexity": suite.perplexity.model_dump(mode="json") if task.kind == "perplexity" else None,
-                    "engine": engine}
-        column_suite = suite.model_copy(update={"generation": variant.settings}) if variant.overrides else suite
-        # The id is part of the key: two samples with the same prompt and references (KorQuAD dev
-        # has such pairs) must each keep their own record.
-        keys = [content_key(identities[name], settings, r.id, r.prompt, r.references) for r in requests]
-        done = run.load_records(column)  # the merged file and every earlier rank's shard, whatever the world size
-        todo = [i for i, key in enumerate(keys) if key not in done]
-        for key in set(keys) & done.keys():  # reused records are rescored: the suite's metrics may have changed
-            done[key]["metrics"] = score_record(done[key], scorers)
-        fresh: dict[str, dict] = {}
-        dist.barrier()  # every rank has read the records before any rank appends new ones
-        mine = dist.shard(todo)
-        append, close = run.appender(column, dist.rank if dist.active else None)
+    column_suites = {column: suite.model_copy(update={"generation": variant.settings}) if variant.overrides else suite
+                     for column, (_name, variant) in columns.items()}
+    # The fast engine's dequantized base serves every column; verification runs after it is
+    # put back, on the plain 4-bit path.
+    with contextlib.ExitStack() as dense:
+        dense_entered = False
+        for column, (name, variant) in columns.items():
+            settings = {"task": task.kind, "generation": variant.settings.model_dump(mode="json"),
+                        "perplexity": suite.perplexity.model_dump(mode="json") if task.kind == "perplexity" else None,
+                        "engine": engine}
+            column_suite = column_suites[column]
+            # The id is part of the key: two samples with the same prompt and references (KorQuAD dev
+            # has such pairs) must each keep their own record.
+            keys = [content_key(identities[name], settings, r.id, r.prompt, r.references) for r in requests]
+            done = run.load_records(column)  # the merged file and every earlier rank's shard, whatever the world size
+            todo = [i for i, key in enumerate(keys) if key not in done]
+            for key in set(keys) & done.keys():  # reused records are rescored: the suite's metrics may have changed
+                done[key]["metrics"] = score_record(done[key], scorers)
+            fresh: dict[str, dict] = {}
+            dist.barrier()  # every rank has read the records before any rank appends new ones
+            mine = dist.shard(todo)
+            append, close = run.appender(column, dist.rank if dist.active else None)
 
-        def on_record(record: dict, _keys=keys, _append=append, _fresh=fresh) -> None:
-            record["key"] = _keys[position[record["id"]]]
-            record["metrics"] = score_record(record, scorers)
-            _fresh[record["key"]] = record
-            _append(record)
+            def on_record(record: dict, _keys=keys, _append=append, _fresh=fresh) -> None:
+                record["key"] = _keys[position[record["id"]]]
+                record["metrics"] = score_record(record, scorers)
+                _fresh[record["key"]] = record
+                _append(record)
 
-        started = time.time()
-        bar = tqdm(total=len(todo), desc=f"{column}", unit="sample",
-                   disable=not progress_bars or not todo or not dist.main)
-        progress = TotalProgress(bar, [run.records_file(column, r) for r in range(1, dist.world)]) \
-            if dist.active else bar
-        try:
-            if mine:
-                with models.use(name, dense=engine == "dense") as model:
-                    task.run(model, base.tokenizer, column_suite, [requests[i] for i in mine],
-                             None if auto_batch else batch_size, on_record, progress)
-            if dist.active:
-                progress.finish()
-        finally:
-            bar.close()
-            close()
-        if dist.active:  # every rank's new records, on every rank (the ranks' shard files stay until merged)
-            for part in dist.all_gather(fresh):
-                fresh.update(part)
-        wall = time.time() - started
-        done.update(fresh)
-        ordered = [done[key] for key in keys]
-        if dist.main:
-            run.write_records(column, ordered)
-        dist.barrier()
-        records[column] = ordered
-        if suite.verify and dist.main:
-            verified[column] = _verify(task, models, name, column_suite, requests[:suite.verify], base.tokenizer,
-                                       {r["id"]: r for r in ordered}, engine)
+            started = time.time()
+            bar = tqdm(total=len(todo), desc=f"{column}", unit="sample",
+                       disable=not progress_bars or not todo or not dist.main)
+            progress = TotalProgress(bar, [run.records_file(column, r) for r in range(1, dist.world)]) \
+                if dist.active else bar
+            try:
+                if mine:
+                    if engine == "dense" and not dense_entered:  # once, for every column that has work
+                        dense.enter_context(models.dense())
+                        dense_entered = True
+                    with models.use(name) as model:
+                        task.run(model, base.tokenizer, column_suite, [requests[i] for i in mine],
+                                 None if auto_batch else batch_size, on_record, progress)
+                if dist.active:
+                    progress.finish()
+            finally:
+                bar.close()
+                close()
+            if dist.active:  # every rank's new records, on every rank (the ranks' shard files stay until merged)
+                for part in dist.all_gather(fresh):
+                    fresh.update(part)
+            wall = time.time() - started
+            done.update(fresh)
+            ordered = [done[key] for key in keys]
+            if dist.main:
+                run.write_records(column, ordered)
+            dist.barrier()
+            records[column] = ordered
+            generated = sum(r.get("generated_tokens", 0) for r in fresh.values())
+            throughput[column] = {
+                "samples": len(todo), "reused": len(requests) - len(todo), "wall_s": round(wall, 3),
+                "samples_per_s": round(len(todo) / wall, 3) if todo and wall > 0 else None,
+                "generated_tokens_per_s": round(generated / wall, 2) if generated and wall > 0 else None,
+            }
+
+    if suite.verify and dist.main:
+        for column, (name, _variant) in columns.items():
+            verified[column] = _verify(task, models, name, column_suites[column], requests[:suite.verify], base.tokenizer,
+                                       {r["id"]: r for r in records[column]}, engine)
             log(f"harness eval: verify {column}: {verified[column]['summary']}")
-        dist.barrier()
-        generated = sum(r.get("generated_tokens", 0) for r in fresh.values())
-        throughput[column] = {
-            "samples": len(todo), "reused": len(requests) - len(todo), "wall_s": round(wall, 3),
-            "samples_per_s": round(len(todo) / wall, 3) if todo and wall > 0 else None,
-            "generated_tokens_per_s": round(generated / wall, 2) if generated and wall > 0 else None,
-        }
+    dist.barrier()
 
     b = suite.bootstrap
     # Deltas: every column against the base at the suite's generation settings (the first grid value).

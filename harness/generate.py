@@ -7,6 +7,7 @@ repetition statistics, and is appended to `--out` as soon as its batch finishes.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -138,25 +139,27 @@ def run_generate(models, names: list[str], items: list[PromptItem], prompts: lis
     records: list[dict] = []
     wall: dict[str, float] = {}
     streaming = stream is not None and len(prompts) == 1 and len(names) * len(variants) == 1
-    for name in names:
-        with models.use(name, dense=dense and not streaming) as model:
-            for variant in variants:
-                if on_column:
-                    on_column(variant.label(name))
-                started = time.perf_counter()
+    # Batches run on the base dequantized once for every model (harness.dense).
+    with models.dense() if dense and not streaming else contextlib.nullcontext():
+        for name in names:
+            with models.use(name) as model:
+                for variant in variants:
+                    if on_column:
+                        on_column(variant.label(name))
+                    started = time.perf_counter()
 
-                def finished(index: int, generated, _name=name, _variant=variant) -> None:
-                    record = make_record(items[index], prompts[index], _name, _variant, generated)
-                    records.append(record)
-                    append(record)
+                    def finished(index: int, generated, _name=name, _variant=variant) -> None:
+                        record = make_record(items[index], prompts[index], _name, _variant, generated)
+                        records.append(record)
+                        append(record)
 
-                if streaming:
-                    finished(0, generate_stream(model, tokenizer, prompts[0], variant.settings, stream,
-                                                prompt_id=items[0].id, engine=engine))
-                else:
-                    generate(model, tokenizer, prompts, variant.settings, batch_size, finished,
-                             ids=[i.id for i in items], engine=engine)
-                wall[variant.label(name)] = time.perf_counter() - started
+                    if streaming:
+                        finished(0, generate_stream(model, tokenizer, prompts[0], variant.settings, stream,
+                                                    prompt_id=items[0].id, engine=engine))
+                    else:
+                        generate(model, tokenizer, prompts, variant.settings, batch_size, finished,
+                                 ids=[i.id for i in items], engine=engine)
+                    wall[variant.label(name)] = time.perf_counter() - started
     return records, wall
 
 

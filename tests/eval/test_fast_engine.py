@@ -85,7 +85,7 @@ def test_static_decoder_equals_generate(models, prompts, overrides, name):
         for batch in (1, 4):
             _assert_same_or_tie(model, tokenizer, prompts, reference,
                                 _tokens(model, tokenizer, prompts, settings, batch, "auto"), f"4-bit, batch {batch}")
-    with models.use(name, dense=True) as model:
+    with models.dense(), models.use(name) as model:
         fast = _tokens(model, tokenizer, prompts, settings, 4, "auto")
     with models.use(name) as model:
         _assert_same_or_tie(model, tokenizer, prompts, reference, fast, "dense, batch 4")
@@ -101,7 +101,7 @@ def test_dense_weights_compute_what_the_4bit_path_computes(models, prompts):
         with torch.inference_mode():
             with models.use(name) as model:
                 plain = model(**enc).logits
-            with models.use(name, dense=True) as model:
+            with models.dense(), models.use(name) as model:
                 assert not any(type(m).__module__.startswith("bitsandbytes") for m in models.base.model.modules())
                 fast = model(**enc).logits
         assert torch.allclose(plain, fast, atol=1e-5, rtol=0), (name, (plain - fast).abs().max())
