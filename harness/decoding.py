@@ -28,6 +28,21 @@ def supported(model, settings: GenerationSettings) -> str:
     return ""
 
 
+def text_config(model):
+    """The decoder's config (a multimodal model nests it)."""
+    config = model.config
+    return config.get_text_config(decoder=True) if hasattr(config, "get_text_config") else config
+
+
+def left_pad(rows: list[list[int]], pad: int):
+    """(input ids, attention mask) tensors of `rows` padded on the left to the longest."""
+    import torch
+
+    width = max(len(r) for r in rows)
+    return (torch.tensor([[pad] * (width - len(r)) + r for r in rows]),
+            torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows]))
+
+
 def _stderr(message: str) -> None:
     import sys
 
@@ -87,19 +102,20 @@ def _slot_cache(num_layers: int):
 
 
 class StaticDecoder:
-    """Decodes batches of up to `batch` prompts whose prompt + new tokens fit in `max_len`."""
+    """Decodes batches of up to `batch` prompts needing up to `slots` cache slots (prompt + new
+    tokens; rounded up to a multiple of 16)."""
 
-    def __init__(self, model, tokenizer, settings: GenerationSettings, batch: int, max_len: int,
-                 use_graph: bool | None = None, log: Callable[[str], None] | None = None):
+    def __init__(self, model, tokenizer, settings: GenerationSettings, batch: int, slots: int,
+                 log: Callable[[str], None] | None = None):
         import torch
 
         self.model, self.tokenizer, self.settings = model, tokenizer, settings
-        self.batch, self.max_len = batch, max_len
+        self.batch, self.max_len = batch, -(-slots // 16) * 16
+        max_len = self.max_len
         self.device = next(model.parameters()).device
-        self.use_graph = self.device.type == "cuda" if use_graph is None else use_graph
+        self.use_graph = self.device.type == "cuda"
         self.log = log or _stderr
-        config = model.config.get_text_config(decoder=True) if hasattr(model.config, "get_text_config") else model.config
-        self.cache = _slot_cache(config.num_hidden_layers)
+        self.cache = _slot_cache(text_config(model).num_hidden_layers)
         self.cache.max_len = max_len
         dev = self.device
         self.token = torch.zeros((batch, 1), dtype=torch.long, device=dev)
@@ -179,8 +195,7 @@ class StaticDecoder:
         if width + s.max_new_tokens > self.max_len:
             raise ValueError(f"batch needs {width + s.max_new_tokens} slots, the cache has {self.max_len}")
         dev = self.device
-        ids = torch.tensor([[self.pad] * (width - len(p)) + p for p in rows], device=dev)
-        attention = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in rows], device=dev)
+        ids, attention = (t.to(dev) for t in left_pad(rows, self.pad))
         # Positions as `generate` numbers left-padded rows: from 0 at each row's first real token.
         positions = (attention.cumsum(-1) - 1).masked_fill_(attention == 0, 1)
         with torch.inference_mode():
@@ -225,10 +240,12 @@ class StaticDecoder:
     def _end_at_stops(self, history, finished, n: int) -> None:
         import torch
 
+        from harness.generation import cut_at_stop
+
         tokens = torch.stack(history, dim=1)[:n].tolist()
         done = finished[:n].tolist()
-        hits = [i for i in range(n) if not done[i] and any(
-            stop in self.tokenizer.decode(tokens[i], skip_special_tokens=True) for stop in self.settings.stop)]
+        hits = [i for i in range(n) if not done[i] and cut_at_stop(
+            self.tokenizer.decode(tokens[i], skip_special_tokens=True), self.settings.stop)[1]]
         if hits:
             finished[torch.tensor(hits, device=self.device)] = True
 

@@ -87,7 +87,7 @@ def generate(model, tokenizer, prompts: list[str], settings: GenerationSettings,
                     decoder = None
                     release_cuda_memory()
                 if decoder is None:
-                    decoder = StaticDecoder(model, tokenizer, settings, rows, -(-need // 16) * 16, log=log)
+                    decoder = StaticDecoder(model, tokenizer, settings, rows, need, log=log)
                 results = _static_batch(decoder, tokenizer, batch, settings)
             else:
                 results = _generate_batch(model, tokenizer, batch, settings)
@@ -118,7 +118,9 @@ def _reusable(decoder, rows: int, need: int) -> bool:
 
 def auto_batch_size(model, slots: int, budget: int, cap: int = 256) -> int:
     """The largest power-of-two batch (≤ cap) whose KV cache of `slots` and prefill fit in 85% of `budget` bytes."""
-    config = model.config.get_text_config(decoder=True) if hasattr(model.config, "get_text_config") else model.config
+    from harness.decoding import text_config
+
+    config = text_config(model)
     heads = getattr(config, "num_key_value_heads", None) or config.num_attention_heads
     head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
     size = model.get_input_embeddings().weight.element_size()
@@ -171,10 +173,10 @@ def generation_kwargs(settings: GenerationSettings, tokenizer) -> dict:
 def _generate_batch(model, tokenizer, batch: list[list[int]], settings: GenerationSettings) -> list[Generated]:
     import torch
 
-    width = max(len(t) for t in batch)
-    pad = tokenizer.pad_token_id
-    input_ids = torch.tensor([[pad] * (width - len(t)) + t for t in batch])
-    attention = torch.tensor([[0] * (width - len(t)) + [1] * len(t) for t in batch])
+    from harness.decoding import left_pad
+
+    input_ids, attention = left_pad(batch, tokenizer.pad_token_id)
+    width = input_ids.shape[1]
     device = next(model.parameters()).device
     with torch.inference_mode():
         out = model.generate(input_ids=input_ids.to(device), attention_mask=attention.to(device),
@@ -245,7 +247,7 @@ def _stream_static(model, tokenizer, encoded: list[int], settings: GenerationSet
                    should_stop) -> list[int]:
     from harness.decoding import StaticDecoder
 
-    decoder = StaticDecoder(model, tokenizer, settings, 1, -(-(len(encoded) + settings.max_new_tokens) // 16) * 16)
+    decoder = StaticDecoder(model, tokenizer, settings, 1, len(encoded) + settings.max_new_tokens)
     eos = tokenizer.eos_token_id
     eos_ids = set(eos) if isinstance(eos, list) else {eos}
     tokens: list[int] = []
