@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass
 
 from sacrebleu.metrics import BLEU, CHRF
 
-from harness.metrics.errors import MetricError
+from harness.metrics.errors import MetricError, check_aligned
 from harness.metrics.text import get_mecab, hangul_ratio
 
 BLEU_TOKENIZERS: tuple[str, ...] = ("auto", "mecab", *BLEU.TOKENIZERS)
@@ -73,13 +73,7 @@ def _streams(
 ) -> tuple[list[str], list[list[str | None]]]:
     # Callers hold references per sample; sacrebleu wants one stream per
     # reference position, with None where a sample has fewer references.
-    if len(predictions) != len(references):
-        raise MetricError(
-            f"{metric}: {len(predictions)} predictions but {len(references)} reference "
-            "lists; pass one reference list per prediction"
-        )
-    if not predictions:
-        raise MetricError(f"{metric}: no samples to score; pass at least one prediction")
+    check_aligned(predictions, references, metric)
     per_sample: list[list[str]] = []
     for i, (pred, refs) in enumerate(zip(predictions, references)):
         refs = [refs] if isinstance(refs, str) else list(refs)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from harness.metrics.bleu import corpus_bleu, corpus_chrf, resolve_bleu_tokenize
-from harness.metrics.errors import MetricError
+from harness.metrics.errors import MetricError, check_aligned
 from harness.metrics.korquad import korquad_exact_match, korquad_f1
 from harness.metrics.rouge import ROUGE_TYPES, TOKENIZERS, KoreanRouge, get_kiwi, tokenize, tokenizer_version
 from harness.metrics.rouge_competition import LENGTH_LIMIT, CompetitionRouge
@@ -45,13 +45,7 @@ def _check_options(name: str, options: Mapping[str, Any], allowed: Sequence[str]
 
 def _mean_of(per_sample: PerSample) -> Corpus:
     def corpus(predictions: list[str], references: list[list[str]]) -> float:
-        if len(predictions) != len(references):
-            raise MetricError(
-                f"{len(predictions)} predictions but {len(references)} reference lists; "
-                "pass one reference list per prediction"
-            )
-        if not predictions:
-            raise MetricError("no samples to score; pass at least one prediction")
+        check_aligned(predictions, references)
         return sum(per_sample(p, r) for p, r in zip(predictions, references)) / len(predictions)
 
     return corpus

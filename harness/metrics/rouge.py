@@ -32,7 +32,7 @@ from typing import Any
 
 from rouge_score import rouge_scorer, tokenizers
 
-from harness.metrics.errors import MetricError
+from harness.metrics.errors import MetricError, check_aligned
 from harness.metrics.text import get_mecab, hangul_ratio, normalize_korean, split_sentences
 
 ROUGE_TYPES: tuple[str, ...] = ("rouge1", "rouge2", "rougeL", "rougeLsum")
@@ -273,13 +273,7 @@ class KoreanRouge:
 
 def mean_of_samples(score, rouge_types, predictions, references) -> dict[str, float]:
     """Per-sample ROUGE averaged over samples (rouge-score's and the competition's corpus figure)."""
-    if len(predictions) != len(references):
-        raise MetricError(
-            f"rouge: {len(predictions)} predictions but {len(references)} reference "
-            "lists; pass one reference list per prediction"
-        )
-    if not predictions:
-        raise MetricError("rouge: no samples to score; pass at least one prediction")
+    check_aligned(predictions, references, "rouge")
     totals = dict.fromkeys(rouge_types, 0.0)
     for i, (pred, refs) in enumerate(zip(predictions, references)):
         for rouge_type, value in score(pred, refs, sample=i).items():
