@@ -10,9 +10,17 @@ applied in the order `generate` applies them, so greedy answers equal `generate`
 """
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterator
 
+from harness import fused
+
 from harness.config.generation import GenerationSettings
+
+
+# Prompt tokens per prefill forward: big enough for the matmuls to run at full speed, small enough
+# that the activations (a few GB on a 7B model) fit beside a cache sized for decoding.
+TOKENS_PER_PASS = 32768
 
 
 def supported(model, settings: GenerationSettings) -> str:
@@ -34,11 +42,11 @@ def text_config(model):
     return config.get_text_config(decoder=True) if hasattr(config, "get_text_config") else config
 
 
-def left_pad(rows: list[list[int]], pad: int):
-    """(input ids, attention mask) tensors of `rows` padded on the left to the longest."""
+def left_pad(rows: list[list[int]], pad: int, width: int | None = None):
+    """(input ids, attention mask) tensors of `rows` padded on the left to `width` (the longest row)."""
     import torch
 
-    width = max(len(r) for r in rows)
+    width = width or max(len(r) for r in rows)
     return (torch.tensor([[pad] * (width - len(r)) + r for r in rows]),
             torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows]))
 
@@ -64,18 +72,29 @@ def _slot_cache(num_layers: int):
         def lazy_initialization(self, key_states, value_states):
             import torch
 
-            shape = (key_states.shape[0], key_states.shape[1], self.owner.max_len)
+            shape = (self.owner.rows, key_states.shape[1], self.owner.max_len)
             self.keys = torch.zeros(*shape, key_states.shape[-1], dtype=key_states.dtype, device=key_states.device)
             self.values = torch.zeros(*shape, value_states.shape[-1], dtype=value_states.dtype,
                                       device=value_states.device)
+            self.heads = torch.arange(key_states.shape[1], device=key_states.device)
             self.is_initialized = True
 
         def update(self, key_states, value_states, *args, **kwargs):
             if not self.is_initialized:
                 self.lazy_initialization(key_states, value_states)
-            self.keys.index_copy_(2, self.owner.positions, key_states)
-            self.values.index_copy_(2, self.owner.positions, value_states)
-            return self.keys, self.values
+            owner = self.owner
+            if owner.scatter is not None:
+                # A pass over distinct prefixes: each one's keys/values go to every row that starts with
+                # it, and attention needs only the prefixes themselves.
+                rows, source = owner.scatter
+                where = (rows[:, None, None], self.heads[None, :, None], owner.positions[None, None, :])
+                self.keys.index_put_(where, key_states.index_select(0, source))
+                self.values.index_put_(where, value_states.index_select(0, source))
+                return key_states, value_states
+            keys, values = self.keys[owner.window], self.values[owner.window]  # views: a range of rows
+            keys.index_copy_(2, owner.positions, key_states)
+            values.index_copy_(2, owner.positions, value_states)
+            return keys, values
 
         def get_mask_sizes(self, *args, **kwargs):
             return self.owner.max_len, 0
@@ -94,7 +113,10 @@ def _slot_cache(num_layers: int):
 
     class SlotCache(Cache):
         def __init__(self):
-            self.positions = None
+            self.positions = None  # the slots this forward writes
+            self.window = slice(None)  # the rows it computes
+            self.scatter = None  # in a pass over distinct prefixes: (rows to write, each one's prefix)
+            self.rows = 0
             self.max_len = 0
             super().__init__(layers=[SlotLayer(self) for _ in range(num_layers)])
 
@@ -116,7 +138,7 @@ class StaticDecoder:
         self.use_graph = self.device.type == "cuda"
         self.log = log or _stderr
         self.cache = _slot_cache(text_config(model).num_hidden_layers)
-        self.cache.max_len = max_len
+        self.cache.max_len, self.cache.rows = max_len, batch
         dev = self.device
         self.token = torch.zeros((batch, 1), dtype=torch.long, device=dev)
         self.position = torch.zeros((batch, 1), dtype=torch.long, device=dev)
@@ -129,6 +151,15 @@ class StaticDecoder:
         self.eos = torch.tensor(eos if isinstance(eos, list) else [eos], device=dev)
         self.pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.eos[0].item()
         self.processors = _processors(settings)
+        self.kernels = (lambda: fused.fused_kernels(model)) if fused.available(model) else contextlib.nullcontext
+
+    def close(self) -> None:
+        """Free the cache and the graph now (the cache's layers and owner refer to each other, so
+        dropping the decoder alone would leave the memory to the next garbage collection)."""
+        for layer in self.cache.layers:
+            layer.keys = layer.values = None
+            layer.is_initialized = False
+        self.graph = None
 
     def _activation_dtype(self):
         import torch
@@ -137,10 +168,10 @@ class StaticDecoder:
         return embed.weight.dtype if embed.weight.dtype in (torch.float16, torch.bfloat16) else torch.float32
 
     def _mask(self, valid, query_slots):
-        """Additive [batch, 1, queries, max_len] mask: a query sees valid slots up to its own."""
+        """Additive [rows, 1, queries, slots] mask: a query sees valid slots up to its own."""
         import torch
 
-        slots = torch.arange(self.max_len, device=self.device)
+        slots = torch.arange(valid.shape[-1], device=self.device)
         allowed = valid[:, None, None, :] & (slots[None, None, None, :] <= query_slots[None, None, :, None])
         return torch.zeros(allowed.shape, dtype=self.dtype, device=self.device).masked_fill_(
             ~allowed, torch.finfo(self.dtype).min)
@@ -179,44 +210,43 @@ class StaticDecoder:
             return
         self.graph = graph
 
-    def run(self, prompts: list[list[int]], should_stop: Callable[[], bool] | None = None) -> Iterator:
+    def run(self, prompts: list[list[int]], should_stop: Callable[[], bool] | None = None,
+            shared: list[int] | None = None) -> Iterator:
         """Decode one batch; yields, after each step, the newest token of every row (pad once a row ended).
 
-        Rows beyond len(prompts) are filled with copies of the first prompt and ignored. A row also
-        ends once its text contains a stop string (tested every few steps: the answer is cut there
-        anyway, this only saves the steps).
+        `shared[i]` is how many leading tokens prompt i shares with others of the batch (see
+        harness.prefixes): each distinct prefix is prefilled once. Rows beyond len(prompts) are
+        filled with copies of the first prompt and ignored. A row also ends once its text contains
+        a stop string (tested every few steps: the answer is cut there anyway, this only saves the steps).
         """
         import torch
 
+        from harness.prefixes import slots_needed, split
+
         s = self.settings
         n = len(prompts)
-        rows = prompts + [prompts[0]] * (self.batch - n)
-        width = max(len(p) for p in rows)
-        if width + s.max_new_tokens > self.max_len:
-            raise ValueError(f"batch needs {width + s.max_new_tokens} slots, the cache has {self.max_len}")
-        dev = self.device
-        ids, attention = (t.to(dev) for t in left_pad(rows, self.pad))
-        # Positions as `generate` numbers left-padded rows: from 0 at each row's first real token.
-        positions = (attention.cumsum(-1) - 1).masked_fill_(attention == 0, 1)
+        need = slots_needed(prompts, shared, s.max_new_tokens)
+        if need > self.max_len:
+            raise ValueError(f"batch needs {need} slots, the cache has {self.max_len}")
+        first = split(prompts, shared)
+        rows, first = prompts + [prompts[0]] * (self.batch - n), first + [first[0]] * (self.batch - n)
         with torch.inference_mode():
-            self.valid.zero_()
-            self.valid[:, :width] = attention.bool()
-            self.cache.positions = torch.arange(width, device=dev)
-            logits = self._forward(ids, positions, self._mask(self.valid, self.cache.positions)).float()
-            # The first decoded token sits in slot `width`, one position after each row's last.
-            self.position.copy_(positions[:, -1:] + 1)
-            self.slot.fill_(width)
-            sequence = ids if self.processors else None
-            finished = torch.zeros(self.batch, dtype=torch.bool, device=dev)
+            with self.kernels():
+                logits, last = self._prefill(rows, first)
+            self.position.copy_(last + 1)
+            sequence = left_pad(rows, self.pad)[0].to(self.device) if self.processors else None
+            finished = torch.zeros(self.batch, dtype=torch.bool, device=self.device)
             history = []
             for step in range(s.max_new_tokens):
                 if step > 0:
                     if self.use_graph and self.graph is None:
-                        self._capture()
+                        with self.kernels():
+                            self._capture()
                     if self.graph is not None:
                         self.graph.replay()
                     else:
-                        self._step()
+                        with self.kernels():
+                            self._step()
                     logits = self.logits
                     self.position.add_(1)
                     self.slot.add_(1)
@@ -236,6 +266,52 @@ class StaticDecoder:
                         self._end_at_stops(history, finished, n)
                     if bool(finished[:n].all()):
                         return
+
+    def _prefill(self, rows: list[list[int]], first: list[int]):
+        """Fill the cache with the prompts; (last-token logits, each row's last position).
+
+        The cache holds every row as [pad | first part][pad | second part], both parts left-padded to
+        their longest, so each part is one pass: the distinct first parts (shared prefixes) once, then
+        every row's second part, attending to its own first part through the mask. Positions count
+        each row's real tokens from 0, as `generate` numbers a left-padded row; the gaps are masked.
+        A pass runs in chunks of rows of at most TOKENS_PER_PASS tokens, so its activations stay
+        small beside the cache. Decoding continues in the slot after the second part.
+        """
+        import torch
+
+        from harness.prefixes import first_width
+
+        dev, cache = self.device, self.cache
+        heads = [tuple(p[:k]) for p, k in zip(rows, first)]
+        distinct = list(dict.fromkeys(heads))
+        width = first_width(first)
+        self.valid.zero_()
+        try:
+            if width:
+                index = {h: i for i, h in enumerate(distinct)}
+                group = torch.tensor([index[h] for h in heads])
+                ids, attention = (t.to(dev) for t in left_pad([list(h) for h in distinct], self.pad, width))
+                self.valid[:, :width] = attention.bool().index_select(0, group.to(dev))
+                cache.positions = torch.arange(width, device=dev)
+                for lo, hi in _chunks(len(distinct), width):
+                    members = ((group >= lo) & (group < hi)).nonzero().squeeze(1)
+                    cache.scatter = (members.to(dev), (group[members] - lo).to(dev))
+                    self._forward(ids[lo:hi], _positions(attention[lo:hi]),
+                                  self._mask(attention[lo:hi].bool(), cache.positions))
+                cache.scatter = None
+            ids, attention = (t.to(dev) for t in left_pad([p[k:] for p, k in zip(rows, first)], self.pad))
+            positions = _positions(attention) + torch.tensor(first, device=dev)[:, None]
+            self.valid[:, width:width + ids.shape[1]] = attention.bool()
+            cache.positions = torch.arange(width, width + ids.shape[1], device=dev)
+            logits = []
+            for lo, hi in _chunks(len(rows), ids.shape[1]):
+                cache.window = slice(lo, hi)
+                logits.append(self._forward(ids[lo:hi], positions[lo:hi],
+                                            self._mask(self.valid[lo:hi], cache.positions)).float())
+        finally:
+            cache.scatter, cache.window = None, slice(None)
+        self.slot.fill_(width + ids.shape[1])
+        return torch.cat(logits), positions[:, -1:]
 
     def _end_at_stops(self, history, finished, n: int) -> None:
         import torch
@@ -258,6 +334,17 @@ class StaticDecoder:
         if self.settings.do_sample:
             return torch.multinomial(torch.softmax(scores, dim=-1), num_samples=1).squeeze(1)
         return scores.argmax(dim=-1)
+
+
+def _chunks(rows: int, width: int):
+    """(first, end) row ranges of at most TOKENS_PER_PASS tokens of `width` each (one row at least)."""
+    per = max(1, TOKENS_PER_PASS // width)
+    return [(lo, min(rows, lo + per)) for lo in range(0, rows, per)]
+
+
+def _positions(attention):
+    """Position ids of left-padded rows: 0 at each row's first real token (pads get 1, as in `generate`)."""
+    return (attention.cumsum(-1) - 1).masked_fill_(attention == 0, 1)
 
 
 def _processors(settings: GenerationSettings):

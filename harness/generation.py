@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
+from harness import prefixes
 from harness.config.generation import GenerationSettings
 from harness.env import release_cuda_memory
 from harness.errors import HarnessError
@@ -38,7 +39,7 @@ def encode_prompts(tokenizer, prompts: list[str], ids: list[str], settings: Gene
     warned = getattr(tokenizer, "deprecation_warnings", None)
     if isinstance(warned, dict):
         warned["sequence-length-is-longer-than-the-specified-maximum"] = True
-    encoded = [tokenizer(p, add_special_tokens=True)["input_ids"] for p in prompts]
+    encoded = tokenizer(list(prompts), add_special_tokens=True)["input_ids"] if prompts else []
     if limit:
         for sample_id, tokens in zip(ids, encoded):
             if len(tokens) + settings.max_new_tokens > limit:
@@ -65,8 +66,11 @@ def generate(model, tokenizer, prompts: list[str], settings: GenerationSettings,
 
     ids = ids or [str(i) for i in range(len(prompts))]
     encoded = encode_prompts(tokenizer, prompts, ids, settings, context_length(model))
-    order = sorted(range(len(prompts)), key=lambda i: (-len(encoded[i]), i))
     static = engine != "plain" and not decoding.supported(model, settings)
+    if static:
+        order, shared = prefixes.plan(encoded)
+    else:
+        order, shared = sorted(range(len(prompts)), key=lambda i: (-len(encoded[i]), i)), [0] * len(prompts)
     log = progress.write if progress is not None and hasattr(progress, "write") else None
     torch.manual_seed(settings.seed)
     decoder = None
@@ -75,30 +79,44 @@ def generate(model, tokenizer, prompts: list[str], settings: GenerationSettings,
     while start < len(order):
         if budget is not None:
             batch_size = auto_batch_size(model, len(encoded[order[start]]) + settings.max_new_tokens, budget)
+            # Rows sharing a prefix sit in the cache as [prefix][rest]: a batch may need more slots
+            # than its longest prompt.
+            need = prefixes.slots_needed(*_rows(encoded, shared, order[start:start + batch_size]),
+                                         settings.max_new_tokens)
+            batch_size = min(batch_size, auto_batch_size(model, need, budget))
         chunk = order[start:start + batch_size]
-        batch = [encoded[i] for i in chunk]
+        batch, batch_shared = _rows(encoded, shared, chunk)
         started = time.perf_counter()
         try:
             if static:
                 # On a GPU a short last batch is padded to a power of two: a graph's shape is fixed.
                 rows = 1 << (len(batch) - 1).bit_length() if _on_cuda(model) else len(batch)
-                need = max(len(t) for t in batch) + settings.max_new_tokens
+                need = prefixes.slots_needed(batch, batch_shared, settings.max_new_tokens)
                 if decoder is not None and not _reusable(decoder, rows, need):
+                    decoder.close()
                     decoder = None
-                    release_cuda_memory()
+                    if _on_cuda(model):
+                        torch.cuda.empty_cache()
                 if decoder is None:
                     decoder = StaticDecoder(model, tokenizer, settings, rows, need, log=log)
-                results = _static_batch(decoder, tokenizer, batch, settings)
+                results = _static_batch(decoder, tokenizer, batch, batch_shared, settings)
             else:
                 results = _generate_batch(model, tokenizer, batch, settings)
         except Exception as exc:  # torch.OutOfMemoryError is newer than our oldest torch
             if "out of memory" not in str(exc).lower() or batch_size == 1:
                 raise
+            if decoder is not None:
+                decoder.close()
             decoder = None
             release_cuda_memory()
             batch_size = max(1, batch_size // 2)
+            if budget is not None:
+                # Automatic sizes come from the memory budget: shrink that, so the shorter batches
+                # later on still get sizes that fit them.
+                budget = budget * 2 // 3
             if progress is not None:
-                progress.write(f"CUDA out of memory; generation batch size is now {batch_size}")
+                progress.write(f"CUDA out of memory ({str(exc).splitlines()[0][:120]}); "
+                               f"generation batch size is now {batch_size}" + (" (fewer rows from now on)" if budget else ""))
             continue
         elapsed = time.perf_counter() - started
         for index, result in zip(chunk, results):
@@ -117,18 +135,21 @@ def _reusable(decoder, rows: int, need: int) -> bool:
 
 
 def auto_batch_size(model, slots: int, budget: int, cap: int = 256) -> int:
-    """The largest power-of-two batch (≤ cap) whose KV cache of `slots` and prefill fit in 85% of `budget` bytes."""
-    from harness.decoding import text_config
+    """The largest power-of-two batch (≤ cap) whose KV cache of `slots` per row fits in 80% of
+    `budget` bytes beside one prefill pass's activations (the decoder prefills in passes of at
+    most decoding.TOKENS_PER_PASS tokens, whatever the batch)."""
+    from harness.decoding import TOKENS_PER_PASS, text_config
 
     config = text_config(model)
     heads = getattr(config, "num_key_value_heads", None) or config.num_attention_heads
     head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
     size = model.get_input_embeddings().weight.element_size()
     kv = 2 * config.num_hidden_layers * heads * head_dim * size * slots
-    # Prefill transients per token (MLP activations and the attention block) and the last logits.
-    transient = slots * (config.hidden_size * 8 + config.intermediate_size * 3) * size + config.vocab_size * 8
+    # A pass's activations: the MLP's, attention's and the float32 copies norms and LoRA make.
+    prefill = TOKENS_PER_PASS * (config.hidden_size * 16 + config.intermediate_size * 4) * size
+    per_row = kv + config.vocab_size * 8  # and each row's last logits, in float32 twice
     batch = cap
-    while batch > 1 and batch * (kv + transient) > 0.85 * budget:
+    while batch > 1 and batch * per_row + prefill > 0.8 * budget:
         batch //= 2
     return batch
 
@@ -144,10 +165,15 @@ def _on_cuda(model) -> bool:
     return next(model.parameters()).device.type == "cuda"
 
 
-def _static_batch(decoder, tokenizer, batch: list[list[int]], settings: GenerationSettings) -> list[Generated]:
+def _rows(encoded: list[list[int]], shared: list[int], chunk: list[int]) -> tuple[list[list[int]], list[int]]:
+    return [encoded[i] for i in chunk], [shared[i] for i in chunk]
+
+
+def _static_batch(decoder, tokenizer, batch: list[list[int]], shared: list[int],
+                  settings: GenerationSettings) -> list[Generated]:
     import torch
 
-    steps = list(decoder.run(batch))
+    steps = list(decoder.run(batch, shared=shared))
     rows = torch.stack(steps, dim=1).tolist() if steps else [[] for _ in batch]
     return [_decode(tokenizer, row, len(prompt), settings) for row, prompt in zip(rows, batch)]
 
