@@ -68,10 +68,10 @@ class ModelSet:
         p = plan(self.base.model, torch_dtype(self.base.compute_dtype), memory)
         if p.fits:
             return "dense", (f"engine fast: base weights dequantized to {self.base.compute_dtype} once "
-                             f"({_size(p.bytes_needed)}), static-cache decoding")
+                             f"({_size(p.bytes_needed)}), static-cache decoding" + _kernels_note(self.base.model))
         if engine == "fast":
             raise ModelError(f"{where}: engine fast is not possible here: {p.reason}; use engine auto or plain")
-        return "4bit", f"engine auto: staying on the 4-bit path because {p.reason}"
+        return "4bit", f"engine auto: staying on the 4-bit path because {p.reason}" + _kernels_note(self.base.model)
 
     def identity(self, name: str) -> dict:
         """What produced an output: resume keys on this, never on a path or a name alone."""
@@ -154,6 +154,12 @@ def attach_adapters(base: LoadedBase, adapters: dict[str, str]) -> ModelSet:
     else:
         base.model.eval()
     return model_set
+
+
+def _kernels_note(model) -> str:
+    from harness import fused
+
+    return ", Liger's fused RMSNorm/rotary/SwiGLU kernels" if fused.available(model) else ""
 
 
 def _size(n: int) -> str:

@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness import __version__
+from harness import __version__, fused
 from harness.config.generation import expand_grid
 from harness.config.suite import SuiteConfig
 from harness.data import Dataset, load_dataset
@@ -109,7 +109,7 @@ def run_eval(suite: SuiteConfig, source: str, out_root: str | Path = "runs", run
     # The fast engine's dequantized base serves every column; verification runs after it is
     # put back, on the plain 4-bit path.
     with contextlib.ExitStack() as dense:
-        dense_entered = False
+        dense_entered = warmed = False
         for column, (name, variant) in columns.items():
             settings = {"task": task.kind, "generation": variant.settings.model_dump(mode="json"),
                         "perplexity": suite.perplexity.model_dump(mode="json") if task.kind == "perplexity" else None,
@@ -133,6 +133,16 @@ def run_eval(suite: SuiteConfig, source: str, out_root: str | Path = "runs", run
                 _fresh[record["key"]] = record
                 _append(record)
 
+            if mine and engine == "dense" and not dense_entered:  # once, for every column that has work
+                swap_started = time.time()
+                dense.enter_context(models.dense())
+                dense_entered = True
+                log(f"harness eval: base dequantized in {time.time() - swap_started:.1f} s")
+            if mine and not warmed and suite.engine != "plain":
+                warmed = True
+                with models.use(name) as model:
+                    if compiled := fused.warm_up(model):
+                        log(f"harness eval: fused kernels compiled in {compiled:.1f} s")
             started = time.time()
             bar = tqdm(total=len(todo), desc=f"{column}", unit="sample",
                        disable=not progress_bars or not todo or not dist.main)
@@ -140,9 +150,6 @@ def run_eval(suite: SuiteConfig, source: str, out_root: str | Path = "runs", run
                 if dist.active else bar
             try:
                 if mine:
-                    if engine == "dense" and not dense_entered:  # once, for every column that has work
-                        dense.enter_context(models.dense())
-                        dense_entered = True
                     with models.use(name) as model:
                         task.run(model, base.tokenizer, column_suite, [requests[i] for i in mine],
                                  None if auto_batch else batch_size, on_record, progress)
@@ -187,6 +194,7 @@ def run_eval(suite: SuiteConfig, source: str, out_root: str | Path = "runs", run
         "prompt": suite.prompt.model_dump(mode="json"), "n_samples": len(requests), "throughput": throughput,
         "environment": {"device": env.device, "device_name": env.device_name, "versions": env.versions},
         "engine": engine,
+        "fused_kernels": suite.engine != "plain" and fused.available(base.model),
     })
     repetition = {column: summary for column, recs in records.items() if (summary := repetition_summary(recs))}
     if repetition:

@@ -7,8 +7,10 @@ divide by UTF-8 bytes, so models with different tokenizers can be compared.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 
+from harness import fused
 from harness.config.suite import SuiteConfig
 from harness.errors import ConfigError
 from harness.scoring import Scorer
@@ -69,15 +71,18 @@ class PerplexityTask(Task):
                 self._finish(requests[d], totals[d], on_record, progress)
         windows.sort(key=lambda item: (-(item[1][1] - item[1][0]), item[0]))
         size = batch_size or max(1, 16384 // settings.context_length)  # ~16k tokens per forward on a GPU
-        for start in range(0, len(windows), size):
-            chunk = windows[start:start + size]
-            scores = window_nll(model, [docs[d][w[0]:w[1]] for d, w in chunk], [w[2] for _, w in chunk])
-            for (d, _), (nll, scored) in zip(chunk, scores):
-                totals[d][0] += nll
-                totals[d][1] += scored
-                left[d] -= 1
-                if not left[d]:
-                    self._finish(requests[d], totals[d], on_record, progress)
+        kernels = fused.fused_kernels(model) if suite.engine != "plain" and fused.available(model) \
+            else contextlib.nullcontext()
+        with kernels:
+            for start in range(0, len(windows), size):
+                chunk = windows[start:start + size]
+                scores = window_nll(model, [docs[d][w[0]:w[1]] for d, w in chunk], [w[2] for _, w in chunk])
+                for (d, _), (nll, scored) in zip(chunk, scores):
+                    totals[d][0] += nll
+                    totals[d][1] += scored
+                    left[d] -= 1
+                    if not left[d]:
+                        self._finish(requests[d], totals[d], on_record, progress)
 
     @staticmethod
     def _finish(request, total, on_record, progress) -> None:

@@ -1,0 +1,100 @@
+"""Liger's fused kernels (RMSNorm, rotary embedding, SwiGLU) inside the fast engine's forwards on a GPU.
+
+In transformers' modules each of these is a chain of elementwise kernels with float32 round
+trips: in a prefill they cost about as much GPU time as the matmuls, and in a one-token step
+they are most of the ~2,000 kernels per token. Liger computes each in one kernel, in float32,
+rounding once where the chain rounds after every operation, so logits differ from the plain
+path's in the last bits, as any change of kernel does (`harness eval --verify` measures what
+that does to answers). The patch is applied for the duration of a forward and undone after, so
+the plain path and training never see it. HARNESS_FUSED_KERNELS=0 switches them off.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sys
+
+
+def available(model) -> bool:
+    """Whether the fused kernels apply: a CUDA model of a family Liger patches, Liger installed, and
+    not switched off with HARNESS_FUSED_KERNELS=0."""
+    from harness.env import liger_available
+
+    if os.environ.get("HARNESS_FUSED_KERNELS", "1") == "0":
+        return False
+    try:
+        on_cuda = next(model.parameters()).device.type == "cuda"
+    except StopIteration:
+        return False
+    if not on_cuda or not liger_available():
+        return False
+    with _quiet():
+        from liger_kernel.transformers.monkey_patch import MODEL_TYPE_TO_APPLY_LIGER_FN
+
+    return getattr(_inner(model).config, "model_type", None) in MODEL_TYPE_TO_APPLY_LIGER_FN
+
+
+@contextlib.contextmanager
+def fused_kernels(model):
+    """`model` computing with Liger's RMSNorm, rotary and SwiGLU kernels; everything put back on exit.
+
+    Liger patches the model's modules (bound `forward`s and attributes) and its modeling module's
+    globals; both are recorded before and restored after."""
+    inner = _inner(model)
+    modeling = sys.modules[type(inner).__module__]
+    saved_globals = dict(vars(modeling))
+    saved = {m: dict(m.__dict__) for m in inner.modules()}
+    try:
+        with _quiet():  # Liger looks for its backends at a kernel's first call
+            from liger_kernel.transformers import _apply_liger_kernel_to_instance
+
+            _apply_liger_kernel_to_instance(model=inner, rope=True, rms_norm=True, swiglu=True, cross_entropy=False,
+                                            fused_linear_cross_entropy=False)
+            yield model
+    finally:
+        for name, value in saved_globals.items():
+            if vars(modeling).get(name) is not value:
+                setattr(modeling, name, value)
+        for module, before in saved.items():
+            for key in [k for k in module.__dict__ if k not in before]:
+                del module.__dict__[key]
+            module.__dict__.update(before)
+
+
+@contextlib.contextmanager
+def _quiet():
+    """Liger logs each patch at INFO, and on import every backend the machine lacks."""
+    logger = logging.getLogger("liger_kernel")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def _inner(model):
+    """The transformers model under a peft wrapper."""
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
+def warm_up(model) -> float:
+    """Compile the fused kernels now (seconds taken; 0 when they do not apply), so no timed
+    batch pays for it.
+
+    Triton compiles a kernel per specialisation of its integer arguments (a row count of 1, a
+    multiple of 16, any other); three tiny forwards reach all three."""
+    import time
+
+    import torch
+
+    if not available(model):
+        return 0.0
+    started = time.perf_counter()
+    device = next(model.parameters()).device
+    with torch.inference_mode(), fused_kernels(model):
+        for length in (1, 16, 17):
+            model(input_ids=torch.ones((1, length), dtype=torch.long, device=device), use_cache=False)
+    torch.cuda.synchronize(device)
+    return time.perf_counter() - started
