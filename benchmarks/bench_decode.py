@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 
@@ -21,6 +22,7 @@ def bench_decode(base: str, adapter: str, data: str, work: Path, smoke: bool, sa
     models = attach_adapters(load_base(base, Quantization(), env), {"adapter": adapter})
     prompts = _prompts(data, 8)
     row(figures, "same_outputs", same_outputs, models, prompts, save=save)
+    row(figures, "trained_model_verify", trained_model_verify, work, 16 if smoke else 98, save=save)
     row(figures, "batch1_decode", batch1_decode, models, prompts[0], 16 if smoke else 256, save=save)
     del models
     free()
@@ -47,8 +49,12 @@ def _prompts(data: str, n: int) -> list[str]:
 
 
 def same_outputs(models, prompts: list[str]) -> dict:
-    """Last-token logits of the fast path (dense, merged) against the plain 4-bit + PeftModel path."""
+    """Last-token logits of the fast path against the plain 4-bit + PeftModel path: dense weights
+    alone, then with the fused kernels the decoder adds on a GPU, then the plain path again (the
+    patches must be gone)."""
     import torch
+
+    from harness import fused
 
     tokenizer = models.base.tokenizer
     device = next(models.base.model.parameters()).device
@@ -59,12 +65,39 @@ def same_outputs(models, prompts: list[str]) -> dict:
             with models.use(name) as model:
                 plain = model(**enc).logits[:, -1].float()
             with models.dense(), models.use(name) as model:
-                fast = model(**enc).logits[:, -1].float()
-        diff = (fast - plain).abs()
-        out[name] = {"max_abs_logit_diff": float(diff.max()), "mean_abs_logit_diff": float(diff.mean()),
-                     "logit_scale": float(plain.abs().mean()),
-                     "argmax_agree": int((fast.argmax(-1) == plain.argmax(-1)).sum()), "prompts": len(prompts)}
+                fast = {"dense": model(**enc).logits[:, -1].float()}
+                if fused.available(model):
+                    with fused.fused_kernels(model):
+                        fast["dense_fused"] = model(**enc).logits[:, -1].float()
+            with models.use(name) as model:
+                fast["plain_again"] = model(**enc).logits[:, -1].float()
+        out[name] = {"logit_scale": float(plain.abs().mean()), "prompts": len(prompts)}
+        for path, logits in fast.items():
+            diff = (logits - plain).abs()
+            out[name][path] = {"max_abs_logit_diff": float(diff.max()), "mean_abs_logit_diff": float(diff.mean()),
+                               "argmax_agree": int((logits.argmax(-1) == plain.argmax(-1)).sum())}
     return out
+
+
+def trained_model_verify(work: Path, samples: int) -> dict:
+    """Greedy agreement of the fast engine with the plain path on a trained model: README's demo
+    (the tiny model trained on the KorQuAD sample), evaluated with --verify on this machine."""
+    import subprocess
+    import sys
+
+    adapter = work / "tiny-ko-qa"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    harness = [sys.executable, "-m", "harness"]
+    subprocess.run(harness + ["train", "--overwrite", "--output-dir", str(adapter)], check=True, env=env,
+                   stdout=subprocess.DEVNULL)
+    subprocess.run(harness + ["eval", str(ROOT / "suites" / "korquad_sample.yaml"), "--adapter",
+                              f"tiny-ko-qa={adapter}", "--engine", "fast", "--verify", str(samples),
+                              "--out", str(work / "runs"), "--run-id", "trained-verify"],
+                   check=True, env=env, stdout=subprocess.DEVNULL)
+    results = json.loads((work / "runs" / "trained-verify" / "results.json").read_text(encoding="utf-8"))
+    return {"engine": results["engine"], "fused_kernels": results.get("fused_kernels"),
+            "verify": {k: v["summary"] for k, v in results["verify"].items()},
+            "metrics": {k: {m: v["value"] for m, v in ms.items()} for k, ms in results["metrics"].items()}}
 
 
 def batch1_decode(models, prompt: str, tokens: int) -> dict:
@@ -83,6 +116,17 @@ def batch1_decode(models, prompt: str, tokens: int) -> dict:
             result = generate_stream(model, models.base.tokenizer, prompt, settings, lambda _t: None, engine=engine)
             _sync()
             out[f"{engine}_4bit_new_tokens_per_s"] = result.generated_tokens / (time.time() - started)
+        # The same streamed answer again, without and with the fused kernels (harness.fused).
+        for fused_kernels in ("0", "1"):
+            os.environ["HARNESS_FUSED_KERNELS"] = fused_kernels
+            try:
+                started = time.time()
+                result = generate_stream(model, models.base.tokenizer, prompt, settings, lambda _t: None)
+                _sync()
+                out[f"auto_4bit_fused{fused_kernels}_again_new_tokens_per_s"] = \
+                    result.generated_tokens / (time.time() - started)
+            finally:
+                del os.environ["HARNESS_FUSED_KERNELS"]
     with models.dense(), models.use("adapter") as model:
         generate_stream(model, models.base.tokenizer, prompt, settings.model_copy(update={"max_new_tokens": 8,
                         "min_new_tokens": 8}), lambda _t: None)

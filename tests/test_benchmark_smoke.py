@@ -28,11 +28,14 @@ def test_smoke_runs_every_row(tmp_path, harness_cache):
     assert done.returncode == 0, done.stderr[-3000:]
     figures = json.loads((out / "bench-all.json").read_text())
     for section, rows in (("eval", ["harness_eval", "static_cache", "peft_4bit"]),
-                          ("decode", ["same_outputs", "batch1_decode", "perplexity_harness", "perplexity_4bit_forward"])):
+                          ("decode", ["same_outputs", "trained_model_verify", "batch1_decode", "perplexity_harness",
+                                      "perplexity_4bit_forward"])):
         for name in rows:
             assert "error" not in figures[section][name], (section, name, figures[section][name])
     ours = figures["eval"]["harness_eval"]
     assert ours["engine"] == "dense" and set(ours["prompts_per_s"]) == {"base", "adapter"}
-    assert all(v["max_abs_logit_diff"] < 1e-5 for k, v in figures["decode"]["same_outputs"].items() if k != "row_wall_s")
+    same = figures["decode"]["same_outputs"]
+    assert all(same[m][path]["max_abs_logit_diff"] < 1e-5 for m in ("base", "adapter") for path in ("dense", "plain_again"))
+    assert "answers equal" in figures["decode"]["trained_model_verify"]["verify"]["tiny-ko-qa"]
     assert figures["decode"]["perplexity_relative_difference"] < 1e-3
     assert figures["train"]["harness_seed"]["tokens_per_second"] > 0

@@ -91,6 +91,46 @@ def test_static_decoder_equals_generate(models, prompts, overrides, name):
         _assert_same_or_tie(model, tokenizer, prompts, reference, fast, "dense, batch 4")
 
 
+def test_shared_passages_are_prefilled_once_and_answers_stay_equal(models, prompts):
+    """Questions on one passage share their prefix: the batch prefills each distinct prefix once
+    (plus a prompt that shares nothing), then each row's question, and answers equal generate's."""
+    from harness.config.generation import GenerationSettings
+    from harness.prefixes import plan
+
+    tokenizer = models.base.tokenizer
+    batch = prompts + ["질문: 한국의 수도는 어디인가?\n답:"]
+    shared = plan([tokenizer(p)["input_ids"] for p in batch])[1]
+    assert len({k for k in shared if k}) == 2 and shared[-1] == 0  # two passages, one loner
+    settings = GenerationSettings(max_new_tokens=12)
+    rows_per_pass: list[int] = []
+    with models.use(ADAPTER_NAME) as model:
+        reference = _tokens(model, tokenizer, batch, settings, 1, "plain")
+        hook = model.get_input_embeddings().register_forward_hook(
+            lambda _m, args, _out: rows_per_pass.append(args[0].shape[0]))
+        try:
+            fast = _tokens(model, tokenizer, batch, settings, len(batch), "auto")
+        finally:
+            hook.remove()
+        _assert_same_or_tie(model, tokenizer, batch, reference, fast, "shared prefixes")
+    assert rows_per_pass[:2] == [3, len(batch)]  # 3 distinct first parts, then every row's rest
+
+
+def test_prefill_in_chunks_of_rows_gives_the_same_answers(models, prompts, monkeypatch):
+    """A batch's prefill runs in passes of at most TOKENS_PER_PASS tokens (memory stays bounded
+    beside a large cache); with passes of a few rows the answers are unchanged."""
+    from harness import decoding
+    from harness.config.generation import GenerationSettings
+
+    tokenizer = models.base.tokenizer
+    batch = prompts + ["질문: 한국의 수도는 어디인가?\n답:"]
+    settings = GenerationSettings(max_new_tokens=12)
+    with models.use(ADAPTER_NAME) as model:
+        whole = _tokens(model, tokenizer, batch, settings, len(batch), "auto")
+        monkeypatch.setattr(decoding, "TOKENS_PER_PASS", 200)  # two distinct first parts per pass
+        chunked = _tokens(model, tokenizer, batch, settings, len(batch), "auto")
+    assert [(g.output, g.generated_tokens) for g in chunked] == [(g.output, g.generated_tokens) for g in whole]
+
+
 def test_dense_weights_compute_what_the_4bit_path_computes(models, prompts):
     import torch
 
