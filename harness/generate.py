@@ -131,7 +131,7 @@ def run_generate(models, names: list[str], items: list[PromptItem], prompts: lis
 
     `stream`: with one prompt and one model × variant, the answer's text as it is generated; it
     runs on the 4-bit weights (one token at a time reads 3.5× fewer bytes from NF4 than from
-    bf16). `dense`: batches run on dequantized weights with the adapter merged (harness.dense).
+    bf16). `dense`: batches run on the base dequantized once, adapters unmerged (harness.dense).
     """
     from harness.generation import generate, generate_stream
 
