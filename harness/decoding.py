@@ -221,14 +221,14 @@ class StaticDecoder:
         """
         import torch
 
-        from harness.prefixes import slots_needed, split
+        from harness.prefixes import slots, split
 
         s = self.settings
         n = len(prompts)
-        need = slots_needed(prompts, shared, s.max_new_tokens)
+        first = split(prompts, shared)
+        need = slots(prompts, first, s.max_new_tokens)
         if need > self.max_len:
             raise ValueError(f"batch needs {need} slots, the cache has {self.max_len}")
-        first = split(prompts, shared)
         rows, first = prompts + [prompts[0]] * (self.batch - n), first + [first[0]] * (self.batch - n)
         with torch.inference_mode():
             with self.kernels():

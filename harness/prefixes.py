@@ -76,7 +76,11 @@ def first_width(first: list[int]) -> int:
 
 def slots_needed(prompts: list[list[int]], shared: list[int] | None, new_tokens: int) -> int:
     """Cache slots a batch needs: the first part, the longest second part, the new tokens."""
-    first = split(prompts, shared)
+    return slots(prompts, split(prompts, shared), new_tokens)
+
+
+def slots(prompts: list[list[int]], first: list[int], new_tokens: int) -> int:
+    """`slots_needed` for a batch already split into `first` parts."""
     return first_width(first) + max(len(p) - k for p, k in zip(prompts, first)) + new_tokens
 
 
