@@ -103,39 +103,39 @@ def trained_model_verify(work: Path, samples: int) -> dict:
 def batch1_decode(models, prompt: str, tokens: int) -> dict:
     """`harness generate`'s streamed answer (static cache + CUDA graph) vs transformers' generate, batch 1."""
     from harness.config.generation import GenerationSettings
-    from harness.generation import generate_stream
 
     settings = GenerationSettings(max_new_tokens=tokens, min_new_tokens=tokens)
+    tokenizer = models.base.tokenizer
     out = {}
     with models.use("adapter") as model:
         for engine in ("auto", "plain"):
-            generate_stream(model, models.base.tokenizer, prompt, settings.model_copy(update={"max_new_tokens": 8,
-                            "min_new_tokens": 8}), lambda _t: None, engine=engine)  # warm-up (graph capture)
-            _sync()
-            started = time.time()
-            result = generate_stream(model, models.base.tokenizer, prompt, settings, lambda _t: None, engine=engine)
-            _sync()
-            out[f"{engine}_4bit_new_tokens_per_s"] = result.generated_tokens / (time.time() - started)
+            out[f"{engine}_4bit_new_tokens_per_s"] = _streamed_rate(model, tokenizer, prompt, settings, engine)
         # The same streamed answer again, without and with the fused kernels (harness.fused).
         for fused_kernels in ("0", "1"):
             os.environ["HARNESS_FUSED_KERNELS"] = fused_kernels
             try:
-                started = time.time()
-                result = generate_stream(model, models.base.tokenizer, prompt, settings, lambda _t: None)
-                _sync()
-                out[f"auto_4bit_fused{fused_kernels}_again_new_tokens_per_s"] = \
-                    result.generated_tokens / (time.time() - started)
+                out[f"auto_4bit_fused{fused_kernels}_again_new_tokens_per_s"] = _streamed_rate(
+                    model, tokenizer, prompt, settings, warm_up=False)
             finally:
                 del os.environ["HARNESS_FUSED_KERNELS"]
     with models.dense(), models.use("adapter") as model:
-        generate_stream(model, models.base.tokenizer, prompt, settings.model_copy(update={"max_new_tokens": 8,
-                        "min_new_tokens": 8}), lambda _t: None)
-        started = time.time()
-        result = generate_stream(model, models.base.tokenizer, prompt, settings, lambda _t: None)
-        _sync()
-        out["auto_dense_new_tokens_per_s"] = result.generated_tokens / (time.time() - started)
+        out["auto_dense_new_tokens_per_s"] = _streamed_rate(model, tokenizer, prompt, settings)
     out["peak_memory_bytes"] = peak()
     return out
+
+
+def _streamed_rate(model, tokenizer, prompt: str, settings, engine: str = "auto", warm_up: bool = True) -> float:
+    """New tokens per second of one streamed answer; `warm_up` first streams 8 tokens (graph capture)."""
+    from harness.generation import generate_stream
+
+    if warm_up:
+        generate_stream(model, tokenizer, prompt, settings.model_copy(update={"max_new_tokens": 8, "min_new_tokens": 8}),
+                        lambda _t: None, engine=engine)
+    _sync()
+    started = time.time()
+    result = generate_stream(model, tokenizer, prompt, settings, lambda _t: None, engine=engine)
+    _sync()
+    return result.generated_tokens / (time.time() - started)
 
 
 def _documents(base: str, data: str, work: Path, n: int, tokens: int) -> Path:
