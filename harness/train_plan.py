@@ -111,8 +111,9 @@ def fit_to_memory(plan: Plan, config: TrainConfig, *, free_bytes: int, dequantiz
     one of 16, so a split to save memory halves the speed. The out-of-memory back-off covers an estimate
     too low."""
     t = config.training
+    residual = 2 if plan.compute_dtype == "bf16" else 4  # fp16 bases are upcast for training (train.py)
     tokens = micro_step_tokens(lengths, plan.batch_size, plan.padding_free)
-    full, checkpointed = activation_bytes(tokens, hidden_size, intermediate_size, num_layers)
+    full, checkpointed = activation_bytes(tokens, hidden_size, intermediate_size, num_layers, residual)
     weights = dequantized_bytes if plan.dequantize_base else 0
 
     def fits(need: int) -> bool:
@@ -133,7 +134,7 @@ def fit_to_memory(plan: Plan, config: TrainConfig, *, free_bytes: int, dequantiz
     weights = dequantized_bytes if plan.dequantize_base else 0
     while plan.batch_size > 1 and plan.batch_size % 2 == 0:
         tokens = micro_step_tokens(lengths, plan.batch_size, plan.padding_free)
-        full, checkpointed = activation_bytes(tokens, hidden_size, intermediate_size, num_layers)
+        full, checkpointed = activation_bytes(tokens, hidden_size, intermediate_size, num_layers, residual)
         if fits(weights + (checkpointed if plan.gradient_checkpointing else full)):
             break
         plan.batch_size //= 2
@@ -142,16 +143,17 @@ def fit_to_memory(plan: Plan, config: TrainConfig, *, free_bytes: int, dequantiz
                                    f"larger micro-steps' activations do not fit in {_gib(free_bytes - weights)} free")
 
 
-def activation_bytes(tokens: int, hidden_size: int, intermediate_size: int, num_layers: int) -> tuple[int, int]:
+def activation_bytes(tokens: int, hidden_size: int, intermediate_size: int, num_layers: int,
+                     residual_bytes: int = 4) -> tuple[int, int]:
     """(without, with recomputation) estimated activation memory of one micro-step of `tokens` tokens.
 
     An estimate, not a measurement: a decoder layer keeps roughly 20 hidden-sized and 4 intermediate-sized
     16-bit tensors per token for its backward (norms, q/k/v/o and their LoRA inputs, attention output,
-    gate/up/activation). With recomputation only each layer's float32 input stays, plus one layer's full set
-    while it is recomputed."""
+    gate/up/activation). With recomputation only each layer's input stays (the residual stream: bf16, or
+    fp32 where the base was upcast), plus one layer's full set while it is recomputed."""
     per_layer = 2 * (20 * hidden_size + 4 * intermediate_size)
     full = tokens * per_layer * num_layers
-    checkpointed = tokens * (4 * hidden_size * num_layers + per_layer)
+    checkpointed = tokens * (residual_bytes * hidden_size * num_layers + per_layer)
     return full, checkpointed
 
 

@@ -182,6 +182,30 @@ def test_dequantized_base_trains_like_the_4bit_base(split_runs, tiny_ref):
     assert torch.allclose(values, torch.tensor(probe["top_logits"]), atol=1e-4, rtol=0)
 
 
+# ---------------------------------------------------------------- bf16: frozen weights stay bf16
+
+
+def test_bf16_training_keeps_the_frozen_weights_bf16(tiny_ref):
+    """peft's preparation upcasts every 16-bit weight to fp32 (fp16 needs the range). In bf16 the frozen
+    embedding, norms and LM head stay bf16: fp32 copies would hold the same values at twice the memory
+    and turn the residual stream, and with it every recomputation checkpoint, fp32."""
+    import torch
+
+    from harness.env import detect
+    from harness.models import load_base
+    from harness.train import _wrap_with_lora
+
+    config = preset_config(**{"quantization.compute_dtype": "bf16"})
+    plan = plan_training(config, detect())
+    base = load_base(tiny_ref, config.quantization, detect())
+    model = _wrap_with_lora(config, base.model, plan)
+    frozen = {name: p.dtype for name, p in model.named_parameters() if not p.requires_grad}
+    trained = [name for name, p in model.named_parameters() if p.requires_grad]
+    assert {frozen[n] for n in frozen if "embed_tokens" in n or "lm_head" in n or "norm" in n} == {torch.bfloat16}
+    assert set(frozen.values()) == {torch.bfloat16, torch.uint8}  # uint8: the packed 4-bit weights
+    assert trained and all("lora_" in name for name in trained)
+
+
 # ---------------------------------------------------------------- the plan
 
 
