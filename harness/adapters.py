@@ -159,7 +159,8 @@ def attach_adapters(base: LoadedBase, adapters: dict[str, str]) -> ModelSet:
 def _kernels_note(model) -> str:
     from harness import fused
 
-    return ", Liger's fused RMSNorm/rotary/SwiGLU kernels" if fused.available(model) else ""
+    note = fused.describe(model)
+    return f", {note}" if note else ""
 
 
 def _size(n: int) -> str:

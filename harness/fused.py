@@ -1,12 +1,14 @@
-"""Liger's fused kernels (RMSNorm, rotary embedding, SwiGLU) inside the fast engine's forwards on a GPU.
+"""Fused kernels inside the fast engine's forwards on a GPU: Liger's RMSNorm, rotary embedding and
+SwiGLU, and LoRA in two Triton kernels (harness.lora_kernels) for decoding steps.
 
-In transformers' modules each of these is a chain of elementwise kernels with float32 round
-trips: in a prefill they cost about as much GPU time as the matmuls, and in a one-token step
-they are most of the ~2,000 kernels per token. Liger computes each in one kernel, in float32,
-rounding once where the chain rounds after every operation, so logits differ from the plain
-path's in the last bits, as any change of kernel does (`harness eval --verify` measures what
-that does to answers). The patch is applied for the duration of a forward and undone after, so
-the plain path and training never see it. HARNESS_FUSED_KERNELS=0 switches them off.
+In transformers' modules each of Liger's three is a chain of elementwise kernels with float32
+round trips: in a prefill they cost about as much GPU time as the matmuls, and in a one-token step
+they are, with peft's six or seven kernels per LoRA, most of the ~2,000 kernels per token. Liger
+computes each in one kernel, in float32, rounding once where the chain rounds after every
+operation, so logits differ from the plain path's in the last bits, as any change of kernel does
+(`harness eval --verify` measures what that does to answers). The patches are applied for the
+duration of a forward and undone after, so the plain path and training never see them.
+HARNESS_FUSED_KERNELS=0 switches them off.
 """
 from __future__ import annotations
 
@@ -17,41 +19,48 @@ import sys
 
 
 def available(model) -> bool:
-    """Whether the fused kernels apply: a CUDA model of a family Liger patches, Liger installed, and
-    not switched off with HARNESS_FUSED_KERNELS=0."""
-    from harness.env import liger_available
-
+    """Whether any fused kernel applies: a CUDA model, not switched off with HARNESS_FUSED_KERNELS=0,
+    and either of a family Liger patches (Liger installed) or with LoRA layers (Triton installed)."""
     if os.environ.get("HARNESS_FUSED_KERNELS", "1") == "0":
         return False
     try:
         on_cuda = next(model.parameters()).device.type == "cuda"
     except StopIteration:
         return False
-    if not on_cuda or not liger_available():
-        return False
-    with _quiet():
-        from liger_kernel.transformers.monkey_patch import MODEL_TYPE_TO_APPLY_LIGER_FN
+    return on_cuda and bool(_liger_applies(model) or _lora_layers(model))
 
-    return getattr(_inner(model).config, "model_type", None) in MODEL_TYPE_TO_APPLY_LIGER_FN
+
+def describe(model) -> str:
+    """What `fused_kernels` applies to `model`, for the engine line ("" for nothing)."""
+    if not available(model):
+        return ""
+    parts = ["Liger's fused RMSNorm/rotary/SwiGLU kernels"] if _liger_applies(model) else []
+    parts += ["LoRA in two kernels per layer in decoding steps"] if _lora_layers(model) else []
+    return ", ".join(parts)
 
 
 @contextlib.contextmanager
 def fused_kernels(model):
-    """`model` computing with Liger's RMSNorm, rotary and SwiGLU kernels; everything put back on exit.
+    """`model` computing with the fused kernels that apply to it; everything put back on exit.
 
     Liger patches the model's modules (bound `forward`s and attributes) and its modeling module's
-    globals; both are recorded before and restored after."""
+    globals, the LoRA kernels the LoRA layers' `forward`s; all are recorded before and restored after."""
     inner = _inner(model)
     modeling = sys.modules[type(inner).__module__]
     saved_globals = dict(vars(modeling))
     saved = {m: dict(m.__dict__) for m in inner.modules()}
     try:
-        with _quiet():  # Liger looks for its backends at a kernel's first call
-            from liger_kernel.transformers import _apply_liger_kernel_to_instance
+        if _liger_applies(model):
+            with _quiet():  # Liger looks for its backends at a kernel's first call
+                from liger_kernel.transformers import _apply_liger_kernel_to_instance
 
-            _apply_liger_kernel_to_instance(model=inner, rope=True, rms_norm=True, swiglu=True, cross_entropy=False,
-                                            fused_linear_cross_entropy=False)
-            yield model
+                _apply_liger_kernel_to_instance(model=inner, rope=True, rms_norm=True, swiglu=True,
+                                                cross_entropy=False, fused_linear_cross_entropy=False)
+        if _lora_layers(model):
+            from harness import lora_kernels
+
+            lora_kernels.install(inner)
+        yield model
     finally:
         for name, value in saved_globals.items():
             if vars(modeling).get(name) is not value:
@@ -60,6 +69,28 @@ def fused_kernels(model):
             for key in [k for k in module.__dict__ if k not in before]:
                 del module.__dict__[key]
             module.__dict__.update(before)
+
+
+def _liger_applies(model) -> bool:
+    from harness.env import liger_available
+
+    if not liger_available():
+        return False
+    with _quiet():
+        from liger_kernel.transformers.monkey_patch import MODEL_TYPE_TO_APPLY_LIGER_FN
+
+    return getattr(getattr(_inner(model), "config", None), "model_type", None) in MODEL_TYPE_TO_APPLY_LIGER_FN
+
+
+def _lora_layers(model) -> list:
+    """The model's LoRA linear layers, where Triton is installed to run them fused."""
+    import importlib.util
+
+    if importlib.util.find_spec("triton") is None:
+        return []
+    from harness.lora_kernels import lora_layers
+
+    return lora_layers(_inner(model))
 
 
 @contextlib.contextmanager
@@ -84,7 +115,8 @@ def warm_up(model) -> float:
     batch pays for it.
 
     Triton compiles a kernel per specialisation of its integer arguments (a row count of 1, a
-    multiple of 16, any other); three tiny forwards reach all three."""
+    multiple of 16, any other); three tiny forwards reach all three of Liger's. The LoRA kernels
+    are compiled on their own, since the forwards may run with the adapters off."""
     import time
 
     import torch
@@ -96,5 +128,9 @@ def warm_up(model) -> float:
     with torch.inference_mode(), fused_kernels(model):
         for length in (1, 16, 17):
             model(input_ids=torch.ones((1, length), dtype=torch.long, device=device), use_cache=False)
+    if layers := _lora_layers(model):
+        from harness.lora_kernels import warm_up as lora_warm_up
+
+        lora_warm_up(layers)
     torch.cuda.synchronize(device)
     return time.perf_counter() - started

@@ -1,0 +1,154 @@
+"""LoRA in two Triton kernels for the fast engine's decoding steps.
+
+peft computes an unmerged LoRA as six or seven small kernels per layer (the input cast to fp32,
+the down and up products, the scale, a cast back, the sum, and for 4-bit bases a defensive
+clone). In a decoding step, where each kernel has only a few rows to work on, they cost more than
+the layer's own matrix product: with q/k/v/o adapted they are most of a 7B model's ~2,000 kernels
+per token. Here the down product (with the cast) is one kernel and the up product, scale, rounding
+and sum another, written into the base layer's fresh output.
+
+The arithmetic is peft's: the input in fp32, both products in fp32, the scale after the up product;
+a 4-bit layer's LoRA output is rounded to the output dtype before the sum (peft's bitsandbytes
+wrapper does), a plain layer's is added in fp32 and rounded once. Only the order of the fp32 sums
+differs from cuBLAS', so a result can differ in its last bit.
+"""
+from __future__ import annotations
+
+import functools
+
+import torch
+import triton
+import triton.language as tl
+
+MAX_ROWS = 512  # beyond a decoding step's rows (a prefill's thousands), cuBLAS does better
+BLOCK_K = 1024
+BLOCK_N = 128
+
+
+@triton.jit
+def _down(x_ptr, a_ptr, h_ptr, K, x_stride, RANK: tl.constexpr, BLOCK_K: tl.constexpr):
+    """h[m, r] = Σ_k float(x[m, k]) · A[r, k]: one program per (row, rank)."""
+    m = tl.program_id(0)
+    r = tl.program_id(1)
+    acc = tl.zeros([BLOCK_K], dtype=tl.float32)
+    for k0 in range(0, K, BLOCK_K):
+        k = k0 + tl.arange(0, BLOCK_K)
+        inside = k < K
+        x = tl.load(x_ptr + m * x_stride + k, mask=inside, other=0.0).to(tl.float32)
+        a = tl.load(a_ptr + r * K + k, mask=inside, other=0.0)
+        acc += x * a
+    tl.store(h_ptr + m * RANK + r, tl.sum(acc, axis=0))
+
+
+@triton.jit
+def _up_add(y_ptr, h_ptr, b_ptr, N, y_stride, scale, RANK: tl.constexpr, BLOCK_N: tl.constexpr,
+            ROUND_FIRST: tl.constexpr):
+    """y[m, n] = y[m, n] + (Σ_r B[n, r] · h[m, r]) · scale, in fp32, rounded once to y's dtype (twice
+    with ROUND_FIRST: the LoRA term to y's dtype first)."""
+    m = tl.program_id(0)
+    n = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
+    inside = n < N
+    ranks = tl.arange(0, RANK)
+    h = tl.load(h_ptr + m * RANK + ranks)
+    b = tl.load(b_ptr + n[:, None] * RANK + ranks[None, :], mask=inside[:, None], other=0.0)
+    up = tl.sum(b * h[None, :], axis=1) * scale
+    y = tl.load(y_ptr + m * y_stride + n, mask=inside)
+    if ROUND_FIRST:
+        up = up.to(y.dtype).to(tl.float32)
+    tl.store(y_ptr + m * y_stride + n, (y.to(tl.float32) + up).to(y.dtype), mask=inside)
+
+
+def add_lora_(result: torch.Tensor, x: torch.Tensor, a: torch.Tensor, b: torch.Tensor, scale: float,
+              round_first: bool) -> torch.Tensor:
+    """result += B(A(x)) · scale in place, as described above; a: fp32 (rank × in), b: fp32 (out × rank)."""
+    rank, k = a.shape
+    n = b.shape[0]
+    rows = x.numel() // k
+    x2, y2 = x.reshape(rows, k), result.view(rows, n)
+    h = torch.empty(rows, rank, dtype=torch.float32, device=x.device)
+    _down[(rows, rank)](x2, a, h, k, x2.stride(0), RANK=rank, BLOCK_K=BLOCK_K, num_warps=4)
+    _up_add[(rows, triton.cdiv(n, BLOCK_N))](y2, h, b, n, y2.stride(0), float(scale), RANK=rank, BLOCK_N=BLOCK_N,
+                                             ROUND_FIRST=round_first, num_warps=4)
+    return result
+
+
+def lora_layers(model) -> list:
+    """The LoRA linear layers of `model` that `install` routes."""
+    rounding = _rounding_by_class()
+    return [m for m in model.modules() if type(m) in rounding and len(m.lora_A)]
+
+
+def warm_up(layers: list) -> None:
+    """Compile the kernels for the layers' shapes and dtypes now, not inside a timed step."""
+    seen = set()
+    rounding = _rounding_by_class()
+    for layer in layers:
+        for name in layer.lora_A:
+            a, b = layer.lora_A[name].weight, layer.lora_B[name].weight
+            dtype = getattr(layer.base_layer, "compute_dtype", None) or layer.base_layer.weight.dtype
+            if not dtype.is_floating_point:
+                continue
+            key = (a.shape, b.shape, a.dtype, dtype, rounding[type(layer)])
+            if key in seen or a.dtype != torch.float32 or not a.is_cuda or a.shape[0] & (a.shape[0] - 1):
+                continue
+            seen.add(key)
+            x = torch.zeros(1, a.shape[1], dtype=dtype, device=a.device)
+            add_lora_(torch.zeros(1, b.shape[0], dtype=dtype, device=a.device), x, a, b, 1.0, key[-1])
+
+
+def install(model) -> int:
+    """Route `model`'s LoRA linear layers through the kernels where a call qualifies (see `_lora_of`);
+    every other call takes peft's own forward. Instance attributes only: the caller restores them.
+    Returns how many layers were routed."""
+    rounding = _rounding_by_class()
+    count = 0
+    for module in model.modules():
+        round_first = rounding.get(type(module))
+        if round_first is None:
+            continue
+        module.forward = functools.partial(_forward, module, module.forward, round_first)
+        count += 1
+    return count
+
+
+def _rounding_by_class() -> dict:
+    """LoRA layer class → whether peft rounds its LoRA output before the sum."""
+    from peft.tuners.lora.layer import Linear
+
+    classes = {Linear: False}
+    try:
+        from peft.tuners.lora import bnb
+
+        classes.update({cls: True for cls in (getattr(bnb, "Linear4bit", None), getattr(bnb, "Linear8bitLt", None))
+                        if cls is not None})
+    except ImportError:
+        pass
+    return classes
+
+
+def _forward(module, original, round_first: bool, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
+    lora = _lora_of(module, x, kwargs)
+    if lora is None:
+        return original(x, *args, **kwargs)
+    result = module.base_layer(x, *args, **kwargs)
+    return add_lora_(result, x, *lora, round_first=round_first)
+
+
+def _lora_of(module, x: torch.Tensor, kwargs: dict):
+    """(A, B, scale) when this call is one plain LoRA on a few rows without autograd, else None."""
+    if (torch.is_grad_enabled() or torch.is_autocast_enabled() or module.disable_adapters or module.merged
+            or kwargs.get("adapter_names") is not None or not x.is_cuda or not x.is_contiguous()
+            or x.numel() > MAX_ROWS * x.shape[-1] or not getattr(module, "cast_input_dtype_enabled", True)):
+        return None
+    active = [name for name in module.active_adapters if name in module.lora_A]
+    if len(active) != 1 or active[0] in getattr(module, "lora_variant", {}):
+        return None
+    name = active[0]
+    down, up, dropout = module.lora_A[name], module.lora_B[name], module.lora_dropout[name]
+    a, b = down.weight, up.weight
+    rank = a.shape[0]
+    if (a.dtype != torch.float32 or b.dtype != torch.float32 or down.bias is not None or up.bias is not None
+            or (dropout.training and getattr(dropout, "p", 0) > 0) or rank & (rank - 1)
+            or not a.is_contiguous() or not b.is_contiguous()):
+        return None
+    return a, b, module.scaling[name]

@@ -1,0 +1,44 @@
+"""LoRA in two Triton kernels (harness.lora_kernels) computes what peft computes, on the trained tiny
+adapter's real layers. The kernels need a CUDA GPU and Triton: on CPU CI this file skips, and the GPU
+benchmark's `trained_model_verify` row checks whole answers (benchmarks/RESULTS.md)."""
+from __future__ import annotations
+
+import importlib.util
+
+import pytest
+import torch
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available() or importlib.util.find_spec("triton") is None,
+                                reason="the LoRA kernels need a CUDA GPU and Triton")
+
+
+def test_lora_kernels_compute_what_peft_computes(gen_adapter, tiny_ref):
+    from harness import fused
+    from harness.adapters import attach_adapters
+    from harness.config.model import Quantization
+    from harness.env import detect
+    from harness.lora_kernels import MAX_ROWS, install, lora_layers
+    from harness.models import load_base
+
+    models = attach_adapters(load_base(tiny_ref, Quantization(compute_dtype="bf16"), detect()), {"a": gen_adapter})
+    torch.manual_seed(0)
+    with models.use("a") as model, torch.inference_mode():
+        layers = lora_layers(model)
+        assert layers and "LoRA in two kernels" in fused.describe(model)
+        for layer in layers:
+            width = layer.base_layer.in_features
+            for rows in (1, 7, 64, MAX_ROWS + 1):
+                x = torch.randn(rows, 1, width, dtype=torch.bfloat16, device="cuda")
+                expected = layer(x)
+                install(layer)
+                try:
+                    actual = layer(x)
+                finally:
+                    del layer.__dict__["forward"]
+                if rows > MAX_ROWS:  # a prefill's rows take peft's own forward
+                    assert torch.equal(actual, expected)
+                    continue
+                # Only the order of the fp32 sums differs: at most a last-bit flip, on few elements.
+                assert (actual == expected).float().mean() >= 0.99
+                assert torch.allclose(actual.float(), expected.float(), rtol=2**-7, atol=1e-3)
+            assert torch.equal(layer(x), expected)  # peft's forward is back
