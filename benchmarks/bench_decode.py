@@ -125,12 +125,12 @@ def batch1_decode(models, prompt: str, tokens: int) -> dict:
 
 
 def _streamed_rate(model, tokenizer, prompt: str, settings, engine: str = "auto", warm_up: bool = True) -> float:
-    """New tokens per second of one streamed answer; `warm_up` first streams 8 tokens (graph capture)."""
+    """New tokens per second of one streamed answer; `warm_up` first streams the same answer once (kernel
+    compilation, graph capture), as the first answer of a `harness chat` session would."""
     from harness.generation import generate_stream
 
     if warm_up:
-        generate_stream(model, tokenizer, prompt, settings.model_copy(update={"max_new_tokens": 8, "min_new_tokens": 8}),
-                        lambda _t: None, engine=engine)
+        generate_stream(model, tokenizer, prompt, settings, lambda _t: None, engine=engine)
     _sync()
     started = time.time()
     result = generate_stream(model, tokenizer, prompt, settings, lambda _t: None, engine=engine)
