@@ -239,17 +239,7 @@ class StaticDecoder:
             history = []
             for step in range(s.max_new_tokens):
                 if step > 0:
-                    if self.use_graph and self.graph is None:
-                        with self.kernels():
-                            self._capture()
-                    if self.graph is not None:
-                        self.graph.replay()
-                    else:
-                        with self.kernels():
-                            self._step()
                     logits = self.logits
-                    self.position.add_(1)
-                    self.slot.add_(1)
                 token = self._choose(sequence, logits, step)
                 token = torch.where(finished, torch.full_like(token, self.pad), token)
                 finished |= torch.isin(token, self.eos)
@@ -257,6 +247,11 @@ class StaticDecoder:
                 if sequence is not None:
                     sequence = torch.cat([sequence, token[:, None]], dim=1)
                 history.append(token)
+                if step + 1 < s.max_new_tokens:
+                    # The next step is queued before this token goes to the caller: the GPU computes it
+                    # while the caller reads the token (a sync) and streams its text. At most one step
+                    # is wasted when the caller then stops.
+                    self._advance()
                 yield token[:n]
                 if should_stop is not None and should_stop():
                     return
@@ -266,6 +261,19 @@ class StaticDecoder:
                         self._end_at_stops(history, finished, n)
                     if bool(finished[:n].all()):
                         return
+
+    def _advance(self) -> None:
+        """Queue the next one-token step (capturing its graph the first time) and move to the next slot."""
+        if self.use_graph and self.graph is None:
+            with self.kernels():
+                self._capture()
+        if self.graph is not None:
+            self.graph.replay()
+        else:
+            with self.kernels():
+                self._step()
+        self.position.add_(1)
+        self.slot.add_(1)
 
     def _prefill(self, rows: list[list[int]], first: list[int]):
         """Fill the cache with the prompts; (last-token logits, each row's last position).
