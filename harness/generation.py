@@ -271,9 +271,7 @@ class _Shown:
 
 def _stream_static(model, tokenizer, encoded: list[int], settings: GenerationSettings, shown: _Shown,
                    should_stop) -> list[int]:
-    from harness.decoding import StaticDecoder
-
-    decoder = StaticDecoder(model, tokenizer, settings, 1, len(encoded) + settings.max_new_tokens)
+    decoder = _stream_decoder(model, tokenizer, settings, len(encoded) + settings.max_new_tokens)
     eos = tokenizer.eos_token_id
     eos_ids = set(eos) if isinstance(eos, list) else {eos}
     tokens: list[int] = []
@@ -290,6 +288,38 @@ def _stream_static(model, tokenizer, encoded: list[int], settings: GenerationSet
             hit = shown.feed(decoded[len(text):])
             text = decoded
     return tokens
+
+
+STREAM_SLOTS = 128  # a streamed answer's cache is a whole number of these, so similar lengths share it
+
+
+def _stream_decoder(model, tokenizer, settings: GenerationSettings, need: int):
+    """The batch-1 decoder for a streamed answer: the model's previous one where it still fits (its
+    graph is captured: a chat's next answer skips the capture), else a new one kept for next time.
+
+    A captured graph computes with the addresses of the weights and adapter it was captured with, so
+    the previous decoder is only taken when the model's parameters, its LoRA switches (which adapter,
+    on or off), the settings, the tokenizer and the fused-kernel switch are all the same."""
+    from harness.decoding import StaticDecoder
+
+    key = _stream_key(model, tokenizer, settings)
+    slots = -(-need // STREAM_SLOTS) * STREAM_SLOTS
+    kept = getattr(model, "_harness_stream_decoder", None)
+    if kept is not None and kept[0] == key and kept[1].max_len == slots:
+        return kept[1]
+    if kept is not None:
+        kept[1].close()
+    decoder = StaticDecoder(model, tokenizer, settings, 1, slots)
+    model._harness_stream_decoder = (key, decoder)
+    return decoder
+
+
+def _stream_key(model, tokenizer, settings: GenerationSettings) -> tuple:
+    import os
+
+    lora = tuple((m.disable_adapters, tuple(m.active_adapters), m.merged) for m in model.modules() if hasattr(m, "lora_A"))
+    return (tuple(p.data_ptr() for p in model.parameters()), lora, id(tokenizer), settings.model_dump_json(),
+            os.environ.get("HARNESS_FUSED_KERNELS"))
 
 
 def _stream_generate(model, tokenizer, encoded: list[int], settings: GenerationSettings, shown: _Shown,

@@ -124,3 +124,33 @@ def test_prompts_from_txt_jsonl_template_and_stdin(run_cli, workdir, monkeypatch
     code, _, err = run_cli(["generate", "--base", TINY, "-", "--max-new-tokens", 2, "--out", "in.jsonl", "--quiet"])
     assert code == 0, err
     assert [r["prompt"] for r in read_jsonl("in.jsonl")] == ["from stdin", "second line"]
+
+
+def test_streamed_answers_reuse_the_decoder_only_for_the_same_weights_and_adapter(gen_adapter):
+    """A chat's next answer takes the previous decoder (on a GPU its captured graph), but only while the
+    model computes with the same weights and adapter; every answer equals one from a fresh decoder."""
+    from harness.adapters import attach_adapters
+    from harness.config.generation import GenerationSettings
+    from harness.config.model import Quantization
+    from harness.env import detect
+    from harness.generation import generate_stream
+    from harness.models import load_base
+
+    models = attach_adapters(load_base(TINY, Quantization(), detect()), {ADAPTER_NAME: gen_adapter})
+    tokenizer = models.base.tokenizer
+    settings = GenerationSettings(max_new_tokens=12)
+
+    def answer(name: str, prompt: str, fresh: bool = False):
+        with models.use(name) as model:
+            if fresh:
+                model.__dict__.pop("_harness_stream_decoder", None)
+            output = generate_stream(model, tokenizer, prompt, settings, lambda _text: None).output
+            return output, model._harness_stream_decoder[1]
+
+    first, second = "질문: 한국의 수도는? 답:", "질문: 부산은 어떤 도시인가? 답:"
+    runs = [(ADAPTER_NAME, first), (ADAPTER_NAME, second), ("base", first), (ADAPTER_NAME, first)]
+    answers, decoders = zip(*(answer(name, prompt) for name, prompt in runs))
+    assert decoders[1] is decoders[0]  # same adapter, same weights: reused
+    assert decoders[2] is not decoders[1] and decoders[3] is not decoders[2]  # adapter off, then on again
+    for (name, prompt), output in zip(runs, answers):
+        assert output == answer(name, prompt, fresh=True)[0]
