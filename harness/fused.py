@@ -21,18 +21,17 @@ import sys
 def available(model) -> bool:
     """Whether any fused kernel applies: a CUDA model, not switched off with HARNESS_FUSED_KERNELS=0,
     and either of a family Liger patches (Liger installed) or with LoRA layers (Triton installed)."""
-    if os.environ.get("HARNESS_FUSED_KERNELS", "1") == "0":
-        return False
-    try:
-        on_cuda = next(model.parameters()).device.type == "cuda"
-    except StopIteration:
-        return False
-    return on_cuda and bool(_liger_applies(model) or _lora_layers(model))
+    return bool(describe(model))
 
 
 def describe(model) -> str:
-    """What `fused_kernels` applies to `model`, for the engine line ("" for nothing)."""
-    if not available(model):
+    """What `fused_kernels` applies to `model`, for the engine line ("" for nothing; see `available`)."""
+    if os.environ.get("HARNESS_FUSED_KERNELS", "1") == "0":
+        return ""
+    try:
+        if next(model.parameters()).device.type != "cuda":
+            return ""
+    except StopIteration:
         return ""
     parts = ["Liger's fused RMSNorm/rotary/SwiGLU kernels"] if _liger_applies(model) else []
     parts += ["LoRA in two kernels per layer in decoding steps"] if _lora_layers(model) else []
@@ -56,10 +55,10 @@ def fused_kernels(model):
 
                 _apply_liger_kernel_to_instance(model=inner, rope=True, rms_norm=True, swiglu=True,
                                                 cross_entropy=False, fused_linear_cross_entropy=False)
-        if _lora_layers(model):
+        if layers := _lora_layers(model):
             from harness import lora_kernels
 
-            lora_kernels.install(inner)
+            lora_kernels.install(layers)
         yield model
     finally:
         for name, value in saved_globals.items():

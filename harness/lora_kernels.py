@@ -96,19 +96,13 @@ def warm_up(layers: list) -> None:
             add_lora_(torch.zeros(1, b.shape[0], dtype=dtype, device=a.device), x, a, b, 1.0, key[-1])
 
 
-def install(model) -> int:
-    """Route `model`'s LoRA linear layers through the kernels where a call qualifies (see `_lora_of`);
-    every other call takes peft's own forward. Instance attributes only: the caller restores them.
-    Returns how many layers were routed."""
+def install(layers: list) -> None:
+    """Route these LoRA layers (from `lora_layers`) through the kernels where a call qualifies (see
+    `_lora_of`); every other call takes peft's own forward. Instance attributes only: the caller
+    restores them."""
     rounding = _rounding_by_class()
-    count = 0
-    for module in model.modules():
-        round_first = rounding.get(type(module))
-        if round_first is None:
-            continue
-        module.forward = functools.partial(_forward, module, module.forward, round_first)
-        count += 1
-    return count
+    for layer in layers:
+        layer.forward = functools.partial(_forward, layer, layer.forward, rounding[type(layer)])
 
 
 def _rounding_by_class() -> dict:

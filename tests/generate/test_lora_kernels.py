@@ -30,7 +30,7 @@ def test_lora_kernels_compute_what_peft_computes(gen_adapter, tiny_ref):
             for rows in (1, 7, 64, MAX_ROWS + 1):
                 x = torch.randn(rows, 1, width, dtype=torch.bfloat16, device="cuda")
                 expected = layer(x)
-                install(layer)
+                install([layer])
                 try:
                     actual = layer(x)
                 finally:
