@@ -332,7 +332,6 @@ def _check_disk(model, out: Path, dtype) -> None:
                            f"{free / 2**30:.1f} GiB free; free space or choose another --out")
 
 
-
 def model_card(record: dict, run_dir: str | None) -> str:
     v = record["verification"]
     lines = [
