@@ -1,5 +1,6 @@
 """Fused kernels inside the fast engine's forwards on a GPU: Liger's RMSNorm, rotary embedding and
-SwiGLU, and LoRA in two Triton kernels (harness.lora_kernels) for decoding steps.
+SwiGLU, LoRA in two Triton kernels (harness.lora_kernels) for decoding steps, and one-token
+products with NF4 weights in one Triton kernel (harness.nf4_gemv) for decoding on the 4-bit base.
 
 In transformers' modules each of Liger's three is a chain of elementwise kernels with float32
 round trips: in a prefill they cost about as much GPU time as the matmuls, and in a one-token step
@@ -35,6 +36,7 @@ def describe(model) -> str:
         return ""
     parts = ["Liger's fused RMSNorm/rotary/SwiGLU kernels"] if _liger_applies(model) else []
     parts += ["LoRA in two kernels per layer in decoding steps"] if _lora_layers(model) else []
+    parts += ["NF4 matrix-vector products in one kernel in one-token steps"] if _nf4_layers(model) else []
     return ", ".join(parts)
 
 
@@ -55,10 +57,19 @@ def fused_kernels(model):
 
                 _apply_liger_kernel_to_instance(model=inner, rope=True, rms_norm=True, swiglu=True,
                                                 cross_entropy=False, fused_linear_cross_entropy=False)
+                from liger_kernel.transformers.rope import liger_rotary_pos_emb
+
+            if vars(modeling).get("apply_rotary_pos_emb") is liger_rotary_pos_emb:
+                modeling.apply_rotary_pos_emb = _rope_as_one_sequence
+        nf4_layers = _nf4_layers(model)
+        if nf4_layers:
+            from harness import nf4_gemv
+
+            nf4_gemv.install(nf4_layers)
         if layers := _lora_layers(model):
             from harness import lora_kernels
 
-            lora_kernels.install(layers)
+            lora_kernels.install(layers, nf4=bool(nf4_layers))
         yield model
     finally:
         for name, value in saved_globals.items():
@@ -68,6 +79,33 @@ def fused_kernels(model):
             for key in [k for k in module.__dict__ if k not in before]:
                 del module.__dict__[key]
             module.__dict__.update(before)
+
+
+def _rope_as_one_sequence(q, k, cos, sin, position_ids=None, unsqueeze_dim=1):
+    """Liger's rotary embedding with a batch laid end to end as one sequence of batch × length rows.
+
+    Liger's kernel takes the batch size as a compile-time constant that it never computes with, so
+    each new batch size (a length-sorted eval's last batch, every shrink of a batched decode) is a
+    new compilation: about 10 s of stall per size on a cold Triton cache. As one sequence, every
+    call reaches the same compilations as a batch of one. Each row is rotated by its own cos/sin
+    row either way, so the results are the same bits."""
+    from liger_kernel.transformers.rope import liger_rotary_pos_emb
+
+    batch, length = q.shape[0], q.shape[2]
+    if batch == 1 or unsqueeze_dim != 1 or cos.ndim != 3 or cos.shape[0] not in (1, batch):
+        return liger_rotary_pos_emb(q, k, cos, sin, position_ids, unsqueeze_dim)
+
+    def rows(t):  # (batch, heads, length, dim) -> (1, heads, batch * length, dim)
+        return t.transpose(1, 2).reshape(1, batch * length, t.shape[1], t.shape[3]).transpose(1, 2)
+
+    def table(t):  # (1 or batch, length, dim) -> (1, batch * length, dim)
+        return t.expand(batch, -1, -1).reshape(1, batch * length, t.shape[2])
+
+    def back(t):
+        return t.transpose(1, 2).reshape(batch, length, t.shape[1], t.shape[3]).transpose(1, 2)
+
+    q, k = liger_rotary_pos_emb(rows(q), rows(k), table(cos), table(sin))
+    return back(q), back(k)
 
 
 def _liger_applies(model) -> bool:
@@ -83,13 +121,26 @@ def _liger_applies(model) -> bool:
 
 def _lora_layers(model) -> list:
     """The model's LoRA linear layers, where Triton is installed to run them fused."""
-    import importlib.util
-
-    if importlib.util.find_spec("triton") is None:
+    if not _triton_installed():
         return []
     from harness.lora_kernels import lora_layers
 
     return lora_layers(_inner(model))
+
+
+def _nf4_layers(model) -> list:
+    """The model's 4-bit linear layers, where Triton is installed to run their one-token products."""
+    if not _triton_installed():
+        return []
+    from harness.nf4_gemv import nf4_layers
+
+    return nf4_layers(_inner(model))
+
+
+def _triton_installed() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("triton") is not None
 
 
 @contextlib.contextmanager
@@ -114,8 +165,9 @@ def warm_up(model) -> float:
     batch pays for it.
 
     Triton compiles a kernel per specialisation of its integer arguments (a row count of 1, a
-    multiple of 16, any other); three tiny forwards reach all three of Liger's. The LoRA kernels
-    are compiled on their own, since the forwards may run with the adapters off."""
+    multiple of 16, any other); three tiny forwards reach all three of Liger's (any batch reaches
+    the same ones: see `_rope_as_one_sequence`). The LoRA and NF4 kernels are compiled for their
+    layers' shapes on their own, since the forwards may run with the adapters off or a dense base."""
     import time
 
     import torch
@@ -131,5 +183,9 @@ def warm_up(model) -> float:
         from harness.lora_kernels import warm_up as lora_warm_up
 
         lora_warm_up(layers)
+    if layers := _nf4_layers(model):
+        from harness.nf4_gemv import warm_up as nf4_warm_up
+
+        nf4_warm_up(layers)
     torch.cuda.synchronize(device)
     return time.perf_counter() - started
