@@ -58,15 +58,24 @@ def _up_add(y_ptr, h_ptr, b_ptr, N, y_stride, scale, RANK: tl.constexpr, BLOCK_N
     tl.store(y_ptr + m * y_stride + n, (y.to(tl.float32) + up).to(y.dtype), mask=inside)
 
 
+def down(x: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+    """A(x) in fp32, one row per row of x: (rows × rank); a: fp32 (rank × in)."""
+    rank, k = a.shape
+    rows = x.numel() // k
+    x2 = x.reshape(rows, k)
+    h = torch.empty(rows, rank, dtype=torch.float32, device=x.device)
+    _down[(rows, rank)](x2, a, h, k, x2.stride(0), RANK=rank, BLOCK_K=BLOCK_K, num_warps=4)
+    return h
+
+
 def add_lora_(result: torch.Tensor, x: torch.Tensor, a: torch.Tensor, b: torch.Tensor, scale: float,
               round_first: bool) -> torch.Tensor:
     """result += B(A(x)) · scale in place, as described above; a: fp32 (rank × in), b: fp32 (out × rank)."""
-    rank, k = a.shape
+    rank = a.shape[0]
     n = b.shape[0]
-    rows = x.numel() // k
-    x2, y2 = x.reshape(rows, k), result.view(rows, n)
-    h = torch.empty(rows, rank, dtype=torch.float32, device=x.device)
-    _down[(rows, rank)](x2, a, h, k, x2.stride(0), RANK=rank, BLOCK_K=BLOCK_K, num_warps=4)
+    h = down(x, a)
+    rows = h.shape[0]
+    y2 = result.view(rows, n)
     _up_add[(rows, triton.cdiv(n, BLOCK_N))](y2, h, b, n, y2.stride(0), float(scale), RANK=rank, BLOCK_N=BLOCK_N,
                                              ROUND_FIRST=round_first, num_warps=4)
     return result
@@ -96,13 +105,14 @@ def warm_up(layers: list) -> None:
             add_lora_(torch.zeros(1, b.shape[0], dtype=dtype, device=a.device), x, a, b, 1.0, key[-1])
 
 
-def install(layers: list) -> None:
+def install(layers: list, nf4: bool = False) -> None:
     """Route these LoRA layers (from `lora_layers`) through the kernels where a call qualifies (see
-    `_lora_of`); every other call takes peft's own forward. Instance attributes only: the caller
-    restores them."""
+    `_lora_of`); every other call takes peft's own forward. With `nf4`, a one-token call on a 4-bit
+    base that harness.nf4_gemv runs adds the up product in that kernel's epilogue: two kernels for
+    the adapted layer in all. Instance attributes only: the caller restores them."""
     rounding = _rounding_by_class()
     for layer in layers:
-        layer.forward = functools.partial(_forward, layer, layer.forward, rounding[type(layer)])
+        layer.forward = functools.partial(_forward, layer, layer.forward, rounding[type(layer)], nf4)
 
 
 def _rounding_by_class() -> dict:
@@ -120,10 +130,16 @@ def _rounding_by_class() -> dict:
     return classes
 
 
-def _forward(module, original, round_first: bool, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
+def _forward(module, original, round_first: bool, nf4: bool, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
     lora = _lora_of(module, x, kwargs)
     if lora is None:
         return original(x, *args, **kwargs)
+    if nf4 and not args and not kwargs:
+        from harness import nf4_gemv
+
+        if nf4_gemv.qualifies(module.base_layer, x):
+            a, b, scale = lora
+            return nf4_gemv.nf4_matvec(module.base_layer, x, (down(x, a).view(-1), b, scale, round_first))
     result = module.base_layer(x, *args, **kwargs)
     return add_lora_(result, x, *lora, round_first=round_first)
 
