@@ -152,6 +152,9 @@ class StaticDecoder:
         self.pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.eos[0].item()
         self.processors = _processors(settings)
         self.kernels = (lambda: fused.fused_kernels(model)) if fused.available(model) else contextlib.nullcontext
+        # Each step's tokens and end flags, copied to the host before the next step is queued (see `run`).
+        self.staged = torch.zeros((2, batch), dtype=torch.long, pin_memory=self.use_graph)
+        self.staged_event = torch.cuda.Event() if self.use_graph else None
 
     def close(self) -> None:
         """Free the cache and the graph now (the cache's layers and owner refer to each other, so
@@ -211,8 +214,9 @@ class StaticDecoder:
         self.graph = graph
 
     def run(self, prompts: list[list[int]], should_stop: Callable[[], bool] | None = None,
-            shared: list[int] | None = None) -> Iterator:
-        """Decode one batch; yields, after each step, the newest token of every row (pad once a row ended).
+            shared: list[int] | None = None, on_host: bool = False) -> Iterator:
+        """Decode one batch; yields, after each step, the newest token of every row (pad once a row
+        ended): a tensor on the model's device, or with `on_host` a list of ints.
 
         `shared[i]` is how many leading tokens prompt i shares with others of the batch (see
         harness.prefixes): each distinct prefix is prefilled once. Rows beyond len(prompts) are
@@ -247,20 +251,37 @@ class StaticDecoder:
                 if sequence is not None:
                     sequence = torch.cat([sequence, token[:, None]], dim=1)
                 history.append(token)
+                self._stage(token, finished)
                 if step + 1 < s.max_new_tokens:
                     # The next step is queued before this token goes to the caller: the GPU computes it
-                    # while the caller reads the token (a sync) and streams its text. At most one step
-                    # is wasted when the caller then stops.
+                    # while the caller reads the token and streams its text. The token was staged on
+                    # the host before, so reading it waits for this step only, not the queued one.
+                    # At most one step is wasted when the caller then stops.
                     self._advance()
-                yield token[:n]
+                yield self._staged(0, n) if on_host else token[:n]
                 if should_stop is not None and should_stop():
                     return
-                # Testing for the end syncs with the GPU; every 8 steps keeps the queue full.
+                # Testing for the end waits for the GPU; every 8 steps is often enough.
                 if (step + 1) % 8 == 0:
                     if s.stop:
                         self._end_at_stops(history, finished, n)
-                    if bool(finished[:n].all()):
+                        if bool(finished[:n].all()):
+                            return
+                    elif all(self._staged(1, n)):
                         return
+
+    def _stage(self, token, finished) -> None:
+        """Start copying this step's tokens and end flags to the host (see `_staged`)."""
+        self.staged[0].copy_(token, non_blocking=True)
+        self.staged[1].copy_(finished, non_blocking=True)
+        if self.staged_event is not None:
+            self.staged_event.record()
+
+    def _staged(self, which: int, n: int) -> list[int]:
+        """The staged tokens (0) or end flags (1) of the first n rows, once their copy is done."""
+        if self.staged_event is not None:
+            self.staged_event.synchronize()
+        return self.staged[which, :n].tolist()
 
     def _advance(self) -> None:
         """Queue the next one-token step (capturing its graph the first time) and move to the next slot."""

@@ -277,8 +277,8 @@ def _stream_static(model, tokenizer, encoded: list[int], settings: GenerationSet
     tokens: list[int] = []
     text = ""
     hit = False
-    for step in decoder.run([encoded], should_stop=lambda: hit or bool(should_stop and should_stop())):
-        token = int(step[0])
+    for step in decoder.run([encoded], should_stop=lambda: hit or bool(should_stop and should_stop()), on_host=True):
+        token = step[0]
         tokens.append(token)
         if token in eos_ids:
             break
