@@ -69,7 +69,7 @@ def fused_kernels(model):
         if layers := _lora_layers(model):
             from harness import lora_kernels
 
-            lora_kernels.install(layers, nf4=bool(nf4_layers))
+            lora_kernels.install(layers, nf4=bool(nf4_layers), siblings=lora_kernels.sibling_groups(inner, layers))
         yield model
     finally:
         for name, value in saved_globals.items():

@@ -15,6 +15,7 @@ differs from cuBLAS', so a result can differ in its last bit.
 from __future__ import annotations
 
 import functools
+import weakref
 
 import torch
 import triton
@@ -41,7 +42,7 @@ def _down(x_ptr, a_ptr, h_ptr, K, x_stride, RANK: tl.constexpr, BLOCK_K: tl.cons
 
 
 @triton.jit
-def _up_add(y_ptr, h_ptr, b_ptr, N, y_stride, scale, RANK: tl.constexpr, BLOCK_N: tl.constexpr,
+def _up_add(y_ptr, h_ptr, b_ptr, N, y_stride, h_stride, scale, RANK: tl.constexpr, BLOCK_N: tl.constexpr,
             ROUND_FIRST: tl.constexpr):
     """y[m, n] = y[m, n] + (Σ_r B[n, r] · h[m, r]) · scale, in fp32, rounded once to y's dtype (twice
     with ROUND_FIRST: the LoRA term to y's dtype first)."""
@@ -49,7 +50,7 @@ def _up_add(y_ptr, h_ptr, b_ptr, N, y_stride, scale, RANK: tl.constexpr, BLOCK_N
     n = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
     inside = n < N
     ranks = tl.arange(0, RANK)
-    h = tl.load(h_ptr + m * RANK + ranks)
+    h = tl.load(h_ptr + m * h_stride + ranks)
     b = tl.load(b_ptr + n[:, None] * RANK + ranks[None, :], mask=inside[:, None], other=0.0)
     up = tl.sum(b * h[None, :], axis=1) * scale
     y = tl.load(y_ptr + m * y_stride + n, mask=inside)
@@ -69,15 +70,17 @@ def down(x: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
 
 
 def add_lora_(result: torch.Tensor, x: torch.Tensor, a: torch.Tensor, b: torch.Tensor, scale: float,
-              round_first: bool) -> torch.Tensor:
-    """result += B(A(x)) · scale in place, as described above; a: fp32 (rank × in), b: fp32 (out × rank)."""
+              round_first: bool, h: torch.Tensor | None = None) -> torch.Tensor:
+    """result += B(A(x)) · scale in place, as described above; a: fp32 (rank × in), b: fp32 (out × rank);
+    h: A(x) when already computed (rows × rank, rows may be strided)."""
     rank = a.shape[0]
     n = b.shape[0]
-    h = down(x, a)
+    if h is None:
+        h = down(x, a)
     rows = h.shape[0]
     y2 = result.view(rows, n)
-    _up_add[(rows, triton.cdiv(n, BLOCK_N))](y2, h, b, n, y2.stride(0), float(scale), RANK=rank, BLOCK_N=BLOCK_N,
-                                             ROUND_FIRST=round_first, num_warps=4)
+    _up_add[(rows, triton.cdiv(n, BLOCK_N))](y2, h, b, n, y2.stride(0), h.stride(0), float(scale), RANK=rank,
+                                             BLOCK_N=BLOCK_N, ROUND_FIRST=round_first, num_warps=4)
     return result
 
 
@@ -105,14 +108,79 @@ def warm_up(layers: list) -> None:
             add_lora_(torch.zeros(1, b.shape[0], dtype=dtype, device=a.device), x, a, b, 1.0, key[-1])
 
 
-def install(layers: list, nf4: bool = False) -> None:
+def install(layers: list, nf4: bool = False, siblings: list[list] = ()) -> None:
     """Route these LoRA layers (from `lora_layers`) through the kernels where a call qualifies (see
     `_lora_of`); every other call takes peft's own forward. With `nf4`, a one-token call on a 4-bit
     base that harness.nf4_gemv runs adds the up product in that kernel's epilogue: two kernels for
-    the adapted layer in all. Instance attributes only: the caller restores them."""
+    the adapted layer in all. `siblings` (from `sibling_groups`): groups whose down products are
+    computed together when they read the same input (see `_SharedDown`). Instance attributes only:
+    the caller restores them."""
     rounding = _rounding_by_class()
+    shared = {}
+    for group in siblings:
+        if (together := _SharedDown.of(group)) is not None:
+            shared.update({layer: together for layer in group})
     for layer in layers:
-        layer.forward = functools.partial(_forward, layer, layer.forward, rounding[type(layer)], nf4)
+        layer.forward = functools.partial(_forward, layer, layer.forward, rounding[type(layer)], nf4,
+                                          shared.get(layer))
+
+
+def sibling_groups(model, layers: list) -> list[list]:
+    """The LoRA layers among `layers` that share a parent module and an input width, in groups of
+    two or more: a transformer's q, k and v projections, which read the same hidden state."""
+    chosen = set(map(id, layers))
+    groups: dict = {}
+    for name, module in model.named_modules():
+        if id(module) in chosen:
+            groups.setdefault((name.rpartition(".")[0], module.in_features), []).append(module)
+    return [group for group in groups.values() if len(group) > 1]
+
+
+class _SharedDown:
+    """One down-product kernel for sibling LoRA layers that read the same input tensor.
+
+    The first sibling called with a new input computes every sibling's A(x) from their A matrices
+    stacked (kept across calls, beside the layers, so a captured graph can keep reading them); the
+    others called with that same tensor object take their rows. Each row is the product `down`
+    computes alone, so the results are the same bits. A sibling called with another input (o_proj
+    beside q/k/v) computes the stack again for itself: no saving, no harm."""
+
+    _stacks: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+    def __init__(self, layers: list, matrices: list, stacked: torch.Tensor) -> None:
+        self.matrices = dict(zip(layers, matrices))
+        self.offsets, offset = {}, 0
+        for layer, a in self.matrices.items():
+            self.offsets[layer] = offset
+            offset += a.shape[0]
+        self.stacked = stacked
+        self.x = self.h = None
+
+    @classmethod
+    def of(cls, layers: list):
+        """The group's shared down products, or None when a sibling's LoRA is not one the kernels run."""
+        matrices = []
+        for layer in layers:
+            lora = _lora_of(layer, None, {})
+            if lora is None:
+                return None
+            matrices.append(lora[0])
+        if len({(a.device, a.shape[1]) for a in matrices}) != 1:
+            return None
+        key = tuple(a.data_ptr() for a in matrices)
+        kept = cls._stacks.get(layers[0])
+        if kept is None or kept[0] != key:
+            kept = cls._stacks[layers[0]] = (key, torch.cat(matrices).contiguous())
+        return cls(layers, matrices, kept[1])
+
+    def down(self, layer, a: torch.Tensor, x: torch.Tensor) -> torch.Tensor | None:
+        """A(x) for `layer` (rows × rank, strided) when its A is the stacked one, else None."""
+        if self.matrices.get(layer) is not a:
+            return None
+        if self.x is not x:
+            self.x, self.h = x, down(x, self.stacked)
+        offset = self.offsets[layer]
+        return self.h[:, offset:offset + a.shape[0]]
 
 
 def _rounding_by_class() -> dict:
@@ -130,25 +198,31 @@ def _rounding_by_class() -> dict:
     return classes
 
 
-def _forward(module, original, round_first: bool, nf4: bool, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
+def _forward(module, original, round_first: bool, nf4: bool, shared, x: torch.Tensor, *args,
+             **kwargs) -> torch.Tensor:
     lora = _lora_of(module, x, kwargs)
     if lora is None:
         return original(x, *args, **kwargs)
+    a, b, scale = lora
+    h = shared.down(module, a, x) if shared is not None else None
     if nf4 and not args and not kwargs:
         from harness import nf4_gemv
 
         if nf4_gemv.qualifies(module.base_layer, x):
-            a, b, scale = lora
-            return nf4_gemv.nf4_matvec(module.base_layer, x, (down(x, a).view(-1), b, scale, round_first))
+            h = down(x, a) if h is None else h
+            return nf4_gemv.nf4_matvec(module.base_layer, x, (h.reshape(-1), b, scale, round_first))
     result = module.base_layer(x, *args, **kwargs)
-    return add_lora_(result, x, *lora, round_first=round_first)
+    return add_lora_(result, x, a, b, scale, round_first, h)
 
 
-def _lora_of(module, x: torch.Tensor, kwargs: dict):
-    """(A, B, scale) when this call is one plain LoRA on a few rows without autograd, else None."""
-    if (torch.is_grad_enabled() or torch.is_autocast_enabled() or module.disable_adapters or module.merged
-            or kwargs.get("adapter_names") is not None or not x.is_cuda or not x.is_contiguous()
-            or x.numel() > MAX_ROWS * x.shape[-1] or not getattr(module, "cast_input_dtype_enabled", True)):
+def _lora_of(module, x: torch.Tensor | None, kwargs: dict):
+    """(A, B, scale) when this call is one plain LoRA on a few rows without autograd, else None
+    (x None: whether the layer's LoRA is one the kernels run, whatever the input)."""
+    if x is not None and (torch.is_grad_enabled() or torch.is_autocast_enabled() or not x.is_cuda
+                          or not x.is_contiguous() or x.numel() > MAX_ROWS * x.shape[-1]):
+        return None
+    if (module.disable_adapters or module.merged or kwargs.get("adapter_names") is not None
+            or not getattr(module, "cast_input_dtype_enabled", True)):
         return None
     active = [name for name in module.active_adapters if name in module.lora_A]
     if len(active) != 1 or active[0] in getattr(module, "lora_variant", {}):
@@ -159,6 +233,6 @@ def _lora_of(module, x: torch.Tensor, kwargs: dict):
     rank = a.shape[0]
     if (a.dtype != torch.float32 or b.dtype != torch.float32 or down.bias is not None or up.bias is not None
             or (dropout.training and getattr(dropout, "p", 0) > 0) or rank & (rank - 1)
-            or not a.is_contiguous() or not b.is_contiguous()):
+            or not a.is_contiguous() or not b.is_contiguous() or not a.is_cuda):
         return None
     return a, b, module.scaling[name]

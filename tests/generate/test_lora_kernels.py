@@ -42,3 +42,34 @@ def test_lora_kernels_compute_what_peft_computes(gen_adapter, tiny_ref):
                 assert (actual == expected).float().mean() >= 0.99
                 assert torch.allclose(actual.float(), expected.float(), rtol=2**-7, atol=1e-3)
             assert torch.equal(layer(x), expected)  # peft's forward is back
+
+
+def test_siblings_reading_one_input_share_one_down_kernel(gen_adapter, tiny_ref, monkeypatch):
+    from harness import lora_kernels
+    from harness.adapters import attach_adapters
+    from harness.config.model import Quantization
+    from harness.env import detect
+    from harness.models import load_base
+
+    models = attach_adapters(load_base(tiny_ref, Quantization(compute_dtype="bf16"), detect()), {"a": gen_adapter})
+    torch.manual_seed(0)
+    with models.use("a") as model, torch.inference_mode():
+        layers = lora_kernels.lora_layers(model)
+        groups = lora_kernels.sibling_groups(model.get_base_model(), layers)
+        assert groups and all(len(group) > 1 for group in groups)
+        group = groups[0]
+        x = torch.randn(3, 1, group[0].in_features, dtype=torch.bfloat16, device="cuda")
+        expected = [layer(x) for layer in group]
+        ranks = []
+        down = lora_kernels.down
+        monkeypatch.setattr(lora_kernels, "down", lambda x, a: ranks.append(a.shape[0]) or down(x, a))
+        lora_kernels.install(layers, siblings=groups)
+        try:
+            actual = [layer(x) for layer in group]
+        finally:
+            for layer in layers:
+                del layer.__dict__["forward"]
+    assert ranks == [sum(layer.lora_A["a"].weight.shape[0] for layer in group)]  # one kernel for all
+    for got, want in zip(actual, expected):
+        assert (got == want).float().mean() >= 0.99
+        assert torch.allclose(got.float(), want.float(), rtol=2**-7, atol=1e-3)
