@@ -1,6 +1,7 @@
 """Fused kernels inside the fast engine's forwards on a GPU: Liger's RMSNorm, rotary embedding and
 SwiGLU, LoRA in two Triton kernels (harness.lora_kernels) for decoding steps, and one-token
-products with NF4 weights in one Triton kernel (harness.nf4_gemv) for decoding on the 4-bit base.
+products with NF4 weights in one Triton kernel (harness.nf4_gemv) for decoding on the 4-bit base,
+with a gated MLP's gate and up projections and its activation in one.
 
 In transformers' modules each of Liger's three is a chain of elementwise kernels with float32
 round trips: in a prefill they cost about as much GPU time as the matmuls, and in a one-token step
@@ -36,7 +37,8 @@ def describe(model) -> str:
         return ""
     parts = ["Liger's fused RMSNorm/rotary/SwiGLU kernels"] if _liger_applies(model) else []
     parts += ["LoRA in two kernels per layer in decoding steps"] if _lora_layers(model) else []
-    parts += ["NF4 matrix-vector products in one kernel in one-token steps"] if _nf4_layers(model) else []
+    parts += ["NF4 matrix-vector products in one kernel (a gated MLP's gate, up and SiLU in one) in one-token "
+              "steps"] if _nf4_layers(model) else []
     return ", ".join(parts)
 
 
@@ -66,6 +68,7 @@ def fused_kernels(model):
             from harness import nf4_gemv
 
             nf4_gemv.install(nf4_layers)
+            nf4_gemv.install_glu(nf4_gemv.glu_mlps(inner))
         if layers := _lora_layers(model):
             from harness import lora_kernels
 

@@ -73,18 +73,13 @@ LOOKUP = _lookup_asm()
 
 
 @triton.jit
-def _gemv(x_ptr, w_ptr, absmax_ptr, code2_ptr, absmax2_ptr, offset_ptr, y_ptr, h_ptr, b_ptr, lora_scale, N, K,
-          BLOCKSIZE: tl.constexpr, NESTED: tl.constexpr, BLOCK2: tl.constexpr, ROWS: tl.constexpr,
-          HALF: tl.constexpr, MASKED: tl.constexpr, ASM: tl.constexpr, RANK: tl.constexpr,
-          ROUND_FIRST: tl.constexpr):
-    """y[n] = Σ_blocks scale(n, block) · Σ_{k in block} nf4[code(n, k)] · x[k]; x as bf16 pairs
-    (int32), the weights as bitsandbytes packs them (two codes per byte, row-major). With RANK > 0,
-    plus a LoRA's up product as lora_kernels._up_add adds it: (Σ_r B[n, r] · h[r]) · lora_scale."""
+def _row_products(x_ptr, w_ptr, absmax_ptr, code2_ptr, absmax2_ptr, offset_ptr, rows, K,
+                  BLOCKSIZE: tl.constexpr, NESTED: tl.constexpr, BLOCK2: tl.constexpr, ROWS: tl.constexpr,
+                  HALF: tl.constexpr, MASKED: tl.constexpr, ASM: tl.constexpr):
+    """Σ_blocks scale(n, block) · Σ_{k in block} nf4[code(n, k)] · x[k] in fp32 for these rows; x as
+    bf16 pairs (int32), the weights as bitsandbytes packs them (two codes per byte, row-major)."""
     BYTES: tl.constexpr = BLOCKSIZE // 2  # bytes per quantization block
     NB: tl.constexpr = HALF // BYTES
-    rows = tl.program_id(0) * ROWS + tl.arange(0, ROWS)
-    row_in = rows < N
-    rows = tl.where(row_in, rows, 0)
     cols = tl.arange(0, HALF)
     blocks = tl.arange(0, NB)
     row_bytes = rows.to(tl.int64) * (K // 2)
@@ -120,14 +115,37 @@ def _gemv(x_ptr, w_ptr, absmax_ptr, code2_ptr, absmax2_ptr, offset_ptr, y_ptr, h
                 + (pair & 0xFFFF0000).to(tl.float32, bitcast=True)
                 * (xp & 0xFFFF0000).to(tl.float32, bitcast=True)[None, :])
         acc += tl.sum(tl.reshape(part, [ROWS, NB, BYTES]), axis=2) * scale
-    y = tl.sum(acc, axis=1).to(tl.bfloat16)
+    return tl.sum(acc, axis=1)
+
+
+@triton.jit
+def _gemv(x_ptr, w_ptr, absmax_ptr, code2_ptr, absmax2_ptr, offset_ptr,
+          w_up_ptr, absmax_up_ptr, code2_up_ptr, absmax2_up_ptr, offset_up_ptr,
+          y_ptr, h_ptr, b_ptr, lora_scale, N, K,
+          BLOCKSIZE: tl.constexpr, NESTED: tl.constexpr, BLOCK2: tl.constexpr, ROWS: tl.constexpr,
+          HALF: tl.constexpr, MASKED: tl.constexpr, ASM: tl.constexpr, GLU: tl.constexpr,
+          RANK: tl.constexpr, ROUND_FIRST: tl.constexpr):
+    """y = bf16(W x) for one row x (see `_row_products`). GLU: y = bf16(silu(bf16(W x))) · bf16(W_up x),
+    a gated MLP's activation as Liger's SwiGLU kernel computes it from the two projections. With
+    RANK > 0, plus a LoRA's up product as lora_kernels._up_add adds it: (Σ_r B[n, r] · h[r]) · lora_scale."""
+    rows = tl.program_id(0) * ROWS + tl.arange(0, ROWS)
+    row_in = rows < N
+    rows = tl.where(row_in, rows, 0)
+    y = _row_products(x_ptr, w_ptr, absmax_ptr, code2_ptr, absmax2_ptr, offset_ptr, rows, K, BLOCKSIZE, NESTED,
+                      BLOCK2, ROWS, HALF, MASKED, ASM).to(tl.bfloat16)
+    if GLU:
+        up = _row_products(x_ptr, w_up_ptr, absmax_up_ptr, code2_up_ptr, absmax2_up_ptr, offset_up_ptr, rows, K,
+                           BLOCKSIZE, NESTED, BLOCK2, ROWS, HALF, MASKED, ASM).to(tl.bfloat16)
+        gate = y.to(tl.float32)
+        # a product of two bf16 values is exact in fp32, so this rounds once, as a bf16 product does
+        y = ((gate * tl.sigmoid(gate)).to(tl.bfloat16).to(tl.float32) * up.to(tl.float32)).to(tl.bfloat16)
     if RANK > 0:
         ranks = tl.arange(0, RANK)
-        up = tl.sum(tl.load(b_ptr + rows[:, None] * RANK + ranks[None, :]) * tl.load(h_ptr + ranks)[None, :],
-                    axis=1) * lora_scale
+        lora = tl.sum(tl.load(b_ptr + rows[:, None] * RANK + ranks[None, :]) * tl.load(h_ptr + ranks)[None, :],
+                      axis=1) * lora_scale
         if ROUND_FIRST:
-            up = up.to(tl.bfloat16).to(tl.float32)
-        y = (y.to(tl.float32) + up).to(tl.bfloat16)
+            lora = lora.to(tl.bfloat16).to(tl.float32)
+        y = (y.to(tl.float32) + lora).to(tl.bfloat16)
     tl.store(y_ptr + rows, y, mask=row_in)
 
 
@@ -161,27 +179,75 @@ def warm_up(layers: list) -> None:
             nf4_matvec(layer, torch.zeros(state.shape[1], dtype=torch.bfloat16, device=layer.weight.device))
 
 
-def nf4_matvec(layer, x: torch.Tensor, lora: tuple | None = None) -> torch.Tensor:
+def nf4_matvec(layer, x: torch.Tensor, lora: tuple | None = None, up_layer=None) -> torch.Tensor:
     """`layer(x)` for one bf16 row `x` (see `qualifies`), shaped like x with the output width.
 
     lora = (h, B, scale, round_first): also add a LoRA whose down product h (fp32, rank) is
-    computed, as harness.lora_kernels adds it (B: fp32, out × rank, rank a power of two)."""
+    computed, as harness.lora_kernels adds it (B: fp32, out × rank, rank a power of two).
+    up_layer: a gated MLP's up projection beside `layer`, its gate (see `glu_matches`): return the
+    activation silu(layer(x)) · up_layer(x) instead."""
     state = layer.weight.quant_state
     n, k = state.shape
     y = torch.empty(n, dtype=torch.bfloat16, device=x.device)
     half, masked = _config(state)
-    if state.nested:
-        args = (state.absmax, state.state2.code, state.state2.absmax, state.offset)
-        block2 = state.state2.blocksize
-    else:
-        args = (state.absmax, state.absmax, state.absmax, state.absmax)
-        block2 = 1
+    up = up_layer if up_layer is not None else layer
     h, b, scale, round_first = lora if lora is not None else (y, y, 0.0, False)
-    _gemv[(triton.cdiv(n, ROWS),)](x.view(torch.int32), layer.weight.data, *args, y, h, b, float(scale), n, k,
-                                   BLOCKSIZE=state.blocksize, NESTED=state.nested, BLOCK2=block2, ROWS=ROWS,
-                                   HALF=half, MASKED=masked, ASM=LOOKUP, RANK=0 if lora is None else b.shape[1],
-                                   ROUND_FIRST=round_first, num_warps=WARPS)
+    _gemv[(triton.cdiv(n, ROWS),)](x.view(torch.int32), *_weights(layer), *_weights(up), y, h, b, float(scale), n, k,
+                                   BLOCKSIZE=state.blocksize, NESTED=state.nested,
+                                   BLOCK2=state.state2.blocksize if state.nested else 1, ROWS=ROWS, HALF=half,
+                                   MASKED=masked, ASM=LOOKUP, GLU=up_layer is not None,
+                                   RANK=0 if lora is None else b.shape[1], ROUND_FIRST=round_first, num_warps=WARPS)
     return y.view(*x.shape[:-1], n)
+
+
+def _weights(layer) -> tuple:
+    """What the kernel reads of a layer: packed bytes, block scales (8-bit with double quantization),
+    the nested code table, the nested scales and the offset (repeats where there is no nesting)."""
+    state = layer.weight.quant_state
+    if state.nested:
+        return layer.weight.data, state.absmax, state.state2.code, state.state2.absmax, state.offset
+    return (layer.weight.data,) + (state.absmax,) * 4
+
+
+def glu_mlps(model) -> list:
+    """`model`'s gated MLPs with SiLU (Llama's, Mistral's, Qwen's: gate_proj, up_proj, down_proj)
+    whose gate and up projections are both plain 4-bit layers (no LoRA on them)."""
+    try:
+        from bitsandbytes.nn import Linear4bit
+    except ImportError:
+        return []
+    return [m for m in model.modules()
+            if isinstance(getattr(m, "gate_proj", None), Linear4bit) and isinstance(getattr(m, "up_proj", None), Linear4bit)
+            and hasattr(m, "down_proj") and _is_silu(getattr(m, "act_fn", None))]
+
+
+def _is_silu(act) -> bool:
+    """torch's SiLU, or transformers' (SiLUActivation: F.silu, unless a hub kernel replaced it)."""
+    return type(act) is torch.nn.SiLU or (type(act).__name__ == "SiLUActivation"
+                                          and type(act).__module__ == "transformers.activations")
+
+
+def install_glu(mlps: list) -> None:
+    """Route these MLPs (from `glu_mlps`) through one kernel for gate, up and the activation where a
+    call qualifies (see `glu_matches`), then their down projection; every other call takes the
+    module's forward. Instance attributes only: the caller restores them."""
+    for mlp in mlps:
+        mlp.forward = functools.partial(_glu_forward, mlp, mlp.forward)
+
+
+def glu_matches(gate, up, x: torch.Tensor) -> bool:
+    """Whether gate and up can run in one kernel on x: each qualifies, with the same layout."""
+    if not (qualifies(gate, x) and qualifies(up, x)):
+        return False
+    a, b = gate.weight.quant_state, up.weight.quant_state
+    return (a.shape == b.shape and a.blocksize == b.blocksize and a.nested == b.nested
+            and (not a.nested or a.state2.blocksize == b.state2.blocksize))
+
+
+def _glu_forward(mlp, original, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
+    if not args and not kwargs and glu_matches(mlp.gate_proj, mlp.up_proj, x):
+        return mlp.down_proj(nf4_matvec(mlp.gate_proj, x, up_layer=mlp.up_proj))
+    return original(x, *args, **kwargs)
 
 
 def _config(state) -> tuple[int, bool]:

@@ -123,3 +123,41 @@ def test_install_routes_one_row_calls_and_nothing_else():
         assert torch.equal(layer(needs_grad), layer.__class__.forward(layer, needs_grad))  # autograd: bnb's
     finally:
         del layer.__dict__["forward"]
+
+
+class _GatedMLP(torch.nn.Module):
+    """Llama's MLP on 4-bit layers."""
+
+    def __init__(self, width: int, hidden: int):
+        super().__init__()
+        self.gate_proj, self.up_proj = _layer(hidden, width, 64, True), _layer(hidden, width, 64, True)
+        self.down_proj = _layer(width, hidden, 64, True)
+        self.act_fn = torch.nn.SiLU()
+
+    def forward(self, x):
+        return self.down_proj(self.act_fn(self.gate_proj(x)) * self.up_proj(x))
+
+
+def test_a_gated_mlp_runs_gate_up_and_silu_in_one_kernel():
+    from harness.nf4_gemv import glu_mlps, install, install_glu, nf4_layers, nf4_matvec
+
+    torch.manual_seed(0)
+    mlp = _GatedMLP(1024, 2816)
+    assert glu_mlps(torch.nn.Sequential(mlp)) == [mlp]
+    one = torch.randn(1, 1, 1024, dtype=torch.bfloat16, device="cuda")
+    many = torch.randn(3, 1, 1024, dtype=torch.bfloat16, device="cuda")
+    with torch.inference_mode():
+        # the activation: Liger's and torch's SiLU round once each, so at most a last-bit flip
+        fused = nf4_matvec(mlp.gate_proj, one, up_layer=mlp.up_proj)
+        apart = torch.nn.functional.silu(nf4_matvec(mlp.gate_proj, one)) * nf4_matvec(mlp.up_proj, one)
+        assert (fused == apart).float().mean() >= 0.99
+        assert torch.allclose(fused.float(), apart.float(), rtol=2**-7, atol=1e-4)
+        plain_many = mlp(many)
+        install(nf4_layers(mlp))
+        install_glu([mlp])
+        try:
+            assert torch.equal(mlp(one), mlp.down_proj(fused))  # gate, up and SiLU in one, then down
+            assert torch.equal(mlp(many), plain_many)  # several rows: the module's own forward
+        finally:
+            for module in (mlp, mlp.gate_proj, mlp.up_proj, mlp.down_proj):
+                del module.__dict__["forward"]
