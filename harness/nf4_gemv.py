@@ -173,7 +173,7 @@ def warm_up(layers: list) -> None:
         state = getattr(layer.weight, "quant_state", None)
         if state is None or not _weights_qualify(layer, state) or not layer.weight.is_cuda:
             continue
-        key = (_config(state), state.shape[1] % 16 == 0, state.shape[0] % 16 == 0)
+        key = (_config(state), state.blocksize, state.nested, state.shape[1] % 16 == 0, state.shape[0] % 16 == 0)
         if key not in seen:
             seen.add(key)
             nf4_matvec(layer, torch.zeros(state.shape[1], dtype=torch.bfloat16, device=layer.weight.device))
@@ -253,8 +253,7 @@ def _glu_forward(mlp, original, x: torch.Tensor, *args, **kwargs) -> torch.Tenso
 def _config(state) -> tuple[int, bool]:
     """(bytes per row per loop step, whether the last step is partial). 1,024 bytes measured best;
     a partial step costs less than the short steps a width like 11,008 (5,504 bytes) divides into."""
-    half = 1024
-    return half, (state.shape[1] // 2) % half != 0
+    return 1024, (state.shape[1] // 2) % 1024 != 0
 
 
 def _forward(layer, original, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
