@@ -37,8 +37,7 @@ def describe(model) -> str:
         return ""
     parts = ["Liger's fused RMSNorm/rotary/SwiGLU kernels"] if _liger_applies(model) else []
     parts += ["LoRA in two kernels per layer in decoding steps"] if _lora_layers(model) else []
-    parts += ["NF4 matrix-vector products in one kernel (a gated MLP's gate, up and SiLU in one) in one-token "
-              "steps"] if _nf4_layers(model) else []
+    parts += ["NF4 matrix-vector products in one kernel in one-token steps"] if _nf4_layers(model) else []
     return ", ".join(parts)
 
 

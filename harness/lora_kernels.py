@@ -165,7 +165,7 @@ class _SharedDown:
             if lora is None:
                 return None
             matrices.append(lora[0])
-        if len({(a.device, a.shape[1]) for a in matrices}) != 1:
+        if len({a.device for a in matrices}) != 1:  # the widths are equal: see `sibling_groups`
             return None
         key = tuple(a.data_ptr() for a in matrices)
         kept = cls._stacks.get(layers[0])
