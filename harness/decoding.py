@@ -4,7 +4,9 @@
 synchronises with the GPU to test for the end; on a GPU machine with a slow CPU that launch
 overhead, not the GPU, sets the pace of decoding. Here a batch is prefilled once, then every
 step runs on static buffers (token, positions, a [batch, max_len] mask over one preallocated
-cache), so the same kernels can be captured once and replayed. Logits processors (repetition
+cache), so the same kernels can be captured once and replayed. A one-row decoder (a streamed
+answer) prefills the same way, in replays of a graph over a fixed chunk of prompt tokens: eagerly
+its prefill is bound by the CPU, not the GPU. Logits processors (repetition
 penalty, n-gram ban, min_new_tokens, temperature/top-k/top-p) are transformers' own classes,
 applied in the order `generate` applies them, so greedy answers equal `generate`'s.
 """
@@ -21,6 +23,12 @@ from harness.config.generation import GenerationSettings
 # Prompt tokens per prefill forward: big enough for the matmuls to run at full speed, small enough
 # that the activations (a few GB on a 7B model) fit beside a cache sized for decoding.
 TOKENS_PER_PASS = 32768
+
+# A one-row decoder's prefill chunk. Eagerly a prompt's prefill costs ~80 ms of Python and launches
+# on a GPU machine's slow CPU for a 7B 4-bit model (bitsandbytes' 4-bit matmul alone ~200 µs per
+# call), whatever the prompt's length; a replay of the captured chunk costs ~12 ms of GPU time,
+# mostly dequantizing the weights once. At most 512 rows, so the LoRA kernels take the chunk too.
+PREFILL_CHUNK = 256
 
 
 def supported(model, settings: GenerationSettings) -> str:
@@ -146,6 +154,7 @@ class StaticDecoder:
         self.valid = torch.zeros((batch, max_len), dtype=torch.bool, device=dev)
         self.logits = None
         self.graph = None
+        self.chunk = None  # a one-row decoder's prefill graph and its buffers (see `_prefill_chunks`)
         self.dtype = self._activation_dtype()
         eos = tokenizer.eos_token_id
         self.eos = torch.tensor(eos if isinstance(eos, list) else [eos], device=dev)
@@ -162,7 +171,7 @@ class StaticDecoder:
         for layer in self.cache.layers:
             layer.keys = layer.values = None
             layer.is_initialized = False
-        self.graph = None
+        self.graph = self.chunk = None
 
     def _activation_dtype(self):
         import torch
@@ -179,9 +188,9 @@ class StaticDecoder:
         return torch.zeros(allowed.shape, dtype=self.dtype, device=self.device).masked_fill_(
             ~allowed, torch.finfo(self.dtype).min)
 
-    def _forward(self, input_ids, position_ids, mask):
+    def _forward(self, input_ids, position_ids, mask, logits_to_keep=1):
         out = self.model(input_ids=input_ids, position_ids=position_ids, attention_mask=mask,
-                         past_key_values=self.cache, use_cache=True, logits_to_keep=1)
+                         past_key_values=self.cache, use_cache=True, logits_to_keep=logits_to_keep)
         return out.logits[:, -1, :]
 
     def _step(self):
@@ -194,24 +203,26 @@ class StaticDecoder:
         else:
             self.logits.copy_(logits)
 
-    def _capture(self) -> None:
+    def _capture(self, body: Callable[[], None]):
+        """`body` (which reads and writes only static buffers) captured as a CUDA graph, or None
+        (and no more graphs) when capture fails."""
         import torch
 
         stream = torch.cuda.Stream()
         stream.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(stream):
-            for _ in range(2):  # the step is idempotent: same slot, same values
-                self._step()
+            for _ in range(2):  # the bodies are idempotent: same slots, same values
+                body()
         torch.cuda.current_stream().wait_stream(stream)
         graph = torch.cuda.CUDAGraph()
         try:
             with torch.cuda.graph(graph):
-                self._step()
+                body()
         except Exception as exc:  # noqa: BLE001 - any capture failure leaves eager decoding, which is correct
             self.use_graph = False
             self.log(f"decoding without CUDA graphs: capture failed ({str(exc).splitlines()[0][:120]})")
-            return
-        self.graph = graph
+            return None
+        return graph
 
     def run(self, prompts: list[list[int]], should_stop: Callable[[], bool] | None = None,
             shared: list[int] | None = None, on_host: bool = False) -> Iterator:
@@ -235,8 +246,12 @@ class StaticDecoder:
             raise ValueError(f"batch needs {need} slots, the cache has {self.max_len}")
         rows, first = prompts + [prompts[0]] * (self.batch - n), first + [first[0]] * (self.batch - n)
         with torch.inference_mode():
-            with self.kernels():
-                logits, last = self._prefill(rows, first)
+            chunks = self.use_graph and self.batch == 1 and not any(first)
+            if chunks:
+                logits, last = self._prefill_chunks(rows[0])
+            if not chunks or logits is None:
+                with self.kernels():
+                    logits, last = self._prefill(rows, first)
             self.position.copy_(last + 1)
             sequence = left_pad(rows, self.pad)[0].to(self.device) if self.processors else None
             finished = torch.zeros(self.batch, dtype=torch.bool, device=self.device)
@@ -287,7 +302,7 @@ class StaticDecoder:
         """Queue the next one-token step (capturing its graph the first time) and move to the next slot."""
         if self.use_graph and self.graph is None:
             with self.kernels():
-                self._capture()
+                self.graph = self._capture(self._step)
         if self.graph is not None:
             self.graph.replay()
         else:
@@ -341,6 +356,49 @@ class StaticDecoder:
             cache.scatter, cache.window = None, slice(None)
         self.slot.fill_(width + ids.shape[1])
         return torch.cat(logits), positions[:, -1:]
+
+    def _prefill_chunks(self, prompt: list[int]):
+        """`_prefill` of one row as replays of a graph over PREFILL_CHUNK tokens; (None, None) when
+        the graph cannot be captured.
+
+        Chunk k holds prompt tokens k·C … k·C+C-1 at the slots and positions of those numbers, and
+        attends to the slots before it through the mask. The last chunk's tail past the prompt is
+        padding: its slots (clamped to the cache) are not marked valid, so no query reads them
+        before a step writes its own token there."""
+        import torch
+
+        n, size, dev = len(prompt), PREFILL_CHUNK, self.device
+        self.valid.zero_()
+        self.valid[0, :n] = True
+        if self.chunk is None:
+            ids, slots, last = (torch.zeros((1, size), dtype=torch.long, device=dev),
+                                torch.arange(size, device=dev).clamp_(max=self.max_len - 1),
+                                torch.full((1,), size - 1, device=dev))
+            held = []  # the last prompt token's logits, allocated by the first (uncaptured) run
+
+            def body():
+                self.cache.positions = slots
+                out = self._forward(ids, slots[None], self._mask(self.valid, slots), logits_to_keep=last)
+                if held:
+                    held[0].copy_(out)
+                else:
+                    held.append(out.float().clone())
+
+            with self.kernels():
+                graph = self._capture(body)
+            if graph is None:
+                return None, None
+            self.chunk = (graph, ids, slots, last, held[0])
+        graph, ids, slots, last, logits = self.chunk
+        tokens = torch.tensor(prompt + [self.pad] * (-n % size), device=dev).view(-1, size)
+        every = torch.arange(tokens.numel(), device=dev).clamp_(max=self.max_len - 1).view(-1, size)
+        for k in range(tokens.shape[0]):
+            ids.copy_(tokens[k:k + 1])
+            slots.copy_(every[k])
+            last.fill_(min(size, n - k * size) - 1)
+            graph.replay()
+        self.slot.fill_(n)
+        return logits.clone(), torch.full((1, 1), n - 1, device=dev)
 
     def _end_at_stops(self, history, finished, n: int) -> None:
         import torch
