@@ -1,7 +1,7 @@
 """Fused kernels inside the fast engine's forwards on a GPU: Liger's RMSNorm, rotary embedding and
-SwiGLU, LoRA in two Triton kernels (harness.lora_kernels) for decoding steps, and one-token
-products with NF4 weights in one Triton kernel (harness.nf4_gemv) for decoding on the 4-bit base,
-with a gated MLP's gate and up projections and its activation in one.
+SwiGLU, LoRA in two Triton kernels (harness.lora_kernels), and one-token products with NF4 weights
+in one Triton kernel (harness.nf4_gemv) for decoding on the 4-bit base, with a gated MLP's gate
+and up projections and its activation in one.
 
 In transformers' modules each of Liger's three is a chain of elementwise kernels with float32
 round trips: in a prefill they cost about as much GPU time as the matmuls, and in a one-token step
@@ -36,7 +36,7 @@ def describe(model) -> str:
     except StopIteration:
         return ""
     parts = ["Liger's fused RMSNorm/rotary/SwiGLU kernels"] if _liger_applies(model) else []
-    parts += ["LoRA in two kernels per layer in decoding steps"] if _lora_layers(model) else []
+    parts += ["LoRA in two kernels per layer"] if _lora_layers(model) else []
     parts += ["NF4 matrix-vector products in one kernel in one-token steps"] if _nf4_layers(model) else []
     return ", ".join(parts)
 

@@ -118,7 +118,7 @@ def window_nll(model, windows: list[list[int]], first_new: list[int]) -> list[tu
     width = max(len(w) for w in windows)
     ids = torch.tensor([w + [w[-1]] * (width - len(w)) for w in windows], device=device)
     with torch.inference_mode():
-        logits = model(input_ids=ids).logits
+        logits = model(input_ids=ids, use_cache=False).logits  # a cache would copy every key and value once more
         sums = []
         for row, (window, first) in enumerate(zip(windows, first_new)):
             logprobs = torch.log_softmax(logits[row, :len(window) - 1].float(), dim=-1)
