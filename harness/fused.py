@@ -182,9 +182,9 @@ def warm_up(model) -> float:
         for length in (1, 16, 17):
             model(input_ids=torch.ones((1, length), dtype=torch.long, device=device), use_cache=False)
     if layers := _lora_layers(model):
-        from harness.lora_kernels import warm_up as lora_warm_up
+        from harness.lora_kernels import sibling_groups, warm_up as lora_warm_up
 
-        lora_warm_up(layers)
+        lora_warm_up(layers, sibling_groups(_inner(model), layers))
     if layers := _nf4_layers(model):
         from harness.nf4_gemv import warm_up as nf4_warm_up
 

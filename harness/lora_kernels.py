@@ -147,22 +147,36 @@ def lora_layers(model) -> list:
     return [m for m in model.modules() if type(m) in rounding and len(m.lora_A)]
 
 
-def warm_up(layers: list) -> None:
-    """Compile the kernels for the layers' shapes and dtypes now, not inside a timed step."""
+def warm_up(layers: list, siblings: list[list] = ()) -> None:
+    """Compile the kernels for the layers' shapes and dtypes now, not inside a timed step, and the
+    down product of each sibling group's stack (see `_SharedDown`)."""
     seen = set()
+    for group in siblings:
+        together, dtype = _SharedDown.of(group), _compute_dtype(group[0])
+        if together is not None and dtype.is_floating_point and (together.stacked.shape, dtype) not in seen:
+            seen.add((together.stacked.shape, dtype))
+            for rows in (1, MAX_ROWS + 1):
+                down(torch.zeros(rows, together.stacked.shape[1], dtype=dtype, device=together.stacked.device),
+                     together.stacked)
     rounding = _rounding_by_class()
     for layer in layers:
         for name in layer.lora_A:
             a, b = layer.lora_A[name].weight, layer.lora_B[name].weight
-            dtype = getattr(layer.base_layer, "compute_dtype", None) or layer.base_layer.weight.dtype
+            dtype = _compute_dtype(layer)
             if not dtype.is_floating_point:
                 continue
             key = (a.shape, b.shape, a.dtype, dtype, rounding[type(layer)])
             if key in seen or a.dtype != torch.float32 or not a.is_cuda or a.shape[0] & (a.shape[0] - 1):
                 continue
             seen.add(key)
-            x = torch.zeros(1, a.shape[1], dtype=dtype, device=a.device)
-            add_lora_(torch.zeros(1, b.shape[0], dtype=dtype, device=a.device), x, a, b, 1.0, key[-1])
+            for rows in (1, MAX_ROWS + 1):  # a decoding step's kernels, and a prefill's tiles
+                x = torch.zeros(rows, a.shape[1], dtype=dtype, device=a.device)
+                add_lora_(torch.zeros(rows, b.shape[0], dtype=dtype, device=a.device), x, a, b, 1.0, key[-1])
+
+
+def _compute_dtype(layer) -> torch.dtype:
+    """The dtype a LoRA layer's input arrives in (a 4-bit base's compute dtype; its weight's is uint8)."""
+    return getattr(layer.base_layer, "compute_dtype", None) or layer.base_layer.weight.dtype
 
 
 def install(layers: list, nf4: bool = False, siblings: list[list] = ()) -> None:
