@@ -24,7 +24,7 @@ import triton
 import triton.language as tl
 
 MAX_ROWS = 512  # up to a decoding step's rows one program per row; beyond, tiles of BLOCK_M rows
-BLOCK_K = 1024
+BLOCK_K = 4096  # a 7B model's whole row in one step: a decoding step's down product waits on one load, not four
 BLOCK_N = 128
 BLOCK_M = 64
 
@@ -62,7 +62,9 @@ def _up_add(y_ptr, h_ptr, b_ptr, N, y_stride, h_stride, scale, RANK: tl.constexp
     tl.store(y_ptr + m * y_stride + n, (y.to(tl.float32) + up).to(y.dtype), mask=inside)
 
 
-@triton.jit
+# The row count is not specialised: Triton would compile anew for counts divisible by 16, in the
+# middle of an eval column (a 5 s stall measured on the H100).
+@triton.jit(do_not_specialize=["M"])
 def _down_tiles(x_ptr, a_ptr, h_ptr, M, K, x_stride, RANK: tl.constexpr, RANK_PAD: tl.constexpr,
                 BLOCK_M: tl.constexpr, BLOCK_K: tl.constexpr):
     """`_down` for BLOCK_M rows per program, on tensor cores: the input is exact in TF32 and A is
@@ -82,7 +84,7 @@ def _down_tiles(x_ptr, a_ptr, h_ptr, M, K, x_stride, RANK: tl.constexpr, RANK_PA
     tl.store(h_ptr + rows[:, None] * RANK + ranks[None, :], acc, mask=row_in[:, None] & (ranks < RANK)[None, :])
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["M"])
 def _up_add_tiles(y_ptr, h_ptr, b_ptr, M, N, y_stride, h_stride, scale, RANK: tl.constexpr, RANK_PAD: tl.constexpr,
                   BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, ROUND_FIRST: tl.constexpr):
     """`_up_add` for a tile of BLOCK_M rows × BLOCK_N columns per program (tensor cores, as `_down_tiles`)."""
@@ -114,7 +116,8 @@ def down(x: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
     x2 = x.reshape(rows, k)
     h = torch.empty(rows, rank, dtype=torch.float32, device=x.device)
     if rows <= MAX_ROWS:
-        _down[(rows, rank)](x2, a, h, k, x2.stride(0), RANK=rank, BLOCK_K=BLOCK_K, num_warps=4)
+        _down[(rows, rank)](x2, a, h, k, x2.stride(0), RANK=rank, BLOCK_K=min(BLOCK_K, triton.next_power_of_2(k)),
+                            num_warps=4)
     else:
         _down_tiles[(triton.cdiv(rows, BLOCK_M),)](x2, a, h, rows, k, x2.stride(0), RANK=rank, RANK_PAD=_rank_pad(rank),
                                                     BLOCK_M=BLOCK_M, BLOCK_K=64, num_warps=4)
@@ -149,15 +152,21 @@ def lora_layers(model) -> list:
 
 def warm_up(layers: list, siblings: list[list] = ()) -> None:
     """Compile the kernels for the layers' shapes and dtypes now, not inside a timed step, and the
-    down product of each sibling group's stack (see `_SharedDown`)."""
+    down product of each sibling group's stack (see `_SharedDown`) for every adapter, whichever is
+    active now (a cold machine's first adapted column stalled ~5 s compiling the stack's)."""
     seen = set()
     for group in siblings:
-        together, dtype = _SharedDown.of(group), _compute_dtype(group[0])
-        if together is not None and dtype.is_floating_point and (together.stacked.shape, dtype) not in seen:
-            seen.add((together.stacked.shape, dtype))
-            for rows in (1, MAX_ROWS + 1):
-                down(torch.zeros(rows, together.stacked.shape[1], dtype=dtype, device=together.stacked.device),
-                     together.stacked)
+        dtype = _compute_dtype(group[0])
+        for name in group[0].lora_A:
+            matrices = [layer.lora_A[name].weight for layer in group if name in layer.lora_A]
+            if (len(matrices) != len(group) or not dtype.is_floating_point
+                    or any(a.dtype != torch.float32 or not a.is_cuda for a in matrices)):
+                continue
+            stacked = torch.cat(matrices)
+            if (stacked.shape, dtype) not in seen:
+                seen.add((stacked.shape, dtype))
+                for rows in (1, MAX_ROWS + 1):
+                    down(torch.zeros(rows, stacked.shape[1], dtype=dtype, device=stacked.device), stacked)
     rounding = _rounding_by_class()
     for layer in layers:
         for name in layer.lora_A:
