@@ -23,8 +23,14 @@ def bench_decode(base: str, adapter: str, data: str, work: Path, smoke: bool, sa
     prompts = _prompts(data, 8)
     row(figures, "same_outputs", same_outputs, models, prompts, save=save)
     row(figures, "trained_model_verify", trained_model_verify, work, 16 if smoke else 98, save=save)
-    row(figures, "batch1_decode", batch1_decode, models, prompts[0], 16 if smoke else 256, save=save)
+    tokens = 16 if smoke else 256
+    row(figures, "batch1_decode", batch1_decode, models, prompts[0], tokens, save=save)
     del models
+    free()
+    row(figures, "batch1_static_peer", batch1_static_peer, base, adapter, prompts[0], tokens, save=save)
+    ours, peer = figures["batch1_decode"], figures["batch1_static_peer"]
+    if "auto_4bit_new_tokens_per_s" in ours and "new_tokens_per_s" in peer:
+        figures["batch1_ratio"] = ours["auto_4bit_new_tokens_per_s"] / peer["new_tokens_per_s"]
     free()
     docs = _documents(base, data, work, 4 if smoke else 64, 120 if smoke else 1000)
     row(figures, "perplexity_harness", perplexity_harness, base, adapter, docs, save=save)
@@ -123,6 +129,23 @@ def batch1_decode(models, prompt: str, tokens: int) -> dict:
         out["auto_dense_new_tokens_per_s"] = _streamed_rate(model, tokenizer, prompt, settings)
     out["peak_memory_bytes"] = peak()
     return out
+
+
+def batch1_static_peer(base: str, adapter: str, prompt: str, tokens: int) -> dict:
+    """`batch1_decode`'s peer in the same run, on the same prompt: NF4 dequantized to bf16, the LoRA
+    merged, `generate` with a static cache (transformers compiles the step), timed after one
+    warm-up answer, as `_streamed_rate` times harness."""
+    from peft import PeftModel
+
+    from bench_eval import _generate_all, _load_4bit
+
+    model, tokenizer, _ = _load_4bit(base)
+    model = PeftModel.from_pretrained(model.dequantize(), adapter).merge_and_unload()
+    static = {"cache_implementation": "static"}
+    _generate_all(model, tokenizer, [prompt], tokens, 1, **static)
+    wall = _generate_all(model, tokenizer, [prompt], tokens, 1, **static)
+    del model
+    return {"new_tokens_per_s": tokens / wall, "peak_memory_bytes": peak()}
 
 
 def _streamed_rate(model, tokenizer, prompt: str, settings, engine: str = "auto", warm_up: bool = True) -> float:

@@ -28,7 +28,7 @@ def test_smoke_runs_every_row(tmp_path, harness_cache):
     assert done.returncode == 0, done.stderr[-3000:]
     figures = json.loads((out / "bench-all.json").read_text())
     for section, rows in (("eval", ["harness_eval", "static_cache", "peft_4bit"]),
-                          ("decode", ["same_outputs", "trained_model_verify", "batch1_decode", "perplexity_harness",
+                          ("decode", ["same_outputs", "trained_model_verify", "batch1_decode", "batch1_static_peer", "perplexity_harness",
                                       "perplexity_4bit_forward"])):
         for name in rows:
             assert "error" not in figures[section][name], (section, name, figures[section][name])
