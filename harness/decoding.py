@@ -27,7 +27,7 @@ TOKENS_PER_PASS = 32768
 # A one-row decoder's prefill chunk. Eagerly a prompt's prefill costs ~80 ms of Python and launches
 # on a GPU machine's slow CPU for a 7B 4-bit model (bitsandbytes' 4-bit matmul alone ~200 µs per
 # call), whatever the prompt's length; a replay of the captured chunk costs ~12 ms of GPU time,
-# mostly dequantizing the weights once. At most 512 rows, so the LoRA kernels take the chunk too.
+# mostly dequantizing the weights once.
 PREFILL_CHUNK = 256
 
 

@@ -67,9 +67,10 @@ def _up_add(y_ptr, h_ptr, b_ptr, N, y_stride, h_stride, scale, RANK: tl.constexp
 @triton.jit(do_not_specialize=["M"])
 def _down_tiles(x_ptr, a_ptr, h_ptr, M, K, x_stride, RANK: tl.constexpr, RANK_PAD: tl.constexpr,
                 BLOCK_M: tl.constexpr, BLOCK_K: tl.constexpr):
-    """`_down` for BLOCK_M rows per program, on tensor cores: the input is exact in TF32 and A is
-    split in two TF32 parts, so the products are fp32's to ~2^-22 (fp32 arithmetic without tensor
-    cores was slower than peft's cast and fp32 GEMM; one TF32 part would round A to 10 bits)."""
+    """`_down` for BLOCK_M rows per program, on tensor cores: each operand is split in two TF32
+    parts (a bf16 input is exact in one), so the products are fp32's to ~2^-22 (fp32 arithmetic
+    without tensor cores was slower than peft's cast and fp32 GEMM; one TF32 part would round A to
+    10 bits)."""
     rows = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
     row_in = rows < M
     ranks = tl.arange(0, RANK_PAD)
