@@ -246,7 +246,7 @@ class StaticDecoder:
             raise ValueError(f"batch needs {need} slots, the cache has {self.max_len}")
         rows, first = prompts + [prompts[0]] * (self.batch - n), first + [first[0]] * (self.batch - n)
         with torch.inference_mode():
-            chunks = self.use_graph and self.batch == 1 and not any(first)
+            chunks = self.use_graph and self.batch == 1 and not any(first) and len(rows[0]) > 0
             if chunks:
                 logits, last = self._prefill_chunks(rows[0])
             if not chunks or logits is None:
