@@ -246,10 +246,9 @@ class StaticDecoder:
             raise ValueError(f"batch needs {need} slots, the cache has {self.max_len}")
         rows, first = prompts + [prompts[0]] * (self.batch - n), first + [first[0]] * (self.batch - n)
         with torch.inference_mode():
-            chunks = self.use_graph and self.batch == 1 and not any(first) and len(rows[0]) > 0
-            if chunks:
+            if self.use_graph and self.batch == 1 and not any(first) and len(rows[0]) > 0:
                 logits, last = self._prefill_chunks(rows[0])
-            if not chunks or logits is None:
+            else:
                 with self.kernels():
                     logits, last = self._prefill(rows, first)
             self.position.copy_(last + 1)
@@ -358,8 +357,8 @@ class StaticDecoder:
         return torch.cat(logits), positions[:, -1:]
 
     def _prefill_chunks(self, prompt: list[int]):
-        """`_prefill` of one row as replays of a graph over PREFILL_CHUNK tokens; (None, None) when
-        the graph cannot be captured.
+        """`_prefill` of one row as replays of a graph over PREFILL_CHUNK tokens (`_prefill` itself
+        when the graph cannot be captured).
 
         Chunk k holds prompt tokens k·C … k·C+C-1 at the slots and positions of those numbers, and
         attends to the slots before it through the mask. The last chunk's tail past the prompt is
@@ -386,8 +385,8 @@ class StaticDecoder:
 
             with self.kernels():
                 graph = self._capture(body)
-            if graph is None:
-                return None, None
+                if graph is None:
+                    return self._prefill([prompt], [0])
             self.chunk = (graph, ids, slots, last, held[0])
         graph, ids, slots, last, logits = self.chunk
         tokens = torch.tensor(prompt + [self.pad] * (-n % size), device=dev).view(-1, size)

@@ -90,3 +90,24 @@ def test_a_streamed_answer_is_the_one_pass_answer_and_the_chunk_is_captured_once
             assert answers[-1] == [[t] for t in torch.stack(list(one_pass.run([ids])), dim=1)[0].tolist()]
     assert chunked.chunk is captured
     assert answers[0] != answers[1]
+
+
+def test_a_failed_capture_prefills_in_one_pass(models, monkeypatch):
+    from harness.config.generation import GenerationSettings
+    from harness.decoding import StaticDecoder
+
+    def fail(self, body):  # what `_capture` does when capture raises: no graphs from now on
+        self.use_graph = False
+
+    monkeypatch.setattr(StaticDecoder, "_capture", fail)
+    tokenizer = models.base.tokenizer
+    ids = tokenizer(PROMPT)["input_ids"]
+    with models.use("a") as model, torch.inference_mode():
+        decoder = StaticDecoder(model, tokenizer, GenerationSettings(max_new_tokens=4), 1, len(ids) + 4)
+        decoder.use_graph = True
+        logits, last = decoder._prefill_chunks(ids)
+        assert decoder.chunk is None and not decoder.use_graph
+        with decoder.kernels():
+            one_pass, one_pass_last = decoder._prefill([ids], [0])
+    assert int(last) == int(one_pass_last) == len(ids) - 1
+    assert torch.equal(logits, one_pass)
