@@ -30,8 +30,13 @@ STEPS, BATCH, ACCUMULATION = 20, 4, 4
 def train_config(base: str, data: str, out: Path, smoke: bool, **training):
     from harness.config import TrainConfig, validate
 
+    return validate(TrainConfig, seed_settings(base, data, out, smoke, **training), "benchmark")
+
+
+def seed_settings(base: str, data: str, out: Path, smoke: bool, **training) -> dict:
+    """The seed tutorials' settings as a train config (plain data, as a YAML file holds it)."""
     steps, batch, accum = (4, 2, 2) if smoke else (STEPS, BATCH, ACCUMULATION)
-    return validate(TrainConfig, {
+    return {
         "name": "bench", "base": base, "output_dir": str(out),
         "quantization": {"mode": "nf4", "double_quant": True, "compute_dtype": "auto"},
         "lora": SEED_LORA,
@@ -41,7 +46,7 @@ def train_config(base: str, data: str, out: Path, smoke: bool, **training):
                      "learning_rate": 2e-4, "warmup": 0, "logging_steps": 1, "save_steps": 10_000,
                      "optimizer": "adamw_torch" if smoke else "paged_adamw_8bit",
                      "gradient_checkpointing": not smoke, "seed": 42, **training},
-    }, "benchmark")
+    }
 
 
 def plain_trl(config, rows, *, liger: bool = False, batch: int | None = None, accumulation: int | None = None,

@@ -3,6 +3,7 @@
     python benchmarks/gpu.py train [--korquad PATH]   # harness train vs a plain TRL SFTTrainer script
     python benchmarks/gpu.py eval  [--korquad PATH]   # harness eval vs lm-evaluation-harness's HF backend
     python benchmarks/gpu.py all --smoke               # CPU smoke test on tiny:llama-ko (keeps this from rotting)
+    python benchmarks/gpu.py scale [--korquad PATH]   # harness eval and train on 1 GPU and on 2 (accelerate launch)
 
 The model has Llama-2-7B's shape with random weights (the cost of a step does not depend on
 their values), and a 32,000-token byte-level BPE trained on the KorQuAD passages so prompts
@@ -21,13 +22,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_decode import bench_decode  # noqa: E402
 from bench_eval import bench_eval, random_adapter  # noqa: E402
+from bench_scale import bench_scale  # noqa: E402
 from bench_train import bench_train  # noqa: E402
 from common import build_model, korquad_path  # noqa: E402
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=["train", "eval", "decode", "all"])
+    parser.add_argument("what", choices=["train", "eval", "decode", "all", "scale"],
+                        help="scale is not part of all: it needs --processes GPUs (or CPU gloo processes with --smoke)")
     parser.add_argument("--smoke", action="store_true", help="tiny:llama-ko, a few steps and prompts (CPU or GPU)")
     parser.add_argument("--korquad", help="KorQuAD 1.0 dev JSON")
     parser.add_argument("--work", default="/tmp/harness-bench", help="scratch directory (model, adapters, runs)")
@@ -38,6 +41,7 @@ def main() -> None:
     parser.add_argument("--no-peers", action="store_true", help="harness paths only (the one-GPU baseline of scaling runs)")
     parser.add_argument("--batch-size", type=int, help="harness eval batch size (default: from the hardware)")
     parser.add_argument("--verify", type=int, default=16, help="eval: harness eval --verify N (default 16)")
+    parser.add_argument("--processes", type=int, default=2, help="scale: processes (GPUs) of the data-parallel runs")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     data = korquad_path(args.korquad)
@@ -52,7 +56,7 @@ def main() -> None:
         if out is not None:
             out.write_text(json.dumps(figures, indent=2))
 
-    if args.what in ("eval", "decode", "all"):
+    if args.what in ("eval", "decode", "all", "scale"):
         adapter = random_adapter(base, work / "random-adapter")
     if args.what in ("eval", "all"):
         figures["eval"] = {}
@@ -63,6 +67,10 @@ def main() -> None:
         figures["decode"] = {}
         bench_decode(base, adapter, data, work, args.smoke, save=save, figures=figures["decode"])
         save()
+    if args.what == "scale":
+        figures["scale"] = {}
+        bench_scale(base, adapter, data, work, args.smoke, args.eval_samples, args.processes,
+                    figures=figures["scale"], save=save)
     if args.what in ("train", "all"):
         figures["train"] = bench_train(base, data, work, args.smoke, args.harness_first, not args.no_peers)
         save()

@@ -39,3 +39,22 @@ def test_smoke_runs_every_row(tmp_path, harness_cache):
     assert "answers equal" in figures["decode"]["trained_model_verify"]["verify"]["tiny-ko-qa"]
     assert figures["decode"]["perplexity_relative_difference"] < 1e-3
     assert figures["train"]["harness_seed"]["tokens_per_second"] > 0
+
+
+@pytest.mark.skipif(not KORQUAD.is_file() and not os.environ.get("KORQUAD_DEV"),
+                    reason="KorQuAD 1.0 dev not found (../shared/data/korquad or $KORQUAD_DEV): the benchmark reads it")
+def test_scale_smoke_compares_one_process_with_two(tmp_path, harness_cache):
+    """`gpu.py scale --smoke`: the real CLI in one process and in two gloo processes (accelerate launch)."""
+    out = tmp_path / "out"
+    out.mkdir()
+    env = {**os.environ, "OUT": str(out), "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu.py"), "scale", "--smoke",
+                           "--work", str(tmp_path / "work")], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    scale = json.loads((out / "bench-scale.json").read_text())["scale"]
+    assert scale["eval"]["world2"]["world_size"] == 2 and scale["train"]["world2"]["world_size"] == 2
+    assert scale["eval"]["comparison"]["results_json_identical"] and scale["eval"]["comparison"]["records_identical"]
+    assert set(scale["eval"]["ratios"]) == {"prompts_per_s_base", "prompts_per_s_adapter", "wall_s"}
+    assert scale["train"]["comparison"]["steps"] == 4 and scale["train"]["ratios"]["tokens_per_second"] > 0
+    assert "| train tokens/s |" in done.stdout
