@@ -131,6 +131,11 @@ def _slot_cache(num_layers: int):
     return SlotCache()
 
 
+def cache_length(slots: int) -> int:
+    """The slots a cache for `slots` holds: a multiple of 16."""
+    return -(-slots // 16) * 16
+
+
 class StaticDecoder:
     """Decodes batches of up to `batch` prompts needing up to `slots` cache slots (prompt + new
     tokens; rounded up to a multiple of 16)."""
@@ -140,7 +145,7 @@ class StaticDecoder:
         import torch
 
         self.model, self.tokenizer, self.settings = model, tokenizer, settings
-        self.batch, self.max_len = batch, -(-slots // 16) * 16
+        self.batch, self.max_len = batch, cache_length(slots)
         max_len = self.max_len
         self.device = next(model.parameters()).device
         self.use_graph = self.device.type == "cuda"

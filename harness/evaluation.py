@@ -124,7 +124,10 @@ def run_eval(suite: SuiteConfig, source: str, out_root: str | Path = "runs", run
                 done[key]["metrics"] = score_record(done[key], scorers)
             fresh: dict[str, dict] = {}
             dist.barrier()  # every rank has read the records before any rank appends new ones
-            mine = dist.shard(todo)
+            # A generative task deals whole batches to the ranks (`generation.generate`), so each sample
+            # meets the rows and shapes of a single-process run; others take every world-th sample.
+            dealt = dist.active and task.deals_batches
+            mine = todo if dealt else dist.shard(todo)
             append, close = run.appender(column, dist.rank if dist.active else None)
 
             def on_record(record: dict, _keys=keys, _append=append, _fresh=fresh) -> None:
@@ -152,7 +155,8 @@ def run_eval(suite: SuiteConfig, source: str, out_root: str | Path = "runs", run
                 if mine:
                     with models.use(name) as model:
                         task.run(model, base.tokenizer, column_suite, [requests[i] for i in mine],
-                                 None if auto_batch else batch_size, on_record, progress)
+                                 None if auto_batch else batch_size, on_record, progress,
+                                 shard=dist if dealt else None)
                 if dist.active:
                     progress.finish()
             finally:

@@ -125,13 +125,14 @@ def check_context(tokenizer, model, prompts: list[str], ids: list[str], variants
 def run_generate(models, names: list[str], items: list[PromptItem], prompts: list[str], variants: list[Variant],
                  batch_size: int, append: Callable[[dict], None], stream: Callable[[str], None] | None = None,
                  on_column: Callable[[str], None] | None = None, engine: str = "auto",
-                 dense: bool = False) -> tuple[list[dict], dict[str, float]]:
+                 dense: bool = False, shard=None) -> tuple[list[dict], dict[str, float]]:
     """Every model × variant on every prompt; returns the records (also passed to `append` as they
     finish) and each model × variant's wall time.
 
     `stream`: with one prompt and one model × variant, the answer's text as it is generated; it
     runs on the 4-bit weights (one token at a time reads 3.5× fewer bytes from NF4 than from
     bf16). `dense`: batches run on the base dequantized once, adapters unmerged (harness.dense).
+    `shard`: a world of processes, each running its share of the batches (`generation.generate`).
     """
     from harness.generation import generate, generate_stream
 
@@ -158,7 +159,7 @@ def run_generate(models, names: list[str], items: list[PromptItem], prompts: lis
                                                     prompt_id=items[0].id, engine=engine))
                     else:
                         generate(model, tokenizer, prompts, variant.settings, batch_size, finished,
-                                 ids=[i.id for i in items], engine=engine)
+                                 ids=[i.id for i in items], engine=engine, shard=shard)
                     wall[variant.label(name)] = time.perf_counter() - started
     return records, wall
 

@@ -50,14 +50,27 @@ def encode_prompts(tokenizer, prompts: list[str], ids: list[str], settings: Gene
     return encoded
 
 
+@dataclass(frozen=True)
+class Batch:
+    """A batch as it runs: its prompts (indices, in row order) and, on the static-cache engine, the
+    cache it runs on: (rows, slots). Consecutive batches of one cache reuse it."""
+    items: tuple[int, ...]
+    cache: tuple[int, int] | None = None
+
+
 def generate(model, tokenizer, prompts: list[str], settings: GenerationSettings, batch_size: int,
              on_result: Callable[[int, Generated], None], ids: list[str] | None = None, progress=None,
-             engine: str = "auto", auto_batch: bool = False) -> None:
+             engine: str = "auto", auto_batch: bool = False, shard=None) -> None:
     """Generate for every prompt; `on_result(index, Generated)` is called as each batch finishes.
 
     engine "plain" calls `model.generate`; otherwise a static cache (CUDA graphs on a GPU) is used
     where `decoding.supported` allows. `auto_batch` on a GPU sizes each batch from free memory
     and the batch's length instead of `batch_size`.
+
+    `shard` (a `distributed.Dist` of several processes, each calling this with the same prompts):
+    every process plans the batches of all prompts alike, then runs its share of whole batches, each
+    on the cache a single process would give it. A prompt then meets the same rows, shapes and
+    kernels whatever the number of processes, so its greedy output equals a single process's.
     """
     import torch
 
@@ -72,66 +85,109 @@ def generate(model, tokenizer, prompts: list[str], settings: GenerationSettings,
     else:
         order, shared = sorted(range(len(prompts)), key=lambda i: (-len(encoded[i]), i)), [0] * len(prompts)
     log = progress.write if progress is not None and hasattr(progress, "write") else None
+    budget = _free_cuda_bytes() if static and auto_batch and _on_cuda(model) else None
+    if shard is not None and budget is not None:
+        budget = min(shard.all_gather(budget))  # every process must cut the same batches
+    queue = cut_batches(model, encoded, shared, order, settings, batch_size, budget, static)
+    if shard is not None:
+        queue = deal(queue, shard.rank, shard.world)
     torch.manual_seed(settings.seed)
     decoder = None
-    start = 0
-    budget = _free_cuda_bytes() if static and auto_batch and _on_cuda(model) else None
-    while start < len(order):
-        if budget is not None:
-            batch_size = auto_batch_size(model, len(encoded[order[start]]) + settings.max_new_tokens, budget)
-            # Rows sharing a prefix sit in the cache as [prefix][rest]: a batch may need more slots
-            # than its longest prompt.
-            need = prefixes.slots_needed(*_rows(encoded, shared, order[start:start + batch_size]),
-                                         settings.max_new_tokens)
-            batch_size = min(batch_size, auto_batch_size(model, need, budget))
-        chunk = order[start:start + batch_size]
-        batch, batch_shared = _rows(encoded, shared, chunk)
+    while queue:
+        planned = queue[0]
+        batch, batch_shared = _rows(encoded, shared, planned.items)
         started = time.perf_counter()
         try:
             if static:
-                # On a GPU a short last batch is padded to a power of two: a graph's shape is fixed.
-                rows = 1 << (len(batch) - 1).bit_length() if _on_cuda(model) else len(batch)
-                need = prefixes.slots_needed(batch, batch_shared, settings.max_new_tokens)
-                if decoder is not None and not _reusable(decoder, rows, need):
+                if decoder is not None and (decoder.batch, decoder.max_len) != planned.cache:
                     decoder.close()
                     decoder = None
                     if _on_cuda(model):
                         torch.cuda.empty_cache()
                 if decoder is None:
-                    decoder = StaticDecoder(model, tokenizer, settings, rows, need, log=log)
+                    decoder = StaticDecoder(model, tokenizer, settings, *planned.cache, log=log)
                 results = _static_batch(decoder, tokenizer, batch, batch_shared, settings)
             else:
                 results = _generate_batch(model, tokenizer, batch, settings)
         except Exception as exc:  # torch.OutOfMemoryError is newer than our oldest torch
-            if "out of memory" not in str(exc).lower() or batch_size == 1:
+            if "out of memory" not in str(exc).lower() or len(planned.items) == 1:
                 raise
             if decoder is not None:
                 decoder.close()
             decoder = None
             release_cuda_memory()
-            batch_size = max(1, batch_size // 2)
+            batch_size = max(1, len(planned.items) // 2)
             if budget is not None:
                 # Automatic sizes come from the memory budget: shrink that, so the shorter batches
                 # later on still get sizes that fit them.
                 budget = budget * 2 // 3
+            # What is left of this process's share is cut again, smaller.
+            queue = cut_batches(model, encoded, shared, [i for b in queue for i in b.items], settings, batch_size,
+                                budget, static)
             if progress is not None:
                 progress.write(f"CUDA out of memory ({str(exc).splitlines()[0][:120]}); "
                                f"generation batch size is now {batch_size}" + (" (fewer rows from now on)" if budget else ""))
             continue
         elapsed = time.perf_counter() - started
-        for index, result in zip(chunk, results):
-            on_result(index, replace(result, time_s=elapsed, batch_size=len(chunk)))
+        for index, result in zip(planned.items, results):
+            on_result(index, replace(result, time_s=elapsed, batch_size=len(planned.items)))
         if progress is not None:
-            progress.update(len(chunk))
-        start += len(chunk)
+            progress.update(len(planned.items))
+        queue = queue[1:]
 
 
-def _reusable(decoder, rows: int, need: int) -> bool:
-    """Whether this batch can run on the current decoder without much waste.
+def cut_batches(model, encoded: list[list[int]], shared: list[int], order: list[int], settings: GenerationSettings,
+                batch_size: int, budget: int | None, static: bool) -> list[Batch]:
+    """`order` cut into batches of `batch_size`, or sized from the memory `budget`, each with the
+    static cache it runs on (None off that engine)."""
+    from harness.decoding import cache_length
 
-    Batches come longest first, so a cache sized for the first batch fits all; it is rebuilt
-    when a batch needs under 3/4 of it (attention reads every slot) or has another size."""
-    return need <= decoder.max_len and 4 * need >= 3 * decoder.max_len and decoder.batch == rows
+    cuda = _on_cuda(model)
+    batches: list[Batch] = []
+    cache = None
+    start = 0
+    while start < len(order):
+        size = batch_size
+        if budget is not None:
+            size = auto_batch_size(model, len(encoded[order[start]]) + settings.max_new_tokens, budget)
+            # Rows sharing a prefix sit in the cache as [prefix][rest]: a batch may need more slots
+            # than its longest prompt.
+            need = prefixes.slots_needed(*_rows(encoded, shared, order[start:start + size]), settings.max_new_tokens)
+            size = min(size, auto_batch_size(model, need, budget))
+        items = tuple(order[start:start + size])
+        if static:
+            # On a GPU a short last batch is padded to a power of two: a graph's shape is fixed.
+            rows = 1 << (len(items) - 1).bit_length() if cuda else len(items)
+            need = prefixes.slots_needed(*_rows(encoded, shared, items), settings.max_new_tokens)
+            if cache is None or not _reusable(cache, rows, need):
+                cache = (rows, cache_length(need))
+        batches.append(Batch(items, cache if static else None))
+        start += len(items)
+    return batches
+
+
+def _reusable(cache: tuple[int, int], rows: int, need: int) -> bool:
+    """Whether a batch of `rows` rows needing `need` slots can run on `cache` (rows, slots) without
+    much waste. Batches come longest first, so a cache sized for the first batch fits all; it is
+    rebuilt when a batch needs under 3/4 of it (attention reads every slot) or has another size."""
+    cache_rows, slots = cache
+    return need <= slots and 4 * need >= 3 * slots and cache_rows == rows
+
+
+def deal(batches: list[Batch], rank: int, world: int) -> list[Batch]:
+    """Process `rank`'s share of `batches`: each batch, costliest first, goes to the process with the
+    least work so far (ties: the lowest rank). A share keeps the batches' order."""
+    def cost(b: Batch) -> int:
+        # A decoding step reads every slot of every row of the cache; off the static cache, prompts.
+        return b.cache[0] * b.cache[1] if b.cache else len(b.items)
+
+    load, mine = [0] * world, []
+    for index in sorted(range(len(batches)), key=lambda i: (-cost(batches[i]), i)):
+        owner = min(range(world), key=lambda r: (load[r], r))
+        load[owner] += cost(batches[index])
+        if owner == rank:
+            mine.append(index)
+    return [batches[i] for i in sorted(mine)]
 
 
 def auto_batch_size(model, slots: int, budget: int, cap: int = 256) -> int:

@@ -107,12 +107,11 @@ def run(args) -> int:
     # Each rank appends to its own shard of --out as answers finish; rank 0 then appends them all to --out.
     shard_out = _shard_path(args.out, dist.rank) if dist.active and args.out else None
     append = JsonlAppender(shard_out or args.out)
-    every = list(range(len(items)))
-    mine = dist.shard(every)
     try:
-        records, wall = run_generate(models, names, [items[i] for i in mine], [prompts[i] for i in mine], variants,
-                                     batch_size, append, stream=stream if streaming else None,
-                                     engine=args.engine, dense=engine == "dense")
+        # Every rank plans the batches of all prompts and runs its share of them (`generation.generate`).
+        records, wall = run_generate(models, names, items, prompts, variants, batch_size, append,
+                                     stream=stream if streaming else None, engine=args.engine,
+                                     dense=engine == "dense", shard=dist if dist.active else None)
     finally:
         append.close()
     if dist.active:

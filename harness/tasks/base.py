@@ -25,6 +25,8 @@ class Request:
 class Task:
     kind = ""
     default_metrics: list = []
+    # Whether `run` takes a `shard` (a world of processes) and deals it whole batches itself.
+    deals_batches = False
 
     def build_requests(self, suite: SuiteConfig, examples: list[dict], tokenizer, fewshot_pool: list[dict]) -> list[Request]:
         raise NotImplementedError
@@ -32,7 +34,8 @@ class Task:
     def scorers(self, suite: SuiteConfig, references: list[list[str]]) -> list[Scorer]:
         raise NotImplementedError
 
-    def run(self, model, tokenizer, suite: SuiteConfig, requests: list[Request], batch_size: int, on_record, progress):
+    def run(self, model, tokenizer, suite: SuiteConfig, requests: list[Request], batch_size: int, on_record, progress,
+            shard=None):
         raise NotImplementedError
 
 
@@ -40,6 +43,7 @@ class GenerativeTask(Task):
     """QA and summarization: the model writes text that is scored against references."""
 
     references_field = ""
+    deals_batches = True
 
     def references(self, example: dict) -> list[str]:
         value = example.get(self.references_field)
@@ -86,7 +90,7 @@ class GenerativeTask(Task):
             ))
         return scorers
 
-    def run(self, model, tokenizer, suite, requests, batch_size, on_record, progress):
+    def run(self, model, tokenizer, suite, requests, batch_size, on_record, progress, shard=None):
         from harness.generation import generate
 
         def finished(index: int, generated) -> None:
@@ -101,7 +105,7 @@ class GenerativeTask(Task):
         # batch_size None: sized from free GPU memory per batch (the fast engine on a GPU).
         generate(model, tokenizer, [r.prompt for r in requests], suite.generation, batch_size or 1, finished,
                  engine=suite.engine, auto_batch=batch_size is None,
-                 ids=[r.id for r in requests], progress=progress)
+                 ids=[r.id for r in requests], progress=progress, shard=shard)
 
 
 class _FewShot:

@@ -55,7 +55,7 @@ class PerplexityTask(Task):
             Scorer("bits_per_byte", corpus=_bpb, higher_is_better=False),
         ]
 
-    def run(self, model, tokenizer, suite, requests, batch_size, on_record, progress):
+    def run(self, model, tokenizer, suite, requests, batch_size, on_record, progress, shard=None):
         """Every window of every document, batched longest first; a document's record is written
         as soon as its last window is scored."""
         settings = suite.perplexity
