@@ -310,6 +310,9 @@ def _trainer(config: TrainConfig, plan: Plan, model, tokenizer, train_rows, val_
         max_length=d.max_length, packing=d.packing,
         completion_only_loss=d.loss_on == "response", dataset_num_proc=None,
         use_liger_kernel=plan.liger,
+        # Every LoRA weight takes part in every forward; left unset, the Trainer asks DDP to search a
+        # PeftModel's autograd graph for unused parameters after each backward.
+        ddp_find_unused_parameters=False,
         **_sampling_argument(SFTConfig, t.group_by_length),
     )
     # An explicit writer rather than TENSORBOARD_LOGGING_DIR, which would leak into the whole process.
