@@ -4,9 +4,9 @@ two GPUs through `accelerate launch` (the command's own `--num-processes 2`), as
 eval   the KorQuAD suite, base + one adapter, the same dev questions and settings as `gpu.py eval`:
        prompts/s per model (from results.json, every rank's samples over the column's wall time),
        the command's wall time, and whether results.json and every record agree between the runs.
-train  the seed settings (micro-batch 4 × accumulation 4 on one GPU; 4 × 2 per process on two: the
-       same global batch of 16), 20 steps: tokens/s (every rank's tokens), peak memory and the loss
-       at each step of both runs.
+train  the seed settings (micro-batch 4 × accumulation 4: a global batch of 16, which harness keeps
+       under 2 processes), 20 steps, then the same with micro-batch 16 (a global batch of 64):
+       tokens/s (every rank's tokens), peak memory and the loss at each step of both runs.
 
 Each run is the real CLI in a subprocess (CUDA_VISIBLE_DEVICES picks the GPUs), so loading, process
 start and NCCL set-up are in the wall times. NVLink multicast stays off (NCCL_NVLS_ENABLE=0 and the
@@ -42,6 +42,11 @@ def bench_scale(base: str, adapter: str, data: str, work: Path, smoke: bool, sam
     suite = work / "scale-suite.yaml"
     suite.write_text(yaml.safe_dump(_suite(base, adapter, data, samples, new), allow_unicode=True), encoding="utf-8")
     runs = work / "scale-runs"
+    # A short run first compiles the Triton kernels into the on-disk cache both runs share, so neither
+    # pays for it.
+    warm = work / "scale-warm-up.yaml"
+    warm.write_text(yaml.safe_dump(_suite(base, adapter, data, min(16, samples), new), allow_unicode=True), encoding="utf-8")
+    _eval_row(warm, runs, 1, "warm-up")
     figures["eval"] = {"samples": samples, "new_tokens": new, "processes": processes}
     for world in (1, processes):
         figures["eval"][f"world{world}"] = _eval_row(suite, runs, world)
@@ -50,16 +55,23 @@ def bench_scale(base: str, adapter: str, data: str, work: Path, smoke: bool, sam
     figures["eval"]["ratios"] = _eval_ratios(figures["eval"], processes)
     _save(figures, save)
 
-    figures["train"] = {"processes": processes}
-    for world in (1, processes):
-        config = work / f"scale-train-world{world}.yaml"
-        config.write_text(yaml.safe_dump(seed_settings(base, data, work / f"scale-adapter-world{world}", smoke),
-                                         allow_unicode=True), encoding="utf-8")
-        figures["train"][f"world{world}"] = _train_row(config, work / f"scale-adapter-world{world}", world)
+    # The seed settings, then the same with a 4× larger global batch (16 × 4): a step of the seed
+    # settings is short enough that its fixed cost shows. More examples than the steps take, so no
+    # step is an epoch's short last batch (which accelerate fills up on the ranks that run out).
+    for section, scale in (("train", 1), ("train_batch64", 4)):
+        rows = figures[section] = {"processes": processes}
+        for world in (1, processes):
+            out = work / f"scale-adapter-{section}-world{world}"
+            settings = seed_settings(base, data, out, smoke)
+            settings["training"]["batch_size"] *= scale
+            settings["data"]["limit"] = settings["data"]["limit"] * scale * 5 // 4
+            config = work / f"scale-{section}-world{world}.yaml"
+            config.write_text(yaml.safe_dump(settings, allow_unicode=True), encoding="utf-8")
+            rows[f"world{world}"] = _train_row(config, out, world)
+            _save(figures, save)
+        rows["comparison"] = compare_losses(rows["world1"], rows[f"world{processes}"])
+        rows["ratios"] = {"tokens_per_second": _ratio(rows, processes, "tokens_per_second")}
         _save(figures, save)
-    figures["train"]["comparison"] = compare_losses(figures["train"]["world1"], figures["train"][f"world{processes}"])
-    figures["train"]["ratios"] = {"tokens_per_second": _ratio(figures["train"], processes, "tokens_per_second")}
-    _save(figures, save)
     print(table(figures, processes), flush=True)
     return figures
 
@@ -95,14 +107,14 @@ def _gpus() -> int:
     return torch.cuda.device_count() if torch.cuda.is_available() else 0
 
 
-def _eval_row(suite: Path, runs: Path, world: int) -> dict:
-    run = runs / f"world{world}"
+def _eval_row(suite: Path, runs: Path, world: int, name: str | None = None) -> dict:
+    run = runs / (name or f"world{world}")
     if run.exists():
         import shutil
 
         shutil.rmtree(run)
     wall = _harness(["eval", str(suite), "--out", str(runs), "--run-id", run.name], world,
-                    runs.parent / f"scale-eval-world{world}.log")
+                    runs.parent / f"scale-eval-{run.name}.log")
     results = json.loads((run / "results.json").read_text(encoding="utf-8"))
     return {"wall_s": round(wall, 2), "engine": results.get("engine"),
             "prompts_per_s": {c: t["samples_per_s"] for c, t in results["throughput"].items()},
@@ -112,7 +124,7 @@ def _eval_row(suite: Path, runs: Path, world: int) -> dict:
 
 
 def _train_row(config: Path, out: Path, world: int) -> dict:
-    wall = _harness(["train", str(config), "--overwrite"], world, out.parent / f"scale-train-world{world}.log")
+    wall = _harness(["train", str(config), "--overwrite"], world, config.with_suffix(".log"))
     record = json.loads((out / "train_record.json").read_text(encoding="utf-8"))
     return {"wall_s": round(wall, 2), "tokens_per_second": record["tokens_per_second"],
             "train_runtime_s": record["train_runtime_s"], "tokens": record["tokens_seen"],
@@ -163,20 +175,22 @@ def _ratio(rows: dict, processes: int, key: str):
 
 
 def table(figures: dict, processes: int) -> str:
-    e, t = figures["eval"], figures["train"]
+    e = figures["eval"]
     lines = [f"| row | 1 process | {processes} processes | ratio |", "| --- | ---: | ---: | ---: |"]
     for column in e["world1"]["prompts_per_s"]:
         lines.append(f"| eval {column}, prompts/s | {e['world1']['prompts_per_s'][column]} | "
                      f"{e[f'world{processes}']['prompts_per_s'][column]} | {e['ratios'].get(f'prompts_per_s_{column}')} |")
     lines.append(f"| eval end to end, s | {e['world1']['wall_s']} | {e[f'world{processes}']['wall_s']} | "
                  f"{e['ratios']['wall_s']} |")
-    lines.append(f"| train tokens/s | {t['world1']['tokens_per_second']} | {t[f'world{processes}']['tokens_per_second']} | "
-                 f"{t['ratios']['tokens_per_second']} |")
+    for section, label in (("train", "train tokens/s, seed settings"), ("train_batch64", "train tokens/s, global batch 64")):
+        t = figures[section]
+        lines.append(f"| {label} | {t['world1']['tokens_per_second']} | {t[f'world{processes}']['tokens_per_second']} | "
+                     f"{t['ratios']['tokens_per_second']} |")
     c = e["comparison"]
     lines += ["", f"eval results.json identical: {c['results_json_identical']} (differing: {c['fields_differing']}); "
                   f"records identical: {c['records_identical']}; outputs differing: {c['outputs_differing']}",
-              f"train loss, largest relative difference over {t['comparison']['steps']} steps: "
-              f"{t['comparison']['max_abs_relative_loss_difference']}"]
+              *(f"{section} loss, largest relative difference over {figures[section]['comparison']['steps']} steps: "
+                f"{figures[section]['comparison']['max_abs_relative_loss_difference']}" for section in ("train", "train_batch64"))]
     return "\n".join(lines)
 
 
