@@ -137,8 +137,9 @@ def _reproducible_attention(device):
     PyTorch picks cuDNN's attention on Hopper; for one query per row it does not (on an H200,
     8 identical calls differed by up to 1e-3), so greedy answers near a tie changed between two
     identical runs: 195 of 256 on a random-weight 7B, whose logits are near-uniform. The memory-efficient
-    kernel is reproducible; over 1,024 KorQuAD prompts generation took 6 % longer. cuDNN's prefill
-    (many queries) is reproducible and stays."""
+    kernel is reproducible; over 1,024 KorQuAD prompts generation took 6-13 % longer. cuDNN's prefill
+    (many queries) is reproducible and stays. A streamed answer (one row) keeps cuDNN: there it cost
+    10 % of the tokens/s (230 → 208), and no other run's answer is compared with it token by token."""
     if device.type != "cuda":
         return contextlib.nullcontext()
     from torch.nn.attention import SDPBackend, sdpa_kernel
@@ -156,7 +157,7 @@ class StaticDecoder:
     tokens; rounded up to a multiple of 16)."""
 
     def __init__(self, model, tokenizer, settings: GenerationSettings, batch: int, slots: int,
-                 log: Callable[[str], None] | None = None):
+                 log: Callable[[str], None] | None = None, reproducible: bool = True):
         import torch
 
         self.model, self.tokenizer, self.settings = model, tokenizer, settings
@@ -164,6 +165,8 @@ class StaticDecoder:
         max_len = self.max_len
         self.device = next(model.parameters()).device
         self.use_graph = self.device.type == "cuda"
+        # A streamed answer keeps PyTorch's fastest attention (see `_reproducible_attention`).
+        self.step_attention = (lambda: _reproducible_attention(self.device)) if reproducible else contextlib.nullcontext
         self.log = log or _stderr
         self.cache = _slot_cache(text_config(model).num_hidden_layers)
         self.cache.max_len, self.cache.rows = max_len, batch
@@ -217,7 +220,7 @@ class StaticDecoder:
         """One token for every row, from the static buffers (what the CUDA graph replays)."""
         self.valid.index_fill_(1, self.slot, True)
         self.cache.positions = self.slot
-        with _reproducible_attention(self.device):
+        with self.step_attention():
             logits = self._forward(self.token, self.position, self._mask(self.valid, self.slot))
         if self.logits is None:
             self.logits = logits.float().clone()
