@@ -57,4 +57,4 @@ def test_scale_smoke_compares_one_process_with_two(tmp_path, harness_cache):
     assert scale["eval"]["comparison"]["results_json_identical"] and scale["eval"]["comparison"]["records_identical"]
     assert set(scale["eval"]["ratios"]) == {"prompts_per_s_base", "prompts_per_s_adapter", "wall_s"}
     assert scale["train"]["comparison"]["steps"] == 4 and scale["train"]["ratios"]["tokens_per_second"] > 0
-    assert "| train tokens/s |" in done.stdout
+    assert "| train tokens/s, seed settings |" in done.stdout and "| train tokens/s, global batch 64 |" in done.stdout
