@@ -166,7 +166,7 @@ class StaticDecoder:
         self.device = next(model.parameters()).device
         self.use_graph = self.device.type == "cuda"
         # A streamed answer keeps PyTorch's fastest attention (see `_reproducible_attention`).
-        self.step_attention = (lambda: _reproducible_attention(self.device)) if reproducible else contextlib.nullcontext
+        self.reproducible = reproducible
         self.log = log or _stderr
         self.cache = _slot_cache(text_config(model).num_hidden_layers)
         self.cache.max_len, self.cache.rows = max_len, batch
@@ -220,7 +220,7 @@ class StaticDecoder:
         """One token for every row, from the static buffers (what the CUDA graph replays)."""
         self.valid.index_fill_(1, self.slot, True)
         self.cache.positions = self.slot
-        with self.step_attention():
+        with _reproducible_attention(self.device) if self.reproducible else contextlib.nullcontext():
             logits = self._forward(self.token, self.position, self._mask(self.valid, self.slot))
         if self.logits is None:
             self.logits = logits.float().clone()
