@@ -4,6 +4,7 @@
     python benchmarks/gpu.py eval  [--korquad PATH]   # harness eval vs lm-evaluation-harness's HF backend
     python benchmarks/gpu.py all --smoke               # CPU smoke test on tiny:llama-ko (keeps this from rotting)
     python benchmarks/gpu.py scale [--korquad PATH]   # harness eval and train on 1 GPU and on 2 (accelerate launch)
+    python benchmarks/gpu.py attention                # a decoding step's attention: harness's kernel vs SDPA's
 
 The model has Llama-2-7B's shape with random weights (the cost of a step does not depend on
 their values), and a 32,000-token byte-level BPE trained on the KorQuAD passages so prompts
@@ -20,6 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from bench_attention import bench_attention  # noqa: E402
 from bench_decode import bench_decode  # noqa: E402
 from bench_eval import bench_eval, random_adapter  # noqa: E402
 from bench_scale import bench_scale  # noqa: E402
@@ -29,8 +31,9 @@ from common import build_model, korquad_path  # noqa: E402
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=["train", "eval", "decode", "all", "scale"],
-                        help="scale is not part of all: it needs --processes GPUs (or CPU gloo processes with --smoke)")
+    parser.add_argument("what", choices=["train", "eval", "decode", "all", "scale", "attention"],
+                        help="scale is not part of all: it needs --processes GPUs (or CPU gloo processes with "
+                             "--smoke); attention (no model, a CUDA GPU) is not either")
     parser.add_argument("--smoke", action="store_true", help="tiny:llama-ko, a few steps and prompts (CPU or GPU)")
     parser.add_argument("--korquad", help="KorQuAD 1.0 dev JSON")
     parser.add_argument("--work", default="/tmp/harness-bench", help="scratch directory (model, adapters, runs)")
@@ -44,6 +47,12 @@ def main() -> None:
     parser.add_argument("--processes", type=int, default=2, help="scale: processes (GPUs) of the data-parallel runs")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    if args.what == "attention":
+        figures = {"versions": _versions(), "command": " ".join(sys.argv), "attention": {}}
+        bench_attention(figures["attention"])
+        if os.environ.get("OUT"):
+            Path(os.environ["OUT"], "bench-attention.json").write_text(json.dumps(figures, indent=2))
+        return
     data = korquad_path(args.korquad)
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)

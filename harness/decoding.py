@@ -131,17 +131,21 @@ def _slot_cache(num_layers: int):
     return SlotCache()
 
 
-def _reproducible_attention(device):
-    """On a GPU, a one-query step's attention in a kernel that gives the same bits every call.
+def _step_attention(device):
+    """On a GPU, a one-query step's attention in kernels that give the same bits every call.
 
     PyTorch picks cuDNN's attention on Hopper; for one query per row it does not (on an H200,
     8 identical calls differed by up to 1e-3), so greedy answers near a tie changed between two
-    identical runs: 195 of 256 on a random-weight 7B, whose logits are near-uniform. The memory-efficient
-    kernel is reproducible; over 1,024 KorQuAD prompts generation took 6-13 % longer. cuDNN's prefill
-    (many queries) is reproducible and stays. A streamed answer (one row) keeps cuDNN: there it cost
-    10 % of the tokens/s (230 → 208), and no other run's answer is compared with it token by token."""
+    identical runs: 195 of 256 on a random-weight 7B, whose logits are near-uniform, and three of
+    three streamed answers. harness.decode_attention's kernels repeat exactly and were as fast as
+    cuDNN or faster (`benchmarks/gpu.py attention`); without Triton, PyTorch's memory-efficient
+    kernel repeats too, at up to half cuDNN's speed. cuDNN's prefill (many queries) repeats and stays."""
     if device.type != "cuda":
         return contextlib.nullcontext()
+    if fused.triton_installed():
+        from harness.decode_attention import one_query_steps
+
+        return one_query_steps()
     from torch.nn.attention import SDPBackend, sdpa_kernel
 
     return sdpa_kernel([SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH])
@@ -157,7 +161,7 @@ class StaticDecoder:
     tokens; rounded up to a multiple of 16)."""
 
     def __init__(self, model, tokenizer, settings: GenerationSettings, batch: int, slots: int,
-                 log: Callable[[str], None] | None = None, reproducible: bool = True):
+                 log: Callable[[str], None] | None = None):
         import torch
 
         self.model, self.tokenizer, self.settings = model, tokenizer, settings
@@ -165,8 +169,6 @@ class StaticDecoder:
         max_len = self.max_len
         self.device = next(model.parameters()).device
         self.use_graph = self.device.type == "cuda"
-        # A streamed answer keeps PyTorch's fastest attention (see `_reproducible_attention`).
-        self.reproducible = reproducible
         self.log = log or _stderr
         self.cache = _slot_cache(text_config(model).num_hidden_layers)
         self.cache.max_len, self.cache.rows = max_len, batch
@@ -220,7 +222,7 @@ class StaticDecoder:
         """One token for every row, from the static buffers (what the CUDA graph replays)."""
         self.valid.index_fill_(1, self.slot, True)
         self.cache.positions = self.slot
-        with _reproducible_attention(self.device) if self.reproducible else contextlib.nullcontext():
+        with _step_attention(self.device):
             logits = self._forward(self.token, self.position, self._mask(self.valid, self.slot))
         if self.logits is None:
             self.logits = logits.float().clone()

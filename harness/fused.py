@@ -123,7 +123,7 @@ def _liger_applies(model) -> bool:
 
 def _lora_layers(model) -> list:
     """The model's LoRA linear layers, where Triton is installed to run them fused."""
-    if not _triton_installed():
+    if not triton_installed():
         return []
     from harness.lora_kernels import lora_layers
 
@@ -132,14 +132,14 @@ def _lora_layers(model) -> list:
 
 def _nf4_layers(model) -> list:
     """The model's 4-bit linear layers, where Triton is installed to run their one-token products."""
-    if not _triton_installed():
+    if not triton_installed():
         return []
     from harness.nf4_gemv import nf4_layers
 
     return nf4_layers(_inner(model))
 
 
-def _triton_installed() -> bool:
+def triton_installed() -> bool:
     import importlib.util
 
     return importlib.util.find_spec("triton") is not None

@@ -365,7 +365,7 @@ def _stream_decoder(model, tokenizer, settings: GenerationSettings, need: int):
         return kept[1]
     if kept is not None:
         kept[1].close()
-    decoder = StaticDecoder(model, tokenizer, settings, 1, slots, reproducible=False)
+    decoder = StaticDecoder(model, tokenizer, settings, 1, slots)
     model._harness_stream_decoder = (key, decoder)
     return decoder
 
