@@ -344,7 +344,8 @@ class StaticDecoder:
         every row's second part, attending to its own first part through the mask. Positions count
         each row's real tokens from 0, as `generate` numbers a left-padded row; the gaps are masked.
         A pass runs in chunks of rows of at most TOKENS_PER_PASS tokens, so its activations stay
-        small beside the cache. Decoding continues in the slot after the second part.
+        small beside the cache, each chunk left-padded only to its own longest row (see `_passes`).
+        Decoding continues in the slot after the second part.
         """
         import torch
 
@@ -361,25 +362,28 @@ class StaticDecoder:
                 group = torch.tensor([index[h] for h in heads])
                 ids, attention = (t.to(dev) for t in left_pad([list(h) for h in distinct], self.pad, width))
                 self.valid[:, :width] = attention.bool().index_select(0, group.to(dev))
-                cache.positions = torch.arange(width, device=dev)
-                for lo, hi in _chunks(len(distinct), width):
+                for lo, hi, w in _passes([len(h) for h in distinct]):
                     members = ((group >= lo) & (group < hi)).nonzero().squeeze(1)
                     cache.scatter = (members.to(dev), (group[members] - lo).to(dev))
-                    self._forward(ids[lo:hi], _positions(attention[lo:hi]),
-                                  self._mask(attention[lo:hi].bool(), cache.positions))
+                    cache.positions = torch.arange(width - w, width, device=dev)
+                    seen = attention[lo:hi, width - w:]
+                    # The pass attends to its own keys only: slots 0 … w-1 of its mask.
+                    self._forward(ids[lo:hi, width - w:], _positions(seen),
+                                  self._mask(seen.bool(), torch.arange(w, device=dev)))
                 cache.scatter = None
             ids, attention = (t.to(dev) for t in left_pad([p[k:] for p, k in zip(rows, first)], self.pad))
             positions = _positions(attention) + torch.tensor(first, device=dev)[:, None]
-            self.valid[:, width:width + ids.shape[1]] = attention.bool()
-            cache.positions = torch.arange(width, width + ids.shape[1], device=dev)
+            end = width + ids.shape[1]
+            self.valid[:, width:end] = attention.bool()
             logits = []
-            for lo, hi in _chunks(len(rows), ids.shape[1]):
+            for lo, hi, w in _passes([len(p) - k for p, k in zip(rows, first)]):
                 cache.window = slice(lo, hi)
-                logits.append(self._forward(ids[lo:hi], positions[lo:hi],
+                cache.positions = torch.arange(end - w, end, device=dev)
+                logits.append(self._forward(ids[lo:hi, -w:], positions[lo:hi, -w:],
                                             self._mask(self.valid[lo:hi], cache.positions)).float())
         finally:
             cache.scatter, cache.window = None, slice(None)
-        self.slot.fill_(width + ids.shape[1])
+        self.slot.fill_(end)
         return torch.cat(logits), positions[:, -1:]
 
     def _prefill_chunks(self, prompt: list[int]):
@@ -448,10 +452,20 @@ class StaticDecoder:
         return scores.argmax(dim=-1)
 
 
-def _chunks(rows: int, width: int):
-    """(first, end) row ranges of at most TOKENS_PER_PASS tokens of `width` each (one row at least)."""
-    per = max(1, TOKENS_PER_PASS // width)
-    return [(lo, min(rows, lo + per)) for lo in range(0, rows, per)]
+def _passes(lengths: list[int]) -> list[tuple[int, int, int]]:
+    """(first, end, width) row ranges of a prefill: each pass holds at most TOKENS_PER_PASS tokens
+    (one row at least) and is left-padded only to its own longest row, `width`. A batch runs longest
+    prompts first, so a pass of short rows does not compute the padding of the batch's longest: the
+    first 64 of 1,024 KorQuAD prompts run from 1,054 tokens down to 351."""
+    out, lo = [], 0
+    while lo < len(lengths):
+        hi, width = lo + 1, max(lengths[lo], 1)
+        while hi < len(lengths) and (hi + 1 - lo) * max(width, lengths[hi]) <= TOKENS_PER_PASS:
+            width = max(width, lengths[hi])
+            hi += 1
+        out.append((lo, hi, width))
+        lo = hi
+    return out
 
 
 def _positions(attention):

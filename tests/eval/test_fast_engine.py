@@ -131,6 +131,18 @@ def test_prefill_in_chunks_of_rows_gives_the_same_answers(models, prompts, monke
     assert [(g.output, g.generated_tokens) for g in chunked] == [(g.output, g.generated_tokens) for g in whole]
 
 
+def test_prefill_passes_pad_each_pass_to_its_own_longest_row(monkeypatch):
+    from harness import decoding
+
+    monkeypatch.setattr(decoding, "TOKENS_PER_PASS", 1000)
+    lengths = [900, 400, 300, 300, 120, 100, 100, 100, 90, 5000, 1]
+    passes = decoding._passes(lengths)
+    assert passes == [(0, 1, 900), (1, 3, 400), (3, 6, 300), (6, 9, 100), (9, 10, 5000), (10, 11, 1)]
+    for lo, hi, width in passes:
+        assert width == max(lengths[lo:hi]) and ((hi - lo) * width <= 1000 or hi - lo == 1)
+    assert [i for lo, hi, _ in passes for i in range(lo, hi)] == list(range(len(lengths)))
+
+
 def test_dense_weights_compute_what_the_4bit_path_computes(models, prompts):
     import torch
 
