@@ -34,6 +34,35 @@ SPLIT = {
 FIRST_STEP_RTOL = 1e-5
 STEP_RTOL = 1e-5
 ADAPTER_ATOL = 5e-5
+# On a GPU training computes in bf16 and the layouts run different kernels: on an H100 the losses of
+# 6 steps parted by up to 6e-4 relative. Adam's update on a near-zero gradient is a sign, so single
+# adapter weights can part by up to the learning rate per step; the adapters are compared as a whole.
+GPU_STEP_RTOL = 2e-3
+GPU_ADAPTER_RELATIVE = 5e-2
+
+
+def on_gpu() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def assert_losses_agree(a: list[float], b: list[float]) -> None:
+    first, later = (GPU_STEP_RTOL, GPU_STEP_RTOL) if on_gpu() else (FIRST_STEP_RTOL, STEP_RTOL)
+    assert b[0] == pytest.approx(a[0], rel=first), (a, b)
+    for step, (x, y) in enumerate(zip(a, b), start=1):
+        assert y == pytest.approx(x, rel=later), (step, a, b)
+
+
+def assert_adapters_agree(a: dict, b: dict) -> None:
+    import torch
+
+    assert a.keys() == b.keys() and a
+    for name in a:
+        if on_gpu():
+            assert float((a[name] - b[name]).norm() / a[name].norm().clamp_min(1e-12)) <= GPU_ADAPTER_RELATIVE, name
+        else:
+            assert torch.allclose(a[name], b[name], atol=ADAPTER_ATOL, rtol=0), name
 
 
 def preset_config(output_dir: Path | None = None, **overrides) -> TrainConfig:
@@ -75,7 +104,8 @@ def split_runs(tmp_path_factory, harness_cache, one_thread) -> dict[str, dict]:
     root = tmp_path_factory.mktemp("split")
     settings = {
         "padded": {"training.padding_free": False},
-        "padding_free": {"training.padding_free": True},
+        # 4-bit kept explicitly: on a GPU with room, `auto` would dequantize this run too.
+        "padding_free": {"training.padding_free": True, "training.dequantize_base": False},
         "dequantized": {"training.padding_free": True, "training.dequantize_base": True},
     }
     return {name: train(preset_config(root / name, **SPLIT, **extra), log=lambda *_: None)
@@ -97,22 +127,16 @@ def test_padding_free_runs_the_global_batch_as_one_micro_step(split_runs):
 def test_padding_free_loss_curve_equals_padded_accumulation(split_runs):
     padded, free = split_runs["padded"], split_runs["padding_free"]
     assert len(losses(padded)) == len(losses(free)) == SPLIT["training.max_steps"]
-    assert losses(free)[0] == pytest.approx(losses(padded)[0], rel=FIRST_STEP_RTOL)
-    for step, (a, b) in enumerate(zip(losses(padded), losses(free)), start=1):
-        assert b == pytest.approx(a, rel=STEP_RTOL), (step, losses(padded), losses(free))
+    assert_losses_agree(losses(padded), losses(free))
     # The same non-padding tokens went through the model (counted from the attention mask when padded).
     assert free["tokens_seen"] == padded["tokens_seen"] > 0
 
 
 @pytest.mark.slow
 def test_padding_free_adapter_equals_padded_adapter(split_runs):
-    import torch
-
     a = adapter_tensors(split_runs["padded"]["config"]["output_dir"])
     b = adapter_tensors(split_runs["padding_free"]["config"]["output_dir"])
-    assert a.keys() == b.keys() and a
-    for name in a:
-        assert torch.allclose(a[name], b[name], atol=ADAPTER_ATOL, rtol=0), name
+    assert_adapters_agree(a, b)
     # ...and training moved them: the comparison is not between two untouched initialisations.
     assert max(t.abs().max().item() for n, t in a.items() if "lora_B" in n) > 1e-3
 
@@ -133,7 +157,7 @@ def test_dequantized_base_computes_what_the_4bit_base_computes(tiny_ref, one_thr
     base = load_base(tiny_ref, Quantization(), detect())
     model = prepare_model_for_kbit_training(base.model, use_gradient_checkpointing=False).eval()
     ids = base.tokenizer(["한국의 수도는 서울이다. 부산은 항구 도시이다.", "질문: 수도는? 답:"], return_tensors="pt",
-                         padding=True).input_ids
+                         padding=True).input_ids.to(base.model.device)
     names_before = linear_module_names(model)
     expected_bytes = dequantized_bytes(model, torch.float32)
     with torch.no_grad():
@@ -143,7 +167,9 @@ def test_dequantized_base_computes_what_the_4bit_base_computes(tiny_ref, one_thr
     with torch.no_grad():
         dense_logits = model(input_ids=ids).logits
 
-    assert (dense_logits - quantized_logits).abs().max().item() <= 1e-5
+    # On a GPU the 4-bit layers compute in bf16, the dequantized ones in fp32.
+    tolerance = 2**-6 * quantized_logits.abs().max().item() if on_gpu() else 1e-5
+    assert (dense_logits - quantized_logits).abs().max().item() <= tolerance
     dense = [m for m in model.modules() if isinstance(m, DequantizedLinear)]
     assert sum(m.weight.numel() * m.weight.element_size() for m in dense) == expected_bytes
     assert all(not m.weight.requires_grad for m in dense)
@@ -161,25 +187,28 @@ def test_dequantized_base_trains_like_the_4bit_base(split_runs, tiny_ref):
 
     four_bit, dense = split_runs["padding_free"], split_runs["dequantized"]
     assert dense["plan"]["dequantize_base"] is True and four_bit["plan"]["dequantize_base"] is False
-    assert losses(dense)[0] == pytest.approx(losses(four_bit)[0], rel=FIRST_STEP_RTOL)
-    for a, b in zip(losses(four_bit), losses(dense)):
-        assert b == pytest.approx(a, rel=STEP_RTOL), (losses(four_bit), losses(dense))
-    a = adapter_tensors(four_bit["config"]["output_dir"])
-    b = adapter_tensors(dense["config"]["output_dir"])
-    assert a.keys() == b.keys()
-    for name in a:
-        assert torch.allclose(a[name], b[name], atol=ADAPTER_ATOL, rtol=0), name
+    assert_losses_agree(losses(four_bit), losses(dense))
+    assert_adapters_agree(adapter_tensors(four_bit["config"]["output_dir"]),
+                          adapter_tensors(dense["config"]["output_dir"]))
 
     probe = dense["probe"]
     config = preset_config(**SPLIT)
     base = load_base(tiny_ref, config.quantization, detect())
     model = PeftModel.from_pretrained(base.model, dense["config"]["output_dir"]).eval()
     ids = base.tokenizer(probe["text"], return_tensors="pt", add_special_tokens=False).input_ids[:, -256:]
+    ids = ids.to(base.model.device)
     with torch.no_grad():
         logits = model(input_ids=ids).logits[0, -1].float()
+    expected = torch.tensor(probe["top_logits"])
+    if on_gpu():
+        # bf16 logits of another base layout: the probe's tokens keep their logits to bf16's rounding,
+        # while near-tied ones among them may swap places.
+        got = logits[torch.tensor(probe["top_token_ids"], device=logits.device)].cpu()
+        assert torch.allclose(got, expected, atol=2**-6 * float(expected.abs().max()), rtol=0)
+        return
     values, indices = logits.topk(len(probe["top_token_ids"]))
     assert indices.tolist() == probe["top_token_ids"]
-    assert torch.allclose(values, torch.tensor(probe["top_logits"]), atol=1e-4, rtol=0)
+    assert torch.allclose(values, expected, atol=1e-4, rtol=0)
 
 
 # ---------------------------------------------------------------- bf16: frozen weights stay bf16
@@ -340,8 +369,9 @@ def test_varlen_attention_falls_back_to_sdpa_without_sequence_boundaries(tiny_re
     base = load_base(tiny_ref, Quantization(mode="none"), detect())
     model = base.model.eval()
     ids = base.tokenizer("한국의 수도는 서울이다. 부산은 항구 도시이다.", return_tensors="pt").input_ids
+    ids = ids.to(model.device)
     packed = torch.cat([ids, ids[:, :7]], dim=1)
-    positions = torch.cat([torch.arange(ids.shape[1]), torch.arange(7)])[None]
+    positions = torch.cat([torch.arange(ids.shape[1]), torch.arange(7)])[None].to(model.device)
     # use_cache=False as in training: transformers reads packed position ids only without a cache.
     with torch.no_grad():
         expected = [model(input_ids=ids).logits, model(input_ids=packed, position_ids=positions, use_cache=False).logits]
@@ -352,7 +382,9 @@ def test_varlen_attention_falls_back_to_sdpa_without_sequence_boundaries(tiny_re
     # The packed row's second sequence does not see the first: it equals that sequence alone.
     with torch.no_grad():
         alone = model(input_ids=ids[:, :7]).logits
-    assert torch.allclose(actual[1][0, ids.shape[1]:], alone[0], atol=1e-5)
+    # (on a GPU in bf16, where a longer row runs other kernels: to bf16's rounding)
+    tolerance = 2**-6 * alone.abs().max().item() if on_gpu() else 1e-5
+    assert torch.allclose(actual[1][0, ids.shape[1]:], alone[0], atol=tolerance)
     model.set_attn_implementation("sdpa")
 
 
