@@ -257,7 +257,7 @@ class StaticDecoder:
 
         `shared[i]` is how many leading tokens prompt i shares with others of the batch (see
         harness.prefixes): each distinct prefix is prefilled once. Rows beyond len(prompts) are
-        filled with copies of the first prompt and ignored. A row also ends once its text contains
+        filled with copies of the prompt with the shortest second part and ignored. A row also ends once its text contains
         a stop string (tested every few steps: the answer is cut there anyway, this only saves the steps).
         """
         import torch
@@ -270,7 +270,9 @@ class StaticDecoder:
         need = slots(prompts, first, s.max_new_tokens)
         if need > self.max_len:
             raise ValueError(f"batch needs {need} slots, the cache has {self.max_len}")
-        rows, first = prompts + [prompts[0]] * (self.batch - n), first + [first[0]] * (self.batch - n)
+        # The cheapest prompt to prefill fills the rows a graph's fixed batch has beyond the prompts.
+        filler = min(range(n), key=lambda i: len(prompts[i]) - first[i])
+        rows, first = prompts + [prompts[filler]] * (self.batch - n), first + [first[filler]] * (self.batch - n)
         with torch.inference_mode():
             if self.use_graph and self.batch == 1 and not any(first) and len(rows[0]) > 0:
                 logits, last = self._prefill_chunks(rows[0])
