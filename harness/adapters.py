@@ -157,10 +157,10 @@ def attach_adapters(base: LoadedBase, adapters: dict[str, str]) -> ModelSet:
 
 
 def _kernels_note(model) -> str:
-    from harness import fused
+    from harness import decoding, fused
 
-    note = fused.describe(model)
-    return f", {note}" if note else ""
+    notes = [note for note in (fused.describe(model), decoding.step_attention_note(model)) if note]
+    return "".join(f", {note}" for note in notes)
 
 
 def _size(n: int) -> str:

@@ -151,6 +151,19 @@ def _step_attention(device):
     return sdpa_kernel([SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH])
 
 
+def step_attention_note(model) -> str:
+    """What runs a decoding step's attention on `model` (see `_step_attention`), for the engine line;
+    "" off a GPU, where PyTorch's kernels repeat anyway."""
+    try:
+        if next(model.parameters()).device.type != "cuda":
+            return ""
+    except StopIteration:
+        return ""
+    if fused.triton_installed():
+        return "decoding steps' attention in reproducible Triton kernels"
+    return "decoding steps' attention in PyTorch's memory-efficient kernel (reproducible)"
+
+
 def cache_length(slots: int) -> int:
     """The slots a cache for `slots` holds: a multiple of 16."""
     return -(-slots // 16) * 16

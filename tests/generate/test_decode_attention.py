@@ -96,7 +96,7 @@ def test_batched_greedy_answers_repeat_exactly(gen_adapter, tiny_ref):
     from harness.adapters import attach_adapters
     from harness.config.generation import GenerationSettings
     from harness.config.model import Quantization
-    from harness.decoding import StaticDecoder
+    from harness.decoding import StaticDecoder, step_attention_note
     from harness.env import detect
     from harness.models import load_base
 
@@ -118,3 +118,4 @@ def test_batched_greedy_answers_repeat_exactly(gen_adapter, tiny_ref):
     with models.use("a") as model, torch.inference_mode():
         first = answers(model)
         assert answers(model) == first
+        assert step_attention_note(model) == "decoding steps' attention in reproducible Triton kernels"
