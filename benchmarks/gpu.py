@@ -5,6 +5,7 @@
     python benchmarks/gpu.py all --smoke               # CPU smoke test on tiny:llama-ko (keeps this from rotting)
     python benchmarks/gpu.py scale [--korquad PATH]   # harness eval and train on 1 GPU and on 2 (accelerate launch)
     python benchmarks/gpu.py attention                # a decoding step's attention: harness's kernel vs SDPA's
+    python benchmarks/gpu.py shares [--korquad PATH]  # one GPU: each rank's share of an eval in turn, vs one process
 
 The model has Llama-2-7B's shape with random weights (the cost of a step does not depend on
 their values), and a 32,000-token byte-level BPE trained on the KorQuAD passages so prompts
@@ -25,15 +26,16 @@ from bench_attention import bench_attention  # noqa: E402
 from bench_decode import bench_decode  # noqa: E402
 from bench_eval import bench_eval, random_adapter  # noqa: E402
 from bench_scale import bench_scale  # noqa: E402
+from bench_shares import bench_shares  # noqa: E402
 from bench_train import bench_train  # noqa: E402
 from common import build_model, korquad_path  # noqa: E402
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=["train", "eval", "decode", "all", "scale", "attention"],
+    parser.add_argument("what", choices=["train", "eval", "decode", "all", "scale", "attention", "shares"],
                         help="scale is not part of all: it needs --processes GPUs (or CPU gloo processes with "
-                             "--smoke); attention (no model, a CUDA GPU) is not either")
+                             "--smoke); nor are attention (no model, a CUDA GPU) and shares")
     parser.add_argument("--smoke", action="store_true", help="tiny:llama-ko, a few steps and prompts (CPU or GPU)")
     parser.add_argument("--korquad", help="KorQuAD 1.0 dev JSON")
     parser.add_argument("--work", default="/tmp/harness-bench", help="scratch directory (model, adapters, runs)")
@@ -65,7 +67,7 @@ def main() -> None:
         if out is not None:
             out.write_text(json.dumps(figures, indent=2))
 
-    if args.what in ("eval", "decode", "all", "scale"):
+    if args.what in ("eval", "decode", "all", "scale", "shares"):
         adapter = random_adapter(base, work / "random-adapter")
     if args.what in ("eval", "all"):
         figures["eval"] = {}
@@ -80,6 +82,9 @@ def main() -> None:
         figures["scale"] = {}
         bench_scale(base, adapter, data, work, args.smoke, args.eval_samples, args.processes,
                     figures=figures["scale"], save=save)
+    if args.what == "shares":
+        figures["shares"] = bench_shares(base, adapter, data, args.smoke, args.eval_samples)
+        save()
     if args.what in ("train", "all"):
         figures["train"] = bench_train(base, data, work, args.smoke, args.harness_first, not args.no_peers)
         save()

@@ -58,3 +58,23 @@ def test_scale_smoke_compares_one_process_with_two(tmp_path, harness_cache):
     assert set(scale["eval"]["ratios"]) == {"prompts_per_s_base", "prompts_per_s_adapter", "wall_s"}
     assert scale["train"]["comparison"]["steps"] == 4 and scale["train"]["ratios"]["tokens_per_second"] > 0
     assert "| train tokens/s, seed settings |" in done.stdout and "| train tokens/s, global batch 64 |" in done.stdout
+
+
+@pytest.mark.skipif(not KORQUAD.is_file() and not os.environ.get("KORQUAD_DEV"),
+                    reason="KorQuAD 1.0 dev not found (../shared/data/korquad or $KORQUAD_DEV): the benchmark reads it")
+def test_shares_smoke_merges_the_ranks_answers_into_one_process_answers(tmp_path, harness_cache):
+    """`gpu.py shares --smoke`: each rank's share of an eval, run in turn, answers every sample once, as
+    one process does; and one process repeats itself."""
+    out = tmp_path / "out"
+    out.mkdir()
+    env = {**os.environ, "OUT": str(out), "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu.py"), "shares", "--smoke",
+                           "--work", str(tmp_path / "work")], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    shares = json.loads((out / "bench-shares.json").read_text())["shares"]
+    for name in ("base", "adapter"):
+        assert shares[name]["repeat_outputs_differing"] == 0
+        for world in ("world2", "world4"):
+            row = shares[name][world]
+            assert (row["missing"], row["outputs_differing"]) == (0, 0) and len(row["rank_walls_s"]) == int(world[-1])
