@@ -14,19 +14,26 @@ ROOT = Path(__file__).resolve().parents[1]
 KORQUAD = ROOT.parent / "shared" / "data" / "korquad" / "KorQuAD_v1.0_dev.json"
 
 pytestmark = pytest.mark.slow
+needs_korquad = pytest.mark.skipif(
+    not KORQUAD.is_file() and not os.environ.get("KORQUAD_DEV"),
+    reason="KorQuAD 1.0 dev not found (../shared/data/korquad or $KORQUAD_DEV): the benchmark reads it")
 
 
-@pytest.mark.skipif(not KORQUAD.is_file() and not os.environ.get("KORQUAD_DEV"),
-                    reason="KorQuAD 1.0 dev not found (../shared/data/korquad or $KORQUAD_DEV): the benchmark reads it")
-def test_smoke_runs_every_row(tmp_path, harness_cache):
+def run_benchmark(tmp_path, what: str, *args: str, timeout: int = 600) -> tuple[dict, str]:
+    """`gpu.py WHAT --smoke ARGS` in a subprocess: (its JSON figures, its stdout)."""
     out = tmp_path / "out"
     out.mkdir()
     env = {**os.environ, "OUT": str(out), "OMP_NUM_THREADS": "1"}
-    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu.py"), "all", "--smoke", "--verify", "2",
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu.py"), what, "--smoke", *args,
                            "--work", str(tmp_path / "work")], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=900)
+                          timeout=timeout)
     assert done.returncode == 0, done.stderr[-3000:]
-    figures = json.loads((out / "bench-all.json").read_text())
+    return json.loads((out / f"bench-{what}.json").read_text()), done.stdout
+
+
+@needs_korquad
+def test_smoke_runs_every_row(tmp_path, harness_cache):
+    figures, _ = run_benchmark(tmp_path, "all", "--verify", "2", timeout=900)
     for section, rows in (("eval", ["harness_eval", "static_cache", "peft_4bit"]),
                           ("decode", ["same_outputs", "trained_model_verify", "batch1_decode", "batch1_static_peer", "perplexity_harness",
                                       "perplexity_4bit_forward"])):
@@ -41,38 +48,23 @@ def test_smoke_runs_every_row(tmp_path, harness_cache):
     assert figures["train"]["harness_seed"]["tokens_per_second"] > 0
 
 
-@pytest.mark.skipif(not KORQUAD.is_file() and not os.environ.get("KORQUAD_DEV"),
-                    reason="KorQuAD 1.0 dev not found (../shared/data/korquad or $KORQUAD_DEV): the benchmark reads it")
+@needs_korquad
 def test_scale_smoke_compares_one_process_with_two(tmp_path, harness_cache):
     """`gpu.py scale --smoke`: the real CLI in one process and in two gloo processes (accelerate launch)."""
-    out = tmp_path / "out"
-    out.mkdir()
-    env = {**os.environ, "OUT": str(out), "OMP_NUM_THREADS": "1"}
-    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu.py"), "scale", "--smoke",
-                           "--work", str(tmp_path / "work")], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
-    scale = json.loads((out / "bench-scale.json").read_text())["scale"]
+    figures, stdout = run_benchmark(tmp_path, "scale")
+    scale = figures["scale"]
     assert scale["eval"]["world2"]["world_size"] == 2 and scale["train"]["world2"]["world_size"] == 2
     assert scale["eval"]["comparison"]["results_json_identical"] and scale["eval"]["comparison"]["records_identical"]
     assert set(scale["eval"]["ratios"]) == {"prompts_per_s_base", "prompts_per_s_adapter", "wall_s"}
     assert scale["train"]["comparison"]["steps"] == 4 and scale["train"]["ratios"]["tokens_per_second"] > 0
-    assert "| train tokens/s, seed settings |" in done.stdout and "| train tokens/s, global batch 64 |" in done.stdout
+    assert "| train tokens/s, seed settings |" in stdout and "| train tokens/s, global batch 64 |" in stdout
 
 
-@pytest.mark.skipif(not KORQUAD.is_file() and not os.environ.get("KORQUAD_DEV"),
-                    reason="KorQuAD 1.0 dev not found (../shared/data/korquad or $KORQUAD_DEV): the benchmark reads it")
+@needs_korquad
 def test_shares_smoke_merges_the_ranks_answers_into_one_process_answers(tmp_path, harness_cache):
     """`gpu.py shares --smoke`: each rank's share of an eval, run in turn, answers every sample once, as
     one process does; and one process repeats itself."""
-    out = tmp_path / "out"
-    out.mkdir()
-    env = {**os.environ, "OUT": str(out), "OMP_NUM_THREADS": "1"}
-    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu.py"), "shares", "--smoke",
-                           "--work", str(tmp_path / "work")], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
-    shares = json.loads((out / "bench-shares.json").read_text())["shares"]
+    shares = run_benchmark(tmp_path, "shares")[0]["shares"]
     for name in ("base", "adapter"):
         assert shares[name]["repeat_outputs_differing"] == 0
         for world in ("world2", "world4"):
