@@ -164,8 +164,8 @@ def attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, mask:
         torch.finfo(mask_args[0].dtype).min if mask_args[0].is_floating_point() else 0.0,
         query.stride(0), query.stride(1), key.stride(0), key.stride(1), key.stride(2),
         value.stride(0), value.stride(1), value.stride(2), *mask_args[1:], out.stride(0), out.stride(2),
-        D=size, BLOCK=BLOCK, STAGES=STAGES, HAS_MASK=mask is not None, BOOL_MASK=mask is not None and mask.dtype == torch.uint8,
-        SPLIT=parts > 1, num_warps=WARPS)
+        D=size, BLOCK=BLOCK, STAGES=STAGES, HAS_MASK=mask is not None,
+        BOOL_MASK=mask is not None and mask.dtype == torch.uint8, SPLIT=parts > 1, num_warps=WARPS)
     if parts > 1:
         _combine[(rows * heads,)](out, m, total, acc, heads, parts, out.stride(0), out.stride(2), D=size,
                                   PARTS=triton.next_power_of_2(parts), num_warps=4)
