@@ -20,7 +20,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return EXIT_USER_ERROR
     _quiet_libraries()
-    from harness.distributed import rank_label, relaunch, wants_relaunch
+    from harness.distributed import leave_process_group, rank_label, relaunch, wants_relaunch
 
     if wants_relaunch(args):
         return relaunch(args.argv, args.num_processes)
@@ -42,6 +42,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"harness {args.command}: interrupted; finished work is on disk", file=sys.stderr)
         return 130
+    finally:
+        leave_process_group()
 
 
 def build_parser() -> argparse.ArgumentParser:
