@@ -25,10 +25,9 @@ import yaml
 
 from common import ROOT
 
+from harness.runs import comparable_records, comparable_results  # importable: common put ROOT on sys.path
+
 NO_MULTICAST = {"NCCL_NVLS_ENABLE": "0", "TORCH_SYMM_MEM_DISABLE_MULTICAST": "1", "NVSHMEM_DISABLE_NVLS": "1"}
-# Fields that describe the run rather than its results (as tests/distributed compares them).
-VOLATILE = {"throughput", "finished_at", "run_id", "world_size", "environment", "verify"}
-TIMING = {"time_s", "tokens_per_s"}
 
 
 def bench_scale(base: str, adapter: str, data: str, work: Path, smoke: bool, samples: int, processes: int = 2,
@@ -134,23 +133,15 @@ def _train_row(config: Path, out: Path, world: int) -> dict:
 
 
 def compare_runs(one: Path, other: Path) -> dict:
-    """Whether two eval runs agree: results.json without its run-describing fields, and each record."""
-    def results(run: Path) -> dict:
-        data = json.loads((run / "results.json").read_text(encoding="utf-8"))
-        return {k: v for k, v in data.items() if k not in VOLATILE}
-
-    def records(path: Path) -> list[dict]:
-        rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-        return [{k: v for k, v in r.items() if k not in TIMING} for r in rows]
-
-    differing = {}
+    """Whether two eval runs agree: results.json without its run-describing fields (and `verify`, which
+    only the benchmark's runs record, with its timing), and each record."""
+    differing, identical = {}, True
     for path in sorted((one / "records").glob("*.jsonl")):
-        a, b = records(path), records(other / "records" / path.name)
+        a, b = comparable_records(path), comparable_records(other / "records" / path.name)
         differing[path.stem] = sum(x.get("output") != y.get("output") for x, y in zip(a, b)) + abs(len(a) - len(b))
-    a, b = results(one), results(other)
-    return {"results_json_identical": a == b, "records_identical": all(
-                records(p) == records(other / "records" / p.name) for p in (one / "records").glob("*.jsonl")),
-            "outputs_differing": differing,
+        identical = identical and a == b
+    a, b = comparable_results(one, leave_out={"verify"}), comparable_results(other, leave_out={"verify"})
+    return {"results_json_identical": a == b, "records_identical": identical, "outputs_differing": differing,
             "fields_differing": sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))}
 
 

@@ -116,6 +116,23 @@ class RunDir:
         return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
+# What describes how a run went rather than what it found: results.json's fields, and a record's.
+RUN_FIELDS = frozenset({"throughput", "finished_at", "run_id", "world_size", "environment"})
+TIMING_FIELDS = frozenset({"time_s", "tokens_per_s"})
+
+
+def comparable_results(run: Path, leave_out=()) -> dict:
+    """A run's results.json without RUN_FIELDS (and `leave_out`): what two runs of the same work share."""
+    data = json.loads((Path(run) / "results.json").read_text(encoding="utf-8"))
+    return {k: v for k, v in data.items() if k not in RUN_FIELDS and k not in leave_out}
+
+
+def comparable_records(path: Path) -> list[dict]:
+    """A JSONL of records (harness eval's or generate's) without TIMING_FIELDS, in file order."""
+    rows = [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
+    return [{k: v for k, v in r.items() if k not in TIMING_FIELDS} for r in rows]
+
+
 def latest_run(root: Path) -> Path:
     candidates = [p for p in Path(root).glob("*/results.json")]
     if not candidates:

@@ -23,6 +23,8 @@ from pathlib import Path
 
 import pytest
 
+from harness.runs import comparable_records, comparable_results
+
 pytestmark = pytest.mark.slow
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -36,10 +38,8 @@ TRAIN_ARGS = ["--set", "data.limit=16", "--set", "data.validation_fraction=0", "
 # by as much as two processes do. Measured: ≤ 2.5 % relative over 6 steps at lr 3e-3; the first step
 # (same weights, same examples) agrees to 1e-4.
 LOSS_RTOL = 0.05
-# Fields that record the run rather than its results.
-VOLATILE = {"throughput", "finished_at", "run_id", "world_size", "environment"}
-# batch_size stays: a sharded run deals whole batches, so every prompt runs in a batch of the same size.
-TIMING = {"time_s", "tokens_per_s"}
+# Records are compared without their timing only (harness.runs.comparable_records): batch_size stays,
+# since a sharded run deals whole batches, so every prompt runs in a batch of the same size.
 
 
 def _env() -> dict:
@@ -64,16 +64,6 @@ def harness(cwd: Path, *argv, processes: int = 1, timeout: float = 300) -> subpr
                           timeout=timeout)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
     return proc
-
-
-def results(run: Path) -> dict:
-    data = json.loads((run / "results.json").read_text(encoding="utf-8"))
-    return {k: v for k, v in data.items() if k not in VOLATILE}
-
-
-def records(path: Path) -> list[dict]:
-    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    return [{k: v for k, v in r.items() if k not in TIMING} for r in rows]
 
 
 def history(adapter: Path) -> list[dict]:
@@ -117,11 +107,12 @@ def test_two_process_training_follows_the_single_process_loss_curve(adapters):
 
 def test_sharded_eval_equals_single_process(eval_runs):
     single, sharded = eval_runs[1], eval_runs[2]
-    assert results(sharded) == results(single)
+    assert comparable_results(sharded) == comparable_results(single)
     full = json.loads((sharded / "results.json").read_text(encoding="utf-8"))
     assert full["world_size"] == 2 and full["deltas"]["tiny"]
     for model in ("base", "tiny"):
-        assert records(sharded / "records" / f"{model}.jsonl") == records(single / "records" / f"{model}.jsonl")
+        name = f"{model}.jsonl"
+        assert comparable_records(sharded / "records" / name) == comparable_records(single / "records" / name)
     assert sorted(p.name for p in (sharded / "records").iterdir()) == ["base.jsonl", "tiny.jsonl"]
     # rank 0's bar counts both ranks' samples: it reaches 8 of 8 although rank 0 generates 4
     assert "8/8" in (eval_runs[2].parent.parent / "sharded.stderr").read_text(encoding="utf-8")
@@ -146,7 +137,7 @@ def test_a_killed_sharded_run_resumes_with_any_number_of_processes(eval_runs, ad
             "--run-id", run.name, processes=processes)
     full = json.loads((run / "results.json").read_text(encoding="utf-8"))
     assert {c: t["reused"] for c, t in full["throughput"].items()} == {"base": 5, "tiny": 5}
-    assert results(run) == results(eval_runs[1])
+    assert comparable_results(run) == comparable_results(eval_runs[1])
     assert sorted(p.name for p in (run / "records").iterdir()) == ["base.jsonl", "tiny.jsonl"]
 
 
@@ -157,7 +148,7 @@ def test_sharded_generate_equals_single_process(work):
     harness(work, *args, "--out", "one.jsonl")
     proc = harness(work, *args, "--out", "two.jsonl", processes=2)
     key = lambda r: (r["prompt_id"], r["column"])  # noqa: E731
-    one, two = records(work / "one.jsonl"), records(work / "two.jsonl")
+    one, two = comparable_records(work / "one.jsonl"), comparable_records(work / "two.jsonl")
     assert len(two) == 5 and sorted(two, key=key) == sorted(one, key=key)
     assert not list(work.glob("two.rank*.jsonl"))
     assert proc.stdout.count("answers") == 1  # rank 0 alone prints the summary
