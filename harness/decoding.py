@@ -131,38 +131,47 @@ def _slot_cache(num_layers: int):
     return SlotCache()
 
 
-def _step_attention(device):
-    """On a GPU, a one-query step's attention in kernels that give the same bits every call.
+def _step_kernels(device) -> str:
+    """Which kernels run a one-query step's attention on `device`: "triton" (harness.decode_attention),
+    "efficient" (PyTorch's memory-efficient kernel, where Triton is missing) or "" (PyTorch's choice,
+    off a GPU, where its kernels repeat anyway).
 
-    PyTorch picks cuDNN's attention on Hopper; for one query per row it does not (on an H200,
+    PyTorch picks cuDNN's attention on Hopper; for one query per row it does not repeat (on an H200,
     8 identical calls differed by up to 1e-3), so greedy answers near a tie changed between two
     identical runs: 195 of 256 on a random-weight 7B, whose logits are near-uniform, and three of
     three streamed answers. harness.decode_attention's kernels repeat exactly and were as fast as
-    cuDNN or faster (`benchmarks/gpu.py attention`); without Triton, PyTorch's memory-efficient
-    kernel repeats too, but took 1.5× cuDNN's time at 256 rows and 2.4× at one row on an H100.
-    cuDNN's prefill (many queries) repeats and stays."""
+    cuDNN or faster (`benchmarks/gpu.py attention`); the memory-efficient kernel repeats too, but took
+    1.5× cuDNN's time at 256 rows and 2.4× at one row on an H100. cuDNN's prefill (many queries)
+    repeats and stays."""
     if device.type != "cuda":
-        return contextlib.nullcontext()
-    if fused.triton_installed():
+        return ""
+    return "triton" if fused.triton_installed() else "efficient"
+
+
+def _step_attention(device):
+    """The context a one-query step's attention runs in (see `_step_kernels`)."""
+    kernels = _step_kernels(device)
+    if kernels == "triton":
         from harness.decode_attention import one_query_steps
 
         return one_query_steps()
-    from torch.nn.attention import SDPBackend, sdpa_kernel
+    if kernels == "efficient":
+        from torch.nn.attention import SDPBackend, sdpa_kernel
 
-    return sdpa_kernel([SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH])
+        return sdpa_kernel([SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH])
+    return contextlib.nullcontext()
 
 
 def step_attention_note(model) -> str:
-    """What runs a decoding step's attention on `model` (see `_step_attention`), for the engine line;
-    "" off a GPU, where PyTorch's kernels repeat anyway."""
+    """What runs a decoding step's attention on `model` (see `_step_kernels`), for the engine line;
+    "" off a GPU."""
     try:
-        if next(model.parameters()).device.type != "cuda":
-            return ""
+        kernels = _step_kernels(next(model.parameters()).device)
     except StopIteration:
         return ""
-    if fused.triton_installed():
-        return "decoding steps' attention in reproducible Triton kernels"
-    return "decoding steps' attention in PyTorch's memory-efficient kernel (reproducible)"
+    notes = {"triton": "decoding steps' attention in reproducible Triton kernels",
+             "efficient": "decoding steps' attention in PyTorch's memory-efficient kernel (reproducible)"}
+    return notes.get(kernels, "")
 
 
 def cache_length(slots: int) -> int:
@@ -271,8 +280,9 @@ class StaticDecoder:
 
         `shared[i]` is how many leading tokens prompt i shares with others of the batch (see
         harness.prefixes): each distinct prefix is prefilled once. Rows beyond len(prompts) are
-        filled with copies of the prompt with the shortest second part and ignored. A row also ends once its text contains
-        a stop string (tested every few steps: the answer is cut there anyway, this only saves the steps).
+        filled with copies of the prompt with the shortest second part and ignored. A row also ends
+        once its text contains a stop string (tested every few steps: the answer is cut there anyway,
+        this only saves the steps).
         """
         import torch
 
