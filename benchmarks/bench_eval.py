@@ -57,22 +57,51 @@ def row(figures: dict, name: str, fn, *args, save=None, **kwargs):
 
 def bench_eval(base: str, adapter: str, data: str, work: Path, smoke: bool, batch: int | None,
                samples: int = 1024, peers: bool = True, save=None, peer_samples: int = 128,
-               figures: dict | None = None, verify: int = 16) -> dict:
-    """Fills `figures` (the caller's dict, saved after every row) and returns it."""
+               figures: dict | None = None, verify: int = 16, questions: str = "sample") -> dict:
+    """Fills `figures` (the caller's dict, saved after every row) and returns it.
+
+    questions: which KorQuAD dev questions harness evaluates (see `question_set`); the peers take
+    the first `samples` of the same prompts, in the file's order."""
     new = 8 if smoke else NEW_TOKENS
     samples, peer_samples = (8, 8) if smoke else (samples, min(peer_samples, samples))
     figures = figures if figures is not None else {}
-    figures.update(new_tokens=new, samples=samples, peer_samples=peer_samples)
-    ours = row(figures, "harness_eval", harness_eval, base, adapter, data, work, samples, new, batch, verify,
+    path, limit = question_set(data, questions, samples, work)
+    figures.update(new_tokens=new, questions=questions, samples=limit, peer_samples=peer_samples)
+    ours = row(figures, "harness_eval", harness_eval, base, adapter, path, work, limit, new, batch, verify,
                save=save)
     prompts = ours.get("_prompts") or []
     if not prompts:
         return figures
     figures["prompt_tokens_mean"] = ours.get("prompt_tokens_mean")
+    figures["harness_questions"] = len(prompts)
+    prompts = prompts[:samples]
     if peers:
         row(figures, "static_cache", static_cache_peer, base, adapter, prompts, new, smoke, save=save)
         row(figures, "peft_4bit", peft_4bit_peers, base, adapter, prompts[:peer_samples], new, smoke, save=save)
     return figures
+
+
+def question_set(data: str, questions: str, n: int, work: Path) -> tuple[str, int | None]:
+    """(dataset path, suite limit) for harness: "sample" is the suite's seeded sample of n questions
+    (few share a passage); "first" the first n in the file's order, as lm-evaluation-harness's
+    --limit takes them (about six per passage, as in the whole set); "all" every question."""
+    if questions == "sample":
+        return data, n
+    if questions == "all":
+        return data, None
+    doc = json.loads(Path(data).read_text(encoding="utf-8"))
+    kept, left = [], n
+    for article in doc["data"]:
+        paragraphs = []
+        for paragraph in article["paragraphs"]:
+            if left > 0:
+                paragraphs.append({**paragraph, "qas": paragraph["qas"][:left]})
+                left -= len(paragraphs[-1]["qas"])
+        if paragraphs:
+            kept.append({**article, "paragraphs": paragraphs})
+    path = work / f"korquad-first-{n}.json"
+    path.write_text(json.dumps({**doc, "data": kept}, ensure_ascii=False), encoding="utf-8")
+    return str(path), None
 
 
 def _suite(base: str, adapter: str, data: str, n: int, new: int, batch: int | None, extra: dict | None = None):

@@ -41,6 +41,10 @@ def main() -> None:
     parser.add_argument("--work", default="/tmp/harness-bench", help="scratch directory (model, adapters, runs)")
     parser.add_argument("--harness-first", action="store_true", help="train: run harness before the peers")
     parser.add_argument("--eval-samples", type=int, default=1024, help="eval: KorQuAD dev questions (default 1024)")
+    parser.add_argument("--questions", choices=["sample", "first", "all"], default="sample",
+                        help="eval: which dev questions harness runs: a seeded sample of --eval-samples (default), "
+                             "the first --eval-samples in file order (lm-evaluation-harness's --limit), or all; "
+                             "the peers take the first --eval-samples of the same prompts")
     parser.add_argument("--peer-samples", type=int, default=128,
                         help="eval: questions for the slow 4-bit peers (lm-evaluation-harness, PeftModel generate)")
     parser.add_argument("--no-peers", action="store_true", help="harness paths only (the one-GPU baseline of scaling runs)")
@@ -72,7 +76,8 @@ def main() -> None:
     if args.what in ("eval", "all"):
         figures["eval"] = {}
         bench_eval(base, adapter, data, work, args.smoke, args.batch_size, args.eval_samples, not args.no_peers,
-                   save=save, peer_samples=args.peer_samples, figures=figures["eval"], verify=args.verify)
+                   save=save, peer_samples=args.peer_samples, figures=figures["eval"], verify=args.verify,
+                   questions=args.questions)
         save()
     if args.what in ("decode", "all"):
         figures["decode"] = {}
