@@ -52,11 +52,13 @@ def test_smoke_runs_every_row(tmp_path, harness_cache):
 def test_smoke_eval_on_the_first_questions(tmp_path, harness_cache):
     """`--questions first`: harness evaluates the first questions in the file's order (those share
     passages, as lm-evaluation-harness's --limit takes them) and the peers run on the same prompts."""
-    figures, _ = run_benchmark(tmp_path, "eval", "--questions", "first", "--verify", "0")
+    # The file the benchmark reads, named to it, so both see the same questions.
+    data = KORQUAD if KORQUAD.is_file() else Path(os.environ["KORQUAD_DEV"])
+    figures, _ = run_benchmark(tmp_path, "eval", "--questions", "first", "--verify", "0", "--korquad", str(data))
     ours = figures["eval"]["harness_eval"]
     assert "error" not in ours and figures["eval"]["questions"] == "first"
     assert figures["eval"]["harness_questions"] == 8
-    doc = json.loads((KORQUAD if KORQUAD.is_file() else Path(os.environ["KORQUAD_DEV"])).read_text(encoding="utf-8"))
+    doc = json.loads(data.read_text(encoding="utf-8"))
     first = [q["id"] for a in doc["data"] for p in a["paragraphs"] for q in p["qas"]][:8]
     run = next((tmp_path / "work" / "runs").iterdir())
     ids = [json.loads(line)["id"] for line in (run / "records" / "adapter.jsonl").read_text(encoding="utf-8").splitlines()]
