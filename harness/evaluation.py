@@ -55,6 +55,7 @@ def run_eval(suite: SuiteConfig, source: str, out_root: str | Path = "runs", run
     from tqdm.auto import tqdm
 
     from harness.adapters import attach_adapters
+    from harness.console import keep_log_in, terminal
     from harness.models import load_base
 
     task = get_task(suite.task, where=f"{source}: field 'task'")
@@ -84,6 +85,7 @@ def run_eval(suite: SuiteConfig, source: str, out_root: str | Path = "runs", run
     variants = expand_grid(suite.generation, suite.generation_grid, f"{source}: generation_grid")
     columns = {variant.label(name): (name, variant) for name in names for variant in variants}
     run = RunDir(Path(out_root) / (run_id or run_id_for(suite, dataset, identities))).create()
+    keep_log_in(run.path / (f"eval-rank{dist.rank}.log" if dist.active else "eval.log"))
     batch_size = suite.batch_size if suite.batch_size != "auto" else eval_batch_size(env)
     engine, engine_note = models.choose_engine(suite.engine, f"{source}: field 'engine'")
     auto_batch = suite.batch_size == "auto" and engine == "dense" and env.device == "cuda"
@@ -147,7 +149,7 @@ def run_eval(suite: SuiteConfig, source: str, out_root: str | Path = "runs", run
                     if compiled := fused.warm_up(model):
                         log(f"harness eval: fused kernels compiled in {compiled:.1f} s")
             started = time.time()
-            bar = tqdm(total=len(todo), desc=f"{column}", unit="sample",
+            bar = tqdm(total=len(todo), desc=f"{column}", unit="sample", file=terminal(),
                        disable=not progress_bars or not todo or not dist.main)
             progress = TotalProgress(bar, [run.records_file(column, r) for r in range(1, dist.world)]) \
                 if dist.active else bar

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.config.model import Quantization
-from harness.env import Environment, compute_dtype_name, quiet_bitsandbytes, torch_dtype
+from harness.env import Environment, block_hub_kernels, compute_dtype_name, torch_dtype
 from harness.errors import ModelError
 from harness.tiny import is_tiny, tiny_model_path
 
@@ -69,7 +69,7 @@ def load_base(ref: str, quantization: Quantization, env: Environment, local_rank
     `max_memory_per_gpu` (e.g. "70GiB"), for a base too large for one GPU."""
     from transformers import AutoModelForCausalLM
 
-    quiet_bitsandbytes()
+    block_hub_kernels()
     path = resolve_model_ref(ref)
     tokenizer = load_tokenizer(ref, path)
     dtype_name = compute_dtype_name(env, quantization.compute_dtype)

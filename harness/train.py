@@ -14,6 +14,7 @@ from pathlib import Path
 
 from harness import __version__
 from harness.config import TrainConfig
+from harness.console import keep_log_in
 from harness.data import load_dataset, split_validation
 from harness.distributed import Dist
 from harness.env import detect, free_cuda_memory, release_cuda_memory, torch_dtype
@@ -75,6 +76,7 @@ def train(config: TrainConfig, *, resume: bool = False, overwrite: bool = False,
     if dist.main:
         _check_output(out, resume, overwrite)
     dist.barrier()
+    keep_log_in(out / (f"train-rank{dist.rank}.log" if dist.active else "train.log"))
     if not dist.main:
         log = _quiet
     env = detect()
@@ -328,6 +330,9 @@ def _trainer(config: TrainConfig, plan: Plan, model, tokenizer, train_rows, val_
             train_dataset=Dataset.from_list(train_rows), eval_dataset=Dataset.from_list(val_rows) if has_val else None,
             callbacks=[TensorBoardCallback(tb_writer=SummaryWriter(log_dir=str(out / "tensorboard")))] if tensorboard else [],
         )
+    from harness.train_progress import replace_progress_bar
+
+    replace_progress_bar(trainer)
     # TRL casts a quantized model's LoRA weights to bf16, but peft upcasts them to fp32 when an adapter is
     # loaded (reload, --resume), so the trained adapter would compute differently from the reloaded one and a
     # resumed run would diverge from an uninterrupted one. Keep the trainable weights in fp32 throughout.
