@@ -107,6 +107,9 @@ def train(config: TrainConfig, *, resume: bool = False, overwrite: bool = False,
     model = _wrap_with_lora(config, base.model, plan)
 
     # 5. the loop (TRL), with an out-of-memory back-off that keeps the global batch
+    if overwrite and not resume and dist.main:
+        _clear_previous_run(out)
+    dist.barrier()
     trainer = None
     while True:
         trainer = _trainer(config, plan, model, base.tokenizer, train_rows, val_rows, out, tensorboard=dist.main)
@@ -123,6 +126,7 @@ def train(config: TrainConfig, *, resume: bool = False, overwrite: bool = False,
             log(f"harness train: CUDA out of memory; retrying with micro-batch {plan.batch_size} × "
                 f"accumulation {plan.gradient_accumulation} (same global batch)")
     runtime = time.time() - started
+    _refuse_non_finite(trainer, config, out)
     if attention is not None:  # the probe, like a reload, runs the base's own attention
         base.model.set_attn_implementation(attention)
 
@@ -165,6 +169,29 @@ def _quiet(*_args, **_kwargs) -> None:
     pass
 
 
+def _refuse_non_finite(trainer, config: TrainConfig, out: Path) -> None:
+    """A run whose weights went NaN or infinite saves no adapter: its numbers would be meaningless."""
+    from harness.train_progress import StopOnNonFinite
+
+    watch = next(c for c in trainer.callback_handler.callbacks if isinstance(c, StopOnNonFinite))
+    if watch.diverged_at is None:
+        return
+    last = _last_checkpoint(out)
+    kept = f"the last good checkpoint is {last}" if last else "no checkpoint was saved before it"
+    raise HarnessError(
+        f"training.learning_rate: the LoRA weights became NaN or infinite at step {watch.diverged_at}; no adapter "
+        f"was saved and {kept}; lower training.learning_rate (now {config.training.learning_rate:g}) or "
+        f"training.max_grad_norm, or check the data")
+
+
+def _clear_previous_run(out: Path) -> None:
+    """--overwrite: the old run's checkpoints and curves would be mixed into the new run's rotation or
+    resumed later, so they go; but only here, once the data, the base and the plan have passed their
+    checks, and the old adapter itself stays until the new one is saved over it."""
+    shutil.rmtree(out / "checkpoints", ignore_errors=True)
+    shutil.rmtree(out / "tensorboard", ignore_errors=True)
+
+
 def _skeleton(ref: str):
     """The base's module tree on the meta device (no weights); None where that cannot be built."""
     from accelerate import init_empty_weights
@@ -188,10 +215,7 @@ def _check_output(out: Path, resume: bool, overwrite: bool) -> None:
             raise HarnessError(f"{out}: --resume found no checkpoint under {out / 'checkpoints'}; run without --resume")
         return
     if overwrite:
-        # Old checkpoints and curves would otherwise be mixed into the new run's rotation or resumed later.
-        shutil.rmtree(out / "checkpoints", ignore_errors=True)
-        shutil.rmtree(out / "tensorboard", ignore_errors=True)
-        return
+        return  # the old run's files go only once the new run starts (_clear_previous_run)
     if not out.exists():
         return
     if (out / RECORD_FILE).exists() or (out / "adapter_config.json").exists():
@@ -330,9 +354,10 @@ def _trainer(config: TrainConfig, plan: Plan, model, tokenizer, train_rows, val_
             train_dataset=Dataset.from_list(train_rows), eval_dataset=Dataset.from_list(val_rows) if has_val else None,
             callbacks=[TensorBoardCallback(tb_writer=SummaryWriter(log_dir=str(out / "tensorboard")))] if tensorboard else [],
         )
-    from harness.train_progress import replace_progress_bar
+    from harness.train_progress import StopOnNonFinite, replace_progress_bar
 
     replace_progress_bar(trainer)
+    trainer.add_callback(StopOnNonFinite(model))
     # TRL casts a quantized model's LoRA weights to bf16, but peft upcasts them to fp32 when an adapter is
     # loaded (reload, --resume), so the trained adapter would compute differently from the reloaded one and a
     # resumed run would diverge from an uninterrupted one. Keep the trainable weights in fp32 throughout.

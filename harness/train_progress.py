@@ -1,6 +1,7 @@
-"""The training progress bar: optimizer steps with the latest losses, on harness's terminal.
+"""What harness watches while the Trainer runs: a progress bar of optimizer steps with the latest
+losses, on harness's terminal, and the LoRA weights' finiteness after every step.
 
-It stands in for the Trainer's own bar, which prints every log entry as a dict on stdout between
+The bar stands in for the Trainer's own, which prints every log entry as a dict on stdout between
 harness's lines; here the entries go to the command's log file and the curves to TensorBoard.
 """
 from __future__ import annotations
@@ -53,3 +54,25 @@ def replace_progress_bar(trainer) -> None:
     trainer.remove_callback(ProgressCallback)
     trainer.remove_callback(PrinterCallback)
     trainer.add_callback(TrainProgress())
+
+
+class StopOnNonFinite(TrainerCallback):
+    """Stops training at the first optimizer step that leaves a trainable weight NaN or infinite, before
+    that step is saved as a checkpoint, so the last checkpoint on disk is the last good one.
+
+    The weights rather than the logged loss: the loss is logged every `logging_steps`, and a NaN loss
+    reaches every LoRA weight through its gradient in the same step (an fp16 run's scaler skips such
+    steps, and its weights stay finite)."""
+
+    def __init__(self, model) -> None:
+        self.params = [p for p in model.parameters() if p.requires_grad]
+        self.diverged_at: int | None = None
+
+    def on_step_end(self, args, state, control, **kwargs):
+        import torch
+
+        if not self.params or bool(torch.stack([p.detach().isfinite().all() for p in self.params]).all()):
+            return
+        self.diverged_at = state.global_step
+        control.should_save = control.should_evaluate = False
+        control.should_training_stop = True
