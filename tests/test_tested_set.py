@@ -9,10 +9,12 @@ import pytest
 from packaging.requirements import Requirement
 from packaging.version import Version
 
-from harness.tested_set import LOCK_FILE, normalize, outside_tested_set, read_lock
+from harness.tested_set import normalize, outside_tested_set, read_lock
 
 tomllib = pytest.importorskip("tomllib")
 REPO_ROOT = Path(__file__).resolve().parents[1]
+# The checkout's lock, also where harness is installed from a wheel (tox) and cannot find one itself.
+LOCK_FILE = REPO_ROOT / "constraints" / "cpu.txt"
 REGENERATE = "run constraints/lock.sh, then the tests, and commit both files"
 
 
