@@ -30,7 +30,8 @@ def results_table(results: dict) -> str:
                     cells.append(fmt_interval(d, signed=True) + mark)
                 rows.append(tuple(["  Δ vs base"] + cells))
     n = results.get("n_samples")
-    title = f"{results.get('suite', '')} — {n} samples, 95% bootstrap intervals; ▲/▼: interval of Δ excludes 0"
+    title = f"{results.get('suite', '')} — {n} samples{long_prompts_note(results.get('long_prompts'))}, " \
+            "95% bootstrap intervals; ▲/▼: interval of Δ excludes 0"
     notes = version_notes(results["metric_info"])
     text = title + "\n" + format_table(header, rows) + "".join("\n" + note for note in notes)
     repetition = repetition_table(results.get("repetition") or {})
@@ -40,6 +41,13 @@ def results_table(results: dict) -> str:
         text += "\n\nchecked against the plain path (4-bit + peft, transformers generate, batch 1):" + "".join(
             f"\n  {column}: {v['summary']}" for column, v in verify.items())
     return text
+
+
+def long_prompts_note(counts: dict | None) -> str:
+    """' (3 prompts truncated to fit the context, 1 skipped)', or '' when every prompt fit."""
+    if not counts or not (counts.get("truncated") or counts.get("skipped")):
+        return ""
+    return f" ({counts.get('truncated', 0)} prompts truncated to fit the context, {counts.get('skipped', 0)} skipped)"
 
 
 def repetition_table(repetition: dict) -> str:

@@ -37,6 +37,11 @@ class PromptSettings(Strict):
     chat: bool = Field(False, description="wrap the prompt in the model's chat template")
     system: str | None = None
     fewshot: FewShot = Field(default_factory=FewShot)
+    overflow: Literal["truncate", "skip", "error"] = Field(
+        "truncate", description="a prompt longer than the model's context less max_new_tokens: cut "
+        "truncate_field from the left (truncate), leave the sample out (skip), or stop the run (error)")
+    truncate_field: str | None = Field(
+        None, description="the field truncate cuts; default: context (qa), document (summarization)")
 
 
 class PerplexitySettings(Strict):

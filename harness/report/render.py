@@ -16,7 +16,7 @@ from markupsafe import Markup
 
 from harness import __version__
 from harness.report.load import Report
-from harness.summary import fmt_interval, version_notes
+from harness.summary import fmt_interval, long_prompts_note, version_notes
 
 TEMPLATES = Path(__file__).parent / "templates"
 SECTIONS = ("overview", "metrics", "training", "samples")
@@ -367,7 +367,8 @@ def render_markdown(report: Report) -> str:
     labels = list(report.metric_info)
     conf = int(round((first.get("bootstrap") or {}).get("confidence", 0.95) * 100))
     ds = first.get("dataset") or {}
-    lines = [f"## {_md_escape(report.suite)} ({_md_escape(report.task)}) — {report.n_samples} samples", ""]
+    lines = [f"## {_md_escape(report.suite)} ({_md_escape(report.task)}) — {report.n_samples} samples"
+             f"{_md_escape(long_prompts_note(first.get('long_prompts')))}", ""]
     lines.append(f"Dataset `{_md_escape(ds.get('source', '?'))}` (sha256 `{str(ds.get('sha256', '?'))[:12]}`), "
                  f"{conf}% bootstrap intervals; Δ is each adapter minus the base of its run "
                  "(paired bootstrap); ▲ improved / ▼ regressed where the interval of Δ excludes 0.")

@@ -30,7 +30,7 @@ def _bpb(recs: list[dict]) -> float:
 class PerplexityTask(Task):
     kind = "perplexity"
 
-    def build_requests(self, suite: SuiteConfig, examples, tokenizer, fewshot_pool):
+    def build_requests(self, suite: SuiteConfig, examples, tokenizer, fewshot_pool, context_limit=None):
         field = suite.perplexity.field
         requests = []
         for example in examples:
