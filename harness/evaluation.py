@@ -51,6 +51,8 @@ def run_id_for(suite: SuiteConfig, dataset: Dataset, identities: dict[str, dict]
     # Likewise the long-prompt settings at their defaults: a truncated prompt changes its records' keys.
     if settings["prompt"]["overflow"] == "truncate" and settings["prompt"]["truncate_field"] is None:
         del settings["prompt"]["overflow"], settings["prompt"]["truncate_field"]
+    if settings["bootstrap"]["correction"] == "holm":
+        del settings["bootstrap"]["correction"]
     return f"{suite.name}-{content_key(settings, dataset.sha256, identities)[:10]}"
 
 
@@ -209,7 +211,7 @@ def run_eval(suite: SuiteConfig, source: str, out_root: str | Path = "runs", run
     # Deltas: every column against the base at the suite's generation settings (the first grid value).
     base_column = variants[0].label("base")
     results = aggregate(records, scorers, base_column if base_column in records else None,
-                        b.resamples, b.seed, b.confidence)
+                        b.resamples, b.seed, b.confidence, b.correction)
     results.update({
         "harness_version": __version__, "suite": suite.name, "task": task.kind, "run_id": run.path.name,
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "dataset": _dataset_info(dataset),

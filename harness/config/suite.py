@@ -75,6 +75,9 @@ class BootstrapSettings(Strict):
     resamples: int = Field(1000, gt=0)
     seed: int = 0
     confidence: float = Field(0.95, gt=0, lt=1)
+    # Every metric of every column is compared with the base at once: holm adjusts their p-values
+    # together before a delta is marked improved or regressed; none marks each on its own.
+    correction: Literal["holm", "none"] = "holm"
 
 
 MetricEntry = Union[str, dict[str, Any]]
