@@ -137,3 +137,16 @@ def test_aggregate_marks_only_what_survives_holm_and_records_n():
     assert sum(e["improved"] for e in corrected["deltas"]["a"].values()) <= \
         sum(e["improved"] for e in plain["deltas"]["a"].values())
     assert all("p_value" not in e and e["n"] == 60 for e in corrected["metrics"]["a"].values())
+
+
+def test_per_sample_scores_are_averaged_at_full_precision():
+    from harness.scoring import score_record
+
+    values = [100 / 3, 200 / 3, 100 / 7, 1e-7]
+    scorers = [Scorer("m", per_sample=lambda r: r["v"])]
+    records = [{"id": str(i), "v": v} for i, v in enumerate(values)]
+    for r in records:
+        r["metrics"] = score_record(r, scorers)
+    assert [r["metrics"]["m"] for r in records] == values  # not rounded to 6 decimals
+    mean = aggregate({"base": records}, scorers, None)["metrics"]["base"]["m"]["value"]
+    assert mean == pytest.approx(math.fsum(values) / 4, rel=1e-15, abs=0)
