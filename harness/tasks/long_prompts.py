@@ -80,6 +80,10 @@ def generation_budget(context_limit: int | None, suite) -> int | None:
         return None
     largest = max([suite.generation.max_new_tokens,
                    *[v for v in suite.generation_grid.get("max_new_tokens", []) if isinstance(v, int)]])
+    if largest >= context_limit:
+        # No cut of any passage can help: say what to change instead of skipping every sample.
+        raise ConfigError(f"generation.max_new_tokens={largest} leaves no room for a prompt in the model's "
+                          f"context of {context_limit}; lower max_new_tokens")
     return context_limit - largest
 
 
