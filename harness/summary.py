@@ -52,6 +52,8 @@ def interval_note(bootstrap: dict | None) -> str:
     alpha = f"{1 - confidence:.2g}"
     text = f"{confidence:.0%} intervals (exact for 0/100 columns, else BCa bootstrap; corpus metrics percentile)"
     comparisons = bootstrap.get("comparisons")
+    if comparisons == 0:
+        return text
     if bootstrap.get("correction") == "holm":
         return text + f"; ▲/▼: Δ significant at {alpha} after Holm's correction over {comparisons} comparisons"
     if bootstrap.get("correction") == "none":

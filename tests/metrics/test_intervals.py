@@ -150,3 +150,16 @@ def test_per_sample_scores_are_averaged_at_full_precision():
     assert [r["metrics"]["m"] for r in records] == values  # not rounded to 6 decimals
     mean = aggregate({"base": records}, scorers, None)["metrics"]["base"]["m"]["value"]
     assert mean == pytest.approx(math.fsum(values) / 4, rel=1e-15, abs=0)
+
+
+def test_table_shows_n_and_says_what_the_marks_mean():
+    from harness.summary import results_table
+
+    base = [{"id": str(i), "metrics": {"m": float(v)}} for i, v in enumerate([0, 100] * 10)]
+    better = [{"id": str(i), "metrics": {"m": 100.0}} for i in range(20)]
+    results = aggregate({"base": base, "a": better}, [Scorer("m", per_sample=lambda r: r["metrics"]["m"])], "base")
+    results.update(suite="s", n_samples=20)
+    table = results_table(results)
+    assert "after Holm's correction over 1 comparisons" in table
+    assert "50.00 [27.20, 72.80] n=20" in table  # Clopper-Pearson for 10 of 20, worked out by hand
+    assert "▲" in table
