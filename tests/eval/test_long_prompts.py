@@ -93,8 +93,17 @@ def test_eval_on_long_passages_runs_and_counts(suite_config, eval_run, dev_subse
     results = read_results(result.run_dir)
     assert results["long_prompts"]["truncated"] == 2 and results["long_prompts"]["skipped"] == 0
     assert results["n_samples"] == 3
+    from harness.summary import results_table
+
+    assert "3 samples (2 prompts truncated to fit the context, 0 skipped)" in results_table(results)
+    from harness.report import load_report, render_html, render_markdown
+
+    report = load_report([result.run_dir])
+    assert "2 prompts truncated to fit the context, 0 skipped" in render_markdown(report)
+    assert "2 prompts truncated to fit the context, 0 skipped" in render_html(report)
 
     skipped = eval_run(suite_config("korquad.yaml", {**overrides, "prompt.overflow": "skip"}), tmp_path, "skip")
     results = read_results(skipped.run_dir)
     assert results["n_samples"] == 1 and results["long_prompts"]["skipped"] == 2
     assert len(read_records(skipped.run_dir, "base")) == 1
+    assert "1 samples (0 prompts truncated to fit the context, 2 skipped)" in results_table(results)
