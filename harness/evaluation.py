@@ -23,6 +23,7 @@ from harness.metrics.registry import auto_notes
 from harness.runs import RunDir, content_key
 from harness.scoring import aggregate, repetition_summary, score_record
 from harness.tasks import get_task
+from harness.tasks.long_prompts import overflow_counts
 
 
 @dataclass
@@ -47,6 +48,11 @@ def run_id_for(suite: SuiteConfig, dataset: Dataset, identities: dict[str, dict]
     # How outputs are computed (engine, verify) is in every record's key, not in the run's name.
     settings = suite.model_dump(mode="json", exclude={"models", "engine", "verify"}
                                 | (set() if suite.generation_grid else {"generation_grid"}))
+    # Likewise the long-prompt settings at their defaults: a truncated prompt changes its records' keys.
+    if settings["prompt"]["overflow"] == "truncate" and settings["prompt"]["truncate_field"] is None:
+        del settings["prompt"]["overflow"], settings["prompt"]["truncate_field"]
+    if settings["bootstrap"]["correction"] == "holm":
+        del settings["bootstrap"]["correction"]
     return f"{suite.name}-{content_key(settings, dataset.sha256, identities)[:10]}"
 
 
@@ -57,8 +63,9 @@ def run_eval(suite: SuiteConfig, source: str, out_root: str | Path = "runs", run
     from harness.adapters import attach_adapters
     from harness.console import keep_log_in, terminal
     from harness.fingerprint import directory_sha256
-    from harness.tables import human_bytes
+    from harness.generation import context_length
     from harness.models import load_base
+    from harness.tables import human_bytes
 
     task = get_task(suite.task, where=f"{source}: field 'task'")
     dataset = resolve_dataset(suite, source)
@@ -70,7 +77,15 @@ def run_eval(suite: SuiteConfig, source: str, out_root: str | Path = "runs", run
     base = load_base(suite.models.base, suite.models.quantization, env, local_rank=dist.local_rank,
                      device_map=suite.models.device_map, max_memory_per_gpu=suite.models.max_memory_per_gpu)
     models = attach_adapters(base, suite.models.adapters)
-    requests = task.build_requests(suite, dataset.examples, base.tokenizer, fewshot_pool)
+    requests = task.build_requests(suite, dataset.examples, base.tokenizer, fewshot_pool, context_length(base.model))
+    overflow = overflow_counts(requests)
+    requests = [r for r in requests if not r.extra.get("skipped")]
+    if overflow["truncated"] or overflow["skipped"]:
+        log(f"harness eval: {overflow['truncated']} prompts longer than the model's context truncated, "
+            f"{overflow['skipped']} skipped (prompt.overflow: {suite.prompt.overflow})")
+    if not requests:
+        raise ConfigError(f"{source}: every prompt is longer than the model's context; lower "
+                          "generation.max_new_tokens or shorten the prompt template")
     try:
         scorers = task.scorers(suite, [r.references for r in requests])
     except ConfigError as exc:
@@ -196,12 +211,13 @@ def run_eval(suite: SuiteConfig, source: str, out_root: str | Path = "runs", run
     # Deltas: every column against the base at the suite's generation settings (the first grid value).
     base_column = variants[0].label("base")
     results = aggregate(records, scorers, base_column if base_column in records else None,
-                        b.resamples, b.seed, b.confidence)
+                        b.resamples, b.seed, b.confidence, b.correction)
     results.update({
         "harness_version": __version__, "suite": suite.name, "task": task.kind, "run_id": run.path.name,
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "dataset": _dataset_info(dataset),
         "models": _models_info(models, columns), "generation": suite.generation.model_dump(mode="json"),
         "prompt": suite.prompt.model_dump(mode="json"), "n_samples": len(requests), "throughput": throughput,
+        "long_prompts": overflow,
         "environment": {"device": env.device, "device_name": env.device_name, "versions": env.versions},
         "engine": engine,
         "fused_kernels": suite.engine != "plain" and fused.available(base.model),

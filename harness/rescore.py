@@ -177,7 +177,7 @@ def rescore(run_dir: str | Path, metrics: list | None = None, sets: list[tuple[s
     b = suite.bootstrap
     try:
         aggregated = aggregate(rescored, scorers, base_column if base_column in rescored else None,
-                               b.resamples, b.seed, b.confidence)
+                               b.resamples, b.seed, b.confidence, b.correction)
     except ValueError as exc:
         raise HarnessError(f"{path}: {exc}") from None
 

@@ -12,6 +12,8 @@ def fmt_interval(entry: dict, signed: bool = False, missing: str = "-") -> str:
     text = f"{value:{sign}.2f}"
     if low is not None and high is not None and low != high:
         text += f" [{low:{sign}.2f}, {high:{sign}.2f}]"
+    if entry.get("n") is not None:
+        text += f" n={entry['n']}"
     return text
 
 
@@ -30,7 +32,8 @@ def results_table(results: dict) -> str:
                     cells.append(fmt_interval(d, signed=True) + mark)
                 rows.append(tuple(["  Δ vs base"] + cells))
     n = results.get("n_samples")
-    title = f"{results.get('suite', '')} — {n} samples, 95% bootstrap intervals; ▲/▼: interval of Δ excludes 0"
+    title = f"{results.get('suite', '')} — {n} samples{long_prompts_note(results.get('long_prompts'))}, " \
+            f"{interval_note(results.get('bootstrap'))}"
     notes = version_notes(results["metric_info"])
     text = title + "\n" + format_table(header, rows) + "".join("\n" + note for note in notes)
     repetition = repetition_table(results.get("repetition") or {})
@@ -42,10 +45,34 @@ def results_table(results: dict) -> str:
     return text
 
 
+def interval_note(bootstrap: dict | None) -> str:
+    """What the intervals are and what ▲/▼ means, for the line above a table."""
+    bootstrap = bootstrap or {}
+    confidence = bootstrap.get("confidence", 0.95)
+    alpha = f"{1 - confidence:.2g}"
+    text = f"{confidence:.0%} intervals (exact for 0/100 columns, else BCa bootstrap; corpus metrics percentile)"
+    comparisons = bootstrap.get("comparisons")
+    if comparisons == 0:
+        return text
+    if bootstrap.get("correction") == "holm":
+        return text + f"; ▲/▼: Δ significant at {alpha} after Holm's correction over {comparisons} comparisons"
+    if bootstrap.get("correction") == "none":
+        return text + f"; ▲/▼: p < {alpha} for that Δ alone, uncorrected for its {comparisons} comparisons"
+    return text + "; ▲/▼: interval of Δ excludes 0"
+
+
+def long_prompts_note(counts: dict | None) -> str:
+    """' (3 prompts truncated to fit the context, 1 skipped)', or '' when every prompt fit."""
+    if not counts or not (counts.get("truncated") or counts.get("skipped")):
+        return ""
+    return f" ({counts.get('truncated', 0)} prompts truncated to fit the context, {counts.get('skipped', 0)} skipped)"
+
+
 def repetition_table(repetition: dict) -> str:
     """Mean degeneration per model: looping outputs show as low distinct-n and long repeats."""
-    rows = [(model, f"{r['distinct_1']:.3f}", f"{r['distinct_2']:.3f}", f"{r['longest_repeat_len']:.1f}",
-             f"{r['hit_limit_rate']:.0%}") for model, r in repetition.items() if r]
+    rows = [(model + (" (characters)" if r.get("unit") == "char" else ""), f"{r['distinct_1']:.3f}",
+             f"{r['distinct_2']:.3f}", f"{r['longest_repeat_len']:.1f}", f"{r['hit_limit_rate']:.0%}")
+            for model, r in repetition.items() if r]
     if not rows:
         return ""
     return format_table(["degeneration (means)", "distinct-1", "distinct-2", "longest repeat", "hit token limit"], rows)

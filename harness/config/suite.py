@@ -37,6 +37,11 @@ class PromptSettings(Strict):
     chat: bool = Field(False, description="wrap the prompt in the model's chat template")
     system: str | None = None
     fewshot: FewShot = Field(default_factory=FewShot)
+    overflow: Literal["truncate", "skip", "error"] = Field(
+        "truncate", description="a prompt longer than the model's context less max_new_tokens: cut "
+        "truncate_field from the left (truncate), leave the sample out (skip), or stop the run (error)")
+    truncate_field: str | None = Field(
+        None, description="the field truncate cuts; default: context (qa), document (summarization)")
 
 
 class PerplexitySettings(Strict):
@@ -70,6 +75,9 @@ class BootstrapSettings(Strict):
     resamples: int = Field(1000, gt=0)
     seed: int = 0
     confidence: float = Field(0.95, gt=0, lt=1)
+    # Every metric of every column is compared with the base at once: holm adjusts their p-values
+    # together before a delta is marked improved or regressed; none marks each on its own.
+    correction: Literal["holm", "none"] = "holm"
 
 
 MetricEntry = Union[str, dict[str, Any]]

@@ -64,7 +64,8 @@ ROUGE_SCORERS: tuple[str, ...] = ("rouge-score", "korean_competition")
 
 def _rouge(rouge_type: str) -> Callable[[Mapping[str, Any], References], Metric]:
     def build(options: Mapping[str, Any], refs: References) -> Metric:
-        _check_options(rouge_type, options, ("tokenizer", "scorer"))
+        allowed = ("tokenizer", "scorer") + (("sentence_split",) if rouge_type == "rougeLsum" else ())
+        _check_options(rouge_type, options, allowed)
         which = options.get("scorer", "rouge-score")
         if which not in ROUGE_SCORERS:
             raise MetricError(
@@ -76,6 +77,7 @@ def _rouge(rouge_type: str) -> Callable[[Mapping[str, Any], References], Metric]
             tokenizer=options.get("tokenizer", "auto"),
             rouge_types=(rouge_type,),
             references_sample=refs,
+            sentence_split=options.get("sentence_split", False),
         )
 
         def per_sample(prediction: str, references: list[str]) -> float:
@@ -111,8 +113,8 @@ def _competition(rouge_type: str, tokenizer: str) -> Metric:
     def corpus(predictions: list[str], references: list[list[str]]) -> float:
         return scorer.corpus(predictions, references)[rouge_type]
 
-    version = f"korean_competition (NIKL rouge_metric.py, {LENGTH_LIMIT}-word limit); {tokenizer_version(tokenizer)}"
-    version = version.replace("; rouge-score " + _rouge_score_version(), "")
+    version = f"korean_competition (NIKL rouge_metric.py, {LENGTH_LIMIT}-word limit, NFC); {tokenizer_version(tokenizer)}"
+    version = version.replace("; rouge-score " + _rouge_score_version(), "").replace("NFC); NFC; ", "NFC); ")
     return Metric(rouge_type, f"{rouge_type}[{tokenizer},korean_competition]", per_sample, corpus,
                   version=version)
 

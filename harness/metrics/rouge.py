@@ -1,9 +1,14 @@
 """ROUGE-1/2/L/Lsum through the ``rouge-score`` package, with tokenizers that keep Korean.
 
 rouge-score's default tokenizer deletes every non-ASCII character, so Korean
-text silently scores 0.0.  Here every text that is not blank must produce at
-least one token, or MetricError names the sample: a silent zero is the one
-outcome we never allow.
+text would silently score 0.0 (or 100 when only digits and Latin letters
+survive).  Two rules keep that from happening:
+
+* a reference must yield at least one token, or MetricError names the sample
+  (it is a data error); a prediction may yield none and then scores 0, as an
+  empty prediction does: a degenerate output ("!!!") is a result, not an error;
+* a text holding Hangul under a tokenizer that drops Hangul (``rouge-score``)
+  is an error naming the sample, whatever its share of Hangul.
 
 Tokenizers (``TOKENIZERS``):
   mecab        MeCab-ko morphemes (python-mecab-ko) of the normalized text
@@ -11,21 +16,28 @@ Tokenizers (``TOKENIZERS``):
   kiwi         Kiwi morphemes (kiwipiepy, the optional extra ``harness[kiwi]``)
   char         non-space characters of the normalized text
   rouge-score  rouge-score's own DefaultTokenizer (no stemming), for English;
-               numbers are identical to RougeScorer's own
-  auto         mecab when the references are mostly Hangul, else rouge-score;
-               the choice is recorded in ``version`` ("auto → mecab (references 97% Hangul)")
-"Normalized" = lower-cased, everything outside [A-Za-z0-9가-힣] made a space,
-as Korean summarization benchmarks do.
+               numbers are identical to RougeScorer's own (no NFC either)
+  auto         mecab when the references are mostly Hangul, else whitespace,
+               which on text without Hangul gives exactly rouge-score's
+               tokens but keeps any Hangul a prediction holds; the choice is
+               recorded in ``version`` ("auto → mecab (references 97% Hangul)")
+"Normalized" = NFC, lower-cased, everything outside [A-Za-z0-9가-힣] made a
+space, as Korean summarization benchmarks do.  NFC comes first because an
+NFD-encoded syllable is a run of conjoining jamo that the character class
+would delete.
 
 Scores are F-measure x 100 per sample; with several references each ROUGE type
-takes its max over references independently.  ROUGE-Lsum sees sentences from
-``split_sentences`` (one per line), so it needs no NLTK data.
+takes its max over references independently.  ROUGE-Lsum sees the text's
+lines, as rouge-score does; ``sentence_split=True`` (label
+``rougeLsum[mecab,sentences]``) first splits lines at sentence-final
+. ? ! with ``split_sentences``, which needs no NLTK data.
 """
 
 from __future__ import annotations
 
 import functools
 import importlib.metadata
+import unicodedata
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -40,6 +52,12 @@ TOKENIZERS: tuple[str, ...] = ("mecab", "whitespace", "kiwi", "char", "rouge-sco
 # Above this Hangul share of letters in the references, `auto` picks mecab.
 AUTO_HANGUL_THRESHOLD = 0.5
 _CACHE_SIZE = 8192
+# The tokenizers that keep Hangul; the rest (rouge-score) drop it.
+_KEEPS_HANGUL = ("mecab", "whitespace", "kiwi", "char")
+
+
+def _nfc(text: str) -> str:
+    return unicodedata.normalize("NFC", text)
 
 
 def _dist_version(dist: str) -> str:
@@ -51,7 +69,7 @@ def _dist_version(dist: str) -> str:
 
 @functools.lru_cache(maxsize=_CACHE_SIZE)
 def _mecab_tokens(text: str) -> tuple[str, ...]:
-    normalized = normalize_korean(text)
+    normalized = normalize_korean(_nfc(text))
     if not normalized.strip():
         return ()
     return tuple(get_mecab().morphs(normalized))
@@ -72,7 +90,7 @@ def get_kiwi():
 
 @functools.lru_cache(maxsize=_CACHE_SIZE)
 def _kiwi_tokens(text: str) -> tuple[str, ...]:
-    normalized = normalize_korean(text)
+    normalized = normalize_korean(_nfc(text))
     if not normalized.strip():
         return ()
     return tuple(token.form for token in get_kiwi().tokenize(normalized))
@@ -80,12 +98,12 @@ def _kiwi_tokens(text: str) -> tuple[str, ...]:
 
 @functools.lru_cache(maxsize=_CACHE_SIZE)
 def _whitespace_tokens(text: str) -> tuple[str, ...]:
-    return tuple(normalize_korean(text).split())
+    return tuple(normalize_korean(_nfc(text)).split())
 
 
 @functools.lru_cache(maxsize=_CACHE_SIZE)
 def _char_tokens(text: str) -> tuple[str, ...]:
-    return tuple("".join(normalize_korean(text).split()))
+    return tuple("".join(normalize_korean(_nfc(text)).split()))
 
 
 _ROUGE_SCORE_DEFAULT = tokenizers.DefaultTokenizer(use_stemmer=False)
@@ -130,13 +148,18 @@ def _flatten(references: Sequence[str] | Sequence[Sequence[str]]) -> list[str]:
 
 
 def choose_tokenizer(references: Sequence[str] | Sequence[Sequence[str]]) -> str:
-    """What ``auto`` resolves to: 'mecab' if the references are mostly Hangul, else 'rouge-score'."""
-    return "mecab" if hangul_ratio(_flatten(references)) > AUTO_HANGUL_THRESHOLD else "rouge-score"
+    """What ``auto`` resolves to: 'mecab' if the references are mostly Hangul, else 'whitespace'.
+
+    Not 'rouge-score': a Korean answer to an English reference would lose its Hangul (and score
+    as if it were not there); 'whitespace' tokenizes Hangul-free text exactly as rouge-score does.
+    """
+    ratio = hangul_ratio([_nfc(t) for t in _flatten(references)])
+    return "mecab" if ratio > AUTO_HANGUL_THRESHOLD else "whitespace"
 
 
 def auto_note(references: Sequence[str] | Sequence[Sequence[str]]) -> str:
     """Why ``auto`` chose what it chose, e.g. 'auto → mecab (references 97% Hangul)'."""
-    ratio = hangul_ratio(_flatten(references))
+    ratio = hangul_ratio([_nfc(t) for t in _flatten(references)])
     return f"auto → {choose_tokenizer(references)} (references {ratio:.0%} Hangul)"
 
 
@@ -163,16 +186,16 @@ def tokenizer_version(name: str) -> str:
     rouge_v = f"rouge-score {_dist_version('rouge-score')}"
     if name == "mecab":
         return (
-            f"python-mecab-ko {_dist_version('python-mecab-ko')}; "
+            f"NFC; python-mecab-ko {_dist_version('python-mecab-ko')}; "
             f"python-mecab-ko-dic {_dist_version('python-mecab-ko-dic')}; {rouge_v}"
         )
     if name == "kiwi":
         return (
-            f"kiwipiepy {_dist_version('kiwipiepy')}; kiwipiepy_model {_dist_version('kiwipiepy_model')}; "
+            f"NFC; kiwipiepy {_dist_version('kiwipiepy')}; kiwipiepy_model {_dist_version('kiwipiepy_model')}; "
             f"{rouge_v}"
         )
     if name in ("whitespace", "char"):
-        return f"harness ko-normalize [A-Za-z0-9가-힣]; {rouge_v}"
+        return f"harness ko-normalize NFC [A-Za-z0-9가-힣]; {rouge_v}"
     return rouge_v
 
 
@@ -191,7 +214,8 @@ class KoreanRouge:
     tokenizer: str = "auto"
     rouge_types: Sequence[str] = ROUGE_TYPES
     references_sample: Sequence[str] | Sequence[Sequence[str]] | None = None
-    split_sentences: bool = True
+    # ROUGE-Lsum only: split lines at sentence-final . ? ! too (rouge-score splits at newlines only).
+    sentence_split: bool = False
     version: str = field(init=False)
     _scorer: Any = field(init=False, repr=False)
 
@@ -203,6 +227,8 @@ class KoreanRouge:
             raise MetricError(
                 f"rouge: unknown rouge type(s) {bad}; choose from {', '.join(ROUGE_TYPES)}"
             )
+        if not isinstance(self.sentence_split, bool):
+            raise MetricError(f"rouge: sentence_split must be true or false, got {self.sentence_split!r}")
         self.rouge_types = tuple(self.rouge_types)
         self.version = tokenizer_version(self.tokenizer)
         if requested == "auto":
@@ -214,7 +240,9 @@ class KoreanRouge:
         )
 
     def label(self, rouge_type: str) -> str:
-        """E.g. 'rouge1[mecab]'."""
+        """E.g. 'rouge1[mecab]', 'rougeLsum[mecab,sentences]'."""
+        if rouge_type == "rougeLsum" and self.sentence_split:
+            return f"{rouge_type}[{self.tokenizer},sentences]"
         return f"{rouge_type}[{self.tokenizer}]"
 
     def _prepare(self, text: Any, sample: Hashable, field_name: str) -> str:
@@ -223,34 +251,30 @@ class KoreanRouge:
                 f"rouge: sample {sample} {field_name} must be a str, got "
                 f"{type(text).__name__}; convert None to ''"
             )
-        if text.strip() and not _TOKEN_FUNCS[self.tokenizer](text):
-            hint = (
-                "it is non-ASCII; use tokenizer='mecab' or 'char'"
-                if self.tokenizer == "rouge-score"
-                else "it has no letters or digits; clean it or drop the sample"
-            )
-            raise MetricError(
-                f"rouge: sample {sample} {field_name} {text[:40]!r} yields no tokens "
-                f"under tokenizer '{self.tokenizer}' ({hint})"
-            )
-        if self.tokenizer == "rouge-score" and hangul_ratio([text]) > AUTO_HANGUL_THRESHOLD:
-            # Its tokenizer deletes Hangul but keeps digits and Latin letters, so two Korean
-            # texts sharing "3" and "10" would score 100.
+        if self.tokenizer not in _KEEPS_HANGUL and hangul_ratio([_nfc(text)]) > 0:
+            # Its tokenizer deletes Hangul but keeps digits and Latin letters, so "삼성 Galaxy S24"
+            # and "애플 Galaxy S24" would score 100.
             kept = " ".join(_TOKEN_FUNCS[self.tokenizer](text))[:40]
             raise MetricError(
-                f"rouge: sample {sample} {field_name} {text[:40]!r} is Korean but tokenizer "
-                f"'rouge-score' keeps only {kept!r} of it; use tokenizer='mecab' (or 'auto')"
+                f"rouge: sample {sample} {field_name} {text[:40]!r} holds Hangul but tokenizer "
+                f"'{self.tokenizer}' keeps only {kept!r} of it; use tokenizer='mecab' (or 'auto')"
+            )
+        if field_name != "prediction" and not _TOKEN_FUNCS[self.tokenizer](text):
+            kept = "ASCII letters or digits" if self.tokenizer == "rouge-score" else "letters or digits"
+            raise MetricError(
+                f"rouge: sample {sample} {field_name} {text[:40]!r} yields no tokens under tokenizer "
+                f"'{self.tokenizer}' (it has no {kept}); fix the reference or drop the sample"
             )
         # Only Lsum reads the newlines; the other types see the same tokens
         # either way because every tokenizer treats newlines as whitespace.
-        if self.split_sentences and "rougeLsum" in self.rouge_types:
+        if self.sentence_split and "rougeLsum" in self.rouge_types:
             return "\n".join(split_sentences(text))
         return text
 
     def score(
         self, prediction: str, references: Sequence[str], sample: Hashable = "?"
     ) -> dict[str, float]:
-        """F-measure x 100 per ROUGE type, max over references."""
+        """F-measure x 100 per ROUGE type, max over references; a prediction without tokens scores 0."""
         if isinstance(references, str):
             references = [references]
         if len(references) == 0:

@@ -1,6 +1,15 @@
-"""Percentile-bootstrap 95% confidence intervals, deterministic from a seed.
+"""Confidence intervals for metric means and paired deltas, deterministic from a seed.
 
-All three functions draw their resamples from ``bootstrap_indices``, so with
+Which interval (``Interval.method``):
+  exact      a column whose every value is 0 or ``full_score`` (exact match): Clopper-Pearson;
+  newcombe   the paired delta of two such columns: Newcombe's interval, exact McNemar p-value;
+  bca        any other mean or paired delta: the BCa bootstrap (see ``intervals``);
+  percentile corpus metrics (BLEU, chrF, perplexity), whose jackknife would cost n corpus
+             scorings: the percentile bootstrap.
+Each interval of a delta carries a two-sided ``p_value`` from the same computation, so a family
+of deltas can be corrected together (Holm, in ``harness.scoring``).
+
+The bootstrap functions draw their resamples from ``bootstrap_indices``, so with
 the same ``seed``, ``n_resamples`` and ``n`` they use the very same resampled
 index sets: a paired comparison of two systems stays paired across calls.
 
@@ -19,6 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from harness.metrics.errors import MetricError
+from harness.metrics.intervals import bca, bootstrap_p_value, clopper_pearson, mcnemar_p_value, newcombe_paired
 
 # Bound memory when resampling long eval sets: rows of indices are drawn in
 # blocks of about this many integers.
@@ -32,6 +42,8 @@ class Interval:
     high: float
     n: int
     confidence: float = 0.95
+    method: str = "percentile"
+    p_value: float | None = None  # two-sided, of "the mean is 0"; set on deltas
 
     @property
     def excludes_zero(self) -> bool:
@@ -44,14 +56,18 @@ class Interval:
         def clean(x: float) -> float | None:
             return None if math.isnan(x) else float(x)
 
-        return {
+        out = {
             "value": clean(self.value),
             "low": clean(self.low),
             "high": clean(self.high),
             "n": self.n,
             "confidence": self.confidence,
+            "method": self.method,
             "excludes_zero": self.excludes_zero,
         }
+        if self.p_value is not None:
+            out["p_value"] = self.p_value
+        return out
 
 
 def _check_params(n_resamples: int, confidence: float) -> None:
@@ -92,27 +108,39 @@ def _degenerate(value: float, n: int, confidence: float) -> Interval:
     return Interval(value, value, value, n, confidence)
 
 
+def _is_binary(arr: np.ndarray, full_score: float | None) -> bool:
+    return full_score is not None and bool(np.all((arr == 0) | (arr == full_score)))
+
+
 def mean_ci(
     values: Sequence[float],
     *,
     seed: int = 0,
     n_resamples: int = 1000,
     confidence: float = 0.95,
+    full_score: float | None = None,
 ) -> Interval:
-    """Mean of ``values`` with a percentile-bootstrap interval."""
+    """Mean of ``values``: an exact interval when every value is 0 or ``full_score``, else BCa."""
     _check_params(n_resamples, confidence)
     arr = _as_array(values, "values")
     n = len(arr)
     if n == 0:
         return _degenerate(math.nan, 0, confidence)
     value = float(arr.mean())
+    if _is_binary(arr, full_score):
+        low, high = clopper_pearson(int(np.sum(arr == full_score)), n, confidence)
+        return Interval(value, low * full_score, high * full_score, n, confidence, "exact")
     if n == 1:
         return _degenerate(value, 1, confidence)
-    means = np.concatenate(
-        [arr[idx].mean(axis=1) for idx in bootstrap_indices(n, seed=seed, n_resamples=n_resamples)]
+    means = _bootstrap_means(arr, seed, n_resamples)
+    low, high = bca(arr, means, confidence)
+    return Interval(value, low, high, n, confidence, "bca", bootstrap_p_value(arr, means))
+
+
+def _bootstrap_means(arr: np.ndarray, seed: int, n_resamples: int) -> np.ndarray:
+    return np.concatenate(
+        [arr[idx].mean(axis=1) for idx in bootstrap_indices(len(arr), seed=seed, n_resamples=n_resamples)]
     )
-    low, high = _percentiles(means, confidence)
-    return Interval(value, low, high, n, confidence)
 
 
 def paired_delta_ci(
@@ -122,17 +150,28 @@ def paired_delta_ci(
     seed: int = 0,
     n_resamples: int = 1000,
     confidence: float = 0.95,
+    full_score: float | None = None,
 ) -> Interval:
-    """Mean of a[i] - b[i] (e.g. adapter minus base), both resampled with the same indices."""
+    """Mean of a[i] - b[i] (e.g. adapter minus base), with its two-sided p-value."""
+    _check_params(n_resamples, confidence)
     arr_a, arr_b = _as_array(a, "a"), _as_array(b, "b")
     if len(arr_a) != len(arr_b):
         raise MetricError(
             f"bootstrap: paired lists differ in length ({len(arr_a)} vs {len(arr_b)}); "
             "score both systems on the same samples"
         )
+    n = len(arr_a)
+    if n >= 1 and _is_binary(arr_a, full_score) and _is_binary(arr_b, full_score):
+        right_a, right_b = arr_a == full_score, arr_b == full_score
+        low, high = newcombe_paired(right_a, right_b, confidence)
+        return Interval(float((arr_a - arr_b).mean()), low * full_score, high * full_score, n, confidence,
+                        "newcombe", mcnemar_p_value(right_a, right_b))
     # Resampling indices and then differencing equals resampling the
     # per-sample differences, so pairing costs nothing extra.
-    return mean_ci(arr_a - arr_b, seed=seed, n_resamples=n_resamples, confidence=confidence)
+    interval = mean_ci(arr_a - arr_b, seed=seed, n_resamples=n_resamples, confidence=confidence)
+    if n == 1:
+        return Interval(interval.value, interval.low, interval.high, 1, confidence, "bca", 1.0)
+    return interval
 
 
 def corpus_ci(
@@ -158,10 +197,13 @@ def corpus_ci(
     value = float(statistic(np.arange(n)))
     if n == 1:
         return _degenerate(value, 1, confidence)
-    stats = [
+    stats = np.asarray([
         float(statistic(row))
         for block in bootstrap_indices(n, seed=seed, n_resamples=n_resamples)
         for row in block
-    ]
-    low, high = _percentiles(np.asarray(stats), confidence)
-    return Interval(value, low, high, n, confidence)
+    ])
+    low, high = _percentiles(stats, confidence)
+    # The percentile interval excludes 0 at level 1 - p: twice the smaller tail beyond 0.
+    below = (np.count_nonzero(stats < 0) + 0.5 * np.count_nonzero(stats == 0) + 0.5) / (len(stats) + 1)
+    p_value = 1.0 if np.all(stats == 0) else min(1.0, 2 * min(below, 1 - below))
+    return Interval(value, low, high, n, confidence, "percentile", float(p_value))

@@ -79,6 +79,7 @@ class Report:
     def results_for_table(self) -> dict:
         """A results dict in results.json's shape, for harness.summary.results_table."""
         return {"suite": self.suite, "n_samples": self.n_samples, "metric_info": self.metric_info,
+                "long_prompts": self.first.get("long_prompts"), "bootstrap": self.first.get("bootstrap"),
                 "metrics": {m.name: m.metrics for m in self.models},
                 "deltas": {m.name: m.delta for m in self.models if m.delta}}
 

@@ -16,7 +16,7 @@ from markupsafe import Markup
 
 from harness import __version__
 from harness.report.load import Report
-from harness.summary import fmt_interval, version_notes
+from harness.summary import fmt_interval, interval_note, long_prompts_note, version_notes
 
 TEMPLATES = Path(__file__).parent / "templates"
 SECTIONS = ("overview", "metrics", "training", "samples")
@@ -143,7 +143,7 @@ def metrics_rows(report: Report) -> list[dict]:
             entry = m.metrics.get(label) or {}
             d = (m.delta or {}).get(label)
             cells.append({"value": entry.get("value"), "low": entry.get("low"), "high": entry.get("high"),
-                          "delta": d, "state": _state(d)})
+                          "n": entry.get("n"), "delta": d, "state": _state(d)})
         rows.append({"model": m, "color": _color(i), "cells": cells})
     return rows
 
@@ -345,6 +345,8 @@ def page_context(report: Report) -> dict:
         "repetition": repetition_rows(report), "verify": verify_rows(report),
         "curves": training_curves(report), "histograms": histograms(report, primary), "primary": primary,
         "confidence": int(round(conf * 100)), "n_samples": report.n_samples, "kind": data["kind"],
+        "interval_note": interval_note(first.get("bootstrap")),
+        "long_prompts_note": long_prompts_note(first.get("long_prompts")),
         "data": data, "generated_at": time.strftime("%Y-%m-%d %H:%M:%S %z"), "version": __version__,
         "sections": [s for s in SECTIONS if s != "training" or training_curves(report)],
         "versions": version_notes(report.metric_info),
@@ -365,12 +367,12 @@ def _md_escape(text) -> str:
 def render_markdown(report: Report) -> str:
     first = report.first
     labels = list(report.metric_info)
-    conf = int(round((first.get("bootstrap") or {}).get("confidence", 0.95) * 100))
     ds = first.get("dataset") or {}
-    lines = [f"## {_md_escape(report.suite)} ({_md_escape(report.task)}) — {report.n_samples} samples", ""]
+    lines = [f"## {_md_escape(report.suite)} ({_md_escape(report.task)}) — {report.n_samples} samples"
+             f"{_md_escape(long_prompts_note(first.get('long_prompts')))}", ""]
     lines.append(f"Dataset `{_md_escape(ds.get('source', '?'))}` (sha256 `{str(ds.get('sha256', '?'))[:12]}`), "
-                 f"{conf}% bootstrap intervals; Δ is each adapter minus the base of its run "
-                 "(paired bootstrap); ▲ improved / ▼ regressed where the interval of Δ excludes 0.")
+                 f"{_md_escape(interval_note(first.get('bootstrap')))}; Δ is each adapter minus the base "
+                 "of its run, paired by sample.")
     lines.append("")
     arrows = {True: "↑", False: "↓"}
     header = ["model"] + [f"{l} {arrows[bool(report.metric_info[l].get('higher_is_better', True))]}" for l in labels]

@@ -12,6 +12,7 @@ from harness.metrics.registry import build_metric
 from harness.metrics.repetition import repetition_stats
 from harness.prompts import apply_chat_template, load_template
 from harness.scoring import Scorer
+from harness.tasks.long_prompts import fit_prompt, generation_budget
 
 
 @dataclass
@@ -28,7 +29,10 @@ class Task:
     # Whether `run` takes a `shard` (a world of processes) and deals it whole batches itself.
     deals_batches = False
 
-    def build_requests(self, suite: SuiteConfig, examples: list[dict], tokenizer, fewshot_pool: list[dict]) -> list[Request]:
+    def build_requests(self, suite: SuiteConfig, examples: list[dict], tokenizer, fewshot_pool: list[dict],
+                       context_limit: int | None = None) -> list[Request]:
+        """One request per example; `context_limit` (the model's context in tokens) lets a task fit
+        long prompts (a skipped one has extra["skipped"])."""
         raise NotImplementedError
 
     def scorers(self, suite: SuiteConfig, references: list[list[str]]) -> list[Scorer]:
@@ -43,6 +47,8 @@ class GenerativeTask(Task):
     """QA and summarization: the model writes text that is scored against references."""
 
     references_field = ""
+    # The passage `prompt.overflow: truncate` cuts when the suite names none.
+    truncate_field = "context"
     deals_batches = True
 
     def references(self, example: dict) -> list[str]:
@@ -57,17 +63,26 @@ class GenerativeTask(Task):
     def extract(self, output: str) -> str:
         return output.strip()
 
-    def build_requests(self, suite, examples, tokenizer, fewshot_pool):
+    def build_requests(self, suite, examples, tokenizer, fewshot_pool, context_limit=None):
         p = suite.prompt
         template = load_template(p.template, p.text, None, where="prompt.template")
         shots = _FewShot(template, fewshot_pool, p.fewshot.k, p.fewshot.seed, p.fewshot.separator)
+        budget = generation_budget(context_limit, suite)
+        field_name = p.truncate_field or self.truncate_field
         requests = []
         for example in examples:
             where = f"dataset example '{example.get('id', '?')}'"
-            prompt = shots.prefix(example) + template.render_prompt(example, where)
-            if p.chat:
-                prompt = apply_chat_template(tokenizer, prompt, p.system)
-            requests.append(Request(id=str(example["id"]), prompt=prompt, references=self.references(example)))
+
+            def render(ex: dict, _where=where) -> str:
+                prompt = shots.prefix(ex) + template.render_prompt(ex, _where)
+                return apply_chat_template(tokenizer, prompt, p.system) if p.chat else prompt
+
+            fitted = fit_prompt(render, example, field_name, tokenizer, budget, p.overflow, where)
+            extra = {"truncated_tokens": fitted.cut_tokens, "truncated_chars": fitted.cut_chars}
+            if fitted.prompt is None:
+                extra = {"skipped": fitted.skip_reason}
+            requests.append(Request(id=str(example["id"]), prompt=fitted.prompt or "",
+                                    references=self.references(example), extra=extra))
         return requests
 
     def scorers(self, suite, references):
@@ -100,6 +115,8 @@ class GenerativeTask(Task):
                 "output": generated.output, "prediction": self.extract(generated.output),
                 "prompt_tokens": generated.prompt_tokens, "generated_tokens": generated.generated_tokens,
                 "stop_reason": generated.stop_reason, "repetition": repetition_stats(generated.output).to_dict(),
+                "truncated_tokens": request.extra.get("truncated_tokens", 0),
+                "truncated_chars": request.extra.get("truncated_chars", 0),
             })
 
         # batch_size None: sized from free GPU memory per batch (the fast engine on a GPU).

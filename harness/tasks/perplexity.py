@@ -4,6 +4,12 @@ Each window scores only tokens no earlier window scored, with up to `context_len
 tokens of context before them (the transformers perplexity guide's method), and the negative
 log-likelihood is summed exactly per token rather than averaged per window. Bits per byte
 divide by UTF-8 bytes, so models with different tokenizers can be compared.
+
+The first token of a document has nothing before it to be predicted from. Where the tokenizer
+has a BOS token, the document starts with it (added if the tokenizer does not add it itself, as
+lm-evaluation-harness's rolling log-likelihood does), so every token of the text is scored and
+every byte counts. Where it has none, the first token goes unscored and its bytes leave the
+denominator: a record's `bytes` are the bytes of the tokens that were scored, never more.
 """
 from __future__ import annotations
 
@@ -30,7 +36,7 @@ def _bpb(recs: list[dict]) -> float:
 class PerplexityTask(Task):
     kind = "perplexity"
 
-    def build_requests(self, suite: SuiteConfig, examples, tokenizer, fewshot_pool):
+    def build_requests(self, suite: SuiteConfig, examples, tokenizer, fewshot_pool, context_limit=None):
         field = suite.perplexity.field
         requests = []
         for example in examples:
@@ -59,7 +65,9 @@ class PerplexityTask(Task):
         """Every window of every document, batched longest first; a document's record is written
         as soon as its last window is scored."""
         settings = suite.perplexity
-        docs = [tokenizer(r.prompt, add_special_tokens=True)["input_ids"] for r in requests]
+        encoded = [encode_document(tokenizer, r.prompt) for r in requests]
+        docs = [ids for ids, _ in encoded]
+        scored_bytes = [n for _, n in encoded]
         windows = [(d, w) for d, ids in enumerate(docs)
                    for w in plan_windows(len(ids), settings.context_length, settings.stride)]
         left = [0] * len(docs)
@@ -68,7 +76,7 @@ class PerplexityTask(Task):
         totals = [[0.0, 0] for _ in docs]
         for d in range(len(docs)):
             if not left[d]:  # nothing to score (a one-token document)
-                self._finish(requests[d], totals[d], on_record, progress)
+                self._finish(requests[d], totals[d], 0, on_record, progress)
         windows.sort(key=lambda item: (-(item[1][1] - item[1][0]), item[0]))
         size = batch_size or max(1, 16384 // settings.context_length)  # ~16k tokens per forward on a GPU
         kernels = fused.fused_kernels(model) if suite.engine != "plain" and fused.available(model) \
@@ -82,14 +90,33 @@ class PerplexityTask(Task):
                     totals[d][1] += scored
                     left[d] -= 1
                     if not left[d]:
-                        self._finish(requests[d], totals[d], on_record, progress)
+                        self._finish(requests[d], totals[d], scored_bytes[d], on_record, progress)
 
     @staticmethod
-    def _finish(request, total, on_record, progress) -> None:
+    def _finish(request, total, n_bytes: int, on_record, progress) -> None:
         on_record({"id": request.id, "prompt": request.prompt, "references": [],
-                   "nll": total[0], "tokens": total[1], "bytes": len(request.prompt.encode("utf-8"))})
+                   "nll": total[0], "tokens": total[1], "bytes": n_bytes if total[1] else 0})
         if progress is not None:
             progress.update(1)
+
+
+def encode_document(tokenizer, text: str) -> tuple[list[int], int]:
+    """The ids a document is scored on, and the UTF-8 bytes of the text its scored tokens cover."""
+    ids = tokenizer(text, add_special_tokens=True)["input_ids"]
+    bos = tokenizer.bos_token_id
+    if bos is not None:
+        return (ids if ids and ids[0] == bos else [bos, *ids]), len(text.encode("utf-8"))
+    if not ids:
+        return ids, 0
+    return ids, len(text.encode("utf-8")) - len(_first_token_text(tokenizer, text, ids).encode("utf-8"))
+
+
+def _first_token_text(tokenizer, text: str, ids: list[int]) -> str:
+    try:
+        offsets = tokenizer(text, add_special_tokens=True, return_offsets_mapping=True)["offset_mapping"]
+        return text[:offsets[0][1]]
+    except (NotImplementedError, KeyError, TypeError, ValueError):  # slow tokenizers have no offsets
+        return tokenizer.decode(ids[:1])
 
 
 def plan_windows(n_tokens: int, context_length: int, stride: int) -> list[tuple[int, int, int]]:

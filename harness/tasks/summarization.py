@@ -8,6 +8,7 @@ class SummarizationTask(GenerativeTask):
     kind = "summarization"
     default_metrics = ["rouge1", "rouge2", "rougeL", "rougeLsum"]
     references_field = "summary"
+    truncate_field = "document"
 
 
 TASK = SummarizationTask()

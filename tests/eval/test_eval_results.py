@@ -116,7 +116,8 @@ def tiny_base(harness_cache):
 def full_forward_nll(base, text: str) -> tuple[float, int]:
     import torch
 
-    ids = base.tokenizer(text, add_special_tokens=True)["input_ids"]
+    # The tiny tokenizer has a BOS token but does not add it: perplexity starts each document with it.
+    ids = [base.tokenizer.bos_token_id, *base.tokenizer(text, add_special_tokens=False)["input_ids"]]
     with torch.inference_mode():
         logits = base.model(input_ids=torch.tensor([ids])).logits[0].float()
     nll = torch.nn.functional.cross_entropy(logits[:-1], torch.tensor(ids[1:]), reduction="sum")
@@ -150,7 +151,7 @@ def test_sliding_window_scores_every_token_exactly_once(suite_config, eval_run, 
     for r in read_records(tmp_path / "sliding", "base"):
         n_ids = len(tiny_base.tokenizer(r["prompt"], add_special_tokens=True)["input_ids"])
         assert n_ids > 64  # several windows
-        assert r["tokens"] == n_ids - 1
+        assert r["tokens"] == n_ids  # every token of the text, the first one predicted from BOS
         assert math.isfinite(r["nll"]) and r["nll"] > 0
 
 

@@ -35,9 +35,24 @@ def test_summary_means_and_hit_limit_rate():
     ]
     summary = repetition_summary(records)
     # distinct-1: 1/4, 1, 0 ; distinct-2: 1/3, 1, 0 ; longest repeat: 3 ("a a a" twice), 0, 0
+    assert summary["unit"] == "word"
     assert summary["distinct_1"] == pytest.approx((0.25 + 1 + 0) / 3, abs=1e-6)
     assert summary["distinct_2"] == pytest.approx((1 / 3 + 1 + 0) / 3, abs=1e-6)
     assert summary["longest_repeat_len"] == pytest.approx(1.0)
     assert summary["hit_limit_rate"] == pytest.approx(1 / 3, abs=1e-6)
     assert summary["n"] == 3
+
+
+def test_summary_keeps_word_and_character_figures_apart():
+    records = [
+        {"stop_reason": "eos", "repetition": repetition_stats("the quick brown fox").to_dict()},  # words
+        {"stop_reason": "eos", "repetition": repetition_stats("ㅋㅋㅋㅋ").to_dict()},  # characters
+        {"stop_reason": "eos", "repetition": repetition_stats("하하하하하하").to_dict()},  # characters
+    ]
+    summary = repetition_summary(records)
+    # words: distinct-1 1 (one text); characters: 1/4 and 1/6, never mixed with the words' 1
+    assert summary["by_unit"]["word"] == {"distinct_1": 1.0, "distinct_2": 1.0, "longest_repeat_len": 0.0, "n": 1}
+    assert summary["by_unit"]["char"]["distinct_1"] == pytest.approx((1 / 4 + 1 / 6) / 2)
+    assert summary["by_unit"]["char"]["n"] == 2
+    assert summary["unit"] == "char" and summary["distinct_1"] == summary["by_unit"]["char"]["distinct_1"]
     assert repetition_summary([{"nll": 1.0, "tokens": 3}]) is None  # perplexity records: nothing to summarise

@@ -26,13 +26,9 @@ def _reference(rouge_types, target, prediction):
 def test_rouge_score_tokenizer_equals_rougescorer_exactly():
     ours = rouge_scores(EN_PRED, [EN_REF], tokenizer="rouge-score")
     theirs = _reference(["rouge1", "rouge2", "rougeL"], EN_REF, EN_PRED)
-    for key in ("rouge1", "rouge2", "rougeL"):
+    theirs.update(_reference(["rougeLsum"], EN_REF, EN_PRED))
+    for key in ("rouge1", "rouge2", "rougeL", "rougeLsum"):
         assert ours[key] == theirs[key]
-    # Lsum sees our sentence split, one sentence per line.
-    lsum = _reference(
-        ["rougeLsum"], "\n".join(split_sentences(EN_REF)), "\n".join(split_sentences(EN_PRED))
-    )
-    assert ours["rougeLsum"] == lsum["rougeLsum"]
 
 
 def test_rouge_score_tokenizer_multi_reference_is_max_per_type():
@@ -47,7 +43,7 @@ def test_default_rouge_score_would_zero_korean_but_auto_does_not():
     assert _reference(["rouge1"], KO_REF, KO_REF)["rouge1"] == 0.0
     assert choose_tokenizer([KO_REF]) == "mecab"
     assert rouge_scores(KO_REF, [KO_REF], tokenizer="auto")["rouge1"] == 100.0
-    assert choose_tokenizer([[EN_REF]]) == "rouge-score"
+    assert choose_tokenizer([[EN_REF]]) == "whitespace"
 
 
 @pytest.mark.parametrize("tok", ["mecab", "whitespace", "char", "auto"])
@@ -85,28 +81,33 @@ def test_normalisation_lowercases_and_drops_symbols():
     assert tokenize("KBS뉴스, ㅋㅋ 2024년!", "whitespace") == ["kbs뉴스", "2024년"]
 
 
-def test_korean_text_with_no_tokens_raises_naming_the_sample():
+def test_reference_with_no_tokens_raises_naming_the_sample():
     scorer = KoreanRouge(tokenizer="mecab")
-    with pytest.raises(MetricError, match="sample 3 prediction"):
-        scorer.score("ㅋㅋㅋ!!", ["정상 요약"], sample=3)
-    with pytest.raises(MetricError, match=r"sample 7 references\[0\].*non-ASCII"):
+    with pytest.raises(MetricError, match=r"sample 3 references\[0\].*no tokens"):
+        scorer.score("정상 요약", ["ㅋㅋㅋ!!"], sample=3)
+    with pytest.raises(MetricError, match=r"sample 7 references\[0\].*holds Hangul"):
         rouge_scores("hello", ["안녕하세요"], tokenizer="rouge-score", sample=7)
-    with pytest.raises(MetricError, match="sample 1 prediction"):
-        scorer.corpus(["좋은 요약", "…"], [["좋은 요약"], ["요약"]])
+    with pytest.raises(MetricError, match=r"sample 1 references\[0\]"):
+        scorer.corpus(["좋은 요약", "요약"], [["좋은 요약"], ["…"]])
 
 
 def test_blank_prediction_scores_zero_not_error():
     assert rouge_scores("", ["정상 요약"], tokenizer="mecab")["rouge1"] == 0.0
 
 
-def test_lsum_uses_sentence_split():
+def test_lsum_sentence_split_is_an_option():
     pred = "비가 왔다. 바람이 불었다."
     ref = "바람이 불었다. 비가 왔다."
-    scores = rouge_scores(pred, [ref], tokenizer="whitespace")
+    split = KoreanRouge(tokenizer="whitespace", sentence_split=True)
+    scores = split.score(pred, [ref])
     # As one sequence the LCS is 2 of 4 tokens; per sentence each sentence
     # finds its match, so Lsum is perfect.
     assert scores["rougeL"] == pytest.approx(50.0)
     assert scores["rougeLsum"] == pytest.approx(100.0)
+    assert split.label("rougeLsum") == "rougeLsum[whitespace,sentences]"
+    assert split.label("rougeL") == "rougeL[whitespace]"
+    # Without the option the text is one line, as rouge-score sees it.
+    assert rouge_scores(pred, [ref], tokenizer="whitespace")["rougeLsum"] == pytest.approx(50.0)
 
 
 def test_split_sentences():

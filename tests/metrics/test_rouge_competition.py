@@ -118,7 +118,7 @@ def test_identical_texts_score_100_and_normalisation_applies():
 def test_registry_labels_and_errors():
     metric = build_metric("rouge1", {"scorer": "korean_competition"})
     assert metric.label == "rouge1[mecab,korean_competition]"
-    assert metric.version.startswith("korean_competition (NIKL rouge_metric.py, 1000-word limit); python-mecab-ko")
+    assert metric.version.startswith("korean_competition (NIKL rouge_metric.py, 1000-word limit, NFC); python-mecab-ko")
     assert metric.per_sample("오늘 비가 온다", ["비가 온다", "바람이 분다"]) == pytest.approx(300 / 7)
     assert build_metric("rougeL", {"scorer": "korean_competition", "tokenizer": "char"}).label == (
         "rougeL[char,korean_competition]")

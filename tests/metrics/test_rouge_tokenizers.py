@@ -25,7 +25,7 @@ def test_kiwi_by_hand():
     assert scores["rouge2"] == pytest.approx(1000 / 13)
     assert scores["rougeL"] == pytest.approx(1200 / 15)
     metric = build_metric("rouge1", {"tokenizer": "kiwi"})
-    assert metric.label == "rouge1[kiwi]" and metric.version.startswith("kiwipiepy ")
+    assert metric.label == "rouge1[kiwi]" and metric.version.startswith("NFC; kiwipiepy ")
 
 
 def test_kiwi_missing_says_how_to_install(monkeypatch):
@@ -61,7 +61,7 @@ def test_rouge_score_tokenizer_on_korean_is_refused_not_100():
     pred, ref = "3월 10일 서울에서 비가 왔다", "3월 10일 부산은 맑았다"
     # rouge-score itself keeps only "3" and "10" of each and calls the pair identical.
     assert rouge_scorer.RougeScorer(["rouge1"]).score(ref, pred)["rouge1"].fmeasure == 1.0
-    with pytest.raises(MetricError, match=r"sample 2 prediction .* keeps only '3 10'.*mecab"):
+    with pytest.raises(MetricError, match=r"sample 2 prediction .* holds Hangul .* keeps only '3 10'.*mecab"):
         rouge_scores(pred, [ref], tokenizer="rouge-score", sample=2)
     assert rouge_scores(pred, [ref], tokenizer="mecab")["rouge1"] < 60
 
@@ -71,11 +71,11 @@ def test_auto_choice_is_recorded_in_version_and_logged_once():
     metrics = [build_metric(t, {}, refs) for t in ("rouge1", "rouge2")]
     assert metrics[0].label == "rouge1[mecab]"
     # 12 Hangul syllables of 14 letters (O, K) -> 86%
-    assert metrics[0].version.startswith("auto → mecab (references 86% Hangul); python-mecab-ko ")
+    assert metrics[0].version.startswith("auto → mecab (references 86% Hangul); NFC; python-mecab-ko ")
     assert auto_notes(metrics) == ["rouge tokenizer auto → mecab (references 86% Hangul)"]
     english = build_metric("rouge1", {}, [["The cat sat."]])
-    assert english.label == "rouge1[rouge-score]"
-    assert auto_notes([english]) == ["rouge tokenizer auto → rouge-score (references 0% Hangul)"]
+    assert english.label == "rouge1[whitespace]"
+    assert auto_notes([english]) == ["rouge tokenizer auto → whitespace (references 0% Hangul)"]
     assert auto_notes([build_metric("rouge1", {"tokenizer": "mecab"})]) == []
 
 

@@ -17,13 +17,23 @@ def test_mean_ci_is_deterministic_and_contains_the_mean():
     assert a.n == 40
 
 
-def test_percentile_bootstrap_by_hand():
-    # Same draws, written out with numpy directly.
+def test_bca_by_hand():
+    """Efron's BCa written out with numpy and a leave-one-out jackknife, on n >= 100 values (normal
+    quantiles; below that the expanded t quantile is checked in test_intervals.py)."""
+    from statistics import NormalDist
+
+    values = np.random.default_rng(9).lognormal(0, 1, size=120)
     rng = np.random.default_rng(0)
-    idx = rng.integers(0, 40, size=(500, 40))
-    means = np.asarray(VALUES)[idx].mean(axis=1)
-    low, high = np.percentile(means, [2.5, 97.5])
-    got = mean_ci(VALUES, seed=0, n_resamples=500)
+    means = values[rng.integers(0, 120, size=(500, 120))].mean(axis=1)
+    estimate = values.mean()
+    z0 = NormalDist().inv_cdf((np.sum(means < estimate) + 0.5 * np.sum(means == estimate)) / 500)
+    jack = np.array([np.delete(values, i).mean() for i in range(120)])
+    d = jack.mean() - jack
+    a = np.sum(d ** 3) / (6 * np.sum(d ** 2) ** 1.5)
+    levels = [NormalDist().cdf(z0 + (z0 + z) / (1 - a * (z0 + z))) for z in (-1.959963984540054, 1.959963984540054)]
+    low, high = np.quantile(means, levels)
+    got = mean_ci(values, seed=0, n_resamples=500)
+    assert got.method == "bca"
     assert (got.low, got.high) == (pytest.approx(low), pytest.approx(high))
 
 
@@ -42,9 +52,12 @@ def test_paired_delta_detects_a_consistent_gain():
     assert paired_delta_ci(noisy, VALUES).excludes_zero
 
 
-def test_corpus_ci_uses_the_same_resamples_as_mean_ci():
+def test_corpus_ci_is_the_percentile_bootstrap_on_the_same_resamples():
     arr = np.asarray(VALUES)
-    assert corpus_ci(lambda idx: float(arr[idx].mean()), len(arr), seed=3) == mean_ci(VALUES, seed=3)
+    idx = np.random.default_rng(3).integers(0, 40, size=(1000, 40))
+    low, high = np.percentile(arr[idx].mean(axis=1), [2.5, 97.5])
+    got = corpus_ci(lambda rows: float(arr[rows].mean()), len(arr), seed=3)
+    assert got.method == "percentile" and (got.low, got.high) == (pytest.approx(low), pytest.approx(high))
 
 
 def test_small_samples():
@@ -60,7 +73,8 @@ def test_small_samples():
 def test_interval_to_dict():
     d = Interval(1.0, 0.5, 1.5, 10).to_dict()
     assert d == {
-        "value": 1.0, "low": 0.5, "high": 1.5, "n": 10, "confidence": 0.95, "excludes_zero": True,
+        "value": 1.0, "low": 0.5, "high": 1.5, "n": 10, "confidence": 0.95, "method": "percentile",
+        "excludes_zero": True,
     }
 
 

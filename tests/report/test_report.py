@@ -77,7 +77,7 @@ def test_markdown_has_metrics_with_deltas(qa_run, run_cli):
     assert "report: summary.md" in out
     md = Path("summary.md").read_text(encoding="utf-8")
     assert "| model | exact_match ↑ | f1 ↑ |" in md
-    assert re.search(r"\| Δ ko-qa vs base \| \+\d+\.\d\d \[\+\d+\.\d\d, \+\d+\.\d\d\] ▲ \|", md)
+    assert re.search(r"\| Δ ko-qa vs base \| \+\d+\.\d\d \[\+\d+\.\d\d, \+\d+\.\d\d\] n=\d+ ▲ \|", md)
     assert "| **base** |" in md and "Δ ko-qa-v2 vs base" in md
     assert not Path("reports").exists() or not list(Path("reports").glob("*.html"))  # --md alone: no page
 
