@@ -207,7 +207,7 @@ class StaticDecoder:
         eos = tokenizer.eos_token_id
         self.eos = torch.tensor(eos if isinstance(eos, list) else [eos], device=dev)
         self.pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.eos[0].item()
-        self.processors = _processors(settings)
+        self.processors = None  # per batch: the penalty must know each row's padding (see `run`)
         self.kernels = (lambda: fused.fused_kernels(model)) if fused.available(model) else contextlib.nullcontext
         # Each step's tokens and end flags, copied to the host before the next step is queued (see `run`).
         self.staged = torch.zeros((2, batch), dtype=torch.long, pin_memory=self.use_graph)
@@ -304,6 +304,7 @@ class StaticDecoder:
                 with self.kernels():
                     logits, last = self._prefill(rows, first)
             self.position.copy_(last + 1)
+            self.processors = _processors(s, _padding(rows, self.device))
             sequence = left_pad(rows, self.pad)[0].to(self.device) if self.processors else None
             finished = torch.zeros(self.batch, dtype=torch.bool, device=self.device)
             history = []
@@ -499,9 +500,20 @@ def _positions(attention):
     return (attention.cumsum(-1) - 1).masked_fill_(attention == 0, 1)
 
 
-def _processors(settings: GenerationSettings):
+def _padding(rows: list[list[int]], device):
+    """How many pad tokens `left_pad` puts before each row."""
+    import torch
+
+    width = max(len(r) for r in rows)
+    return torch.tensor([width - len(r) for r in rows], device=device)
+
+
+def _processors(settings: GenerationSettings, padding):
     """transformers' logits processors for `settings`, in `generate`'s order (empty for plain greedy).
 
+    `padding`: each row's left padding, which the repetition penalty must not count as text the row
+    holds (`generate` passes the same from the attention mask): where a tokenizer has no pad token the
+    padding is eos, and a padded row would be pushed away from ending where it would end alone.
     min_new_tokens is applied by the decoder itself: it only bans eos, whatever the order."""
     from transformers import LogitsProcessorList
     from transformers.generation.logits_process import (
@@ -515,7 +527,7 @@ def _processors(settings: GenerationSettings):
     s = settings
     chain = LogitsProcessorList()
     if s.repetition_penalty != 1.0:
-        chain.append(RepetitionPenaltyLogitsProcessor(penalty=s.repetition_penalty))
+        chain.append(RepetitionPenaltyLogitsProcessor(penalty=s.repetition_penalty, prompt_ignore_length=padding))
     if s.no_repeat_ngram_size:
         chain.append(NoRepeatNGramLogitsProcessor(s.no_repeat_ngram_size))
     if s.do_sample:

@@ -34,12 +34,16 @@ def context_length(model) -> int | None:
     return None
 
 
-def encode_prompts(tokenizer, prompts: list[str], ids: list[str], settings: GenerationSettings, limit: int | None):
+def encode_prompts(tokenizer, prompts: list[str], ids: list[str], settings: GenerationSettings, limit: int | None,
+                   chat: bool = False):
+    """Token ids of `prompts`. `chat`: the prompts were rendered by the tokenizer's chat template, which
+    writes the special tokens it wants (BOS included) itself; they are tokenized as
+    `apply_chat_template(tokenize=True)` does, without adding them again (two BOS on Llama, Mistral, Gemma)."""
     # The context check below names the prompt and the fix; transformers' own warning would be a second line.
     warned = getattr(tokenizer, "deprecation_warnings", None)
     if isinstance(warned, dict):
         warned["sequence-length-is-longer-than-the-specified-maximum"] = True
-    encoded = tokenizer(list(prompts), add_special_tokens=True)["input_ids"] if prompts else []
+    encoded = tokenizer(list(prompts), add_special_tokens=not chat)["input_ids"] if prompts else []
     if limit:
         for sample_id, tokens in zip(ids, encoded):
             if len(tokens) + settings.max_new_tokens > limit:
@@ -60,7 +64,7 @@ class Batch:
 
 def generate(model, tokenizer, prompts: list[str], settings: GenerationSettings, batch_size: int,
              on_result: Callable[[int, Generated], None], ids: list[str] | None = None, progress=None,
-             engine: str = "auto", auto_batch: bool = False, shard=None) -> None:
+             engine: str = "auto", auto_batch: bool = False, shard=None, chat: bool = False) -> None:
     """Generate for every prompt; `on_result(index, Generated)` is called as each batch finishes.
 
     engine "plain" calls `model.generate`; otherwise a static cache (CUDA graphs on a GPU) is used
@@ -78,7 +82,7 @@ def generate(model, tokenizer, prompts: list[str], settings: GenerationSettings,
     from harness.decoding import StaticDecoder
 
     ids = ids or [str(i) for i in range(len(prompts))]
-    encoded = encode_prompts(tokenizer, prompts, ids, settings, context_length(model))
+    encoded = encode_prompts(tokenizer, prompts, ids, settings, context_length(model), chat)
     static = engine != "plain" and not decoding.supported(model, settings)
     if static:
         order, shared = prefixes.plan(encoded)
@@ -271,7 +275,7 @@ def _generate_batch(model, tokenizer, batch: list[list[int]], settings: Generati
 
 def generate_stream(model, tokenizer, prompt: str, settings: GenerationSettings, on_text: Callable[[str], None],
                     should_stop: Callable[[], bool] | None = None, prompt_id: str = "prompt",
-                    engine: str = "auto") -> Generated:
+                    engine: str = "auto", chat: bool = False) -> Generated:
     """Generate for one prompt, passing text to `on_text` as it is produced.
 
     Same encoding, context check, decoder choice and decoding/stop handling as `generate`, so a
@@ -284,7 +288,7 @@ def generate_stream(model, tokenizer, prompt: str, settings: GenerationSettings,
 
     from harness import decoding
 
-    encoded = encode_prompts(tokenizer, [prompt], [prompt_id], settings, context_length(model))[0]
+    encoded = encode_prompts(tokenizer, [prompt], [prompt_id], settings, context_length(model), chat)[0]
     shown = _Shown(settings.stop, on_text)
     torch.manual_seed(settings.seed)
     started = time.perf_counter()

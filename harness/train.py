@@ -18,6 +18,8 @@ from harness.data import load_dataset, split_validation
 from harness.distributed import Dist
 from harness.env import detect, free_cuda_memory, release_cuda_memory, torch_dtype
 from harness.errors import ConfigError, HarnessError, ModelError
+from harness.checkpoints import last_checkpoint as _last_checkpoint
+from harness.families import check_base, packing_mismatch
 from harness.models import base_signature, linear_module_names, load_base, resolve_model_ref
 from harness.prompts import chat_messages, load_template
 from harness.records import atomic_write_json, peak_memory_bytes
@@ -79,6 +81,7 @@ def train(config: TrainConfig, *, resume: bool = False, overwrite: bool = False,
         log = _quiet
     env = detect()
     plan_training(config, env, dist.world)  # a setting this machine cannot honour fails before anything loads
+    _check_family(config.base)
 
     # 1. data, before the model: a bad dataset should fail in a second, not after a load
     train_rows, val_rows, data_info = build_examples(config)
@@ -95,7 +98,11 @@ def train(config: TrainConfig, *, resume: bool = False, overwrite: bool = False,
     #    recomputation and a dequantized base from the memory the loaded base leaves free. The clock (tokens/s) runs from here: what plain
     #    TRL does inside SFTTrainer (LoRA wrapping) and harness's own preparation count, the load does not.
     started = time.time()
-    plan = plan_training(config, env, dist.world, attention=base.model.config._attn_implementation)
+    mismatch = ""
+    if config.training.padding_free is not False or config.data.packing:
+        mismatch = packing_mismatch(base.model, base.tokenizer.pad_token_id)
+    plan = plan_training(config, env, dist.world, attention=base.model.config._attn_implementation,
+                         packing_mismatch=mismatch)
     if env.device == "cuda":
         _fit_to_memory(plan, config, base, train_rows, dist.local_rank)
     attention = _use_varlen_attention(plan, base.model)
@@ -109,7 +116,7 @@ def train(config: TrainConfig, *, resume: bool = False, overwrite: bool = False,
     while True:
         trainer = _trainer(config, plan, model, base.tokenizer, train_rows, val_rows, out, tensorboard=dist.main)
         try:
-            trainer.train(resume_from_checkpoint=_last_checkpoint(out) if resume else None)
+            trainer.train(resume_from_checkpoint=_last_checkpoint(out, log) if resume else None)
             break
         except Exception as exc:  # torch.OutOfMemoryError only exists on recent torch
             if "out of memory" not in str(exc).lower() or env.device != "cuda" or plan.batch_size == 1:
@@ -161,6 +168,13 @@ def train(config: TrainConfig, *, resume: bool = False, overwrite: bool = False,
 
 def _quiet(*_args, **_kwargs) -> None:
     pass
+
+
+def _check_family(ref: str) -> None:
+    try:
+        check_base(ref, resolve_model_ref(ref))
+    except ModelError as exc:  # name the config field, as every other config error does
+        raise ModelError(f"base: {exc}") from None
 
 
 def _skeleton(ref: str):
@@ -390,10 +404,3 @@ def probe_logits(model, tokenizer, row: dict, top: int = 10) -> dict:
     values, indices = logits.topk(min(top, logits.numel()))
     return {"text": text, "n_tokens": int(ids.shape[1]), "top_token_ids": indices.tolist(),
             "top_logits": [round(v, 6) for v in values.tolist()]}
-
-
-def _last_checkpoint(out: Path) -> str | None:
-    from transformers.trainer_utils import get_last_checkpoint
-
-    ckpt_dir = out / "checkpoints"
-    return get_last_checkpoint(str(ckpt_dir)) if ckpt_dir.is_dir() else None
