@@ -41,7 +41,9 @@ def supported(model, settings: GenerationSettings) -> str:
     if getattr(model.config, "sliding_window", None) or getattr(model.config, "layer_types", None) and \
             any(t != "full_attention" for t in model.config.layer_types):
         return "sliding-window attention"
-    return ""
+    from harness.families import explicit_mask_mismatch
+
+    return explicit_mask_mismatch(model)
 
 
 def text_config(model):

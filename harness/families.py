@@ -95,3 +95,41 @@ def packing_mismatch(model, pad_token_id: int) -> str:
         return (f"a packed sequence's logits differ from its own by {gap:.3g} (of {scale:.3g}): "
                 f"{type(model).__name__} lets packed sequences attend to each other")
     return ""
+
+
+_MASK_CHECKS: dict[tuple, str] = {}
+
+
+def explicit_mask_mismatch(model) -> str:
+    """Why `model` cannot run from an explicit [rows, 1, queries, keys] additive mask, as the fast
+    engine's static cache feeds it ("" when it can). Bloom, for one, builds its ALiBi biases from a
+    [rows, keys] padding mask and fails on any other. Checked once per architecture and attention
+    implementation: a causal 4D mask must give what the usual padding mask gives."""
+    config = model.config
+    key = (type(config), getattr(config, "_attn_implementation", None))
+    if key not in _MASK_CHECKS:
+        _MASK_CHECKS[key] = _check_explicit_mask(model)
+    return _MASK_CHECKS[key]
+
+
+def _check_explicit_mask(model) -> str:
+    import torch
+
+    vocab = model.get_input_embeddings().weight.shape[0]
+    device = next(model.parameters()).device
+    ids = torch.randint(0, vocab, (1, 5), generator=torch.Generator().manual_seed(0)).to(device)
+    dtype = model.get_input_embeddings().weight.dtype
+    dtype = dtype if dtype in (torch.float16, torch.bfloat16) else torch.float32
+    causal = torch.ones((5, 5), dtype=torch.bool, device=device).tril()
+    mask = torch.zeros((1, 1, 5, 5), dtype=dtype, device=device).masked_fill_(~causal, torch.finfo(dtype).min)
+    with torch.no_grad():
+        usual = model(input_ids=ids, attention_mask=torch.ones_like(ids), use_cache=False).logits.float()
+        try:
+            got = model(input_ids=ids, attention_mask=mask, position_ids=torch.arange(5, device=device)[None],
+                        use_cache=False).logits.float()
+        except (TypeError, ValueError, RuntimeError) as exc:
+            return f"{type(model).__name__} takes no explicit attention mask ({type(exc).__name__})"
+    gap = float((got - usual).abs().max())
+    if gap > PACKING_TOLERANCE.get(str(dtype).removeprefix("torch."), 5e-2) * max(1.0, float(usual.abs().max())):
+        return f"{type(model).__name__} computes otherwise with an explicit attention mask"
+    return ""
