@@ -129,3 +129,25 @@ def answer(model, tokenizer, text: str, chat: bool, repetition_penalty: float) -
 
 def read_jsonl(path) -> list[dict]:
     return [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def last_logits(model, tokenizer, text: str):
+    """The last position's logits (float32) for `text` tokenized without special tokens."""
+    import torch
+
+    ids = tokenizer(text, add_special_tokens=False, return_tensors="pt").input_ids[:, -256:]
+    with torch.inference_mode():
+        return model(input_ids=ids).logits[0, -1].float()
+
+
+def packs_exactly(model, tolerance: float = LOGIT_TOLERANCE) -> bool:
+    """Whether two sequences packed in one row (position ids restarting, no attention mask, no
+    cache: a padding-free training batch) give the second one the logits it has alone."""
+    import torch
+
+    first, second = torch.arange(3, 10), torch.arange(20, 25)
+    with torch.inference_mode():
+        alone = model(input_ids=second[None], use_cache=False).logits[0]
+        packed = model(input_ids=torch.cat([first, second])[None], use_cache=False,
+                       position_ids=torch.cat([torch.arange(7), torch.arange(5)])[None]).logits[0, 7:]
+    return float((packed - alone).abs().max()) <= tolerance * max(1.0, float(alone.abs().max()))
