@@ -46,6 +46,16 @@ def supported(model, settings: GenerationSettings) -> str:
     return explicit_mask_mismatch(model)
 
 
+def end_ids(model, tokenizer) -> list[int]:
+    """The tokens that end an answer: the tokenizer's eos and those the model's generation config
+    names, on which `generate` stops by default (an instruction-tuned Llama-3 or Qwen2 ends a turn
+    on one token and a text on another)."""
+    ids = []
+    for source in (tokenizer.eos_token_id, getattr(getattr(model, "generation_config", None), "eos_token_id", None)):
+        ids += source if isinstance(source, list) else [source]
+    return list(dict.fromkeys(i for i in ids if i is not None))
+
+
 def text_config(model):
     """The decoder's config (a multimodal model nests it)."""
     config = model.config
@@ -206,8 +216,7 @@ class StaticDecoder:
         self.graph = None
         self.chunk = None  # a one-row decoder's prefill graph and its buffers (see `_prefill_chunks`)
         self.dtype = self._activation_dtype()
-        eos = tokenizer.eos_token_id
-        self.eos = torch.tensor(eos if isinstance(eos, list) else [eos], device=dev)
+        self.eos = torch.tensor(end_ids(model, tokenizer), device=dev)
         self.pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.eos[0].item()
         self.processors = None  # per batch: the penalty must know each row's padding (see `run`)
         self.kernels = (lambda: fused.fused_kernels(model)) if fused.available(model) else contextlib.nullcontext

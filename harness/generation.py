@@ -235,16 +235,20 @@ def _static_batch(decoder, tokenizer, batch: list[list[int]], shared: list[int],
 
     steps = list(decoder.run(batch, shared=shared))
     rows = torch.stack(steps, dim=1).tolist() if steps else [[] for _ in batch]
-    return [_decode(tokenizer, row, len(prompt), settings) for row, prompt in zip(rows, batch)]
+    from harness.decoding import end_ids
+
+    ends = end_ids(decoder.model, tokenizer)
+    return [_decode(tokenizer, row, len(prompt), settings, ends) for row, prompt in zip(rows, batch)]
 
 
-def generation_kwargs(settings: GenerationSettings, tokenizer) -> dict:
+def generation_kwargs(settings: GenerationSettings, tokenizer, ends: list[int] | None = None) -> dict:
+    """`generate`'s arguments for `settings`; `ends`: the tokens that end an answer (`decoding.end_ids`)."""
     kwargs = dict(
         max_new_tokens=settings.max_new_tokens, min_new_tokens=settings.min_new_tokens or None,
         do_sample=settings.do_sample, num_beams=settings.num_beams,
         repetition_penalty=settings.repetition_penalty if settings.repetition_penalty != 1.0 else None,
         no_repeat_ngram_size=settings.no_repeat_ngram_size or None,
-        pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id, eos_token_id=ends or tokenizer.eos_token_id,
     )
     if settings.do_sample:
         kwargs.update(temperature=settings.temperature, top_p=settings.top_p, top_k=settings.top_k)
@@ -259,17 +263,18 @@ def generation_kwargs(settings: GenerationSettings, tokenizer) -> dict:
 def _generate_batch(model, tokenizer, batch: list[list[int]], settings: GenerationSettings) -> list[Generated]:
     import torch
 
-    from harness.decoding import left_pad
+    from harness.decoding import end_ids, left_pad
 
+    ends = end_ids(model, tokenizer)
     input_ids, attention = left_pad(batch, tokenizer.pad_token_id)
     width = input_ids.shape[1]
     device = next(model.parameters()).device
     with torch.inference_mode():
         out = model.generate(input_ids=input_ids.to(device), attention_mask=attention.to(device),
-                             **generation_kwargs(settings, tokenizer))
+                             **generation_kwargs(settings, tokenizer, ends))
     results = []
     for row, prompt in zip(out[:, width:].tolist(), batch):
-        results.append(_decode(tokenizer, row, len(prompt), settings))
+        results.append(_decode(tokenizer, row, len(prompt), settings, ends))
     return results
 
 
@@ -297,7 +302,7 @@ def generate_stream(model, tokenizer, prompt: str, settings: GenerationSettings,
     else:
         tokens = _stream_generate(model, tokenizer, encoded, settings, shown, should_stop)
     elapsed = time.perf_counter() - started
-    result = _decode(tokenizer, tokens, len(encoded), settings)
+    result = _decode(tokenizer, tokens, len(encoded), settings, decoding.end_ids(model, tokenizer))
     if should_stop and should_stop() and result.stop_reason == "length" and result.generated_tokens < settings.max_new_tokens:
         result = replace(result, stop_reason="interrupted")
     shown.finish(result.output)
@@ -332,8 +337,9 @@ class _Shown:
 def _stream_static(model, tokenizer, encoded: list[int], settings: GenerationSettings, shown: _Shown,
                    should_stop) -> list[int]:
     decoder = _stream_decoder(model, tokenizer, settings, len(encoded) + settings.max_new_tokens)
-    eos = tokenizer.eos_token_id
-    eos_ids = set(eos) if isinstance(eos, list) else {eos}
+    from harness.decoding import end_ids
+
+    eos_ids = set(end_ids(model, tokenizer))
     tokens: list[int] = []
     text = ""
     hit = False
@@ -394,6 +400,8 @@ def _stream_generate(model, tokenizer, encoded: list[int], settings: GenerationS
     import torch
     from transformers import StoppingCriteria, StoppingCriteriaList, TextStreamer
 
+    from harness import decoding
+
     class _Streamer(TextStreamer):
         def on_finalized_text(self, text: str, stream_end: bool = False) -> None:
             if text:
@@ -410,7 +418,7 @@ def _stream_generate(model, tokenizer, encoded: list[int], settings: GenerationS
                              attention_mask=torch.ones((1, len(encoded)), dtype=torch.long, device=device),
                              streamer=_Streamer(tokenizer, skip_prompt=True, skip_special_tokens=True),
                              stopping_criteria=StoppingCriteriaList([_Interrupt()]),
-                             **generation_kwargs(settings, tokenizer))
+                             **generation_kwargs(settings, tokenizer, decoding.end_ids(model, tokenizer)))
     return out[0, len(encoded):].tolist()
 
 
@@ -425,8 +433,9 @@ def _held_back(text: str, stops: list[str]) -> int:
     return longest
 
 
-def _decode(tokenizer, new_tokens: list[int], prompt_tokens: int, settings: GenerationSettings) -> Generated:
-    eos = tokenizer.eos_token_id
+def _decode(tokenizer, new_tokens: list[int], prompt_tokens: int, settings: GenerationSettings,
+            ends: list[int] | None = None) -> Generated:
+    eos = ends or tokenizer.eos_token_id
     eos_ids = set(eos) if isinstance(eos, list) else {eos}
     stop_reason = "length"
     kept = []

@@ -105,3 +105,35 @@ def test_eval_equals_reference(family, engine, batch, zoo_adapter, reference, ru
 
             wrong += [f"chat={chat} {column}: {w}" for w in _mismatches(records, expected)]
     assert not wrong, f"{len(wrong)} differences:\n" + "\n".join(wrong[:12])
+
+
+@pytest.mark.parametrize("engine", ["fast", "plain"])
+def test_answers_end_where_the_generation_config_ends_them(engine, tmp_path, prompts_file, run_cli):
+    """Llama-3 and Qwen2 instruction models end a turn on their tokenizer's eos and a text on a second
+    token that only their generation config names; `generate` stops on both, so harness must too. A
+    copy of tiny:llama3 whose generation config names a token it does write shows it."""
+    import json
+    import shutil
+
+    from zoo_helpers import greedy, load_reference, prompt_ids
+
+    from harness.tiny import tiny_model_path
+
+    base = tmp_path / "llama3-ends"
+    shutil.copytree(tiny_model_path("tiny:llama3"), base)
+    model, tokenizer = load_reference(str(base))
+    written = greedy(model, tokenizer, prompt_ids(tokenizer, PROMPTS[1], chat=False))
+    config_file = base / "generation_config.json"
+    config = json.loads(config_file.read_text())
+    config["eos_token_id"] = [tokenizer.eos_token_id, written[2]]
+    config_file.write_text(json.dumps(config))
+    model, tokenizer = load_reference(str(base))
+    code, _out, err = run_cli(["generate", "--base", base, "--prompts", prompts_file, "--max-new-tokens", NEW_TOKENS,
+                               "--engine", engine, "--batch-size", 8, "--out", "out.jsonl", "--quiet"])
+    assert code == 0, err
+    records = {r["prompt_id"]: r for r in read_jsonl("out.jsonl")}
+    assert records["p1"]["generated_tokens"] <= 2 and records["p1"]["stop_reason"] == "eos"
+    for n, text in enumerate(PROMPTS):
+        expected = greedy(model, tokenizer, prompt_ids(tokenizer, text, chat=False))
+        assert records[f"p{n}"]["generated_tokens"] == len(expected)
+        assert records[f"p{n}"]["output"] == tokenizer.decode(expected, skip_special_tokens=True)
