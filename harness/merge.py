@@ -208,12 +208,18 @@ def compare(a: list[dict], b: list[dict]) -> dict:
 
 
 def _combined(base: LoadedBase, infos: list[AdapterInfo], req: MergeRequest):
+    import warnings
+
     from peft import PeftModel
 
     try:
-        model = PeftModel.from_pretrained(base.model, infos[0].path, adapter_name=infos[0].name)
-        for info in infos[1:]:
-            model.load_adapter(info.path, adapter_name=info.name)
+        with warnings.catch_warnings():
+            # An adapter trained on a 4-bit GPT-2 saw its Conv1D layers in nn.Linear layout; on the Conv1D
+            # itself peft flips fan_in_fan_out to match, which is right, and says so on stderr.
+            warnings.filterwarnings("ignore", message="fan_in_fan_out is set to False", category=UserWarning)
+            model = PeftModel.from_pretrained(base.model, infos[0].path, adapter_name=infos[0].name)
+            for info in infos[1:]:
+                model.load_adapter(info.path, adapter_name=info.name)
     except (RuntimeError, ValueError, KeyError) as exc:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
         raise HarnessError(f"an adapter does not fit base '{req.base}': {first}; merge adapters trained on this base") from None
