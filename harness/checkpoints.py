@@ -2,7 +2,10 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
+
+from harness.errors import HarnessError
 
 
 def last_checkpoint(out: Path, log=None) -> str | None:
@@ -35,3 +38,23 @@ def _checkpoint_missing(path: Path) -> str:
     if not (path / "optimizer.pt").is_file():
         return "no optimizer.pt"
     return ""
+
+
+def check_output(out: Path, resume: bool, overwrite: bool, record_file: str) -> None:
+    """Refuse to train into `out` where that would mix runs; with `overwrite`, clear what would."""
+    if resume:
+        if last_checkpoint(out) is None:
+            raise HarnessError(f"{out}: --resume found no checkpoint under {out / 'checkpoints'} that was saved "
+                               f"completely; run without --resume")
+        return
+    if overwrite:
+        # Old checkpoints and curves would otherwise be mixed into the new run's rotation or resumed later.
+        shutil.rmtree(out / "checkpoints", ignore_errors=True)
+        shutil.rmtree(out / "tensorboard", ignore_errors=True)
+        return
+    if not out.exists():
+        return
+    if (out / record_file).exists() or (out / "adapter_config.json").exists():
+        raise HarnessError(f"{out}: already holds an adapter; pass --overwrite, or set name/output_dir to another place")
+    if any((out / "checkpoints").glob("checkpoint-*")):
+        raise HarnessError(f"{out}: holds checkpoints of an unfinished run; pass --resume to continue or --overwrite")

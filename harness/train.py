@@ -7,7 +7,6 @@ does the wiring, visibly and in order.
 from __future__ import annotations
 
 import json
-import shutil
 import time
 import warnings
 from pathlib import Path
@@ -17,10 +16,10 @@ from harness.config import TrainConfig
 from harness.data import load_dataset, split_validation
 from harness.distributed import Dist
 from harness.env import detect, free_cuda_memory, release_cuda_memory, torch_dtype
-from harness.errors import ConfigError, HarnessError, ModelError
-from harness.checkpoints import last_checkpoint as _last_checkpoint
+from harness.errors import ConfigError, ModelError
+from harness.checkpoints import check_output, last_checkpoint as _last_checkpoint
 from harness.families import check_base, packing_mismatch
-from harness.models import base_signature, linear_module_names, load_base, resolve_model_ref
+from harness.models import base_signature, linear_module_names, load_base, load_tokenizer, resolve_model_ref
 from harness.prompts import chat_messages, load_template
 from harness.records import atomic_write_json, peak_memory_bytes
 from harness.train_plan import Plan, fit_to_memory, plan_training
@@ -75,13 +74,13 @@ def train(config: TrainConfig, *, resume: bool = False, overwrite: bool = False,
     # clears old output and saves the adapter and the record.
     dist = Dist.current()
     if dist.main:
-        _check_output(out, resume, overwrite)
+        check_output(out, resume, overwrite, RECORD_FILE)
     dist.barrier()
     if not dist.main:
         log = _quiet
     env = detect()
     plan_training(config, env, dist.world)  # a setting this machine cannot honour fails before anything loads
-    _check_family(config.base)
+    _check_base(config)
 
     # 1. data, before the model: a bad dataset should fail in a second, not after a load
     train_rows, val_rows, data_info = build_examples(config)
@@ -170,11 +169,16 @@ def _quiet(*_args, **_kwargs) -> None:
     pass
 
 
-def _check_family(ref: str) -> None:
+def _check_base(config: TrainConfig) -> None:
+    """Refuse, before the data or the weights load, a base this recipe cannot train correctly."""
     try:
-        check_base(ref, resolve_model_ref(ref))
+        path = resolve_model_ref(config.base)
+        check_base(config.base, path)
     except ModelError as exc:  # name the config field, as every other config error does
         raise ModelError(f"base: {exc}") from None
+    if config.data.chat and not getattr(load_tokenizer(config.base, path), "chat_template", None):
+        raise ConfigError(f"data.chat: the tokenizer of {config.base} has no chat template; set data.chat: false "
+                          f"(the data.template then shapes the text)")
 
 
 def _skeleton(ref: str):
@@ -192,24 +196,6 @@ def _skeleton(ref: str):
             return AutoModelForCausalLM.from_config(model_config)
     except Exception:  # noqa: BLE001 - load_base reports what is wrong with the model
         return None
-
-
-def _check_output(out: Path, resume: bool, overwrite: bool) -> None:
-    if resume:
-        if _last_checkpoint(out) is None:
-            raise HarnessError(f"{out}: --resume found no checkpoint under {out / 'checkpoints'}; run without --resume")
-        return
-    if overwrite:
-        # Old checkpoints and curves would otherwise be mixed into the new run's rotation or resumed later.
-        shutil.rmtree(out / "checkpoints", ignore_errors=True)
-        shutil.rmtree(out / "tensorboard", ignore_errors=True)
-        return
-    if not out.exists():
-        return
-    if (out / RECORD_FILE).exists() or (out / "adapter_config.json").exists():
-        raise HarnessError(f"{out}: already holds an adapter; pass --overwrite, or set name/output_dir to another place")
-    if _last_checkpoint(out) is not None:
-        raise HarnessError(f"{out}: holds checkpoints of an unfinished run; pass --resume to continue or --overwrite")
 
 
 def _fit_to_memory(plan: Plan, config: TrainConfig, base, train_rows: list[dict], local_rank: int) -> None:

@@ -55,3 +55,11 @@ def test_chat_without_a_template_is_refused(family, run_cli, workdir):
     lines = _messages(err)
     assert code == 2 and len(lines) == 1, err
     assert "chat" in lines[0] and "no chat template" in lines[0], lines[0]
+
+
+def test_chat_training_without_a_template_is_refused(run_cli, workdir):
+    code, _out, err = run_cli(["train", "--base", "tiny:gpt2", "--set", "data.chat=true", "--set", "training.max_steps=1"])
+    lines = _messages(err)
+    assert code == 2 and len(lines) == 1, err
+    assert "data.chat" in lines[0] and "no chat template" in lines[0], lines[0]
+    assert not (workdir / "adapters").exists()
