@@ -137,3 +137,32 @@ def test_answers_end_where_the_generation_config_ends_them(engine, tmp_path, pro
         expected = greedy(model, tokenizer, prompt_ids(tokenizer, text, chat=False))
         assert records[f"p{n}"]["generated_tokens"] == len(expected)
         assert records[f"p{n}"]["output"] == tokenizer.decode(expected, skip_special_tokens=True)
+
+
+@pytest.mark.parametrize("engine", ["fast", "plain"])
+@pytest.mark.parametrize("family", sorted(WITH_CHAT_TEMPLATE))
+def test_chat_turns_equal_reference(family, engine, zoo_adapter, reference, run_cli, monkeypatch):
+    """`harness chat`, two turns streamed: each answer equals batch-1 `generate` on the conversation
+    so far as the tokenizer's own chat template tokenizes it (one BOS, the first answer in the history)."""
+    import io
+    import re
+
+    from zoo_helpers import greedy
+
+    adapter, _record = zoo_adapter(family)
+    turns = [PROMPTS[1], PROMPTS[4]]
+    monkeypatch.setattr("sys.stdin", io.StringIO("\n".join([f"/model {ADAPTER}", *turns]) + "\n"))
+    code, out, err = run_cli(["chat", "--base", f"tiny:{family}", "--adapter", f"{ADAPTER}={adapter}",
+                              "--max-new-tokens", NEW_TOKENS, "--repetition-penalty", PENALTY, "--engine", engine])
+    assert code == 0, err
+    answers = re.findall(rf"{ADAPTER}> (.*?)\n  \((\d+) tokens", out, re.S)
+    assert len(answers) == 2, out
+    ref = reference(family)
+    messages = []
+    for user, (text, tokens) in zip(turns, answers):
+        messages.append({"role": "user", "content": user})
+        ids = ref.tokenizer.apply_chat_template(messages, tokenize=True, add_generation_prompt=True)
+        ids = list(ids["input_ids"] if hasattr(ids, "keys") else ids)
+        expected = greedy(ref.model, ref.tokenizer, ids, PENALTY)
+        assert (text, int(tokens)) == (ref.tokenizer.decode(expected, skip_special_tokens=True), len(expected))
+        messages.append({"role": "assistant", "content": text})
