@@ -22,14 +22,23 @@ PACKING_TOLERANCE = {"float32": 1e-3, "bfloat16": 5e-2, "float16": 2e-2}
 
 def check_base(ref: str, path: str) -> None:
     """Refuse a base harness cannot serve, from its config.json alone (before any weight loads)."""
+    config = _config(path)
+    if config is not None:
+        refuse_encoder_decoder(ref, config)
+
+
+def _config(path: str) -> dict | None:
+    """config.json of a local directory or a hub id (its config alone is fetched); None where it cannot
+    be read, which the loader then reports in its own words."""
     config_file = Path(path) / "config.json"
-    if not config_file.is_file():
-        return  # a hub id not in the cache: the loader reports that itself
     try:
-        config = json.loads(config_file.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
-        return
-    refuse_encoder_decoder(ref, config)
+        if config_file.is_file():
+            return json.loads(config_file.read_text(encoding="utf-8"))
+        from transformers import AutoConfig
+
+        return AutoConfig.from_pretrained(path).to_dict()
+    except Exception:  # noqa: BLE001 - unreadable here means unreadable to the loader, which names the cause
+        return None
 
 
 def refuse_encoder_decoder(ref: str, config: dict) -> None:

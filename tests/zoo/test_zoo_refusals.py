@@ -63,3 +63,22 @@ def test_chat_training_without_a_template_is_refused(run_cli, workdir):
     assert code == 2 and len(lines) == 1, err
     assert "data.chat" in lines[0] and "no chat template" in lines[0], lines[0]
     assert not (workdir / "adapters").exists()
+
+
+def test_encoder_decoder_hub_id_is_refused(run_subprocess, workdir):
+    """A hub id is refused from its config alone, before the weights would be fetched (here from a
+    hub cache holding nothing but that config)."""
+    import shutil
+
+    from harness.tiny import tiny_model_path
+
+    snapshot = workdir / "hub" / "models--someone--bart-ko" / "snapshots" / ("0" * 40)
+    snapshot.mkdir(parents=True)
+    shutil.copy(tiny_model_path("tiny:bart") / "config.json", snapshot / "config.json")
+    (workdir / "hub" / "models--someone--bart-ko" / "refs").mkdir()
+    (workdir / "hub" / "models--someone--bart-ko" / "refs" / "main").write_text("0" * 40)
+    proc = run_subprocess(["generate", "--base", "someone/bart-ko", "--prompt", "안녕"],
+                          env={"HF_HUB_CACHE": str(workdir / "hub")})
+    assert proc.returncode == 2, proc.stderr
+    assert "harness generate: error: someone/bart-ko: bart (BartForConditionalGeneration) is an encoder-decoder" \
+        in proc.stderr, proc.stderr
