@@ -32,6 +32,7 @@ class ModelSet:
     base: LoadedBase
     adapters: dict[str, AdapterInfo] = field(default_factory=dict)
     peft_model: object | None = None
+    base_sha256: str | None = None  # computed on first use (see harness.fingerprint)
 
     @contextlib.contextmanager
     def dense(self):
@@ -74,8 +75,13 @@ class ModelSet:
         return "4bit", f"engine auto: staying on the 4-bit path because {p.reason}" + _kernels_note(self.base.model)
 
     def identity(self, name: str) -> dict:
-        """What produced an output: resume keys on this, never on a path or a name alone."""
-        ident = {"base": self.base.ref, "base_path": self.base.path,
+        """What produced an output: resume keys on this, never on a path or a name alone: the base by
+        the content of its directory, as each adapter by its weights."""
+        if self.base_sha256 is None:
+            from harness.fingerprint import directory_sha256
+
+            self.base_sha256 = directory_sha256(self.base.path)
+        ident = {"base_sha256": self.base_sha256,
                  "quantization": self.base.quantization.model_dump(), "compute_dtype": self.base.compute_dtype}
         if name != "base":
             ident["adapter_sha256"] = self.adapters[name].sha256

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 from harness.errors import HarnessError
@@ -41,17 +40,14 @@ def _checkpoint_missing(path: Path) -> str:
 
 
 def check_output(out: Path, resume: bool, overwrite: bool, record_file: str) -> None:
-    """Refuse to train into `out` where that would mix runs; with `overwrite`, clear what would."""
+    """Refuse to train into `out` where that would mix runs (unless `resume` or `overwrite` says how)."""
     if resume:
         if last_checkpoint(out) is None:
             raise HarnessError(f"{out}: --resume found no checkpoint under {out / 'checkpoints'} that was saved "
                                f"completely; run without --resume")
         return
     if overwrite:
-        # Old checkpoints and curves would otherwise be mixed into the new run's rotation or resumed later.
-        shutil.rmtree(out / "checkpoints", ignore_errors=True)
-        shutil.rmtree(out / "tensorboard", ignore_errors=True)
-        return
+        return  # the old run's files go only once the new run starts (train._clear_previous_run)
     if not out.exists():
         return
     if (out / record_file).exists() or (out / "adapter_config.json").exists():

@@ -20,14 +20,18 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return EXIT_USER_ERROR
     _quiet_libraries()
+    from harness.console import divert_library_output
     from harness.distributed import leave_process_group, rank_label, relaunch, wants_relaunch
+    from harness.env import block_hub_kernels
 
     if wants_relaunch(args):
         return relaunch(args.argv, args.num_processes)
     # Under `accelerate launch` an error names its rank; the launcher then stops the other ranks.
     where = f" (on {rank_label()})" if rank_label() else ""
     try:
-        return int(args.func(args) or 0)
+        with divert_library_output(args.command, verbose=args.verbose):
+            block_hub_kernels()
+            return int(args.func(args) or 0)
     except HarnessError as exc:
         if args.debug:
             traceback.print_exc()
@@ -60,18 +64,16 @@ def build_parser() -> argparse.ArgumentParser:
         module.register(sub)
     for name in list(sub.choices):
         sub.choices[name].add_argument("--debug", action="store_true", help="show the traceback of an error")
+        sub.choices[name].add_argument(
+            "--verbose", action="store_true",
+            help="show the libraries' own messages (transformers, peft, TRL, ...) on the terminal too; "
+                 "they always go to the command's log file")
     return parser
 
 
 def _quiet_libraries() -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
-    import warnings
-
-    warnings.filterwarnings("ignore", category=FutureWarning)
-    # bitsandbytes' CPU 4-bit matmul has no registered autograd kernel; gradients reach only
-    # the LoRA weights, so torch's warning about it is noise here.
-    warnings.filterwarnings("ignore", message=".*an autograd kernel was not registered.*")
 
 
 if __name__ == "__main__":

@@ -72,9 +72,9 @@ def left_pad(rows: list[list[int]], pad: int, width: int | None = None):
 
 
 def _stderr(message: str) -> None:
-    import sys
+    from harness.console import terminal
 
-    print(message, file=sys.stderr)
+    print(message, file=terminal())
 
 
 def _slot_cache(num_layers: int):

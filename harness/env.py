@@ -57,16 +57,36 @@ def library_versions() -> dict[str, str]:
     return versions
 
 
-def quiet_bitsandbytes() -> None:
-    # On CPU, bitsandbytes tries an optional hub kernel when first imported and logs a scary but
-    # harmless warning that would otherwise precede every command's output and error lines.
-    import logging
+HUB_KERNELS_SWITCH = "HARNESS_HUB_KERNELS"
+_HUB_KERNEL_LOADERS = ("get_kernel", "get_locked_kernel", "load_kernel", "install_kernel", "has_kernel")
 
-    logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
+
+def block_hub_kernels() -> None:
+    """Keep the `kernels` package from fetching binary code from the Hugging Face Hub.
+
+    bitsandbytes' CPU backend, on import, asks `kernels` for a compiled 4-bit matmul from the hub
+    (and transformers can ask it for others); harness fetches and runs no binary code the user did
+    not ask for, so unless HARNESS_HUB_KERNELS=1 every loader that would download one refuses and
+    the libraries fall back to the kernels they ship. Call before bitsandbytes is imported.
+    """
+    import importlib.util
+    import os
+
+    if os.environ.get(HUB_KERNELS_SWITCH) == "1" or importlib.util.find_spec("kernels") is None:
+        return
+    import kernels
+
+    def refuse(*_args, **_kwargs):
+        raise RuntimeError(f"harness: kernels from the Hugging Face Hub are off; set {HUB_KERNELS_SWITCH}=1 "
+                           "to let libraries download and run them")
+
+    for name in _HUB_KERNEL_LOADERS:
+        if hasattr(kernels, name):
+            setattr(kernels, name, refuse)
 
 
 def _bnb_backend(device: str) -> str | None:
-    quiet_bitsandbytes()
+    block_hub_kernels()
     try:
         import bitsandbytes  # noqa: F401
     except Exception:  # a broken install should not stop `doctor` from reporting it

@@ -55,6 +55,9 @@ def run_eval(suite: SuiteConfig, source: str, out_root: str | Path = "runs", run
     from tqdm.auto import tqdm
 
     from harness.adapters import attach_adapters
+    from harness.console import keep_log_in, terminal
+    from harness.fingerprint import directory_sha256
+    from harness.tables import human_bytes
     from harness.models import load_base
 
     task = get_task(suite.task, where=f"{source}: field 'task'")
@@ -77,6 +80,8 @@ def run_eval(suite: SuiteConfig, source: str, out_root: str | Path = "runs", run
     names = (["base"] if suite.models.include_base else []) + list(suite.models.adapters)
     if not names:
         raise ConfigError(f"{source}: nothing to evaluate; give an adapter or keep models.include_base")
+    models.base_sha256 = directory_sha256(base.path, announce=lambda size: log(
+        f"harness eval: reading the base's files once ({human_bytes(size)}) to key resumed records on its content"))
     identities = {name: models.identity(name) for name in names}
     # Every model × generation variant is one column; without a grid a column is just the model.
     if suite.generation_grid and task.kind == "perplexity":
@@ -84,6 +89,7 @@ def run_eval(suite: SuiteConfig, source: str, out_root: str | Path = "runs", run
     variants = expand_grid(suite.generation, suite.generation_grid, f"{source}: generation_grid")
     columns = {variant.label(name): (name, variant) for name in names for variant in variants}
     run = RunDir(Path(out_root) / (run_id or run_id_for(suite, dataset, identities))).create()
+    keep_log_in(run.path / (f"eval-rank{dist.rank}.log" if dist.active else "eval.log"))
     batch_size = suite.batch_size if suite.batch_size != "auto" else eval_batch_size(env)
     engine, engine_note = models.choose_engine(suite.engine, f"{source}: field 'engine'")
     auto_batch = suite.batch_size == "auto" and engine == "dense" and env.device == "cuda"
@@ -147,7 +153,7 @@ def run_eval(suite: SuiteConfig, source: str, out_root: str | Path = "runs", run
                     if compiled := fused.warm_up(model):
                         log(f"harness eval: fused kernels compiled in {compiled:.1f} s")
             started = time.time()
-            bar = tqdm(total=len(todo), desc=f"{column}", unit="sample",
+            bar = tqdm(total=len(todo), desc=f"{column}", unit="sample", file=terminal(),
                        disable=not progress_bars or not todo or not dist.main)
             progress = TotalProgress(bar, [run.records_file(column, r) for r in range(1, dist.world)]) \
                 if dist.active else bar
@@ -268,7 +274,7 @@ def _models_info(models, columns: dict) -> list[dict]:
 def _model_info(models, name: str) -> dict:
     if name == "base":
         return {"name": "base", "kind": "base", "ref": models.base.ref, "path": models.base.path,
-                "quantization": models.base.quantization.model_dump(), "compute_dtype": models.base.compute_dtype}
+                "sha256": models.base_sha256, "quantization": models.base.quantization.model_dump(), "compute_dtype": models.base.compute_dtype}
     a = models.adapters[name]
     record = a.train_record or {}
     return {"name": name, "kind": "adapter", "path": a.path, "sha256": a.sha256, "base": models.base.ref,

@@ -96,6 +96,7 @@ def merge(req: MergeRequest, log=print) -> dict:
     signature = config_signature(AutoConfig.from_pretrained(base_path))
     for info in infos:
         check_against(info, req.base, base_path, signature)
+        _require_finite_weights(info)
 
     # 1. the base in the export dtype: plain weights, or the NF4 weights the adapter trained on
     if req.dequantize:
@@ -108,6 +109,7 @@ def merge(req: MergeRequest, log=print) -> dict:
     # 2. adapters attached, reference outputs before merging
     model = _combined(base, infos, req)
     reference = probe_outputs(model, base.tokenizer, probes, req.greedy_tokens)
+    _require_finite(reference, f"{req.base} + the adapters, unmerged,", "nothing was exported")
     merged = model.merge_and_unload()
     log(f"harness merge: merged {len(infos)} adapter(s) ({req.method if len(infos) > 1 else 'single'}) "
         f"into {req.base} as {req.dtype}{' (NF4-dequantized base)' if req.dequantize else ''}")
@@ -122,17 +124,53 @@ def merge(req: MergeRequest, log=print) -> dict:
         del merged, model, base
         release_cuda_memory()
         export_out = _export_outputs(tmp, probes, dtype, req.greedy_tokens)
+        _require_finite(export_out, "the export", f"{out} was left as it was")
         evaluated = _evaluated_outputs(req, infos, quant, env, probes)
+        _require_finite(evaluated, f"the {quant.mode} base + the adapters, as evaluated,", f"{out} was left as it was")
         record = _record(req, infos, quant, probes, reference, export_out, evaluated)
         atomic_write_json(tmp / "merge_record.json", record)
         (tmp / "README.md").write_text(model_card(record, req.run_dir), encoding="utf-8")
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.rename(out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    return _put_in_place(tmp, out, record)
+
+
+def failed_export_path(out: Path) -> Path:
+    """Where an export that failed verification is kept for inspection, beside --out."""
+    return out.with_name(out.name + ".failed")
+
+
+def _put_in_place(tmp: Path, out: Path, record: dict) -> dict:
+    """A verified export replaces --out; one that failed goes beside it, so an earlier good export
+    under --overwrite survives a bad merge."""
+    target = out if record["verification"]["passed"] else failed_export_path(out)
+    if target.exists():
+        shutil.rmtree(target)
+    tmp.rename(target)
+    record["exported_to"] = str(target)
     return record
+
+
+def _require_finite_weights(info: AdapterInfo) -> None:
+    """An adapter holding NaN or infinite weights (a diverged run) merges into a broken model."""
+    from safetensors import safe_open
+
+    for file in sorted(Path(info.path).glob("*.safetensors")):
+        with safe_open(str(file), framework="pt") as weights:
+            for key in weights.keys():
+                if not bool(weights.get_tensor(key).isfinite().all()):
+                    raise HarnessError(f"{file}: tensor '{key}' holds NaN or infinite values (the training "
+                                       f"diverged); retrain with a lower training.learning_rate, nothing was merged")
+
+
+def _require_finite(outputs: list[dict], what: str, consequence: str) -> None:
+    """Verification compares logits by their largest difference, and max() over NaN says nothing:
+    a model that computes NaN or inf is refused before it is compared, saved or uploaded."""
+    for probe, output in enumerate(outputs, 1):
+        if not bool(output["logits"].isfinite().all()):
+            raise HarnessError(f"{what} computes NaN or infinite logits on probe {probe}; {consequence}; "
+                               "check the adapters (harness eval shows their metrics) and the --dtype")
 
 
 def dequantize_in_place(model, dtype) -> None:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.config.model import Quantization
-from harness.env import Environment, compute_dtype_name, quiet_bitsandbytes, torch_dtype
+from harness.env import Environment, block_hub_kernels, compute_dtype_name, torch_dtype
 from harness.errors import ModelError
 from harness.tiny import is_tiny, tiny_model_path
 
@@ -71,7 +71,7 @@ def load_base(ref: str, quantization: Quantization, env: Environment, local_rank
 
     from harness.families import check_base
 
-    quiet_bitsandbytes()
+    block_hub_kernels()
     path = resolve_model_ref(ref)
     check_base(ref, path)
     tokenizer = load_tokenizer(ref, path)

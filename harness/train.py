@@ -7,17 +7,19 @@ does the wiring, visibly and in order.
 from __future__ import annotations
 
 import json
+import shutil
 import time
 import warnings
 from pathlib import Path
 
 from harness import __version__
+from harness.checkpoints import check_output, last_checkpoint as _last_checkpoint
 from harness.config import TrainConfig
+from harness.console import keep_log_in
 from harness.data import load_dataset, split_validation
 from harness.distributed import Dist
 from harness.env import detect, free_cuda_memory, release_cuda_memory, torch_dtype
-from harness.errors import ConfigError, ModelError
-from harness.checkpoints import check_output, last_checkpoint as _last_checkpoint
+from harness.errors import ConfigError, HarnessError, ModelError
 from harness.families import check_base, packing_mismatch
 from harness.models import base_signature, linear_module_names, load_base, load_tokenizer, resolve_model_ref
 from harness.prompts import chat_messages, load_template
@@ -76,6 +78,7 @@ def train(config: TrainConfig, *, resume: bool = False, overwrite: bool = False,
     if dist.main:
         check_output(out, resume, overwrite, RECORD_FILE)
     dist.barrier()
+    keep_log_in(out / (f"train-rank{dist.rank}.log" if dist.active else "train.log"))
     if not dist.main:
         log = _quiet
     env = detect()
@@ -111,6 +114,9 @@ def train(config: TrainConfig, *, resume: bool = False, overwrite: bool = False,
     model = _wrap_with_lora(config, base.model, plan)
 
     # 5. the loop (TRL), with an out-of-memory back-off that keeps the global batch
+    if overwrite and not resume and dist.main:
+        _clear_previous_run(out)
+    dist.barrier()
     trainer = None
     while True:
         trainer = _trainer(config, plan, model, base.tokenizer, train_rows, val_rows, out, tensorboard=dist.main)
@@ -127,6 +133,7 @@ def train(config: TrainConfig, *, resume: bool = False, overwrite: bool = False,
             log(f"harness train: CUDA out of memory; retrying with micro-batch {plan.batch_size} × "
                 f"accumulation {plan.gradient_accumulation} (same global batch)")
     runtime = time.time() - started
+    _refuse_non_finite(trainer, config, out)
     if attention is not None:  # the probe, like a reload, runs the base's own attention
         base.model.set_attn_implementation(attention)
 
@@ -179,6 +186,29 @@ def _check_base(config: TrainConfig) -> None:
     if config.data.chat and not getattr(load_tokenizer(config.base, path), "chat_template", None):
         raise ConfigError(f"data.chat: the tokenizer of {config.base} has no chat template; set data.chat: false "
                           f"(the data.template then shapes the text)")
+
+
+def _refuse_non_finite(trainer, config: TrainConfig, out: Path) -> None:
+    """A run whose weights went NaN or infinite saves no adapter: its numbers would be meaningless."""
+    from harness.train_progress import StopOnNonFinite
+
+    watch = next(c for c in trainer.callback_handler.callbacks if isinstance(c, StopOnNonFinite))
+    if watch.diverged_at is None:
+        return
+    last = _last_checkpoint(out)
+    kept = f"the last good checkpoint is {last}" if last else "no checkpoint was saved before it"
+    raise HarnessError(
+        f"training.learning_rate: the LoRA weights became NaN or infinite at step {watch.diverged_at}; no adapter "
+        f"was saved and {kept}; lower training.learning_rate (now {config.training.learning_rate:g}) or "
+        f"training.max_grad_norm, or check the data")
+
+
+def _clear_previous_run(out: Path) -> None:
+    """--overwrite: the old run's checkpoints and curves would be mixed into the new run's rotation or
+    resumed later, so they go; but only here, once the data, the base and the plan have passed their
+    checks, and the old adapter itself stays until the new one is saved over it."""
+    shutil.rmtree(out / "checkpoints", ignore_errors=True)
+    shutil.rmtree(out / "tensorboard", ignore_errors=True)
 
 
 def _skeleton(ref: str):
@@ -328,6 +358,10 @@ def _trainer(config: TrainConfig, plan: Plan, model, tokenizer, train_rows, val_
             train_dataset=Dataset.from_list(train_rows), eval_dataset=Dataset.from_list(val_rows) if has_val else None,
             callbacks=[TensorBoardCallback(tb_writer=SummaryWriter(log_dir=str(out / "tensorboard")))] if tensorboard else [],
         )
+    from harness.train_progress import StopOnNonFinite, replace_progress_bar
+
+    replace_progress_bar(trainer)
+    trainer.add_callback(StopOnNonFinite(model))
     # TRL casts a quantized model's LoRA weights to bf16, but peft upcasts them to fp32 when an adapter is
     # loaded (reload, --resume), so the trained adapter would compute differently from the reloaded one and a
     # resumed run would diverge from an uninterrupted one. Keep the trainable weights in fp32 throughout.

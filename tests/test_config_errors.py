@@ -20,6 +20,10 @@ CASES = {
         "training:\n  learnig_rate: 0.1\n", {}, [], ["bad.yaml", "training.learnig_rate", "'learning_rate'"]),
     "wrong type": (
         "training:\n  epochs: many\n", {}, [], ["bad.yaml", "training.epochs", "'many'"]),
+    "learning rate infinite": (
+        "training:\n  learning_rate: .inf\n", {}, [], ["bad.yaml", "training.learning_rate", "finite number"]),
+    "dropout NaN": (
+        "lora:\n  dropout: .nan\n", {}, [], ["bad.yaml", "lora.dropout", "finite number"]),
     "r zero": (
         "lora:\n  r: 0\n", {}, [], ["bad.yaml", "lora.r", "greater than 0"]),
     "r negative": (

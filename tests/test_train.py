@@ -245,6 +245,34 @@ def test_existing_adapter_needs_overwrite(memorised, tmp_path):
     assert json.loads((copy / RECORD_FILE).read_text())["global_steps"] == 2
 
 
+def test_overwrite_keeps_the_previous_run_until_the_new_one_starts(uninterrupted, tmp_path):
+    """A bad dataset found under --overwrite must not cost the previous run its checkpoints."""
+    from harness.errors import DataError
+
+    config, _ = uninterrupted
+    copy = tmp_path / "copy"
+    shutil.copytree(config.output_dir, copy)
+    before = sorted(p.name for p in (copy / "checkpoints").iterdir())
+    bad = preset_config(copy, **{**RESUMABLE, "data.path": str(tmp_path / "missing.jsonl")})
+    with pytest.raises(DataError):
+        train(bad, overwrite=True, log=quiet)
+    assert sorted(p.name for p in (copy / "checkpoints").iterdir()) == before
+    assert (copy / "tensorboard").is_dir() and (copy / "adapter_model.safetensors").is_file()
+
+
+def test_weights_gone_non_finite_stop_training_and_keep_the_last_good_checkpoint(tmp_path):
+    out = tmp_path / "diverged"
+    config = preset_config(out, **{"data.limit": 8, "training.max_steps": 5, "training.save_steps": 1,
+                                   "training.warmup": 0, "training.learning_rate": 1e30})
+    with pytest.raises(HarnessError, match="NaN or infinite at step 2") as caught:
+        train(config, log=quiet)
+    assert "checkpoint-1" in str(caught.value) and "training.learning_rate" in str(caught.value)
+    assert [p.name for p in (out / "checkpoints").iterdir() if p.name.startswith("checkpoint-")] == ["checkpoint-1"]
+    weights = load_adapter_tensors(out / "checkpoints" / "checkpoint-1")
+    assert all(bool(w.isfinite().all()) for w in weights.values())
+    assert not (out / "adapter_model.safetensors").exists() and not (out / RECORD_FILE).exists()
+
+
 def test_resume_without_checkpoint_is_an_error(tmp_path):
     config = preset_config(tmp_path / "never-trained", **MEMORISE)
     with pytest.raises(HarnessError, match="no checkpoint"):

@@ -1,7 +1,8 @@
 """`harness doctor`: what the environment detection sees and what it would pick."""
 from __future__ import annotations
 
-HELP = "show the device, CUDA capability, bf16 support, GPU memory, bitsandbytes backend, versions and chosen defaults"
+HELP = ("show the device, CUDA capability, bf16 support, GPU memory, bitsandbytes backend, versions, "
+        "packages outside the tested set and chosen defaults")
 
 
 def register(sub) -> None:
@@ -15,6 +16,7 @@ def run(args) -> int:
 
     from harness.env import compute_dtype_name, detect, eval_batch_size, train_batch_size
     from harness.tables import format_table, human_bytes
+    from harness.tested_set import LOCK_FILE, outside_tested_set
 
     env = detect()
     decided = {
@@ -24,8 +26,10 @@ def run(args) -> int:
         "optimizer": "paged_adamw_8bit" if env.device == "cuda" else "adamw_torch",
         "gradient_checkpointing": env.device == "cuda",
     }
+    untested = outside_tested_set(LOCK_FILE)
     if args.json:
-        print(json.dumps({"environment": env.to_dict(), "decisions": decided}, indent=2))
+        drift = None if untested is None else [dict(zip(("name", "installed", "tested"), u)) for u in untested]
+        print(json.dumps({"environment": env.to_dict(), "decisions": decided, "outside_tested_set": drift}, indent=2))
         return 0
     rows = [
         ("device", f"{env.device} ({env.device_name})"),
@@ -37,6 +41,16 @@ def run(args) -> int:
         ("python", env.python),
     ]
     rows += [(name, version) for name, version in env.versions.items()]
+    rows += _tested_set_rows(untested, LOCK_FILE)
     rows += [(f"→ {key}", value) for key, value in decided.items()]
     print(format_table(["harness doctor", ""], rows))
     return 0
+
+
+def _tested_set_rows(untested: list[tuple[str, str, str]] | None, lock) -> list[tuple[str, str]]:
+    """One row per installed package outside the lock: what a user checks first when a number moves."""
+    if untested is None:
+        return [("tested set", "unknown: no constraints/cpu.txt beside this install (not a source checkout)")]
+    if not untested:
+        return [("tested set", f"every installed package at its version in {lock.name}")]
+    return [(f"untested {name}", f"{installed} (tested: {tested})") for name, installed, tested in untested]

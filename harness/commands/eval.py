@@ -37,9 +37,9 @@ def register(sub) -> None:
 
 def run(args) -> int:
     import json
-    import sys
 
     from harness.config import SuiteConfig, load_config, parse_set_option
+    from harness.console import terminal
     from harness.errors import ConfigError
     from harness.evaluation import run_eval
     from harness.summary import results_table
@@ -66,7 +66,7 @@ def run(args) -> int:
     if args.adapter:
         suite.models.adapters = {**suite.models.adapters, **parse_adapters(args.adapter)}
     # With --json, stdout carries only the JSON document; the progress line goes to stderr.
-    log = (lambda message: print(message, file=sys.stderr)) if args.json else print
+    log = (lambda message: print(message, file=terminal())) if args.json else print
     result = run_eval(suite, args.suite, args.out, args.run_id, log=log)
     from harness.distributed import Dist
 

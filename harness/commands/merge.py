@@ -37,6 +37,7 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
+    import math
     from pathlib import Path
 
     from harness.errors import ConfigError, HarnessError
@@ -50,6 +51,8 @@ def run(args) -> int:
             weights = [float(w) for w in args.weights.split(",")]
         except ValueError:
             raise ConfigError(f"--weights {args.weights}: expected numbers separated by commas, e.g. 0.7,0.3") from None
+        if not all(math.isfinite(w) for w in weights):
+            raise ConfigError(f"--weights {args.weights}: every weight must be a finite number, e.g. 0.7,0.3")
     probes = []
     if args.probes:
         try:
@@ -75,13 +78,15 @@ def run(args) -> int:
         rows.append((label, f"{g['max_abs_logit_diff']:.3g}", f"{g['mean_abs_logit_diff']:.3g}",
                      f"{g['greedy_token_agreement']:.1%}", tol))
     print(format_table(["export", "max |Δlogit|", "mean |Δlogit|", "greedy agree", "tolerance"], rows))
-    print(f"\nexport: {args.out} (merge_record.json, README.md)")
     if v.get("note"):
         print(f"note: {v['note']}")
     if not v["passed"]:
         for failure in v["failures"]:
             print(f"harness merge: verification failed: {failure}", flush=True)
+        print(f"harness merge: {args.out} was left as it was; the failed export is kept for inspection in "
+              f"{record['exported_to']}", flush=True)
         return 1
+    print(f"\nexport: {args.out} (merge_record.json, README.md)")
     if args.push_to_hub:
         plan = upload_plan(Path(args.out), args.push_to_hub)
         if args.dry_run:

@@ -30,16 +30,16 @@ def register(sub) -> None:
 
 def run(args) -> int:
     import json
-    import sys
 
     from harness.config import parse_set_option
+    from harness.console import terminal
     from harness.rescore import parse_metric_option, rescore
     from harness.summary import results_table
 
     sets = [parse_set_option(s) for s in args.set]
     metrics = [parse_metric_option(m) for m in args.metric]
     result = rescore(args.run_dir, metrics, sets, args.output)
-    log = (lambda message: print(message, file=sys.stderr)) if args.json else print
+    log = (lambda message: print(message, file=terminal())) if args.json else print
     for note in result.notes:
         log(note)
     if args.json:

@@ -15,9 +15,10 @@ M = TypeVar("M", bound=BaseModel)
 
 
 class Strict(BaseModel):
-    """Base of every config: unknown keys are errors, not silently ignored knobs."""
+    """Base of every config: unknown keys are errors, not silently ignored knobs, and a number is
+    finite (`.inf` or `.nan` in YAML would train or sample into NaN weights with exit code 0)."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 def load_config(cls: type[M], path: str | Path | None, overrides: dict[str, Any] | None = None) -> M:

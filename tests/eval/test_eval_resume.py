@@ -5,7 +5,7 @@
 (b) a real SIGKILL of `python -m harness eval` mid-run, then the same command again, equals an
     uninterrupted run with the same --run-id;
 (c) an adapter retrained in place (same name and path, new weights) is regenerated in full
-    while the base's records are reused.
+    while the base's records are reused; a base whose weights change in place likewise.
 """
 from __future__ import annotations
 
@@ -120,6 +120,61 @@ def test_adapter_retrained_in_place_is_not_reused(eval_adapter, suite_config, ev
     assert adapter_info["sha256"] == new_sha
     # Stale records of the old weights are dropped from the file.
     assert len(read_records(second.run_dir, ADAPTER_NAME)) == 8
+
+
+def test_base_replaced_in_place_is_not_reused(suite_config, eval_run, tiny_path, tmp_path):
+    """A base directory whose weights change at the same path (an export merged again in place)."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    base = tmp_path / "exports" / "merged"
+    shutil.copytree(tiny_path, base)
+    overrides = qa_overrides(**{"dataset.limit": 8, "generation.max_new_tokens": 8, "models.base": str(base)})
+    first = eval_run(suite_config("korquad_sample.yaml", overrides, {}), tmp_path / "runs", "d")
+    assert first.results["throughput"]["base"]["samples"] == 8
+
+    (base / "README.md").write_text("a model card edited by hand\n", encoding="utf-8")
+    again = eval_run(suite_config("korquad_sample.yaml", overrides, {}), tmp_path / "runs", "d")
+    assert again.results["throughput"]["base"]["reused"] == 8  # a model card does not change the outputs
+
+    weights = load_file(str(base / "model.safetensors"))
+    weights["lm_head.weight"] = weights["lm_head.weight"].flip(0).contiguous()
+    save_file(weights, str(base / "model.safetensors"), metadata={"format": "pt"})
+    second = eval_run(suite_config("korquad_sample.yaml", overrides, {}), tmp_path / "runs", "d")
+    assert second.results["throughput"]["base"]["reused"] == 0
+    assert second.results["throughput"]["base"]["samples"] == 8
+    assert len(read_records(second.run_dir, "base")) == 8
+
+
+def test_a_base_is_fingerprinted_by_content_once_per_file(tmp_path, monkeypatch):
+    import hashlib
+    import json
+
+    from harness.fingerprint import directory_sha256
+
+    monkeypatch.setenv("HARNESS_CACHE", str(tmp_path / "cache"))
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text("{}", encoding="utf-8")
+    (model / "model.safetensors").write_bytes(b"weights")
+    first = directory_sha256(model)
+    cached = json.loads((tmp_path / "cache" / "file-hashes.json").read_text(encoding="utf-8"))
+    assert hashlib.sha256(b"weights").hexdigest() in cached.values()
+    (model / "merge_record.json").write_text("{}", encoding="utf-8")
+    assert directory_sha256(model) == first
+    (model / "model.safetensors").write_bytes(b"other weights")
+    assert directory_sha256(model) != first
+
+    # The hub cache keeps a large file as blobs/SHA256, linked from its snapshot: the name is the hash.
+    blobs, snapshot = tmp_path / "hub" / "blobs", tmp_path / "hub" / "snapshots" / "abc"
+    blobs.mkdir(parents=True)
+    snapshot.mkdir(parents=True)
+    claimed = "0" * 64
+    (blobs / claimed).write_bytes(b"not what the name says")
+    (snapshot / "model.safetensors").symlink_to(blobs / claimed)
+    expected = hashlib.sha256(f"model.safetensors\0{claimed}\n".encode()).hexdigest()
+    assert directory_sha256(snapshot) == expected
 
 
 @pytest.mark.slow

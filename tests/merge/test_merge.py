@@ -152,14 +152,15 @@ def _other_base_adapter(tmp_path: Path, source: Path) -> Path:
 
 
 @pytest.mark.parametrize("case", ["other_base", "no_config", "unknown_method", "weights_mismatch", "out_exists",
-                                  "bad_weights", "bad_repo_id", "dry_run_alone"])
+                                  "bad_weights", "nan_weights", "bad_repo_id", "dry_run_alone", "nan_adapter"])
 def test_user_errors_give_one_line_and_exit_2(case, tmp_path, adapters, run_cli):
     adapter = str(adapters[0])
     out = tmp_path / "export"
     args = ["merge", "--base", "tiny:llama-ko", "--adapter", adapter, "--out", str(out), "--dtype", "fp32"]
     expected = {"other_base": "hidden_size", "no_config": "adapter_config.json", "unknown_method": "--method",
                 "weights_mismatch": "--weights", "out_exists": "already exists", "bad_weights": "--weights",
-                "bad_repo_id": "OWNER/NAME", "dry_run_alone": "--dry-run"}[case]
+                "nan_weights": "finite", "bad_repo_id": "OWNER/NAME", "dry_run_alone": "--dry-run",
+                "nan_adapter": "adapter_model.safetensors: tensor"}[case]
     if case == "other_base":
         args[4] = str(_other_base_adapter(tmp_path, adapters[0]))
     elif case == "no_config":
@@ -174,6 +175,10 @@ def test_user_errors_give_one_line_and_exit_2(case, tmp_path, adapters, run_cli)
         out.mkdir()
     elif case == "bad_weights":
         args += ["--adapter", str(adapters[1]), "--weights", "half,half"]
+    elif case == "nan_weights":  # float() reads "nan": a merge weighted by it verified as passed before
+        args += ["--adapter", str(adapters[1]), "--weights", "nan,nan"]
+    elif case == "nan_adapter":
+        args[4] = str(_diverged_adapter(tmp_path, adapters[0]))
     elif case == "bad_repo_id":
         args += ["--push-to-hub", "not a repo"]
     elif case == "dry_run_alone":
@@ -186,6 +191,29 @@ def test_user_errors_give_one_line_and_exit_2(case, tmp_path, adapters, run_cli)
     if case != "out_exists":
         assert not out.exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".export-")]  # no half-written export
+
+
+def _diverged_adapter(tmp_path: Path, adapter: Path) -> Path:
+    """A copy of `adapter` whose LoRA weights went NaN, as a diverged training leaves them."""
+    from safetensors.torch import load_file, save_file
+
+    diverged = tmp_path / "diverged"
+    shutil.copytree(adapter, diverged)
+    weights = load_file(str(diverged / "adapter_model.safetensors"))
+    save_file({k: v.fill_(float("nan")) for k, v in weights.items()}, str(diverged / "adapter_model.safetensors"))
+    return diverged
+
+
+def test_a_failed_verification_leaves_the_previous_export_in_place(tmp_path, adapters, run_cli):
+    out = tmp_path / "e"
+    base = ["merge", "--base", "tiny:llama-ko", "--adapter", str(adapters[0]), "--out", str(out), "--dtype", "fp32"]
+    assert run_cli(base)[0] == 0
+    good = (out / "merge_record.json").read_text(encoding="utf-8")
+    code, stdout, _ = run_cli(base + ["--overwrite", "--adapter", str(adapters[1]), "--quantization-tolerance", "1e-9"])
+    assert code == 1 and "was left as it was" in stdout
+    assert (out / "merge_record.json").read_text(encoding="utf-8") == good
+    failed = json.loads((tmp_path / "e.failed" / "merge_record.json").read_text(encoding="utf-8"))
+    assert not failed["verification"]["passed"] and len(failed["adapters"]) == 2
 
 
 def test_verification_failure_exits_1_and_names_the_gap(tmp_path, adapters, run_cli):
