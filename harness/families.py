@@ -6,6 +6,9 @@
 - Padding-free batches are exact only where the model honours per-sequence position ids and the
   block-diagonal mask they imply; OPT, Bloom and others ignore them and let packed sequences see
   each other. `packing_mismatch` runs two sequences packed and apart through the loaded model.
+- The fast engine feeds an explicit additive mask over its static cache; a model that builds its
+  attention biases from a padding mask instead (Bloom's ALiBi) decodes with `generate`
+  (`explicit_mask_mismatch`).
 - GPT-2 style `Conv1D` layers are linear layers with the weight stored transposed: valid LoRA
   targets, and a dequantized export must keep their layout.
 """
