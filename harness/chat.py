@@ -178,7 +178,7 @@ class ChatSession:
         while True:
             prompt = self.tokenizer.apply_chat_template(self.messages(user, self.history), tokenize=False,
                                                         add_generation_prompt=True)
-            tokens = len(self.tokenizer(prompt, add_special_tokens=True)["input_ids"])
+            tokens = len(self.tokenizer(prompt, add_special_tokens=False)["input_ids"])  # the template wrote them
             if not limit or tokens + self.settings.max_new_tokens <= limit:
                 break
             if not self.history:
@@ -209,7 +209,7 @@ class ChatSession:
             try:
                 generated = generate_stream(model, self.tokenizer, prompt, self.settings,
                                             lambda text: self.say(text, end=""), should_stop=self._stop.is_set,
-                                            engine=self.engine)
+                                            engine=self.engine, chat=True)
             finally:
                 self._restore_sigint(previous)
         interrupted = self._stop.is_set()

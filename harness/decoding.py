@@ -41,7 +41,19 @@ def supported(model, settings: GenerationSettings) -> str:
     if getattr(model.config, "sliding_window", None) or getattr(model.config, "layer_types", None) and \
             any(t != "full_attention" for t in model.config.layer_types):
         return "sliding-window attention"
-    return ""
+    from harness.families import explicit_mask_mismatch
+
+    return explicit_mask_mismatch(model)
+
+
+def end_ids(model, tokenizer) -> list[int]:
+    """The tokens that end an answer: the tokenizer's eos and those the model's generation config
+    names, on which `generate` stops by default (an instruction-tuned Llama-3 or Qwen2 ends a turn
+    on one token and a text on another)."""
+    ids = []
+    for source in (tokenizer.eos_token_id, getattr(getattr(model, "generation_config", None), "eos_token_id", None)):
+        ids += source if isinstance(source, list) else [source]
+    return list(dict.fromkeys(i for i in ids if i is not None))
 
 
 def text_config(model):
@@ -204,10 +216,9 @@ class StaticDecoder:
         self.graph = None
         self.chunk = None  # a one-row decoder's prefill graph and its buffers (see `_prefill_chunks`)
         self.dtype = self._activation_dtype()
-        eos = tokenizer.eos_token_id
-        self.eos = torch.tensor(eos if isinstance(eos, list) else [eos], device=dev)
+        self.eos = torch.tensor(end_ids(model, tokenizer), device=dev)
         self.pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.eos[0].item()
-        self.processors = _processors(settings)
+        self.processors = None  # per batch: the penalty must know each row's padding (see `run`)
         self.kernels = (lambda: fused.fused_kernels(model)) if fused.available(model) else contextlib.nullcontext
         # Each step's tokens and end flags, copied to the host before the next step is queued (see `run`).
         self.staged = torch.zeros((2, batch), dtype=torch.long, pin_memory=self.use_graph)
@@ -304,6 +315,7 @@ class StaticDecoder:
                 with self.kernels():
                     logits, last = self._prefill(rows, first)
             self.position.copy_(last + 1)
+            self.processors = _processors(s, _padding(rows, self.device))
             sequence = left_pad(rows, self.pad)[0].to(self.device) if self.processors else None
             finished = torch.zeros(self.batch, dtype=torch.bool, device=self.device)
             history = []
@@ -499,9 +511,20 @@ def _positions(attention):
     return (attention.cumsum(-1) - 1).masked_fill_(attention == 0, 1)
 
 
-def _processors(settings: GenerationSettings):
+def _padding(rows: list[list[int]], device):
+    """How many pad tokens `left_pad` puts before each row."""
+    import torch
+
+    width = max(len(r) for r in rows)
+    return torch.tensor([width - len(r) for r in rows], device=device)
+
+
+def _processors(settings: GenerationSettings, padding):
     """transformers' logits processors for `settings`, in `generate`'s order (empty for plain greedy).
 
+    `padding`: each row's left padding, which the repetition penalty must not count as text the row
+    holds (`generate` passes the same from the attention mask): where a tokenizer has no pad token the
+    padding is eos, and a padded row would be pushed away from ending where it would end alone.
     min_new_tokens is applied by the decoder itself: it only bans eos, whatever the order."""
     from transformers import LogitsProcessorList
     from transformers.generation.logits_process import (
@@ -515,7 +538,7 @@ def _processors(settings: GenerationSettings):
     s = settings
     chain = LogitsProcessorList()
     if s.repetition_penalty != 1.0:
-        chain.append(RepetitionPenaltyLogitsProcessor(penalty=s.repetition_penalty))
+        chain.append(RepetitionPenaltyLogitsProcessor(penalty=s.repetition_penalty, prompt_ignore_length=padding))
     if s.no_repeat_ngram_size:
         chain.append(NoRepeatNGramLogitsProcessor(s.no_repeat_ngram_size))
     if s.do_sample:

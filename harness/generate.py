@@ -114,18 +114,19 @@ def make_record(item: PromptItem, prompt: str, model: str, variant: Variant, gen
     }
 
 
-def check_context(tokenizer, model, prompts: list[str], ids: list[str], variants: list[Variant]) -> None:
+def check_context(tokenizer, model, prompts: list[str], ids: list[str], variants: list[Variant],
+                  chat: bool = False) -> None:
     """Refuse a too-long prompt before anything is generated (the longest max_new_tokens of the grid)."""
     from harness.generation import context_length, encode_prompts
 
     longest = max(variants, key=lambda v: v.settings.max_new_tokens).settings
-    encode_prompts(tokenizer, prompts, ids, longest, context_length(model))
+    encode_prompts(tokenizer, prompts, ids, longest, context_length(model), chat)
 
 
 def run_generate(models, names: list[str], items: list[PromptItem], prompts: list[str], variants: list[Variant],
                  batch_size: int, append: Callable[[dict], None], stream: Callable[[str], None] | None = None,
                  on_column: Callable[[str], None] | None = None, engine: str = "auto",
-                 dense: bool = False, shard=None) -> tuple[list[dict], dict[str, float]]:
+                 dense: bool = False, shard=None, chat: bool = False) -> tuple[list[dict], dict[str, float]]:
     """Every model × variant on every prompt; returns the records (also passed to `append` as they
     finish) and each model × variant's wall time.
 
@@ -133,6 +134,7 @@ def run_generate(models, names: list[str], items: list[PromptItem], prompts: lis
     runs on the 4-bit weights (one token at a time reads 3.5× fewer bytes from NF4 than from
     bf16). `dense`: batches run on the base dequantized once, adapters unmerged (harness.dense).
     `shard`: a world of processes, each running its share of the batches (`generation.generate`).
+    `chat`: the prompts were rendered by the chat template (see `generation.encode_prompts`).
     """
     from harness.generation import generate, generate_stream
 
@@ -156,10 +158,10 @@ def run_generate(models, names: list[str], items: list[PromptItem], prompts: lis
 
                     if streaming:
                         finished(0, generate_stream(model, tokenizer, prompts[0], variant.settings, stream,
-                                                    prompt_id=items[0].id, engine=engine))
+                                                    prompt_id=items[0].id, engine=engine, chat=chat))
                     else:
                         generate(model, tokenizer, prompts, variant.settings, batch_size, finished,
-                                 ids=[i.id for i in items], engine=engine, shard=shard)
+                                 ids=[i.id for i in items], engine=engine, shard=shard, chat=chat)
                     wall[variant.label(name)] = time.perf_counter() - started
     return records, wall
 

@@ -34,12 +34,16 @@ def context_length(model) -> int | None:
     return None
 
 
-def encode_prompts(tokenizer, prompts: list[str], ids: list[str], settings: GenerationSettings, limit: int | None):
+def encode_prompts(tokenizer, prompts: list[str], ids: list[str], settings: GenerationSettings, limit: int | None,
+                   chat: bool = False):
+    """Token ids of `prompts`. `chat`: the prompts were rendered by the tokenizer's chat template, which
+    writes the special tokens it wants (BOS included) itself; they are tokenized as
+    `apply_chat_template(tokenize=True)` does, without adding them again (two BOS on Llama, Mistral, Gemma)."""
     # The context check below names the prompt and the fix; transformers' own warning would be a second line.
     warned = getattr(tokenizer, "deprecation_warnings", None)
     if isinstance(warned, dict):
         warned["sequence-length-is-longer-than-the-specified-maximum"] = True
-    encoded = tokenizer(list(prompts), add_special_tokens=True)["input_ids"] if prompts else []
+    encoded = tokenizer(list(prompts), add_special_tokens=not chat)["input_ids"] if prompts else []
     if limit:
         for sample_id, tokens in zip(ids, encoded):
             if len(tokens) + settings.max_new_tokens > limit:
@@ -60,7 +64,7 @@ class Batch:
 
 def generate(model, tokenizer, prompts: list[str], settings: GenerationSettings, batch_size: int,
              on_result: Callable[[int, Generated], None], ids: list[str] | None = None, progress=None,
-             engine: str = "auto", auto_batch: bool = False, shard=None) -> None:
+             engine: str = "auto", auto_batch: bool = False, shard=None, chat: bool = False) -> None:
     """Generate for every prompt; `on_result(index, Generated)` is called as each batch finishes.
 
     engine "plain" calls `model.generate`; otherwise a static cache (CUDA graphs on a GPU) is used
@@ -78,7 +82,7 @@ def generate(model, tokenizer, prompts: list[str], settings: GenerationSettings,
     from harness.decoding import StaticDecoder
 
     ids = ids or [str(i) for i in range(len(prompts))]
-    encoded = encode_prompts(tokenizer, prompts, ids, settings, context_length(model))
+    encoded = encode_prompts(tokenizer, prompts, ids, settings, context_length(model), chat)
     static = engine != "plain" and not decoding.supported(model, settings)
     if static:
         order, shared = prefixes.plan(encoded)
@@ -231,16 +235,20 @@ def _static_batch(decoder, tokenizer, batch: list[list[int]], shared: list[int],
 
     steps = list(decoder.run(batch, shared=shared))
     rows = torch.stack(steps, dim=1).tolist() if steps else [[] for _ in batch]
-    return [_decode(tokenizer, row, len(prompt), settings) for row, prompt in zip(rows, batch)]
+    from harness.decoding import end_ids
+
+    ends = end_ids(decoder.model, tokenizer)
+    return [_decode(tokenizer, row, len(prompt), settings, ends) for row, prompt in zip(rows, batch)]
 
 
-def generation_kwargs(settings: GenerationSettings, tokenizer) -> dict:
+def generation_kwargs(settings: GenerationSettings, tokenizer, ends: list[int] | None = None) -> dict:
+    """`generate`'s arguments for `settings`; `ends`: the tokens that end an answer (`decoding.end_ids`)."""
     kwargs = dict(
         max_new_tokens=settings.max_new_tokens, min_new_tokens=settings.min_new_tokens or None,
         do_sample=settings.do_sample, num_beams=settings.num_beams,
         repetition_penalty=settings.repetition_penalty if settings.repetition_penalty != 1.0 else None,
         no_repeat_ngram_size=settings.no_repeat_ngram_size or None,
-        pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id, eos_token_id=ends or tokenizer.eos_token_id,
     )
     if settings.do_sample:
         kwargs.update(temperature=settings.temperature, top_p=settings.top_p, top_k=settings.top_k)
@@ -255,23 +263,24 @@ def generation_kwargs(settings: GenerationSettings, tokenizer) -> dict:
 def _generate_batch(model, tokenizer, batch: list[list[int]], settings: GenerationSettings) -> list[Generated]:
     import torch
 
-    from harness.decoding import left_pad
+    from harness.decoding import end_ids, left_pad
 
+    ends = end_ids(model, tokenizer)
     input_ids, attention = left_pad(batch, tokenizer.pad_token_id)
     width = input_ids.shape[1]
     device = next(model.parameters()).device
     with torch.inference_mode():
         out = model.generate(input_ids=input_ids.to(device), attention_mask=attention.to(device),
-                             **generation_kwargs(settings, tokenizer))
+                             **generation_kwargs(settings, tokenizer, ends))
     results = []
     for row, prompt in zip(out[:, width:].tolist(), batch):
-        results.append(_decode(tokenizer, row, len(prompt), settings))
+        results.append(_decode(tokenizer, row, len(prompt), settings, ends))
     return results
 
 
 def generate_stream(model, tokenizer, prompt: str, settings: GenerationSettings, on_text: Callable[[str], None],
                     should_stop: Callable[[], bool] | None = None, prompt_id: str = "prompt",
-                    engine: str = "auto") -> Generated:
+                    engine: str = "auto", chat: bool = False) -> Generated:
     """Generate for one prompt, passing text to `on_text` as it is produced.
 
     Same encoding, context check, decoder choice and decoding/stop handling as `generate`, so a
@@ -284,7 +293,7 @@ def generate_stream(model, tokenizer, prompt: str, settings: GenerationSettings,
 
     from harness import decoding
 
-    encoded = encode_prompts(tokenizer, [prompt], [prompt_id], settings, context_length(model))[0]
+    encoded = encode_prompts(tokenizer, [prompt], [prompt_id], settings, context_length(model), chat)[0]
     shown = _Shown(settings.stop, on_text)
     torch.manual_seed(settings.seed)
     started = time.perf_counter()
@@ -293,7 +302,7 @@ def generate_stream(model, tokenizer, prompt: str, settings: GenerationSettings,
     else:
         tokens = _stream_generate(model, tokenizer, encoded, settings, shown, should_stop)
     elapsed = time.perf_counter() - started
-    result = _decode(tokenizer, tokens, len(encoded), settings)
+    result = _decode(tokenizer, tokens, len(encoded), settings, decoding.end_ids(model, tokenizer))
     if should_stop and should_stop() and result.stop_reason == "length" and result.generated_tokens < settings.max_new_tokens:
         result = replace(result, stop_reason="interrupted")
     shown.finish(result.output)
@@ -328,8 +337,9 @@ class _Shown:
 def _stream_static(model, tokenizer, encoded: list[int], settings: GenerationSettings, shown: _Shown,
                    should_stop) -> list[int]:
     decoder = _stream_decoder(model, tokenizer, settings, len(encoded) + settings.max_new_tokens)
-    eos = tokenizer.eos_token_id
-    eos_ids = set(eos) if isinstance(eos, list) else {eos}
+    from harness.decoding import end_ids
+
+    eos_ids = set(end_ids(model, tokenizer))
     tokens: list[int] = []
     text = ""
     hit = False
@@ -390,6 +400,8 @@ def _stream_generate(model, tokenizer, encoded: list[int], settings: GenerationS
     import torch
     from transformers import StoppingCriteria, StoppingCriteriaList, TextStreamer
 
+    from harness import decoding
+
     class _Streamer(TextStreamer):
         def on_finalized_text(self, text: str, stream_end: bool = False) -> None:
             if text:
@@ -406,7 +418,7 @@ def _stream_generate(model, tokenizer, encoded: list[int], settings: GenerationS
                              attention_mask=torch.ones((1, len(encoded)), dtype=torch.long, device=device),
                              streamer=_Streamer(tokenizer, skip_prompt=True, skip_special_tokens=True),
                              stopping_criteria=StoppingCriteriaList([_Interrupt()]),
-                             **generation_kwargs(settings, tokenizer))
+                             **generation_kwargs(settings, tokenizer, decoding.end_ids(model, tokenizer)))
     return out[0, len(encoded):].tolist()
 
 
@@ -421,8 +433,9 @@ def _held_back(text: str, stops: list[str]) -> int:
     return longest
 
 
-def _decode(tokenizer, new_tokens: list[int], prompt_tokens: int, settings: GenerationSettings) -> Generated:
-    eos = tokenizer.eos_token_id
+def _decode(tokenizer, new_tokens: list[int], prompt_tokens: int, settings: GenerationSettings,
+            ends: list[int] | None = None) -> Generated:
+    eos = ends or tokenizer.eos_token_id
     eos_ids = set(eos) if isinstance(eos, list) else {eos}
     stop_reason = "length"
     kept = []

@@ -26,6 +26,7 @@ from harness.adapters import AdapterInfo, check_against, inspect_adapter
 from harness.config.model import Quantization
 from harness.env import detect, release_cuda_memory
 from harness.errors import ConfigError, HarnessError
+from harness.families import check_base, was_conv1d
 from harness.models import LoadedBase, config_signature, load_base, resolve_model_ref
 from harness.records import atomic_write_json
 
@@ -91,6 +92,7 @@ def merge(req: MergeRequest, log=print) -> dict:
     from transformers import AutoConfig
 
     base_path = resolve_model_ref(req.base)
+    check_base(req.base, base_path)
     signature = config_signature(AutoConfig.from_pretrained(base_path))
     for info in infos:
         check_against(info, req.base, base_path, signature)
@@ -172,22 +174,14 @@ def _require_finite(outputs: list[dict], what: str, consequence: str) -> None:
 
 
 def dequantize_in_place(model, dtype) -> None:
-    """Replace every bitsandbytes 4-bit/8-bit linear layer by a plain one holding its dequantized weights."""
-    import torch
-    from peft.utils.integrations import dequantize_bnb_weight
-
+    """Replace every bitsandbytes 4-bit/8-bit linear layer by a plain one holding its dequantized weights,
+    in the layer's own class: a GPT-2 Conv1D (quantized as a Linear4bit of the transposed weight) turns back
+    into a Conv1D, so the export holds the layout its architecture loads."""
     for name, module in list(model.named_modules()):
         if type(module).__name__ not in {"Linear4bit", "Linear8bitLt"}:
             continue
-        weight = dequantize_bnb_weight(module.weight, state=getattr(module.weight, "quant_state", None) or module.state)
-        plain = torch.nn.Linear(module.in_features, module.out_features, bias=module.bias is not None,
-                                dtype=dtype, device=weight.device)
-        with torch.no_grad():
-            plain.weight.copy_(weight.to(dtype))
-            if module.bias is not None:
-                plain.bias.copy_(module.bias.to(dtype))
         parent_name, _, child = name.rpartition(".")
-        setattr(model.get_submodule(parent_name) if parent_name else model, child, plain)
+        setattr(model.get_submodule(parent_name) if parent_name else model, child, _dequantized(module, dtype))
     # The model is no longer quantized: drop every marker, or transformers refuses to cast or
     # saves a quantization_config that would make loaders quantize the export again.
     for attr in ("hf_quantizer", "quantization_method"):
@@ -199,6 +193,25 @@ def dequantize_in_place(model, dtype) -> None:
     if getattr(model.config, "quantization_config", None) is not None:
         del model.config.quantization_config
     model.to(dtype)
+
+
+def _dequantized(module, dtype):
+    import torch
+    from peft.utils.integrations import dequantize_bnb_weight
+    from transformers.pytorch_utils import Conv1D
+
+    weight = dequantize_bnb_weight(module.weight, state=getattr(module.weight, "quant_state", None) or module.state)
+    if was_conv1d(module):
+        plain = Conv1D(module.out_features, module.in_features).to(dtype=dtype, device=weight.device)
+        weight = weight.T
+    else:
+        plain = torch.nn.Linear(module.in_features, module.out_features, bias=module.bias is not None,
+                                dtype=dtype, device=weight.device)
+    with torch.no_grad():
+        plain.weight.copy_(weight.to(dtype))
+        if module.bias is not None:
+            plain.bias.copy_(module.bias.to(dtype))
+    return plain
 
 
 def probe_outputs(model, tokenizer, prompts: list[str], greedy_tokens: int) -> list[dict]:
@@ -233,12 +246,18 @@ def compare(a: list[dict], b: list[dict]) -> dict:
 
 
 def _combined(base: LoadedBase, infos: list[AdapterInfo], req: MergeRequest):
+    import warnings
+
     from peft import PeftModel
 
     try:
-        model = PeftModel.from_pretrained(base.model, infos[0].path, adapter_name=infos[0].name)
-        for info in infos[1:]:
-            model.load_adapter(info.path, adapter_name=info.name)
+        with warnings.catch_warnings():
+            # An adapter trained on a 4-bit GPT-2 saw its Conv1D layers in nn.Linear layout; on the Conv1D
+            # itself peft flips fan_in_fan_out to match, which is right, and says so on stderr.
+            warnings.filterwarnings("ignore", message="fan_in_fan_out is set to False", category=UserWarning)
+            model = PeftModel.from_pretrained(base.model, infos[0].path, adapter_name=infos[0].name)
+            for info in infos[1:]:
+                model.load_adapter(info.path, adapter_name=info.name)
     except (RuntimeError, ValueError, KeyError) as exc:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
         raise HarnessError(f"an adapter does not fit base '{req.base}': {first}; merge adapters trained on this base") from None

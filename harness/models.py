@@ -22,7 +22,7 @@ def resolve_model_ref(ref: str) -> str:
             raise ModelError(f"{ref}: directory has no config.json; point to a saved model directory")
         return expanded
     if expanded.startswith((".", "/", "~")) or expanded.count("/") > 1 or os.path.exists(expanded):
-        raise ModelError(f"{ref}: model path not found; give an existing directory, a hub id or tiny:llama-ko")
+        raise ModelError(f"{ref}: model path not found; give an existing directory, a hub id or a tiny model (tiny:llama-ko)")
     return ref
 
 
@@ -69,8 +69,11 @@ def load_base(ref: str, quantization: Quantization, env: Environment, local_rank
     `max_memory_per_gpu` (e.g. "70GiB"), for a base too large for one GPU."""
     from transformers import AutoModelForCausalLM
 
+    from harness.families import check_base
+
     block_hub_kernels()
     path = resolve_model_ref(ref)
+    check_base(ref, path)
     tokenizer = load_tokenizer(ref, path)
     dtype_name = compute_dtype_name(env, quantization.compute_dtype)
     kwargs = {"dtype": torch_dtype(dtype_name)}
@@ -131,14 +134,10 @@ def config_signature(config, fallback_architecture: str = "?") -> dict:
 
 
 def linear_module_names(model) -> set[str]:
-    """Suffixes of the linear layers LoRA can target (4-bit layers included)."""
-    import torch
+    """Suffixes of the linear layers LoRA can target (4-bit layers and GPT-2's Conv1D included)."""
+    from harness.families import is_linear
 
-    names = set()
-    for name, module in model.named_modules():
-        if isinstance(module, torch.nn.Linear) or type(module).__name__ in {"Linear4bit", "Linear8bitLt"}:
-            names.add(name.rsplit(".", 1)[-1])
-    return names
+    return {name.rsplit(".", 1)[-1] for name, module in model.named_modules() if is_linear(module)}
 
 
 def read_json(path: Path) -> dict:

@@ -45,12 +45,20 @@ def is_tiny(ref: str) -> bool:
     return ref.startswith(TINY_PREFIX)
 
 
+def tiny_names() -> list[str]:
+    from harness import zoo
+
+    return [TINY_PREFIX + name for name in [*VARIANTS, *zoo.FAMILIES]]
+
+
 def tiny_model_path(ref: str) -> Path:
     """The directory holding the tiny model `ref`, building it on first use."""
+    from harness import zoo
+
     name = ref[len(TINY_PREFIX):]
-    if name not in VARIANTS:
-        raise ModelError(f"{ref}: unknown tiny model; available: {', '.join(TINY_PREFIX + v for v in VARIANTS)}")
-    spec = VARIANTS[name]
+    if name not in VARIANTS and name not in zoo.FAMILIES:
+        raise ModelError(f"{ref}: unknown tiny model; available: {', '.join(tiny_names())}")
+    spec = VARIANTS[name] if name in VARIANTS else zoo.spec(name)
     corpus = _corpus_lines()
     fingerprint = hashlib.sha256(
         json.dumps({"v": BUILD_VERSION, "name": name, "spec": spec, "corpus": corpus}, ensure_ascii=False).encode()
@@ -61,7 +69,10 @@ def tiny_model_path(ref: str) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=target.parent))
     try:
-        _build(tmp, spec, corpus)
+        if name in VARIANTS:
+            _build(tmp, spec, corpus)
+        else:
+            _quietly(lambda: zoo.build(tmp, name, corpus, train_bpe))
         tmp.chmod(0o755)  # mkdtemp makes it private; the cache may be shared between users
         try:
             os.replace(tmp, target)
@@ -99,19 +110,26 @@ def _strings(node) -> list[str]:
     return []
 
 
-def _build(out: Path, spec: dict, corpus: list[str]) -> None:
-    import torch
+def train_bpe(corpus: list[str], vocab_size: int, special_tokens: list[str]):
+    """A byte-level BPE `tokenizers.Tokenizer` trained on `corpus`, the special tokens first."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
     bpe = Tokenizer(models.BPE())
     bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     bpe.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
-        vocab_size=spec["vocab_size"], special_tokens=SPECIAL_TOKENS,
+        vocab_size=vocab_size, special_tokens=special_tokens,
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False,
     )
     bpe.train_from_iterator(corpus, trainer=trainer)
+    return bpe
+
+
+def _build(out: Path, spec: dict, corpus: list[str]) -> None:
+    import torch
+    from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    bpe = train_bpe(corpus, spec["vocab_size"], SPECIAL_TOKENS)
     tokenizer = PreTrainedTokenizerFast(
         tokenizer_object=bpe, bos_token="<s>", eos_token="</s>", pad_token="<pad>", unk_token="<unk>",
         model_max_length=spec["max_position_embeddings"], padding_side="left",
@@ -138,13 +156,17 @@ def _build(out: Path, spec: dict, corpus: list[str]) -> None:
         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id, do_sample=False,
     )
+    _quietly(lambda: model.save_pretrained(out))
+
+
+def _quietly(step) -> None:
     # A one-off internal step: no "Writing model shards" bar on stderr ahead of the command's own output.
     from transformers.utils import logging as hf_logging
 
     bars = hf_logging.is_progress_bar_enabled()
     hf_logging.disable_progress_bar()
     try:
-        model.save_pretrained(out)
+        step()
     finally:
         if bars:
             hf_logging.enable_progress_bar()

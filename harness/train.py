@@ -13,13 +13,15 @@ import warnings
 from pathlib import Path
 
 from harness import __version__
+from harness.checkpoints import check_output, last_checkpoint as _last_checkpoint
 from harness.config import TrainConfig
 from harness.console import keep_log_in
 from harness.data import load_dataset, split_validation
 from harness.distributed import Dist
 from harness.env import detect, free_cuda_memory, release_cuda_memory, torch_dtype
 from harness.errors import ConfigError, HarnessError, ModelError
-from harness.models import base_signature, linear_module_names, load_base, resolve_model_ref
+from harness.families import check_base, packing_mismatch
+from harness.models import base_signature, linear_module_names, load_base, load_tokenizer, resolve_model_ref
 from harness.prompts import chat_messages, load_template
 from harness.records import atomic_write_json, peak_memory_bytes
 from harness.train_plan import Plan, fit_to_memory, plan_training
@@ -74,13 +76,14 @@ def train(config: TrainConfig, *, resume: bool = False, overwrite: bool = False,
     # clears old output and saves the adapter and the record.
     dist = Dist.current()
     if dist.main:
-        _check_output(out, resume, overwrite)
+        check_output(out, resume, overwrite, RECORD_FILE)
     dist.barrier()
     keep_log_in(out / (f"train-rank{dist.rank}.log" if dist.active else "train.log"))
     if not dist.main:
         log = _quiet
     env = detect()
     plan_training(config, env, dist.world)  # a setting this machine cannot honour fails before anything loads
+    _check_base(config)
 
     # 1. data, before the model: a bad dataset should fail in a second, not after a load
     train_rows, val_rows, data_info = build_examples(config)
@@ -97,7 +100,11 @@ def train(config: TrainConfig, *, resume: bool = False, overwrite: bool = False,
     #    recomputation and a dequantized base from the memory the loaded base leaves free. The clock (tokens/s) runs from here: what plain
     #    TRL does inside SFTTrainer (LoRA wrapping) and harness's own preparation count, the load does not.
     started = time.time()
-    plan = plan_training(config, env, dist.world, attention=base.model.config._attn_implementation)
+    mismatch = ""
+    if config.training.padding_free is not False or config.data.packing:
+        mismatch = packing_mismatch(base.model, base.tokenizer.pad_token_id)
+    plan = plan_training(config, env, dist.world, attention=base.model.config._attn_implementation,
+                         packing_mismatch=mismatch)
     if env.device == "cuda":
         _fit_to_memory(plan, config, base, train_rows, dist.local_rank)
     attention = _use_varlen_attention(plan, base.model)
@@ -114,7 +121,7 @@ def train(config: TrainConfig, *, resume: bool = False, overwrite: bool = False,
     while True:
         trainer = _trainer(config, plan, model, base.tokenizer, train_rows, val_rows, out, tensorboard=dist.main)
         try:
-            trainer.train(resume_from_checkpoint=_last_checkpoint(out) if resume else None)
+            trainer.train(resume_from_checkpoint=_last_checkpoint(out, log) if resume else None)
             break
         except Exception as exc:  # torch.OutOfMemoryError only exists on recent torch
             if "out of memory" not in str(exc).lower() or env.device != "cuda" or plan.batch_size == 1:
@@ -169,6 +176,18 @@ def _quiet(*_args, **_kwargs) -> None:
     pass
 
 
+def _check_base(config: TrainConfig) -> None:
+    """Refuse, before the data or the weights load, a base this recipe cannot train correctly."""
+    try:
+        path = resolve_model_ref(config.base)
+        check_base(config.base, path)
+    except ModelError as exc:  # name the config field, as every other config error does
+        raise ModelError(f"base: {exc}") from None
+    if config.data.chat and not getattr(load_tokenizer(config.base, path), "chat_template", None):
+        raise ConfigError(f"data.chat: the tokenizer of {config.base} has no chat template; set data.chat: false "
+                          f"(the data.template then shapes the text)")
+
+
 def _refuse_non_finite(trainer, config: TrainConfig, out: Path) -> None:
     """A run whose weights went NaN or infinite saves no adapter: its numbers would be meaningless."""
     from harness.train_progress import StopOnNonFinite
@@ -207,21 +226,6 @@ def _skeleton(ref: str):
             return AutoModelForCausalLM.from_config(model_config)
     except Exception:  # noqa: BLE001 - load_base reports what is wrong with the model
         return None
-
-
-def _check_output(out: Path, resume: bool, overwrite: bool) -> None:
-    if resume:
-        if _last_checkpoint(out) is None:
-            raise HarnessError(f"{out}: --resume found no checkpoint under {out / 'checkpoints'}; run without --resume")
-        return
-    if overwrite:
-        return  # the old run's files go only once the new run starts (_clear_previous_run)
-    if not out.exists():
-        return
-    if (out / RECORD_FILE).exists() or (out / "adapter_config.json").exists():
-        raise HarnessError(f"{out}: already holds an adapter; pass --overwrite, or set name/output_dir to another place")
-    if _last_checkpoint(out) is not None:
-        raise HarnessError(f"{out}: holds checkpoints of an unfinished run; pass --resume to continue or --overwrite")
 
 
 def _fit_to_memory(plan: Plan, config: TrainConfig, base, train_rows: list[dict], local_rank: int) -> None:
@@ -420,10 +424,3 @@ def probe_logits(model, tokenizer, row: dict, top: int = 10) -> dict:
     values, indices = logits.topk(min(top, logits.numel()))
     return {"text": text, "n_tokens": int(ids.shape[1]), "top_token_ids": indices.tolist(),
             "top_logits": [round(v, 6) for v in values.tolist()]}
-
-
-def _last_checkpoint(out: Path) -> str | None:
-    from transformers.trainer_utils import get_last_checkpoint
-
-    ckpt_dir = out / "checkpoints"
-    return get_last_checkpoint(str(ckpt_dir)) if ckpt_dir.is_dir() else None

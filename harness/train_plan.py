@@ -11,7 +11,9 @@ from harness.errors import ConfigError
 
 # transformers 5 builds a block-diagonal causal mask from per-sequence position ids when a batch comes
 # without an attention mask (masking_utils.find_packed_sequence_indices), and the flash kernels read the
-# sequence boundaries directly, so every built-in attention handles padding-free rows.
+# sequence boundaries directly: these attentions can serve padding-free rows. Whether the model passes
+# position ids on to its mask at all (OPT and Bloom do not) is checked on the loaded model itself
+# (families.packing_mismatch).
 PACKED_ATTENTION = {"sdpa", "eager", "flash_attention_2", "flash_attention_3", "flex_attention"}
 # Free memory kept aside for what the estimates leave out: allocator fragmentation, optimizer state,
 # the LM head's chunks, CUDA workspaces.
@@ -50,9 +52,12 @@ class Plan:
         return self.batch_size * self.gradient_accumulation * self.world_size
 
 
-def plan_training(config: TrainConfig, env: Environment, world_size: int = 1, attention: str | None = None) -> Plan:
+def plan_training(config: TrainConfig, env: Environment, world_size: int = 1, attention: str | None = None,
+                  packing_mismatch: str = "") -> Plan:
     """Everything that follows from the config and the hardware alone; `fit_to_memory` settles the rest
     once the base is loaded. `attention`: the loaded model's attention implementation (None: not known yet).
+    `packing_mismatch`: why packed sequences do not give the padded result on the loaded model
+    (`families.packing_mismatch`; "" where they do or it was not checked).
 
     `training.batch_size × gradient_accumulation` is the global batch, whatever the number of processes:
     with N data-parallel processes the accumulation is divided by N where it divides, otherwise the
@@ -63,7 +68,7 @@ def plan_training(config: TrainConfig, env: Environment, world_size: int = 1, at
     if optimizer.startswith("paged_") and not cuda:
         raise ConfigError(f"training.optimizer: '{optimizer}' needs CUDA; use adamw_torch on {env.device}")
     why: dict[str, str] = {}
-    padding_free = _padding_free(config, attention, why)
+    padding_free = _padding_free(config, attention, packing_mismatch, why)
     batch_size = t.batch_size if t.batch_size != "auto" else train_batch_size(env)
     accumulation = t.gradient_accumulation
     if padding_free and accumulation > 1:
@@ -165,12 +170,21 @@ def micro_step_tokens(lengths: list[int], micro_batch: int, padding_free: bool) 
     return sum(longest) if padding_free else micro_batch * longest[0]
 
 
-def _padding_free(config: TrainConfig, attention: str | None, why: dict[str, str]) -> bool:
+def _padding_free(config: TrainConfig, attention: str | None, mismatch: str, why: dict[str, str]) -> bool:
     wanted = config.training.padding_free
     if wanted is True and config.data.packing:
         raise ConfigError("training.padding_free: true and data.packing: true exclude each other (packed rows "
                           "hold no padding already); set one of them to false")
+    if config.data.packing and mismatch:
+        # TRL packs whole sequences into one row with restarting position ids: the same leak.
+        raise ConfigError(f"data.packing: true is not exact on {config.base}: {mismatch}; set data.packing: false")
     if wanted is False or config.data.packing:
+        return False
+    if mismatch:
+        if wanted is True:
+            raise ConfigError(f"training.padding_free: true is not exact on {config.base}: {mismatch}; "
+                              f"set training.padding_free: false")
+        why["padding_free"] = f"padding-free off: {mismatch}"
         return False
     if attention is not None and attention not in PACKED_ATTENTION:
         if wanted is True:

@@ -88,7 +88,7 @@ def run(args) -> int:
                      device_map=args.device_map, max_memory_per_gpu=args.max_memory_per_gpu)
     models = attach_adapters(base, adapters)
     prompts = [apply_chat_template(base.tokenizer, i.text, system) if chat else i.text for i in items]
-    check_context(base.tokenizer, base.model, prompts, [i.id for i in items], variants)
+    check_context(base.tokenizer, base.model, prompts, [i.id for i in items], variants, chat)
     batch_size = args.batch_size or eval_batch_size(env)
     engine, _note = models.choose_engine(args.engine, "--engine")
     columns = len(names) * len(variants)
@@ -111,7 +111,7 @@ def run(args) -> int:
         # Every rank plans the batches of all prompts and runs its share of them (`generation.generate`).
         records, wall = run_generate(models, names, items, prompts, variants, batch_size, append,
                                      stream=stream if streaming else None, engine=args.engine,
-                                     dense=engine == "dense", shard=dist if dist.active else None)
+                                     dense=engine == "dense", shard=dist if dist.active else None, chat=chat)
     finally:
         append.close()
     if dist.active:

@@ -122,7 +122,7 @@ class GenerativeTask(Task):
         # batch_size None: sized from free GPU memory per batch (the fast engine on a GPU).
         generate(model, tokenizer, [r.prompt for r in requests], suite.generation, batch_size or 1, finished,
                  engine=suite.engine, auto_batch=batch_size is None,
-                 ids=[r.id for r in requests], progress=progress, shard=shard)
+                 ids=[r.id for r in requests], progress=progress, shard=shard, chat=suite.prompt.chat)
 
 
 class _FewShot:

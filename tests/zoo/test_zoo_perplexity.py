@@ -1,0 +1,51 @@
+"""`harness eval` perplexity on every decoder family of the zoo, both engines, documents batched:
+each document's summed negative log-likelihood and token count equal one forward of the 4-bit
+base + PeftModel over the whole document (it fits one window here), tokenized by the tokenizer
+with its own special tokens."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from zoo_helpers import ADAPTER, DECODERS, one_torch_thread, read_jsonl
+
+pytestmark = pytest.mark.slow
+SUITE = Path(__file__).resolve().parents[2] / "suites" / "perplexity_ko.yaml"
+# Summed over a few hundred tokens in float32: relative rounding, not a modelling difference.
+RELATIVE_TOLERANCE = 1e-4
+
+
+def _direct_nll(model, tokenizer, text: str) -> tuple[float, int]:
+    import torch
+
+    ids = tokenizer(text, return_tensors="pt").input_ids
+    with torch.inference_mode():
+        logits = model(input_ids=ids).logits[0, :-1].float()
+    nll = torch.nn.functional.cross_entropy(logits, ids[0, 1:], reduction="sum")
+    return float(nll), ids.shape[1] - 1
+
+
+@pytest.mark.parametrize("engine", ["fast", "plain"])
+@pytest.mark.parametrize("family", DECODERS)
+def test_perplexity_equals_reference(family, engine, zoo_adapter, reference, run_cli, workdir):
+    adapter, _record = zoo_adapter(family)
+    code, _out, err = run_cli(["eval", SUITE, "--base", f"tiny:{family}", "--adapter", f"{ADAPTER}={adapter}",
+                               "--limit", 4, "--batch-size", 4, "--engine", engine, "--out", "runs", "--run-id", "ppl",
+                               "--set", "perplexity.context_length=512", "--set", "perplexity.stride=256"])
+    assert code == 0, err
+    ref = reference(family)
+    wrong = []
+    for model_name in ("base", ADAPTER):
+        records = read_jsonl(workdir / "runs" / "ppl" / "records" / f"{model_name}.jsonl")
+        assert len(records) == 4
+        for record in records:
+            with one_torch_thread():
+                if model_name == ADAPTER:
+                    nll, tokens = _direct_nll(ref.model, ref.tokenizer, record["prompt"])
+                else:
+                    with ref.model.disable_adapter():
+                        nll, tokens = _direct_nll(ref.model, ref.tokenizer, record["prompt"])
+            if record["tokens"] != tokens or abs(record["nll"] - nll) > RELATIVE_TOLERANCE * nll:
+                wrong.append(f"{model_name} {record['id']}: harness {record['nll']:.6f} over {record['tokens']} "
+                             f"tokens vs reference {nll:.6f} over {tokens}")
+    assert not wrong, "\n".join(wrong)
