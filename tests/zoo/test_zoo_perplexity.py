@@ -1,7 +1,7 @@
 """`harness eval` perplexity on every decoder family of the zoo, both engines, documents batched:
 each document's summed negative log-likelihood and token count equal one forward of the 4-bit
 base + PeftModel over the whole document (it fits one window here), tokenized by the tokenizer
-with its own special tokens."""
+with its own special tokens and starting from BOS where the tokenizer has one."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -16,9 +16,14 @@ RELATIVE_TOLERANCE = 1e-4
 
 
 def _direct_nll(model, tokenizer, text: str) -> tuple[float, int]:
+    """Every token of the document scored, the first from BOS where the tokenizer has one, as
+    lm-evaluation-harness's rolling log-likelihood does (whether or not the tokenizer adds it)."""
     import torch
 
     ids = tokenizer(text, return_tensors="pt").input_ids
+    bos = tokenizer.bos_token_id
+    if bos is not None and int(ids[0, 0]) != bos:
+        ids = torch.cat([torch.tensor([[bos]]), ids], dim=1)
     with torch.inference_mode():
         logits = model(input_ids=ids).logits[0, :-1].float()
     nll = torch.nn.functional.cross_entropy(logits, ids[0, 1:], reduction="sum")
