@@ -202,6 +202,11 @@ def perplexity_harness(base: str, adapter: str, docs: Path) -> dict:
             "verify": result.results.get("verify", {}).get("adapter", {}).get("summary"), "peak_memory_bytes": peak()}
 
 
+def _from_bos(tokenizer, ids: list[int]) -> list[int]:
+    bos = tokenizer.bos_token_id
+    return ids if bos is None or (ids and ids[0] == bos) else [bos, *ids]
+
+
 def perplexity_4bit(base: str, adapter: str, docs: Path) -> dict:
     """The plain path: 4-bit + PeftModel forward, 8 documents × ≤ 1024 tokens per batch, summed NLL."""
     import math
@@ -214,7 +219,9 @@ def perplexity_4bit(base: str, adapter: str, docs: Path) -> dict:
     model, tokenizer, _ = _load_4bit(base)
     model = PeftModel.from_pretrained(model, adapter).eval()
     texts = [json.loads(line)["text"] for line in docs.read_text(encoding="utf-8").splitlines()]
-    encoded = [tokenizer(t, add_special_tokens=True)["input_ids"][:1024] for t in texts]
+    # Every token scored, the first from BOS where the tokenizer has one (as harness and
+    # lm-evaluation-harness score a document), whether or not the tokenizer adds it itself.
+    encoded = [_from_bos(tokenizer, tokenizer(t, add_special_tokens=True)["input_ids"])[:1024] for t in texts]
     device = next(model.parameters()).device
     nll, count = 0.0, 0
     _sync()
