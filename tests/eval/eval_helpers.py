@@ -1,9 +1,10 @@
 """Plain helpers shared by the eval tests (fixtures live in conftest.py)."""
 from __future__ import annotations
 
-import contextlib
 import json
 from pathlib import Path
+
+from torch_threads import one_torch_thread  # noqa: F401 - the tests import it from here
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SUITES = REPO_ROOT / "suites"
@@ -26,18 +27,6 @@ def quiet(*_args, **_kwargs) -> None:
     pass
 
 
-@contextlib.contextmanager
-def one_torch_thread():
-    """Run torch on one thread: the machine's 2 cores are shared, and with 2 threads per
-    process oversubscription makes the tiny model 10-40x slower (OMP spin waits)."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def train_adapter(output_dir: Path, **overrides):

@@ -2,9 +2,10 @@
 transformers, peft and bitsandbytes alone: no harness code decides what a right answer is."""
 from __future__ import annotations
 
-import contextlib
 import json
 from pathlib import Path
+
+from torch_threads import one_torch_thread  # noqa: F401 - the tests import it from here
 
 # Each family's usual LoRA targets, as its fine-tuning recipes name them.
 USUAL_TARGETS = {
@@ -40,16 +41,6 @@ ADAPTER = "zoo"
 LOGIT_TOLERANCE = 1e-3
 
 
-@contextlib.contextmanager
-def one_torch_thread():
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def quiet(*_args, **_kwargs) -> None:
