@@ -121,6 +121,9 @@ def run_eval(suite: SuiteConfig, source: str, out_root: str | Path = "runs", run
             # has such pairs) must each keep their own record.
             keys = [content_key(identities[name], settings, r.id, r.prompt, r.references) for r in requests]
             done = run.load_records(column)  # the merged file and every earlier rank's shard, whatever the world size
+            for note in run.notes:
+                log(f"harness eval: {note}")
+            run.notes.clear()
             todo = [i for i, key in enumerate(keys) if key not in done]
             for key in set(keys) & done.keys():  # reused records are rescored: the suite's metrics may have changed
                 done[key]["metrics"] = score_record(done[key], scorers)

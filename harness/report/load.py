@@ -8,7 +8,6 @@ with the first base model.
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,6 +23,7 @@ class Run:
     environment: dict
     records: dict[str, list[dict]]  # by the model's name inside this run
     results_file: str = "results.json"  # or a `harness rescore` output
+    notes: list[str] = field(default_factory=list)  # records left out on reading
 
     @property
     def run_id(self) -> str:
@@ -95,26 +95,47 @@ def load_run(path: str | Path, results_file: str = "results.json") -> Run:
         raise HarnessError(f"{path / results_file}: not found; this run has {', '.join(found) or 'no results file'} "
                            "(harness rescore writes results-rescored-*.json)")
     results = run.read_json(results_file)
-    for key in ("metrics", "metric_info", "suite"):
-        if not isinstance(results, dict) or key not in results:
-            raise HarnessError(f"{path / results_file}: field '{key}' is missing; re-run the eval to rewrite it")
+    check_results(results, path / results_file)
     config = _optional_json(run, "config.json")
     environment = _optional_json(run, "environment.json") or results.get("environment") or {}
-    records = {}
-    for name in results["metrics"]:
-        try:
-            records[name] = run.read_records(name)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise HarnessError(f"{run.records_file(name)}: unreadable ({exc}); re-run the eval to rewrite it") from None
-        except OSError as exc:
-            raise HarnessError(f"{run.records_file(name)}: unreadable ({exc.strerror or exc})") from None
+    records = {name: run.read_records(name) for name in results["metrics"]}
     # A rescored results file carries the per-sample values it was computed from; the records on
     # disk keep those of the eval.
     for name, values in (results.get("sample_metrics") or {}).items():
         if name in records:
             records[name] = [{**r, "metrics": values.get(str(r.get("id")), {})} for r in records[name]]
-    return Run(path=path, results=results, config=config, environment=environment, records=records,
-               results_file=results_file)
+    return Run(path=path, results=results, config=config if isinstance(config, dict) else {},
+               environment=environment if isinstance(environment, dict) else {}, records=records,
+               results_file=results_file, notes=run.notes)
+
+
+def check_results(results, where: Path) -> None:
+    """The shapes the report reads, so a hand-edited or damaged results file is one line, not a crash."""
+    fix = "re-run the eval (or harness rescore) to rewrite it"
+    if not isinstance(results, dict):
+        raise HarnessError(f"{where}: expected a JSON object, got {type(results).__name__}; {fix}")
+    for key in ("metrics", "metric_info", "suite"):
+        if key not in results:
+            raise HarnessError(f"{where}: field '{key}' is missing; {fix}")
+    if not isinstance(results["suite"], str):
+        raise HarnessError(f"{where}: field 'suite' is not a string; {fix}")
+    for key in ("metrics", "metric_info"):
+        if not isinstance(results[key], dict) or not all(isinstance(v, dict) for v in results[key].values()):
+            raise HarnessError(f"{where}: field '{key}' is not an object of objects; {fix}")
+    for model, metrics in results["metrics"].items():
+        for label, entry in metrics.items():
+            if not isinstance(entry, dict) or not all(isinstance(entry.get(k), (int, float, type(None)))
+                                                      for k in ("value", "low", "high")):
+                raise HarnessError(f"{where}: field 'metrics.{model}.{label}' is not an interval of numbers; {fix}")
+    for key in ("deltas", "throughput", "sample_metrics", "verify", "repetition", "dataset", "bootstrap"):
+        if results.get(key) is not None and not isinstance(results[key], dict):
+            raise HarnessError(f"{where}: field '{key}' is not an object; {fix}")
+    for key, value in (results.get("deltas") or {}).items():
+        if not isinstance(value, dict) or not all(isinstance(d, dict) for d in value.values()):
+            raise HarnessError(f"{where}: field 'deltas.{key}' is not an object of intervals; {fix}")
+    models = results.get("models")
+    if models is not None and not (isinstance(models, list) and all(isinstance(m, dict) for m in models)):
+        raise HarnessError(f"{where}: field 'models' is not a list of objects; {fix}")
 
 
 def _optional_json(run: RunDir, name: str) -> dict:
