@@ -108,6 +108,8 @@ def read_generation_file(path: str) -> dict[str, Any]:
         raw = yaml.safe_load(file.read_text(encoding="utf-8"))
     except OSError as exc:
         raise ConfigError(f"--generation {path}: cannot read ({exc.strerror or exc}); check the path") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"--generation {path}: not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
     except yaml.YAMLError:
         raise ConfigError(f"--generation {path}: invalid YAML; write a mapping of generation fields") from None
     raw = raw or {}
