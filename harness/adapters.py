@@ -103,8 +103,13 @@ def inspect_adapter(name: str, path: str) -> AdapterInfo:
         raise ModelError(f"adapter '{name}': {path} has no adapter_config.json; point to a peft adapter directory")
     record_file = directory / "train_record.json"
     record = read_json(record_file) if record_file.is_file() else None
+    config = read_json(directory / "adapter_config.json")
+    for file, value in ((record_file, record), (directory / "adapter_config.json", config)):
+        if value is not None and not isinstance(value, dict):
+            raise ModelError(f"{file}: expected a JSON object, got {type(value).__name__}; restore the file "
+                             "from the adapter's training (harness train writes both)")
     return AdapterInfo(name=name, path=str(directory), sha256=adapter_weights_sha256(directory),
-                       config=read_json(directory / "adapter_config.json"), train_record=record)
+                       config=config, train_record=record)
 
 
 def check_compatible(info: AdapterInfo, base: LoadedBase) -> None:

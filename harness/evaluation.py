@@ -18,7 +18,7 @@ from harness.config.suite import SuiteConfig
 from harness.data import Dataset, load_dataset
 from harness.distributed import Dist, TotalProgress
 from harness.env import detect, eval_batch_size
-from harness.errors import ConfigError
+from harness.errors import ConfigError, DataError
 from harness.metrics.registry import auto_notes
 from harness.runs import RunDir, content_key
 from harness.scoring import aggregate, repetition_summary, score_record
@@ -68,7 +68,10 @@ def run_eval(suite: SuiteConfig, source: str, out_root: str | Path = "runs", run
     base = load_base(suite.models.base, suite.models.quantization, env, local_rank=dist.local_rank,
                      device_map=suite.models.device_map, max_memory_per_gpu=suite.models.max_memory_per_gpu)
     models = attach_adapters(base, suite.models.adapters)
-    requests = task.build_requests(suite, dataset.examples, base.tokenizer, fewshot_pool)
+    try:
+        requests = task.build_requests(suite, dataset.examples, base.tokenizer, fewshot_pool)
+    except (ConfigError, DataError) as exc:  # an example the prompt cannot be built from: name the file
+        raise type(exc)(f"{dataset.source}: {exc}") from None
     try:
         scorers = task.scorers(suite, [r.references for r in requests])
     except ConfigError as exc:
