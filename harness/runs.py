@@ -71,7 +71,7 @@ class RunDir:
         """(append, close): each record is written whole and synced, or not at all: a write that fails
         (a full disk) is cut back off, so the records before it stay a readable file."""
         path = self.records_file(model, rank)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
         end = os.lseek(fd, 0, os.SEEK_END)
         if end and os.pread(fd, 1, end - 1) != b"\n":  # a killed run left half a line: start a line of our own
             _write_whole(fd, path, b"\n", end)
