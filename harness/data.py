@@ -6,6 +6,7 @@ import hashlib
 import io
 import json
 import random
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -130,12 +131,27 @@ def _shown(value) -> str:
     return "null" if value is None else f"{type(value).__name__} {json.dumps(value, ensure_ascii=False)[:40]}"
 
 
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def text_only(value):
+    """Parsed JSON with lone surrogates (JSON escapes such as \\ud800 that pair with nothing) replaced
+    by U+FFFD: they are not text, no tokenizer takes them and no UTF-8 file can hold them."""
+    if isinstance(value, str):
+        return _LONE_SURROGATE.sub("\ufffd", value) if _LONE_SURROGATE.search(value) else value
+    if isinstance(value, list):
+        return [text_only(v) for v in value]
+    if isinstance(value, dict):
+        return {text_only(k): text_only(v) for k, v in value.items()}
+    return value
+
+
 def parse_json(text: str, source: str, line: int | None = None):
     """json.loads with every failure a DataError naming the file (and line): malformed text, and
     nesting too deep for the parser."""
     at = f"{source} line {line}" if line is not None else source
     try:
-        return json.loads(text)
+        return text_only(json.loads(text))
     except json.JSONDecodeError as exc:
         where = f"line {exc.lineno}, column {exc.colno}" if line is None else f"column {exc.colno}"
         raise DataError(f"{at}: malformed JSON at {where}: {exc.msg}; fix the JSON") from None
@@ -159,7 +175,7 @@ def jsonl_objects(text: str, source: str) -> list[tuple[int, dict]]:
         if not line.strip():
             continue
         try:
-            record = json.loads(line)
+            record = text_only(json.loads(line))
         except json.JSONDecodeError as exc:
             raise DataError(f"{source} line {number}: invalid JSON ({exc.msg}); write one JSON object per line") from None
         except RecursionError:

@@ -9,8 +9,6 @@ four samples (base + adapter). Cases that change a run work on a copy.
 """
 from __future__ import annotations
 
-import json
-import re
 import shutil
 import sys
 from pathlib import Path
@@ -18,14 +16,10 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "eval"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from eval_helpers import PRESET, SUITES, one_torch_thread, quiet  # noqa: E402
-
-TQDM_LINE = re.compile(r"^[^|]*:\s*\d+%\|.*\|")
-ADAPTER = "ad"
-RUN_ID = "faults"
-# Small but real: four KorQuAD samples, four new tokens.
-EVAL_ARGS = ["--limit", "4", "--set", "generation.max_new_tokens=4", "--set", "bootstrap.resamples=50"]
+from fault_helpers import ADAPTER, EVAL_ARGS, RUN_ID  # noqa: E402
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -69,32 +63,14 @@ def run_copy(fault_run, tmp_path) -> Path:
     return target
 
 
-def message_lines(stderr: str) -> list[str]:
-    """stderr without progress bars (tqdm on stderr is not a message)."""
-    lines = []
-    for raw in stderr.splitlines():
-        shown = raw.split("\r")[-1].strip()
-        if shown and not TQDM_LINE.match(shown):
-            lines.append(shown)
-    return lines
+@pytest.fixture(scope="session")
+def nan_adapter(tmp_path_factory, fault_adapter) -> Path:
+    """The session's adapter with every weight NaN: a broken adapter as training on bad data leaves one."""
+    from safetensors.torch import load_file, save_file
 
-
-def assert_one_line_error(code, err: str, command: str, needles=()) -> str:
-    """Exit 2, one line `harness COMMAND: error: ...` holding every needle, no traceback."""
-    lines = message_lines(err)
-    assert "Traceback" not in err, err
-    assert code == 2, f"exit {code}; stderr:\n{err}"
-    assert len(lines) == 1, "expected one line on stderr, got:\n" + "\n".join(lines)
-    assert lines[0].startswith(f"harness {command}: error: "), lines[0]
-    for needle in needles:
-        assert needle in lines[0], f"{needle!r} not in {lines[0]!r}"
-    return lines[0]
-
-
-def assert_ok(code, err: str) -> None:
-    assert "Traceback" not in err, err
-    assert code == 0, f"exit {code}; stderr:\n{err}"
-
-
-def read_records(path: Path) -> list[dict]:
-    return [json.loads(line) for line in Path(path).read_bytes().decode("utf-8").split("\n") if line.strip()]
+    out = tmp_path_factory.mktemp("nan-adapter") / "broken"
+    shutil.copytree(fault_adapter, out)
+    weights = out / "adapter_model.safetensors"
+    tensors = load_file(weights)
+    save_file({name: t.float().fill_(float("nan")).to(t.dtype) for name, t in tensors.items()}, weights)
+    return out

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import SUITES, assert_one_line_error
+from fault_helpers import SUITES, assert_one_line_error
 
 SUITE = str(SUITES / "korquad_sample.yaml")
 ROW = {"context": "서울은 한국의 수도이다.", "question": "한국의 수도는?", "answer": "서울", "answers": ["서울"]}

@@ -8,7 +8,7 @@ import math
 from pathlib import Path
 
 import pytest
-from conftest import ADAPTER, assert_ok, assert_one_line_error, read_records
+from fault_helpers import ADAPTER, assert_ok, assert_one_line_error, read_records
 
 
 def _edit_json(path: Path, change) -> None:
