@@ -223,5 +223,8 @@ def split_validation(examples: list[dict], fraction: float, seed: int) -> tuple[
     if fraction <= 0 or len(examples) < 2:
         return examples, []
     n_val = max(1, round(len(examples) * fraction))
+    if n_val >= len(examples):
+        raise DataError(f"data.validation_fraction {fraction:g} holds out all {len(examples)} examples and leaves "
+                        "none to train on; lower it or give more examples")
     held = set(random.Random(seed).sample(range(len(examples)), n_val))
     return [e for i, e in enumerate(examples) if i not in held], [e for i, e in enumerate(examples) if i in held]

@@ -70,8 +70,8 @@ def run_eval(suite: SuiteConfig, source: str, out_root: str | Path = "runs", run
     models = attach_adapters(base, suite.models.adapters)
     try:
         requests = task.build_requests(suite, dataset.examples, base.tokenizer, fewshot_pool)
-    except (ConfigError, DataError) as exc:  # an example the prompt cannot be built from: name the file
-        raise type(exc)(f"{dataset.source}: {exc}") from None
+    except DataError as exc:  # an example the prompt cannot be built from: name the file
+        raise DataError(f"{dataset.source}: {exc}") from None
     try:
         scorers = task.scorers(suite, [r.references for r in requests])
     except ConfigError as exc:

@@ -27,7 +27,7 @@ class GenerationSettings(Strict):
     top_k: int = Field(50, ge=0, description="sample among the k likeliest tokens (only with do_sample)")
     repetition_penalty: float = Field(1.0, gt=0, description="penalise tokens already present (1.0: off)")
     no_repeat_ngram_size: int = Field(0, ge=0, description="forbid repeating n-grams of this size (0: off)")
-    num_beams: int = Field(1, gt=0, description="beam search width (1: no beam search)")
+    num_beams: int = Field(1, gt=0, le=64, description="beam search width (1: no beam search)")
     # The output is cut at the first of these; generation also stops there.
     stop: list[str] = Field(default_factory=list, description="stop string: cuts the output and ends generation")
     seed: int = Field(0, ge=0, le=MAX_SEED, description="random seed for sampling")

@@ -74,3 +74,13 @@ def nan_adapter(tmp_path_factory, fault_adapter) -> Path:
     tensors = load_file(weights)
     save_file({name: t.float().fill_(float("nan")).to(t.dtype) for name, t in tensors.items()}, weights)
     return out
+
+
+@pytest.fixture(scope="session")
+def truncated_adapter(tmp_path_factory, fault_adapter) -> Path:
+    """The session's adapter with its weights file cut short, as an interrupted copy leaves it."""
+    out = tmp_path_factory.mktemp("truncated-adapter") / "cut"
+    shutil.copytree(fault_adapter, out)
+    weights = out / "adapter_model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-100])
+    return out

@@ -1,9 +1,9 @@
 """Every command's every input, given the wrong thing: malformed, wrong-typed, not UTF-8, empty, huge,
 hostile. In-process (`run_cli`); each case fails before a model would load, or is cheap enough to run.
 
-A case is (argv, {file: content}, needles): exit 2 with one line holding every needle. `{SUITE}`,
-`{ADAPTER}` and `{RUN}` in argv stand for the korquad_sample suite, the session's adapter and a copy
-of the session's finished run.
+A case is (argv, {file: content}, needles): exit 2 with one line holding every needle.
+`{ADAPTER}` and `{TRUNCATED}` in argv stand for the session's adapter and a copy of it with its weights
+cut short.
 """
 from __future__ import annotations
 
@@ -212,6 +212,29 @@ MERGE_CASES = {
     "--dry-run alone": ([*MERGE, "--adapter", "{ADAPTER}", "--dry-run"], {}, ["--dry-run"]),
 }
 
+# --- a damaged adapter, wherever one is loaded ------------------------------------------------------
+DAMAGED = {
+    "eval truncated adapter weights": (["eval", SUITE, "--adapter", "cut={TRUNCATED}", "--limit", "1"], {},
+                                       ["adapter_model.safetensors", "cut short"]),
+    "generate truncated adapter weights": ([*GEN, "--prompt", "x", "--adapter", "cut={TRUNCATED}"], {},
+                                           ["adapter_model.safetensors", "cut short"]),
+    "chat truncated adapter weights": (["chat", "--base", "tiny:llama-ko", "--adapter", "cut={TRUNCATED}"], {},
+                                       ["adapter_model.safetensors", "cut short"]),
+    "merge truncated adapter weights": ([*MERGE, "--adapter", "{TRUNCATED}"], {},
+                                        ["adapter_model.safetensors", "cut short"]),
+    "train empty training split": (["train", "--data", "d.jsonl", "--set", "data.validation_fraction=0.9",
+                                    "--set", "training.max_steps=1", "--output-dir", "out"], {"d.jsonl": jsonl(ROW, ROW)},
+                                   ["data.validation_fraction", "none to train on"]),
+    "eval answers a number in JSONL": (["eval", SUITE, "--data", "d.jsonl"], {"d.jsonl": jsonl({**ROW, "answers": 5})},
+                                       ["d.jsonl", "'answers'", "int"]),
+    "eval answers missing in JSONL": (["eval", SUITE, "--data", "d.jsonl"],
+                                      {"d.jsonl": jsonl({k: v for k, v in ROW.items() if k != "answers"})},
+                                      ["d.jsonl", "'answers'", "dataset.fields"]),
+    "eval num_beams huge": (["eval", SUITE, "--set", "generation.num_beams=100000"], {}, ["generation.num_beams"]),
+    "eval prompt not jinja": (["eval", SUITE, "--limit", "1", "--set", "prompt.text={{ x"], {},
+                              ["prompt", "jinja2 syntax error"]),
+}
+
 # --- harness chat and doctor: what they read before the session --------------------------------------
 OTHER = {
     "chat --base missing": (["chat", "--base", "./nope"], {}, ["./nope"]),
@@ -227,7 +250,7 @@ OTHER = {
 
 TABLE = {**EVAL, **{k: (["eval", SUITE, "--data", name], {name: content}, needles)
                     for k, (content, name, needles) in DATA.items()},
-         **TRAIN, **GENERATE, **MERGE_CASES, **OTHER}
+         **TRAIN, **GENERATE, **MERGE_CASES, **DAMAGED, **OTHER}
 
 
 @pytest.mark.parametrize("case", list(TABLE), ids=list(TABLE))
@@ -237,9 +260,10 @@ def test_bad_input_is_one_line(case, workdir, run_cli, request):
         path = workdir / name
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(content if isinstance(content, bytes) else content.encode("utf-8"))
-    if any("{ADAPTER}" in a for a in argv):
-        adapter = str(request.getfixturevalue("fault_adapter"))
-        argv = [a.replace("{ADAPTER}", adapter) for a in argv]
+    for mark, fixture in (("{ADAPTER}", "fault_adapter"), ("{TRUNCATED}", "truncated_adapter")):
+        if any(mark in a for a in argv):
+            path = str(request.getfixturevalue(fixture))
+            argv = [a.replace(mark, path) for a in argv]
     code, _out, err = run_cli(argv)
     assert_one_line_error(code, err, argv[0], needles)
     # Nothing half-made is left where the outputs go.
