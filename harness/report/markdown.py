@@ -7,7 +7,6 @@ from harness.report.load import Report
 from harness.report.render import train_summary
 from harness.summary import fmt_interval, version_notes
 
-
 # Characters that start Markdown syntax (emphasis, code, links, images, tables, escapes), and HTML,
 # which viewers such as GitHub's render: untrusted text is escaped so it stays text.
 _MD_SPECIAL = set("\\`*[]()|!#~{}")

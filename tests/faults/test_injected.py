@@ -12,7 +12,15 @@ import time
 from pathlib import Path
 
 import pytest
-from fault_helpers import ADAPTER, EVAL_ARGS, SUITES, assert_ok, assert_one_line_error, message_lines, read_records
+from fault_helpers import (
+    ADAPTER,
+    EVAL_ARGS,
+    SUITES,
+    assert_ok,
+    assert_one_line_error,
+    message_lines,
+    read_records,
+)
 
 SUITE = str(SUITES / "korquad_sample.yaml")
 # Eight samples, one at a time: records are appended one by one, so a fault can land between them.
