@@ -64,8 +64,8 @@ def eval_again(workdir: Path, fault_adapter: Path) -> dict:
 
 # Each file is capped alike, so the first model's records fill up first (config.json is ~5 KB, eight
 # records ~10 KB).
-@pytest.mark.parametrize("cap,reached", [(3000, "config.json"), (6000, "base.jsonl")],
-                         ids=["disk full at the start", "disk full in the records"])
+@pytest.mark.parametrize("cap,reached", [(300, "config.json"), (3000, "config.json"), (6000, "base.jsonl")],
+                         ids=["disk full before the log", "disk full at the start", "disk full in the records"])
 def test_disk_full_is_one_line_and_resumable(cap, reached, workdir, fault_adapter):
     code, _out, err = finish(harness(workdir, ["eval", SUITE, "--adapter", f"{ADAPTER}={fault_adapter}", *EIGHT],
                                      cap=cap))
