@@ -134,13 +134,18 @@ class RunDir:
 def safe_file_stem(label: str) -> str:
     """A column label as a file name: itself where that is safe, else the label with unsafe characters
     replaced and a hash of the whole label, so two labels never share a file. Results keep the label."""
-    unsafe = any(ch in '/\\' or ord(ch) < 32 or ord(ch) == 127 for ch in label)
-    if label and not unsafe and not label.startswith(".") and len(label.encode("utf-8")) <= MAX_STEM_BYTES:
+    if label and not label.startswith(".") and not any(map(_unsafe_in_name, label)) \
+            and len(label.encode("utf-8")) <= MAX_STEM_BYTES:
         return label
-    readable = "".join("_" if ch in '/\\' or ord(ch) < 32 or ord(ch) == 127 else ch for ch in label).lstrip(".")
+    readable = "".join("_" if _unsafe_in_name(ch) else ch for ch in label).lstrip(".")
     while len(readable.encode("utf-8")) > MAX_STEM_BYTES - 13:
         readable = readable[:-1]
     return f"{readable}-{hashlib.sha256(label.encode('utf-8', 'surrogatepass')).hexdigest()[:12]}"
+
+
+def _unsafe_in_name(ch: str) -> bool:
+    # path separators, control characters, and surrogates (no file system can store them)
+    return ch in "/\\" or ord(ch) < 32 or ord(ch) == 127 or 0xD800 <= ord(ch) <= 0xDFFF
 
 
 # File names are at most 255 bytes; a shard adds ".rank12345.jsonl".

@@ -176,3 +176,18 @@ def test_chat_keeps_the_conversation_through_errors(nan_adapter, fault_adapter, 
     assert "the conversation is kept" in text and "Traceback" not in text and text.rstrip().endswith("bye")
     saved = json.loads((workdir / "chat.json").read_text(encoding="utf-8"))
     assert [m["content"] for m in saved["messages"] if m["role"] == "user"] == ["first question", "second question"]
+
+
+@pytest.mark.parametrize("label", ["base", 'base@stop=["</s>"]', "a" * 300, ".hidden", "x\ud800y", "tab\there",
+                                   "back\\slash", "base@repetition_penalty=1.15"])
+def test_column_labels_become_safe_distinct_file_names(label, tmp_path):
+    from harness.runs import RunDir, safe_file_stem
+
+    stem = safe_file_stem(label)
+    assert "/" not in stem and "\\" not in stem and not stem.startswith(".") and len(stem.encode()) <= 200
+    assert stem == label or stem != safe_file_stem(label + "x")
+    run = RunDir(tmp_path / "r").create()
+    append, close = run.appender(label)
+    append({"key": "k", "id": "1"})
+    close()
+    assert set(run.load_records(label)) == {"k"} and run.records_file(label).parent == run.records_dir
