@@ -29,6 +29,13 @@ def jsonl(*rows) -> str:
 NOT_UTF8 = b"name: \xff\xfe\xfd\n"
 DEEP_JSON = "[" * 100_000 + "]" * 100_000
 
+# A base that needs its own Python code to load: never run (the code would end the test if it were).
+REMOTE_CODE = {"rc/config.json": json.dumps({"model_type": "custom-x", "architectures": ["CustomX"],
+                                             "auto_map": {"AutoConfig": "configuration_x.XConfig",
+                                                          "AutoModelForCausalLM": "modeling_x.XModel"}}),
+               "rc/configuration_x.py": "raise SystemExit('remote code ran')\n",
+               "rc/modeling_x.py": "raise SystemExit('remote code ran')\n"}
+
 # --- harness eval: the suite file and its fields -----------------------------------------------------
 EVAL = {
     "suite not UTF-8": (["eval", "s.yaml"], {"s.yaml": NOT_UTF8}, ["s.yaml", "not UTF-8", "UTF-8"]),
@@ -66,6 +73,7 @@ EVAL = {
                        ["nope"]),
     "bad --set": (["eval", SUITE, "--set", "generation"], {}, ["--set generation", "FIELD=VALUE"]),
     "--data missing": (["eval", SUITE, "--data", "nope.json"], {}, ["nope.json", "not found"]),
+    "--base with remote code": (["eval", SUITE, "--base", "rc", "--limit", "1"], REMOTE_CODE, ["rc", "cannot load"]),
 }
 
 # --- the dataset, through eval (SQuAD/KorQuAD JSON, JSONL, CSV) --------------------------------------
@@ -168,6 +176,7 @@ GENERATE = {
     "--suite not UTF-8": ([*GEN, "--prompt", "x", "--suite", "s.yaml"], {"s.yaml": NOT_UTF8}, ["s.yaml", "UTF-8"]),
     "--base unknown tiny": (["generate", "--base", "tiny:nope", "--prompt", "x"], {}, ["tiny:nope"]),
     "--base missing path": (["generate", "--base", "./nope", "--prompt", "x"], {}, ["./nope", "not found"]),
+    "--base with remote code": (["generate", "--base", "rc", "--prompt", "x"], REMOTE_CODE, ["rc", "cannot load"]),
     "--out under a file": ([*GEN, "--prompt", "x", "--out", "f.txt/o.jsonl"], {"f.txt": "x"}, ["f.txt"]),
 }
 
@@ -202,6 +211,8 @@ MERGE_CASES = {
                                     {"b/config.json": '{"model_type": "no-such-arch"}'}, ["--base b"]),
     "--base config not JSON": (["merge", "--base", "b", "--adapter", "{ADAPTER}", "--out", "e"],
                                {"b/config.json": "{"}, ["--base b"]),
+    "--base with remote code": (["merge", "--base", "rc", "--adapter", "{ADAPTER}", "--out", "e"], REMOTE_CODE,
+                                ["--base rc", "custom code"]),
     "--adapter missing": ([*MERGE, "--adapter", "nope"], {}, ["nope", "not found"]),
     "--adapter config not JSON": ([*MERGE, "--adapter", "a"], {"a/adapter_config.json": "{", "a/adapter_model.safetensors": "x"},
                                   ["adapter_config.json"]),
@@ -248,9 +259,12 @@ OTHER = {
     "rescore run empty folder": (["rescore", "r"], {"r/x": ""}, ["config.json", "not found"]),
 }
 
-TABLE = {**EVAL, **{k: (["eval", SUITE, "--data", name], {name: content}, needles)
-                    for k, (content, name, needles) in DATA.items()},
-         **TRAIN, **GENERATE, **MERGE_CASES, **DAMAGED, **OTHER}
+TABLE = {f"{argv[0]}: {case}": (argv, files, needles)
+         for table in (EVAL, {k: (["eval", SUITE, "--data", name], {name: content}, needles)
+                              for k, (content, name, needles) in DATA.items()},
+                       TRAIN, GENERATE, MERGE_CASES, DAMAGED, OTHER)
+         for case, (argv, files, needles) in table.items()}
+assert len(TABLE) == len(EVAL) + len(DATA) + len(TRAIN) + len(GENERATE) + len(MERGE_CASES) + len(DAMAGED) + len(OTHER)
 
 
 @pytest.mark.parametrize("case", list(TABLE), ids=list(TABLE))
