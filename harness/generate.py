@@ -75,6 +75,8 @@ def build_prompts(raw: list[tuple[str, object]], template=None, fields: dict[str
         else:
             raise DataError(f"prompt '{pid}': no 'prompt' field; add one or pass --template NAME to fill a template "
                             f"from the fields ({', '.join(sorted(k for k in example if k != 'id'))})")
+        if not text:  # nothing to continue from: a tokenizer without a start token gives no tokens at all
+            raise DataError(f"prompt '{pid}' is empty; give it some text")
         prompts.append(PromptItem(id=pid, text=text))
     if not prompts:
         raise ConfigError(f"{where}: no prompts found; give --prompt TEXT, --prompts FILE or - (standard input)")

@@ -68,7 +68,7 @@ class ModelsSettings(Strict):
 
 
 class BootstrapSettings(Strict):
-    resamples: int = Field(1000, gt=0)
+    resamples: int = Field(1000, gt=0, le=1_000_000)
     seed: int = Field(0, ge=0, le=MAX_SEED)
     confidence: float = Field(0.95, gt=0, lt=1)
 

@@ -69,6 +69,7 @@ EVAL = {
     "grid not a list": (["eval", SUITE, "--set", "generation_grid.temperature=0.5"], {}, ["generation_grid"]),
     "grid unknown field": (["eval", SUITE, "--set", "generation_grid.temprature=[0.5]"], {}, ["temprature"]),
     "confidence one": (["eval", SUITE, "--set", "bootstrap.confidence=1"], {}, ["bootstrap.confidence"]),
+    "resamples absurd": (["eval", SUITE, "--set", "bootstrap.resamples=100000000000"], {}, ["bootstrap.resamples"]),
     "unknown metric": (["eval", SUITE, "--set", "metrics=[nope]", "--data", "d.jsonl"], {"d.jsonl": jsonl(ROW)},
                        ["nope"]),
     "bad --set": (["eval", SUITE, "--set", "generation"], {}, ["--set generation", "FIELD=VALUE"]),
@@ -177,6 +178,14 @@ GENERATE = {
     "--base unknown tiny": (["generate", "--base", "tiny:nope", "--prompt", "x"], {}, ["tiny:nope"]),
     "--base missing path": (["generate", "--base", "./nope", "--prompt", "x"], {}, ["./nope", "not found"]),
     "--base with remote code": (["generate", "--base", "rc", "--prompt", "x"], REMOTE_CODE, ["rc", "cannot load"]),
+    "--template not UTF-8": ([*GEN, "--prompt", "x", "--template", "t.yaml"], {"t.yaml": b"prompt: \xff\n"},
+                             ["t.yaml", "UTF-8"]),
+    "--template prompt a number": ([*GEN, "--prompt", "x", "--template", "t.yaml"], {"t.yaml": "prompt: 5\n"},
+                                   ["t.yaml", "'prompt'", "jinja2 text"]),
+    "--template a list": ([*GEN, "--prompt", "x", "--template", "t.yaml"], {"t.yaml": "- a\n"}, ["t.yaml", "'prompt'"]),
+    "--prompt empty": ([*GEN, "--prompt", ""], {}, ["prompt '1' is empty"]),
+    "prompts jsonl prompt empty": ([*GEN, "--prompts", "p.jsonl"], {"p.jsonl": jsonl({"prompt": ""})}, ["is empty"]),
+    "prompts jsonl prompt a number": ([*GEN, "--prompts", "p.jsonl"], {"p.jsonl": jsonl({"prompt": 5})}, ["'prompt'"]),
     "--out under a file": ([*GEN, "--prompt", "x", "--out", "f.txt/o.jsonl"], {"f.txt": "x"}, ["f.txt"]),
 }
 

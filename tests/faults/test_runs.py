@@ -71,6 +71,7 @@ RESCORE_ONLY = {
     "config a list": (lambda r: _edit_json(r / "config.json", []), ["config.json", "'suite'"]),
     "config suite unknown task": (lambda r: _edit_json(r / "config.json", _set(["suite", "task"], "qa2")),
                                   ["config.json", "qa2"]),
+    "--set resamples absurd": (lambda r: None, ["bootstrap.resamples"]),
     "config suite bad field": (lambda r: _edit_json(r / "config.json", _set(["suite", "bootstrap", "resamples"], -1)),
                                ["config.json", "bootstrap.resamples"]),
     "record without prediction": (lambda r: _records(r).write_text("\n".join(
@@ -91,7 +92,8 @@ CASES = [(c, "report") for c in DAMAGE] + [(c, "rescore") for c in DAMAGE if not
 def test_damaged_run_is_one_line(case, command, run_copy, run_cli):
     damage, needles = {**DAMAGE, **RESCORE_ONLY}[case]
     damage(run_copy)
-    code, _out, err = run_cli([command, run_copy])
+    extra = ["--set", "bootstrap.resamples=100000000000"] if case == "--set resamples absurd" else []
+    code, _out, err = run_cli([command, run_copy, *extra])
     assert_one_line_error(code, err, command, needles)
 
 
