@@ -62,6 +62,12 @@ def run(args) -> int:
             raise HarnessError(f"--probes {args.probes}: not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
         if not probes:
             raise HarnessError(f"--probes {args.probes}: no prompts in it; write one probe prompt per line")
+    # `not (... <= ...)` also refuses nan, which no comparison lets through
+    if not 0 < args.density <= 1:
+        raise ConfigError(f"--density {args.density}: give the fraction of weights kept, above 0 and at most 1")
+    for flag, value in (("--tolerance", args.tolerance), ("--quantization-tolerance", args.quantization_tolerance)):
+        if value is not None and not 0 <= value < float("inf"):
+            raise ConfigError(f"{flag} {value}: give a finite largest logit difference of 0 or more")
     if args.dry_run and not args.push_to_hub:
         raise ConfigError("--dry-run: only meaningful with --push-to-hub REPO")
     if args.push_to_hub:
