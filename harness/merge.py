@@ -298,8 +298,7 @@ def _train_summary(record: dict | None) -> dict | None:
 def _eval_results(run_dir: str | None) -> dict | None:
     if not run_dir:
         return None
-    from harness.report.load import check_results
-    from harness.runs import RunDir
+    from harness.runs import RunDir, check_results
 
     path = Path(run_dir) / "results.json"
     if not path.is_file():

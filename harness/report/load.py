@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness.errors import HarnessError
-from harness.runs import RunDir
+from harness.runs import RunDir, check_results
 
 
 @dataclass
@@ -107,35 +107,6 @@ def load_run(path: str | Path, results_file: str = "results.json") -> Run:
     return Run(path=path, results=results, config=config if isinstance(config, dict) else {},
                environment=environment if isinstance(environment, dict) else {}, records=records,
                results_file=results_file, notes=run.notes)
-
-
-def check_results(results, where: Path) -> None:
-    """The shapes the report reads, so a hand-edited or damaged results file is one line, not a crash."""
-    fix = "re-run the eval (or harness rescore) to rewrite it"
-    if not isinstance(results, dict):
-        raise HarnessError(f"{where}: expected a JSON object, got {type(results).__name__}; {fix}")
-    for key in ("metrics", "metric_info", "suite"):
-        if key not in results:
-            raise HarnessError(f"{where}: field '{key}' is missing; {fix}")
-    if not isinstance(results["suite"], str):
-        raise HarnessError(f"{where}: field 'suite' is not a string; {fix}")
-    for key in ("metrics", "metric_info"):
-        if not isinstance(results[key], dict) or not all(isinstance(v, dict) for v in results[key].values()):
-            raise HarnessError(f"{where}: field '{key}' is not an object of objects; {fix}")
-    for model, metrics in results["metrics"].items():
-        for label, entry in metrics.items():
-            if not isinstance(entry, dict) or not all(isinstance(entry.get(k), (int, float, type(None)))
-                                                      for k in ("value", "low", "high")):
-                raise HarnessError(f"{where}: field 'metrics.{model}.{label}' is not an interval of numbers; {fix}")
-    for key in ("deltas", "throughput", "sample_metrics", "verify", "repetition", "dataset", "bootstrap"):
-        if results.get(key) is not None and not isinstance(results[key], dict):
-            raise HarnessError(f"{where}: field '{key}' is not an object; {fix}")
-    for key, value in (results.get("deltas") or {}).items():
-        if not isinstance(value, dict) or not all(isinstance(d, dict) for d in value.values()):
-            raise HarnessError(f"{where}: field 'deltas.{key}' is not an object of intervals; {fix}")
-    models = results.get("models")
-    if models is not None and not (isinstance(models, list) and all(isinstance(m, dict) for m in models)):
-        raise HarnessError(f"{where}: field 'models' is not a list of objects; {fix}")
 
 
 def _optional_json(run: RunDir, name: str) -> dict:
