@@ -109,8 +109,32 @@ def inspect_adapter(name: str, path: str) -> AdapterInfo:
         raise ModelError(f"adapter '{name}': {path} has no adapter_config.json; point to a peft adapter directory")
     record_file = directory / "train_record.json"
     record = read_json(record_file) if record_file.is_file() else None
+    config = read_json(directory / "adapter_config.json")
+    for file, value in ((record_file, record), (directory / "adapter_config.json", config)):
+        if value is not None and not isinstance(value, dict):
+            raise ModelError(f"{file}: expected a JSON object, got {type(value).__name__}; restore the file "
+                             "from the adapter's training (harness train writes both)")
+    check_weights_readable(directory)
     return AdapterInfo(name=name, path=str(directory), sha256=adapter_weights_sha256(directory),
-                       config=read_json(directory / "adapter_config.json"), train_record=record)
+                       config=config, train_record=record)
+
+
+def check_weights_readable(directory: Path) -> None:
+    """A weights file cut short (a copy interrupted, a full disk) fails here in one line, not in peft."""
+    weights = directory / WEIGHT_FILES[0]
+    if not weights.is_file():
+        return
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(weights), framework="pt") as f:
+            names = list(f.keys())
+            for name in names[-1:]:  # the last tensor ends the file: a cut file fails here
+                f.get_slice(name)
+    except (SafetensorError, OSError) as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+        raise ModelError(f"{weights}: unreadable ({first}); the file is damaged or cut short: copy it again "
+                         "or train the adapter again") from None
 
 
 def check_compatible(info: AdapterInfo, base: LoadedBase) -> None:

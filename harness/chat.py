@@ -57,8 +57,11 @@ class ChatSession:
             except EOFError:
                 return None
         self.say(prompt, end="")
-        line = self.stdin.readline()
-        return None if line == "" else line.rstrip("\n")
+        # Bytes where the stream has them: a line that is not UTF-8 is refused alone, and the next one reads.
+        line = self.stdin.buffer.readline() if hasattr(self.stdin, "buffer") else self.stdin.readline()
+        if isinstance(line, bytes):
+            line = line.decode("utf-8")
+        return None if line == "" else line.rstrip("\n").rstrip("\r")
 
     def run(self) -> int:
         self.say(f"harness chat: {', '.join(self.names)} loaded; talking to {self.model}. "
@@ -68,6 +71,10 @@ class ChatSession:
                 line = self.read("you> ")
             except KeyboardInterrupt:
                 self.say("\n(Ctrl-D leaves)")
+                continue
+            except UnicodeDecodeError as exc:
+                self.say(f"error: that line is not UTF-8 text (byte {exc.start}); type it again "
+                         "(the conversation is kept)")
                 continue
             if line is None:
                 self.say("\nbye")
@@ -85,6 +92,9 @@ class ChatSession:
                 self.say("\n[stopped]")
             except HarnessError as exc:
                 self.say(f"error: {exc}")
+            except Exception as exc:  # noqa: BLE001  a failed answer must not end the conversation
+                self.say(f"\nerror: {_first_line(exc)}; the conversation is kept (/set to change a setting, "
+                         "/save FILE to keep it)")
 
     # ------------------------------------------------------------- commands
 
@@ -231,3 +241,8 @@ class ChatSession:
     def _restore_sigint(self, previous) -> None:
         if previous is not None:
             signal.signal(signal.SIGINT, previous)
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0][:200] if lines else ''}"

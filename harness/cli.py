@@ -28,26 +28,70 @@ def main(argv: list[str] | None = None) -> int:
         return relaunch(args.argv, args.num_processes)
     # Under `accelerate launch` an error names its rank; the launcher then stops the other ranks.
     where = f" (on {rank_label()})" if rank_label() else ""
+    log = "the command's log"
     try:
         with divert_library_output(args.command, verbose=args.verbose):
             block_hub_kernels()
-            return int(args.func(args) or 0)
+            try:
+                return int(args.func(args) or 0)
+            except Exception as exc:
+                if not isinstance(exc, (HarnessError, OSError)):
+                    traceback.print_exc()  # stderr is diverted: this lands in the command's log
+                    log = _log_name(args.command)
+                raise
     except HarnessError as exc:
         if args.debug:
             traceback.print_exc()
         print(f"harness {args.command}: error{where}: {exc}", file=sys.stderr)
         return EXIT_USER_ERROR
+    except OSError as exc:  # a file or folder the command reads or writes: the user's to fix
+        if args.debug:
+            traceback.print_exc()
+        print(f"harness {args.command}: error{where}: {describe_os_error(exc)}", file=sys.stderr)
+        return EXIT_USER_ERROR
     except Exception as exc:
-        if not where:
-            raise
-        traceback.print_exc()
-        print(f"harness {args.command}: error{where}: {type(exc).__name__}: {exc}", file=sys.stderr)
+        # A bug in harness, not the user's input: one line, the traceback kept in the command's log.
+        if args.debug or where:
+            traceback.print_exc()
+        print(f"harness {args.command}: error{where}: {type(exc).__name__}: {_first_line(exc)} (an internal "
+              f"error; the traceback is in {log}, or re-run with --debug to see it)", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"harness {args.command}: interrupted; finished work is on disk", file=sys.stderr)
         return 130
     finally:
         leave_process_group()
+
+
+def describe_os_error(exc: OSError) -> str:
+    """'PATH: what went wrong; what to do' for an OSError that reached the command line."""
+    import errno
+
+    path = exc.filename if exc.filename is not None else "a file"
+    reason = exc.strerror or type(exc).__name__
+    if exc.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
+        fix = "free disk space (or write elsewhere) and run the same command again; finished work is kept"
+    elif exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        fix = "choose a path you can write to"
+    elif exc.errno in (errno.ENOTDIR, errno.EEXIST, errno.EISDIR):
+        fix = "a file stands where a folder is expected (or the other way round); move it or choose another path"
+    elif exc.errno == errno.ENAMETOOLONG:
+        fix = "choose a shorter name"
+    else:
+        fix = "check the path"
+    return f"{path}: {reason}; {fix}"
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0][:300] if lines else ""
+
+
+def _log_name(command: str) -> str:
+    from harness.console import log_file
+    from harness.tiny import cache_root
+
+    return str(log_file() or cache_root() / "logs" / f"{command}.log")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -50,14 +50,20 @@ class _Diverter(io.TextIOBase):
             return self.terminal.write(text)
         if _pending is not None:
             _open_pending()
-        self.log.write(text)
+        try:
+            self.log.write(text)
+        except OSError:  # a full disk: the libraries' chatter is dropped, the command goes on
+            self.log = io.StringIO()
         if self.echo:
             self.terminal.write(text)
         return len(text)
 
     def flush(self) -> None:
         if self.log is not None:
-            self.log.flush()
+            try:
+                self.log.flush()
+            except OSError:
+                self.log = io.StringIO()
         self.terminal.flush()
 
 
@@ -92,9 +98,17 @@ def _open_pending() -> None:
     global _file, _pending
     if _pending is None or not _pending.parent.is_dir():
         return
-    stream = open(_pending, "a", encoding="utf-8", errors="backslashreplace")
-    stream.write(_held.getvalue())
-    stream.flush()
+    try:
+        stream = open(_pending, "a", encoding="utf-8", errors="backslashreplace")
+    except OSError:  # an unwritable disk: keep holding the text in memory, the command goes on
+        _pending = None
+        return
+    try:
+        stream.write(_held.getvalue())
+        stream.flush()
+    except OSError:  # a full disk: likewise
+        _pending = None
+        stream = io.StringIO()
     _DIVERTER.log, _file, _pending = stream, _pending, None
 
 
@@ -154,7 +168,10 @@ def _close_log(command: str) -> None:
     _open_pending()
     log, _DIVERTER.log, _pending = _DIVERTER.log, None, None
     if _file is not None:
-        log.close()
+        try:
+            log.close()
+        except OSError:
+            pass
     elif _held.getvalue().count("\n") > 1:  # more than the header: keep it where it can be found
         _append_to_fallback(command, _held.getvalue())
     _file = None

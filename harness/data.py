@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import json
 import random
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -86,37 +88,98 @@ def _decode(raw: bytes, source: str) -> str:
 
 
 def _read_squad(text: str, source: str) -> list[dict]:
-    try:
-        doc = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise DataError(f"{source}: malformed JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
+    doc = parse_json(text, source)
     if not isinstance(doc, dict) or not isinstance(doc.get("data"), list):
         raise DataError(f"{source}: expected SQuAD/KorQuAD layout with a top-level 'data' list")
     examples = []
-    for article in doc["data"]:
-        for paragraph in article.get("paragraphs", []):
-            context = paragraph.get("context", "")
-            for qa in paragraph.get("qas", []):
-                answers = [a["text"] for a in qa.get("answers", [])]
-                if "id" not in qa or "question" not in qa:
-                    raise DataError(f"{source}: a question lacks 'id' or 'question' (article '{article.get('title', '?')}')")
-                examples.append({
-                    "id": str(qa["id"]), "title": article.get("title", ""), "context": context,
-                    "question": qa["question"], "answers": answers, "answer": answers[0] if answers else "",
-                })
+    for a, article in enumerate(doc["data"]):
+        where = f"{source}: data[{a}]"
+        _expect(article, dict, where, "an object with 'title' and 'paragraphs'")
+        for p, paragraph in enumerate(_expect(article.get("paragraphs", []), list, f"{where}.paragraphs", "a list")):
+            at = f"{where}.paragraphs[{p}]"
+            _expect(paragraph, dict, at, "an object with 'context' and 'qas'")
+            context = _expect(paragraph.get("context", ""), str, f"{at}.context", "a string")
+            for q, qa in enumerate(_expect(paragraph.get("qas", []), list, f"{at}.qas", "a list")):
+                examples.append(_squad_example(qa, f"{at}.qas[{q}]", article.get("title", ""), context))
     return examples
+
+
+def _squad_example(qa, where: str, title, context: str) -> dict:
+    _expect(qa, dict, where, "an object with 'id', 'question' and 'answers'")
+    if "id" not in qa or "question" not in qa:
+        raise DataError(f"{where}: a question lacks 'id' or 'question'; give both")
+    question = _expect(qa["question"], str, f"{where}.question", "a string")
+    answers = []
+    for n, answer in enumerate(_expect(qa.get("answers", []), list, f"{where}.answers",
+                                       "a list of {\"text\": ...} objects (empty for none)")):
+        text = answer.get("text") if isinstance(answer, dict) else None
+        if not isinstance(text, str):
+            raise DataError(f"{where}.answers[{n}]: expected an object with a string 'text', got "
+                            f"{_shown(answer)}; write answers as [{{\"text\": \"...\"}}]")
+        answers.append(text)
+    return {"id": str(qa["id"]), "title": str(title), "context": context, "question": question,
+            "answers": answers, "answer": answers[0] if answers else ""}
+
+
+def _expect(value, kind: type, where: str, what: str):
+    if not isinstance(value, kind):
+        raise DataError(f"{where}: expected {what}, got {_shown(value)}; fix the data file")
+    return value
+
+
+def _shown(value) -> str:
+    return "null" if value is None else f"{type(value).__name__} {json.dumps(value, ensure_ascii=False)[:40]}"
+
+
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def text_only(value):
+    """Parsed JSON with lone surrogates (JSON escapes such as \\ud800 that pair with nothing) replaced
+    by U+FFFD: they are not text, no tokenizer takes them and no UTF-8 file can hold them."""
+    if isinstance(value, str):
+        return _LONE_SURROGATE.sub("\ufffd", value) if _LONE_SURROGATE.search(value) else value
+    if isinstance(value, list):
+        return [text_only(v) for v in value]
+    if isinstance(value, dict):
+        return {text_only(k): text_only(v) for k, v in value.items()}
+    return value
+
+
+def parse_json(text: str, source: str, line: int | None = None):
+    """json.loads with every failure a DataError naming the file (and line): malformed text, and
+    nesting too deep for the parser."""
+    at = f"{source} line {line}" if line is not None else source
+    try:
+        return text_only(json.loads(text))
+    except json.JSONDecodeError as exc:
+        where = f"line {exc.lineno}, column {exc.colno}" if line is None else f"column {exc.colno}"
+        raise DataError(f"{at}: malformed JSON at {where}: {exc.msg}; fix the JSON") from None
+    except RecursionError:
+        raise DataError(f"{at}: JSON nested too deeply to read; flatten the data") from None
+
+
+def split_lines(text: str) -> list[str]:
+    """Lines split on "\n" (and "\r\n") only: U+2028, U+2029, U+0085 and form feeds are text inside a
+    JSON string or a prompt, not line breaks, whatever str.splitlines() thinks."""
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    return [line[:-1] if line.endswith("\r") else line for line in lines]
 
 
 def jsonl_objects(text: str, source: str) -> list[tuple[int, dict]]:
     """(line number, object) for each non-blank line; anything but a JSON object is an error."""
     objects = []
-    for number, line in enumerate(text.splitlines(), start=1):
+    for number, line in enumerate(split_lines(text), start=1):
         if not line.strip():
             continue
         try:
-            record = json.loads(line)
+            record = text_only(json.loads(line))
         except json.JSONDecodeError as exc:
             raise DataError(f"{source} line {number}: invalid JSON ({exc.msg}); write one JSON object per line") from None
+        except RecursionError:
+            raise DataError(f"{source} line {number}: JSON nested too deeply to read; flatten the data") from None
         if not isinstance(record, dict):
             raise DataError(f"{source} line {number}: not a JSON object; write one JSON object per line")
         objects.append((number, record))
@@ -132,7 +195,10 @@ def _read_jsonl(text: str, source: str) -> list[dict]:
 
 
 def _read_csv(text: str, source: str) -> list[dict]:
-    rows = list(csv.DictReader(text.splitlines()))
+    try:
+        rows = list(csv.DictReader(io.StringIO(text, newline="")))
+    except csv.Error as exc:
+        raise DataError(f"{source}: malformed CSV ({exc}); fix the file") from None
     for number, row in enumerate(rows, start=1):
         row.setdefault("id", str(number))
     return rows
@@ -157,5 +223,8 @@ def split_validation(examples: list[dict], fraction: float, seed: int) -> tuple[
     if fraction <= 0 or len(examples) < 2:
         return examples, []
     n_val = max(1, round(len(examples) * fraction))
+    if n_val >= len(examples):
+        raise DataError(f"data.validation_fraction {fraction:g} holds out all {len(examples)} examples and leaves "
+                        "none to train on; lower it or give more examples")
     held = set(random.Random(seed).sample(range(len(examples)), n_val))
     return [e for i, e in enumerate(examples) if i not in held], [e for i, e in enumerate(examples) if i in held]

@@ -18,7 +18,7 @@ from harness.config.suite import SuiteConfig
 from harness.data import Dataset, load_dataset
 from harness.distributed import Dist, TotalProgress
 from harness.env import detect, eval_batch_size
-from harness.errors import ConfigError
+from harness.errors import ConfigError, DataError
 from harness.metrics.registry import auto_notes
 from harness.runs import RunDir, content_key
 from harness.scoring import aggregate, repetition_summary, score_record
@@ -77,7 +77,10 @@ def run_eval(suite: SuiteConfig, source: str, out_root: str | Path = "runs", run
     base = load_base(suite.models.base, suite.models.quantization, env, local_rank=dist.local_rank,
                      device_map=suite.models.device_map, max_memory_per_gpu=suite.models.max_memory_per_gpu)
     models = attach_adapters(base, suite.models.adapters)
-    requests = task.build_requests(suite, dataset.examples, base.tokenizer, fewshot_pool, context_length(base.model))
+    try:
+        requests = task.build_requests(suite, dataset.examples, base.tokenizer, fewshot_pool, context_length(base.model))
+    except DataError as exc:  # an example the prompt cannot be built from: name the file
+        raise DataError(f"{dataset.source}: {exc}") from None
     overflow = overflow_counts(requests)
     requests = [r for r in requests if not r.extra.get("skipped")]
     if overflow["truncated"] or overflow["skipped"]:
@@ -140,6 +143,9 @@ def run_eval(suite: SuiteConfig, source: str, out_root: str | Path = "runs", run
             # has such pairs) must each keep their own record.
             keys = [content_key(identities[name], settings, r.id, r.prompt, r.references) for r in requests]
             done = run.load_records(column)  # the merged file and every earlier rank's shard, whatever the world size
+            for note in run.notes:
+                log(f"harness eval: {note}")
+            run.notes.clear()
             todo = [i for i, key in enumerate(keys) if key not in done]
             for key in set(keys) & done.keys():  # reused records are rescored: the suite's metrics may have changed
                 done[key]["metrics"] = score_record(done[key], scorers)

@@ -8,7 +8,6 @@ repetition statistics, and is appended to `--out` as soon as its batch finishes.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import sys
 import time
@@ -17,9 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.config.generation import Variant
-from harness.data import jsonl_objects
+from harness.data import jsonl_objects, split_lines
 from harness.errors import ConfigError, DataError
 from harness.metrics.repetition import repetition_stats
+from harness.records import write_failure
+from harness.runs import dumps_record
 from harness.tables import _width, format_table
 
 
@@ -35,8 +36,14 @@ def read_prompt_file(path: str, stdin=None) -> list[tuple[str, object]]:
     """(id, str or dict) per prompt: `.jsonl` gives objects, anything else one prompt per non-blank line;
     `-` reads standard input."""
     if path == "-":
-        lines = (stdin or sys.stdin).read().splitlines()
-        return [(f"stdin:{n}", line) for n, line in enumerate(lines, 1) if line.strip()]
+        stream = stdin or sys.stdin
+        try:
+            # The bytes, where there are any, so that the encoding is ours to check rather than the locale's.
+            raw = stream.buffer.read() if hasattr(stream, "buffer") else stream.read()
+            text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"standard input: not UTF-8 text (byte {exc.start}); send the prompts as UTF-8") from None
+        return [(f"stdin:{n}", line) for n, line in enumerate(split_lines(text), 1) if line.strip()]
     file = Path(path).expanduser()
     try:
         text = file.read_text(encoding="utf-8")
@@ -45,7 +52,7 @@ def read_prompt_file(path: str, stdin=None) -> list[tuple[str, object]]:
     except UnicodeDecodeError:
         raise ConfigError(f"--prompts {path}: not UTF-8 text; save the prompts as UTF-8") from None
     if file.suffix != ".jsonl":
-        return [(f"{file.name}:{n}", line) for n, line in enumerate(text.splitlines(), 1) if line.strip()]
+        return [(f"{file.name}:{n}", line) for n, line in enumerate(split_lines(text), 1) if line.strip()]
     return [(str(obj.get("id", f"{file.name}:{n}")), obj) for n, obj in jsonl_objects(text, f"--prompts {path}")]
 
 
@@ -68,6 +75,8 @@ def build_prompts(raw: list[tuple[str, object]], template=None, fields: dict[str
         else:
             raise DataError(f"prompt '{pid}': no 'prompt' field; add one or pass --template NAME to fill a template "
                             f"from the fields ({', '.join(sorted(k for k in example if k != 'id'))})")
+        if not text:  # nothing to continue from: a tokenizer without a start token gives no tokens at all
+            raise DataError(f"prompt '{pid}' is empty; give it some text")
         prompts.append(PromptItem(id=pid, text=text))
     if not prompts:
         raise ConfigError(f"{where}: no prompts found; give --prompt TEXT, --prompts FILE or - (standard input)")
@@ -85,20 +94,29 @@ class JsonlAppender:
 
     def __init__(self, path: str | Path | None):
         self.fh = None
-        if path:
-            p = Path(path)
-            p.parent.mkdir(parents=True, exist_ok=True)
-            self.fh = p.open("a", encoding="utf-8")
+        self.path = Path(path) if path else None
+        if self.path is not None:
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self.fh = self.path.open("a", encoding="utf-8")
+            except OSError as exc:
+                raise ConfigError(f"--out {path}: {write_failure(self.path, exc)}") from None
 
     def __call__(self, record: dict) -> None:
         if self.fh is not None:
-            self.fh.write(json.dumps(record, ensure_ascii=False) + "\n")
-            self.fh.flush()
-            os.fsync(self.fh.fileno())
+            try:
+                self.fh.write(dumps_record(record) + "\n")
+                self.fh.flush()
+                os.fsync(self.fh.fileno())
+            except OSError as exc:
+                raise ConfigError(f"--out {self.path}: {write_failure(self.path, exc)}") from None
 
     def close(self) -> None:
         if self.fh is not None:
-            self.fh.close()
+            try:
+                self.fh.close()
+            except OSError:
+                pass  # the write that failed has said so
 
 
 def make_record(item: PromptItem, prompt: str, model: str, variant: Variant, generated) -> dict:

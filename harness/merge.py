@@ -14,9 +14,7 @@ the unmerged reference and with the 4-bit path → write merge_record.json → r
 """
 from __future__ import annotations
 
-import json
 import shutil
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +27,7 @@ from harness.errors import ConfigError, HarnessError
 from harness.families import check_base, was_conv1d
 from harness.models import LoadedBase, config_signature, load_base, resolve_model_ref
 from harness.records import atomic_write_json
+from harness.staging import release, staging_dir
 
 METHODS = ("linear", "cat", "ties", "dare_linear", "dare_ties")
 DTYPES = ("bf16", "fp16", "fp32")
@@ -74,8 +73,8 @@ def validate(req: MergeRequest) -> None:
     out = Path(req.out)
     if out.exists() and not req.overwrite:
         raise HarnessError(f"{out}: already exists; pass --overwrite or choose another --out")
-    if req.run_dir and not (Path(req.run_dir) / "results.json").is_file():
-        raise HarnessError(f"--run {req.run_dir}: no results.json there; give a run directory written by harness eval")
+    if req.run_dir:
+        _eval_results(req.run_dir)  # a damaged run fails here, not after the merge
 
 
 def merge(req: MergeRequest, log=print) -> dict:
@@ -93,7 +92,12 @@ def merge(req: MergeRequest, log=print) -> dict:
 
     base_path = resolve_model_ref(req.base)
     check_base(req.base, base_path)
-    signature = config_signature(AutoConfig.from_pretrained(base_path))
+    try:
+        signature = config_signature(AutoConfig.from_pretrained(base_path))
+    except (OSError, ValueError) as exc:  # not on disk and not reachable, or an architecture transformers lacks
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise HarnessError(f"--base {req.base}: cannot read its config ({first}); give a local model directory, "
+                           "a hub id that is cached (or reachable), or tiny:llama-ko") from None
     for info in infos:
         check_against(info, req.base, base_path, signature)
         _require_finite_weights(info)
@@ -117,7 +121,7 @@ def merge(req: MergeRequest, log=print) -> dict:
     # 3. write to a temporary directory next to --out; rename only when complete
     out = Path(req.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
+    tmp = staging_dir(out)  # and removes what a killed merge to the same --out left
     try:
         merged.save_pretrained(tmp, safe_serialization=True, max_shard_size="2GB")
         base.tokenizer.save_pretrained(tmp)
@@ -130,6 +134,7 @@ def merge(req: MergeRequest, log=print) -> dict:
         record = _record(req, infos, quant, probes, reference, export_out, evaluated)
         atomic_write_json(tmp / "merge_record.json", record)
         (tmp / "README.md").write_text(model_card(record, req.run_dir), encoding="utf-8")
+        release(tmp)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -350,7 +355,13 @@ def _train_summary(record: dict | None) -> dict | None:
 def _eval_results(run_dir: str | None) -> dict | None:
     if not run_dir:
         return None
-    results = json.loads((Path(run_dir) / "results.json").read_text(encoding="utf-8"))
+    from harness.runs import RunDir, check_results
+
+    path = Path(run_dir) / "results.json"
+    if not path.is_file():
+        raise HarnessError(f"--run {run_dir}: no results.json there; give a run directory written by harness eval")
+    results = RunDir(Path(run_dir)).read_json("results.json")
+    check_results(results, path)
     return {k: results.get(k) for k in ("suite", "run_id", "n_samples", "metrics", "deltas", "metric_info")}
 
 

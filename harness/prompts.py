@@ -59,8 +59,13 @@ def load_template(name: str, prompt: str | None = None, response: str | None = N
             base = yaml.safe_load(path.read_text(encoding="utf-8"))
         except yaml.YAMLError:
             raise ConfigError(f"{path}: invalid YAML; a template file holds 'prompt:' and 'response:'") from None
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start}); save the template as UTF-8") from None
         if not isinstance(base, dict) or "prompt" not in base:
             raise ConfigError(f"{path}: missing field 'prompt'; a template file holds 'prompt:' and optionally 'response:'")
+        for key in ("prompt", "response"):
+            if base.get(key) is not None and not isinstance(base[key], str):
+                raise ConfigError(f"{path}: field '{key}' is a {type(base[key]).__name__}; write it as jinja2 text")
     template = Template(name=name, prompt=prompt if prompt is not None else base["prompt"],
                         response=response if response is not None else base.get("response"))
     for part in (template.prompt, template.response):

@@ -1,17 +1,23 @@
 """Writing results safely: atomic JSON writes, appended JSONL records, memory figures."""
 from __future__ import annotations
 
+import errno
 import json
 import os
 import tempfile
 from pathlib import Path
 
+from harness.errors import HarnessError
+
 
 def atomic_write_json(path: Path, data) -> None:
     """Write to a temporary file in the same directory, then rename: readers never see half a file."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    except OSError as exc:
+        raise HarnessError(write_failure(path, exc)) from None
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             json.dump(data, fh, ensure_ascii=False, indent=2)
@@ -19,9 +25,25 @@ def atomic_write_json(path: Path, data) -> None:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise HarnessError(write_failure(path, exc)) from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_failure(path: Path, exc: OSError) -> str:
+    """One line for a write that failed: the file, the reason, and what to do about it."""
+    if exc.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
+        fix = "free disk space (or write elsewhere) and run the same command again; what was finished is kept"
+    elif exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        fix = "choose a folder you can write to"
+    elif exc.errno in (errno.ENOTDIR, errno.EEXIST, errno.EISDIR):
+        fix = "a file stands where a folder is expected (or the other way round); move it or choose another path"
+    else:
+        fix = "check the path"
+    return f"{path}: cannot write ({exc.strerror or type(exc).__name__}); {fix}"
 
 
 def peak_memory_bytes(device: str) -> int:

@@ -13,7 +13,6 @@ rescored per-sample values ("sample_metrics"), go into a new results file in RUN
 from __future__ import annotations
 
 import copy
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -104,16 +103,6 @@ def metric_settings_hash(suite: SuiteConfig, metrics: list) -> str:
     return content_key(metrics, suite.bootstrap.model_dump(mode="json"))[:8]
 
 
-def _read_records(run: RunDir, column: str) -> list[dict]:
-    path = run.records_file(column)
-    try:
-        return run.read_records(column)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise HarnessError(f"{path}: unreadable ({exc}); re-run the eval to rewrite it") from None
-    except OSError as exc:
-        raise HarnessError(f"{path}: unreadable ({exc.strerror or exc})") from None
-
-
 def _output_name(name: str | None, default: str) -> str:
     if name is None:
         return default
@@ -147,12 +136,13 @@ def rescore(run_dir: str | Path, metrics: list | None = None, sets: list[tuple[s
         apply_set(raw, key, value, list(task.default_metrics))
     suite = validate(SuiteConfig, raw, f"{path / 'config.json'} (with --metric/--set)")
 
-    columns = [str(m["name"]) for m in config.get("models") or [] if isinstance(m, dict) and m.get("name")]
+    listed = config.get("models") if isinstance(config.get("models"), list) else []
+    columns = [str(m["name"]) for m in listed if isinstance(m, dict) and m.get("name")]
     if not columns:
         columns = sorted(p.stem for p in run.records_dir.glob("*.jsonl"))
     if not columns:
         raise HarnessError(f"{run.records_dir}: no records; run harness eval to write them first")
-    records = {column: _read_records(run, column) for column in columns}
+    records = {column: run.read_records(column) for column in columns}
     first = records[columns[0]]
     if not first:
         raise HarnessError(f"{run.records_file(columns[0])}: no records; re-run the eval to complete the run")
@@ -160,7 +150,7 @@ def rescore(run_dir: str | Path, metrics: list | None = None, sets: list[tuple[s
         scorers = task.scorers(suite, [r.get("references") or [] for r in first])
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from None
-    notes = auto_notes(scorers)
+    notes = run.notes + auto_notes(scorers)
 
     rescored: dict[str, list[dict]] = {}
     for column, recs in records.items():
@@ -168,9 +158,14 @@ def rescore(run_dir: str | Path, metrics: list | None = None, sets: list[tuple[s
         rescored[column] = []
         for r in recs:
             try:
+                if "id" not in r:
+                    raise KeyError("id")
                 rescored[column].append({**r, "metrics": score_record(r, scorers)})
             except HarnessError as exc:
                 raise HarnessError(f"{run.records_file(column)}: sample '{r.get('id')}': {exc}") from None
+            except (KeyError, TypeError, ValueError, AttributeError) as exc:
+                raise HarnessError(f"{run.records_file(column)}: sample '{r.get('id')}': field {exc} is missing or "
+                                   "not what the eval writes; re-run the eval to rewrite the records") from None
     variants = expand_grid(suite.generation, suite.generation_grid if task.kind != "perplexity" else {},
                            f"{path / 'config.json'}: generation_grid")
     base_column = variants[0].label("base")
@@ -180,8 +175,13 @@ def rescore(run_dir: str | Path, metrics: list | None = None, sets: list[tuple[s
                                b.resamples, b.seed, b.confidence, b.correction)
     except ValueError as exc:
         raise HarnessError(f"{path}: {exc}") from None
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise HarnessError(f"{path}: records field {exc} is missing or not what the eval writes; "
+                           "re-run the eval to rewrite the records") from None
 
     previous = run.read_json("results.json") if (path / "results.json").is_file() else {}
+    if not isinstance(previous, dict):
+        raise HarnessError(f"{path / 'results.json'}: expected a JSON object; re-run the eval to rewrite it")
     metric_entries = suite.metrics or list(task.default_metrics)
     settings_hash = metric_settings_hash(suite, metric_entries)
     name = _output_name(output, f"results-rescored-{settings_hash}.json")

@@ -9,6 +9,7 @@ def fmt_interval(entry: dict, signed: bool = False, missing: str = "-") -> str:
     if value is None:
         return missing
     sign = "+" if signed else ""
+    # nan and inf print as such: a broken model's figure must not look like a number, nor stop the table
     text = f"{value:{sign}.2f}"
     if low is not None and high is not None and low != high:
         text += f" [{low:{sign}.2f}, {high:{sign}.2f}]"
@@ -22,12 +23,12 @@ def results_table(results: dict) -> str:
     header = ["model"] + labels
     rows = []
     for model, metrics in results["metrics"].items():
-        rows.append(tuple([model] + [fmt_interval(metrics[label]) for label in labels]))
-        for label_deltas in [results.get("deltas", {}).get(model)]:
+        rows.append(tuple([model] + [fmt_interval(metrics.get(label) or {}) for label in labels]))
+        for label_deltas in [(results.get("deltas") or {}).get(model)]:
             if label_deltas:
                 cells = []
                 for label in labels:
-                    d = label_deltas[label]
+                    d = label_deltas.get(label) or {}
                     mark = " ▲" if d.get("improved") else " ▼" if d.get("regressed") else ""
                     cells.append(fmt_interval(d, signed=True) + mark)
                 rows.append(tuple(["  Δ vs base"] + cells))

@@ -55,10 +55,22 @@ def run(args) -> int:
             raise ConfigError(f"--weights {args.weights}: every weight must be a finite number, e.g. 0.7,0.3")
     probes = []
     if args.probes:
+        from harness.data import split_lines
+
         try:
-            probes = [line for line in Path(args.probes).read_text(encoding="utf-8").splitlines() if line.strip()]
+            probes = [line for line in split_lines(Path(args.probes).read_text(encoding="utf-8")) if line.strip()]
         except OSError as exc:
             raise HarnessError(f"--probes {args.probes}: cannot read ({exc.strerror}); give a text file") from None
+        except UnicodeDecodeError as exc:
+            raise HarnessError(f"--probes {args.probes}: not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
+        if not probes:
+            raise HarnessError(f"--probes {args.probes}: no prompts in it; write one probe prompt per line")
+    # `not (... <= ...)` also refuses nan, which no comparison lets through
+    if not 0 < args.density <= 1:
+        raise ConfigError(f"--density {args.density}: give the fraction of weights kept, above 0 and at most 1")
+    for flag, value in (("--tolerance", args.tolerance), ("--quantization-tolerance", args.quantization_tolerance)):
+        if value is not None and not 0 <= value < float("inf"):
+            raise ConfigError(f"{flag} {value}: give a finite largest logit difference of 0 or more")
     if args.dry_run and not args.push_to_hub:
         raise ConfigError("--dry-run: only meaningful with --push-to-hub REPO")
     if args.push_to_hub:

@@ -10,6 +10,7 @@ import argparse
 from pathlib import Path
 from typing import Any, get_args, get_origin
 
+from harness.config.loader import check_name
 from harness.errors import ConfigError
 
 
@@ -26,6 +27,10 @@ def parse_adapters(values: list[str]) -> dict[str, str]:
             raise ConfigError(f"--adapter {value}: the name '{name}' is reserved or invalid; use a plain name other than 'base'")
         if name in adapters:
             raise ConfigError(f"--adapter {value}: the name '{name}' is given twice; names must be unique")
+        try:
+            check_name(name, "adapter name")
+        except ValueError as exc:
+            raise ConfigError(f"--adapter {value[:60]}: {exc}") from None
         adapters[name] = path
     return adapters
 
@@ -108,6 +113,8 @@ def read_generation_file(path: str) -> dict[str, Any]:
         raw = yaml.safe_load(file.read_text(encoding="utf-8"))
     except OSError as exc:
         raise ConfigError(f"--generation {path}: cannot read ({exc.strerror or exc}); check the path") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"--generation {path}: not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
     except yaml.YAMLError:
         raise ConfigError(f"--generation {path}: invalid YAML; write a mapping of generation fields") from None
     raw = raw or {}

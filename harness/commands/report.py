@@ -28,6 +28,7 @@ def register(sub) -> None:
 def run(args) -> int:
     from pathlib import Path
 
+    from harness.console import terminal
     from harness.errors import HarnessError
     from harness.report import load_report, render_html, render_markdown
     from harness.runs import latest_run
@@ -35,6 +36,8 @@ def run(args) -> int:
 
     paths = args.runs or [latest_run(Path(args.runs_root))]
     report = load_report(paths, args.results)
+    for note in (note for run in report.runs for note in run.notes):
+        print(f"harness report: note: {note}", file=terminal())
     want_html = bool(args.html or args.output or args.md is None)
     written = []
     if want_html:

@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import Field, ValidationError, model_validator
 
-from harness.config.loader import Strict, describe_error
+from harness.config.loader import MAX_SEED, Strict, describe_error
 from harness.errors import ConfigError
 
 
@@ -27,16 +27,23 @@ class GenerationSettings(Strict):
     top_k: int = Field(50, ge=0, description="sample among the k likeliest tokens (only with do_sample)")
     repetition_penalty: float = Field(1.0, gt=0, description="penalise tokens already present (1.0: off)")
     no_repeat_ngram_size: int = Field(0, ge=0, description="forbid repeating n-grams of this size (0: off)")
-    num_beams: int = Field(1, gt=0, description="beam search width (1: no beam search)")
+    num_beams: int = Field(1, gt=0, le=64, description="beam search width (1: no beam search)")
     # The output is cut at the first of these; generation also stops there.
     stop: list[str] = Field(default_factory=list, description="stop string: cuts the output and ends generation")
-    seed: int = Field(0, description="random seed for sampling")
+    seed: int = Field(0, ge=0, le=MAX_SEED, description="random seed for sampling")
 
     @model_validator(mode="after")
     def _min_below_max(self):
         if self.min_new_tokens > self.max_new_tokens:
             raise ValueError(f"min_new_tokens ({self.min_new_tokens}) exceeds max_new_tokens ({self.max_new_tokens})")
+        # Logits divided by a temperature this small overflow to inf, and sampling from inf fails.
+        if self.do_sample and self.temperature < MIN_SAMPLING_TEMPERATURE:
+            raise ValueError(f"temperature {self.temperature:g} is too small to sample with (at least "
+                             f"{MIN_SAMPLING_TEMPERATURE:g}); for the likeliest tokens set do_sample false")
         return self
+
+
+MIN_SAMPLING_TEMPERATURE = 1e-3
 
 
 FIELDS = tuple(GenerationSettings.model_fields)

@@ -21,6 +21,18 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
+# Seeds reach numpy's and torch's generators, which take at most 32 bits (numpy) on every path.
+MAX_SEED = 2**32 - 1
+
+
+def check_name(value: str, what: str) -> str:
+    """A name that becomes part of a path (adapters/NAME, runs/NAME-HASH): one plain file name."""
+    if not value or value.startswith(".") or any(ch in "/\\" or ord(ch) < 32 for ch in value) or len(value) > 100:
+        raise ValueError(f"{what} '{value[:40]}' becomes a folder name: use up to 100 characters without "
+                         "'/', '\\' or control characters, not starting with '.'")
+    return value
+
+
 def load_config(cls: type[M], path: str | Path | None, overrides: dict[str, Any] | None = None) -> M:
     """Read `path` (or nothing: all defaults), apply dotted overrides, validate into `cls`."""
     source = str(path) if path is not None else "<defaults>"
@@ -31,6 +43,12 @@ def load_config(cls: type[M], path: str | Path | None, overrides: dict[str, Any]
             raise ConfigError(f"{source}: file not found; check the path")
         try:
             loaded = yaml.safe_load(p.read_text(encoding="utf-8"))
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"{source}: not UTF-8 text (byte {exc.start}); save the file as UTF-8") from None
+        except OSError as exc:
+            raise ConfigError(f"{source}: cannot read ({exc.strerror or type(exc).__name__}); check the path") from None
+        except RecursionError:
+            raise ConfigError(f"{source}: nested too deeply to read; flatten the YAML") from None
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""

@@ -6,7 +6,7 @@ from typing import Any, Literal, Union
 from pydantic import Field, ValidationInfo, field_validator
 
 from harness.config.generation import GenerationSettings, expand_grid
-from harness.config.loader import Strict
+from harness.config.loader import MAX_SEED, Strict, check_name
 from harness.config.model import Quantization
 from harness.errors import ConfigError
 
@@ -19,7 +19,7 @@ class DatasetSettings(Strict):
     split: str = "validation"
     fields: dict[str, str] = Field(default_factory=dict)
     limit: int | None = Field(None, gt=0)
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=MAX_SEED)
 
 
 class FewShot(Strict):
@@ -27,7 +27,7 @@ class FewShot(Strict):
     # Where the examples come from; default: the suite's own dataset (the sample itself is excluded).
     path: str | None = None
     split: str = "train"
-    seed: int = 1234
+    seed: int = Field(1234, ge=0, le=MAX_SEED)
     separator: str = "\n\n"
 
 
@@ -68,12 +68,13 @@ class ModelsSettings(Strict):
         for name in value:
             if name == "base" or not name or "/" in name:
                 raise ValueError(f"adapter name '{name}' is reserved or invalid; use a plain name other than 'base'")
+            check_name(name, "adapter name")
         return value
 
 
 class BootstrapSettings(Strict):
-    resamples: int = Field(1000, gt=0)
-    seed: int = 0
+    resamples: int = Field(1000, gt=0, le=1_000_000)
+    seed: int = Field(0, ge=0, le=MAX_SEED)
     confidence: float = Field(0.95, gt=0, lt=1)
     # Every metric of every column is compared with the base at once: holm adjusts their p-values
     # together before a delta is marked improved or regressed; none marks each on its own.
@@ -105,6 +106,11 @@ class SuiteConfig(Strict):
     # Re-run this many samples per model on the plain path (batch 1) and record how many agree.
     verify: int = Field(0, ge=0)
     bootstrap: BootstrapSettings = Field(default_factory=BootstrapSettings)
+
+    @field_validator("name")
+    @classmethod
+    def _plain_name(cls, value):
+        return check_name(value, "suite name")
 
     @field_validator("generation_grid")
     @classmethod

@@ -5,7 +5,7 @@ from typing import Literal, Union
 
 from pydantic import Field, field_validator, model_validator
 
-from harness.config.loader import Strict
+from harness.config.loader import MAX_SEED, Strict, check_name
 from harness.config.model import Quantization
 
 
@@ -52,15 +52,15 @@ class DataSettings(Strict):
     response: str | None = Field(None, description="inline jinja2 response; overrides the template's")
     chat: bool = Field(False, description="wrap prompt and response in the model's chat template")
     loss_on: Literal["response", "all"] = "response"
-    max_length: int = Field(512, gt=0)
+    max_length: int = Field(512, gt=0, le=2**20, description="longest example in tokens; longer ones are cut")
     packing: bool = False
     limit: int | None = Field(None, gt=0)
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=MAX_SEED)
 
 
 class TrainingSettings(Strict):
-    epochs: float = Field(3.0, gt=0)
-    max_steps: int = Field(-1, description="> 0 overrides epochs")
+    epochs: float = Field(3.0, gt=0, le=10_000)
+    max_steps: int = Field(-1, le=10**9, description="> 0 overrides epochs")
     batch_size: Union[int, Literal["auto"]] = "auto"
     gradient_accumulation: int = Field(1, gt=0)
     learning_rate: float = Field(2e-4, gt=0)
@@ -93,7 +93,7 @@ class TrainingSettings(Strict):
     logging_steps: int = Field(10, gt=0)
     save_steps: int = Field(100, gt=0)
     save_total_limit: int | None = Field(2, gt=0)
-    seed: int = 42
+    seed: int = Field(42, ge=0, le=MAX_SEED)
 
     @field_validator("batch_size")
     @classmethod
@@ -111,6 +111,11 @@ class TrainConfig(Strict):
     lora: LoraSettings = Field(default_factory=LoraSettings)
     data: DataSettings = Field(default_factory=DataSettings)
     training: TrainingSettings = Field(default_factory=TrainingSettings)
+
+    @field_validator("name")
+    @classmethod
+    def _plain_name(cls, value):
+        return check_name(value, "name")
 
     @model_validator(mode="after")
     def _resolve_output(self):

@@ -14,7 +14,8 @@ the same ``seed``, ``n_resamples`` and ``n`` they use the very same resampled
 index sets: a paired comparison of two systems stays paired across calls.
 
 Small samples, on purpose not errors:
-  n == 0  value/low/high are NaN (``to_dict`` turns them into None for JSON).
+  n == 0  value/low/high are NaN (``to_dict`` turns them into None for JSON; a metric that is NaN
+          over samples stays NaN).
   n == 1  value == low == high (nothing to resample); the interval is not
           evidence of anything, so ``excludes_zero`` is False whenever n < 2.
 """
@@ -53,8 +54,10 @@ class Interval:
         return self.low > 0 or self.high < 0
 
     def to_dict(self) -> dict:
+        # No samples: no value (None). A metric computed as nan or inf from samples (a broken model's
+        # perplexity) stays so: JSON readers of harness take NaN and Infinity, and reports show them.
         def clean(x: float) -> float | None:
-            return None if math.isnan(x) else float(x)
+            return None if self.n == 0 and math.isnan(x) else float(x)
 
         out = {
             "value": clean(self.value),

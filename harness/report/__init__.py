@@ -4,7 +4,8 @@ Torch-free on purpose: only harness.runs, harness.summary, harness.tables, harne
 jinja2 and the standard library, so a report opens on any machine that has the run files.
 """
 from harness.report.load import Model, Report, Run, load_report, load_run, merge_runs
-from harness.report.render import render_html, render_markdown, sample_data, script_json
+from harness.report.markdown import render_markdown
+from harness.report.render import render_html, sample_data, script_json
 
 __all__ = ["Model", "Report", "Run", "load_report", "load_run", "merge_runs", "render_html",
            "render_markdown", "sample_data", "script_json"]

@@ -8,12 +8,11 @@ with the first base model.
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness.errors import HarnessError
-from harness.runs import RunDir
+from harness.runs import RunDir, check_results
 
 
 @dataclass
@@ -24,6 +23,7 @@ class Run:
     environment: dict
     records: dict[str, list[dict]]  # by the model's name inside this run
     results_file: str = "results.json"  # or a `harness rescore` output
+    notes: list[str] = field(default_factory=list)  # records left out on reading
 
     @property
     def run_id(self) -> str:
@@ -96,26 +96,18 @@ def load_run(path: str | Path, results_file: str = "results.json") -> Run:
         raise HarnessError(f"{path / results_file}: not found; this run has {', '.join(found) or 'no results file'} "
                            "(harness rescore writes results-rescored-*.json)")
     results = run.read_json(results_file)
-    for key in ("metrics", "metric_info", "suite"):
-        if not isinstance(results, dict) or key not in results:
-            raise HarnessError(f"{path / results_file}: field '{key}' is missing; re-run the eval to rewrite it")
+    check_results(results, path / results_file)
     config = _optional_json(run, "config.json")
     environment = _optional_json(run, "environment.json") or results.get("environment") or {}
-    records = {}
-    for name in results["metrics"]:
-        try:
-            records[name] = run.read_records(name)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise HarnessError(f"{run.records_file(name)}: unreadable ({exc}); re-run the eval to rewrite it") from None
-        except OSError as exc:
-            raise HarnessError(f"{run.records_file(name)}: unreadable ({exc.strerror or exc})") from None
+    records = {name: run.read_records(name) for name in results["metrics"]}
     # A rescored results file carries the per-sample values it was computed from; the records on
     # disk keep those of the eval.
     for name, values in (results.get("sample_metrics") or {}).items():
         if name in records:
             records[name] = [{**r, "metrics": values.get(str(r.get("id")), {})} for r in records[name]]
-    return Run(path=path, results=results, config=config, environment=environment, records=records,
-               results_file=results_file)
+    return Run(path=path, results=results, config=config if isinstance(config, dict) else {},
+               environment=environment if isinstance(environment, dict) else {}, records=records,
+               results_file=results_file, notes=run.notes)
 
 
 def _optional_json(run: RunDir, name: str) -> dict:

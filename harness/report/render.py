@@ -16,7 +16,7 @@ from markupsafe import Markup
 
 from harness import __version__
 from harness.report.load import Report
-from harness.summary import fmt_interval, interval_note, long_prompts_note, version_notes
+from harness.summary import interval_note, long_prompts_note, version_notes
 
 TEMPLATES = Path(__file__).parent / "templates"
 SECTIONS = ("overview", "metrics", "training", "samples")
@@ -26,11 +26,30 @@ _SCRIPT_ESCAPES = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\
 
 
 def script_json(data) -> Markup:
-    """JSON for a <script type="application/json"> block: nothing in it can end the block."""
-    text = json.dumps(data, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    """JSON for a <script type="application/json"> block: nothing in it can end the block. A non-finite
+    number (JSON has none) travels as the text "nan", "inf" or "-inf", which the page shows as such."""
+    text = json.dumps(_finite_or_text(data), ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate from a dataset's JSON escape: keep it escaped
+        text = json.dumps(_finite_or_text(data), ensure_ascii=True, separators=(",", ":"), allow_nan=False)
     for char, escaped in _SCRIPT_ESCAPES.items():
         text = text.replace(char, escaped)
     return Markup(text)
+
+
+def _finite_or_text(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return non_finite_text(value)
+    if isinstance(value, dict):
+        return {k: _finite_or_text(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite_or_text(v) for v in value]
+    return value
+
+
+def non_finite_text(value: float) -> str:
+    return "nan" if math.isnan(value) else "inf" if value > 0 else "-inf"
 
 
 def _env():
@@ -44,8 +63,10 @@ def _env():
 
 
 def _num(value, digits: int = 2, signed: bool = False) -> str:
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
         return "–"
+    if not math.isfinite(value):
+        return non_finite_text(value)
     return f"{value:{'+' if signed else ''}.{digits}f}"
 
 
@@ -126,7 +147,7 @@ def _score(record, label):
     if record is None:
         return None
     value = (record.get("metrics") or {}).get(label)
-    return None if value is None else round(float(value), 4)
+    return round(float(value), 4) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
 def _field(record, key):
@@ -233,13 +254,12 @@ def training_curves(report: Report) -> list[dict]:
     charts = []
     width, height, left, right, top, bottom = 460, 220, 50, 12, 12, 30
     for m in report.models:
-        record = (m.info or {}).get("train_record") or {}
-        history = record.get("history") or []
+        record = _mapping((m.info or {}).get("train_record"))
+        history = record.get("history") if isinstance(record.get("history"), list) else []
         series = {}
         for key in ("loss", "eval_loss"):
             pts = [(h["step"], h[key]) for h in history
-                   if isinstance(h.get(key), (int, float)) and isinstance(h.get("step"), (int, float))
-                   and math.isfinite(h[key])]
+                   if isinstance(h, dict) and _finite(h.get(key)) and _finite(h.get("step"))]
             if pts:
                 series[key] = pts
         if not series:
@@ -274,8 +294,9 @@ def training_curves(report: Report) -> list[dict]:
 def histograms(report: Report, label: str | None, bins: int = 10) -> list[dict]:
     if label is None:
         return []
-    per_model = [[(r.get("metrics") or {}).get(label) for r in m.records] for m in report.models]
-    values = [v for vs in per_model for v in vs if isinstance(v, (int, float))]
+    # A non-finite value has no bin: the sample view shows it as such.
+    per_model = [[v for r in m.records if _finite(v := (r.get("metrics") or {}).get(label))] for m in report.models]
+    values = [v for vs in per_model for v in vs]
     if not values:
         return []
     lo, hi = min(values), max(values)
@@ -301,15 +322,24 @@ def histograms(report: Report, label: str | None, bins: int = 10) -> list[dict]:
     return charts
 
 
+def _finite(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _mapping(value) -> dict:
+    return value if isinstance(value, dict) else {}
+
+
 def train_summary(info: dict) -> dict | None:
-    record = info.get("train_record")
+    record = _mapping(info.get("train_record"))
     if not record:
         return None
-    history = record.get("history") or []
+    history = [h for h in record.get("history") or [] if isinstance(h, dict)] \
+        if isinstance(record.get("history"), list) else []
     losses = [h["loss"] for h in history if isinstance(h.get("loss"), (int, float))]
     evals = [h["eval_loss"] for h in history if isinstance(h.get("eval_loss"), (int, float))]
-    config = record.get("config") or {}
-    lora, training, data = config.get("lora") or {}, config.get("training") or {}, record.get("data") or {}
+    config = _mapping(record.get("config"))
+    lora, training, data = _mapping(config.get("lora")), _mapping(config.get("training")), _mapping(record.get("data"))
     return {
         "name": record.get("name"), "base_model": record.get("base_model"),
         "data": data.get("path"), "examples": data.get("examples"), "template": data.get("template"),
@@ -356,65 +386,3 @@ def page_context(report: Report) -> dict:
 
 def render_html(report: Report) -> str:
     return _env().get_template("report.html.j2").render(**page_context(report))
-
-
-# ----------------------------------------------------------------- markdown
-
-def _md_escape(text) -> str:
-    return str(text).replace("|", "\\|").replace("\n", " ")
-
-
-def render_markdown(report: Report) -> str:
-    first = report.first
-    labels = list(report.metric_info)
-    ds = first.get("dataset") or {}
-    lines = [f"## {_md_escape(report.suite)} ({_md_escape(report.task)}) — {report.n_samples} samples"
-             f"{_md_escape(long_prompts_note(first.get('long_prompts')))}", ""]
-    lines.append(f"Dataset `{_md_escape(ds.get('source', '?'))}` (sha256 `{str(ds.get('sha256', '?'))[:12]}`), "
-                 f"{_md_escape(interval_note(first.get('bootstrap')))}; Δ is each adapter minus the base "
-                 "of its run, paired by sample.")
-    lines.append("")
-    arrows = {True: "↑", False: "↓"}
-    header = ["model"] + [f"{l} {arrows[bool(report.metric_info[l].get('higher_is_better', True))]}" for l in labels]
-    lines.append("| " + " | ".join(_md_escape(h) for h in header) + " |")
-    lines.append("|" + "---|" * len(header))
-    for m in report.models:
-        cells = []
-        for l in labels:
-            e = m.metrics.get(l) or {}
-            cells.append(_interval_md(e))
-        lines.append("| " + " | ".join([f"**{_md_escape(m.name)}**"] + cells) + " |")
-        if m.delta:
-            cells = []
-            for l in labels:
-                d = m.delta.get(l) or {}
-                mark = " ▲" if d.get("improved") else " ▼" if d.get("regressed") else ""
-                cells.append(_interval_md(d, signed=True) + mark)
-            lines.append("| " + " | ".join([f"Δ {_md_escape(m.name)} vs base"] + cells) + " |")
-    lines.append("")
-    lines.append("Models:")
-    for m in report.models:
-        info = m.info
-        if m.kind == "base":
-            lines.append(f"- `{_md_escape(m.name)}`: base `{_md_escape(info.get('ref', '?'))}`"
-                         + (f", {info['quantization'].get('mode')}" if isinstance(info.get("quantization"), dict) else ""))
-        else:
-            t = train_summary(info)
-            extra = f"; trained {t['steps']} steps on `{_md_escape(t['data'])}`" if t and t.get("steps") else ""
-            lines.append(f"- `{_md_escape(m.name)}`: adapter `{_md_escape(info.get('path', '?'))}` "
-                         f"(sha256 `{str(info.get('sha256', '?'))[:12]}`){extra}")
-    notes = version_notes(report.metric_info)
-    rescored = sorted({run.results_file for run in report.runs} - {"results.json"})
-    if rescored:
-        notes.append("rescored without generating again: " + ", ".join(f"`{_md_escape(f)}`" for f in rescored))
-    if notes:
-        lines.append("")
-        lines.extend(f"<sub>{_md_escape(note)}</sub><br>" for note in notes)
-    runs = ", ".join(f"`{_md_escape(r.run_id)}`" for r in report.runs)
-    lines.append("")
-    lines.append(f"Runs: {runs}; harness {first.get('harness_version', __version__)}.")
-    return "\n".join(lines) + "\n"
-
-
-def _interval_md(entry: dict, signed: bool = False) -> str:
-    return fmt_interval(entry, signed, missing="–")

@@ -6,7 +6,7 @@ import random
 from dataclasses import dataclass, field
 
 from harness.config.suite import SuiteConfig
-from harness.errors import ConfigError
+from harness.errors import ConfigError, DataError
 from harness.metrics.errors import MetricError
 from harness.metrics.registry import build_metric
 from harness.metrics.repetition import repetition_stats
@@ -54,10 +54,13 @@ class GenerativeTask(Task):
     def references(self, example: dict) -> list[str]:
         value = example.get(self.references_field)
         if value is None:
-            raise ConfigError(
-                f"dataset: example '{example.get('id', '?')}' has no '{self.references_field}' field; "
+            raise DataError(
+                f"example '{example.get('id', '?')}' has no '{self.references_field}' field; "
                 f"map one with dataset.fields"
             )
+        if not isinstance(value, (str, list)):
+            raise DataError(f"example '{example.get('id', '?')}': field '{self.references_field}' is a "
+                            f"{type(value).__name__}; give a string or a list of strings")
         return [value] if isinstance(value, str) else [str(v) for v in value]
 
     def extract(self, output: str) -> str:

@@ -120,11 +120,21 @@ def test_error_unreadable_results(qa_run, run_cli):
     assert code == 2 and err.count("\n") == 1 and "results.json: unreadable" in err
 
 
-def test_error_torn_records(qa_run, run_cli):
+def test_torn_last_record_is_left_out_with_a_note(qa_run, run_cli):
+    """A run stopped while writing its last record (killed, disk full) still reports what it finished."""
     with (qa_run / "records" / "ko-qa.jsonl").open("a") as fh:
         fh.write('{"id": "torn')
     code, out, err = run_cli(["report", qa_run])
-    assert code == 2 and err.count("\n") == 1 and "ko-qa.jsonl: unreadable" in err
+    assert code == 0, err
+    assert err.count("\n") == 1 and "ko-qa.jsonl line" in err and "incomplete" in err and "left out" in err
+
+
+def test_error_unreadable_record_inside_the_file(qa_run, run_cli):
+    path = qa_run / "records" / "ko-qa.jsonl"
+    lines = path.read_text(encoding="utf-8").split("\n")
+    path.write_text("\n".join([lines[0], '{"id": "torn', *lines[1:]]), encoding="utf-8")
+    code, out, err = run_cli(["report", qa_run])
+    assert code == 2 and err.count("\n") == 1 and "ko-qa.jsonl line 2: not a JSON record" in err
 
 
 def test_error_different_suites(tmp_path, write_qa_run, make_samples, run_cli):

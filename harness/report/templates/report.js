@@ -15,7 +15,8 @@
     return e;
   }
   function prompt(s) { return s.p.map(function (i) { return STR[i]; }).join("\n\n"); }
-  function fmt(v, d) { return (v === null || v === undefined || !isFinite(v)) ? "–" : Number(v).toFixed(d === undefined ? 2 : d); }
+  // A non-finite number arrives as the text "nan", "inf" or "-inf" (JSON has no such numbers): shown as it is.
+  function fmt(v, d) { if (typeof v === "string") return v; return (v === null || v === undefined || !isFinite(v)) ? "–" : Number(v).toFixed(d === undefined ? 2 : d); }
 
   // Search text is built once per sample, lazily, lower-cased.
   var hay = new Array(S.length);

@@ -1,0 +1,87 @@
+"""A Report as Markdown, for a PR or a model card. Names, paths and labels are untrusted: they are
+escaped so that a viewer which renders HTML in Markdown (GitHub does) shows them as text."""
+from __future__ import annotations
+
+from harness import __version__
+from harness.report.load import Report
+from harness.report.render import train_summary
+from harness.summary import fmt_interval, interval_note, long_prompts_note, version_notes
+
+# Characters that start Markdown syntax (emphasis, code, links, images, tables, escapes), and HTML,
+# which viewers such as GitHub's render: untrusted text is escaped so it stays text.
+_MD_SPECIAL = set("\\`*[]()|!#~{}")
+
+
+def _md_escape(text) -> str:
+    """Untrusted text (names, paths, labels) as inert Markdown: HTML as entities, syntax backslashed."""
+    out = []
+    for ch in " ".join(str(text).split("\n")).replace("\r", " "):
+        if ch in "&<>":
+            out.append({"&": "&amp;", "<": "&lt;", ">": "&gt;"}[ch])
+        elif ch in _MD_SPECIAL:
+            out.append("\\" + ch)
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def _md_code(text) -> str:
+    """Untrusted text shown as code: an HTML <code> element (a backtick span cannot hold a backtick safely)."""
+    return f"<code>{_md_escape(text)}</code>"
+
+
+def render_markdown(report: Report) -> str:
+    first = report.first
+    labels = list(report.metric_info)
+    ds = first.get("dataset") or {}
+    lines = [f"## {_md_escape(report.suite)} ({_md_escape(report.task)}) — {report.n_samples} samples"
+             f"{_md_escape(long_prompts_note(first.get('long_prompts')))}", ""]
+    lines.append(f"Dataset {_md_code(ds.get('source', '?'))} (sha256 {_md_code(str(ds.get('sha256', '?'))[:12])}), "
+                 f"{_md_escape(interval_note(first.get('bootstrap')))}; Δ is each adapter minus the base of its run, "
+                 "paired by sample.")
+    lines.append("")
+    arrows = {True: "↑", False: "↓"}
+    header = ["model"] + [f"{l} {arrows[bool(report.metric_info[l].get('higher_is_better', True))]}" for l in labels]
+    lines.append("| " + " | ".join(_md_escape(h) for h in header) + " |")
+    lines.append("|" + "---|" * len(header))
+    for m in report.models:
+        cells = []
+        for l in labels:
+            e = m.metrics.get(l) or {}
+            cells.append(_interval_md(e))
+        lines.append("| " + " | ".join([f"**{_md_escape(m.name)}**"] + cells) + " |")
+        if m.delta:
+            cells = []
+            for l in labels:
+                d = m.delta.get(l) or {}
+                mark = " ▲" if d.get("improved") else " ▼" if d.get("regressed") else ""
+                cells.append(_interval_md(d, signed=True) + mark)
+            lines.append("| " + " | ".join([f"Δ {_md_escape(m.name)} vs base"] + cells) + " |")
+    lines.append("")
+    lines.append("Models:")
+    for m in report.models:
+        info = m.info
+        if m.kind == "base":
+            lines.append(f"- {_md_code(m.name)}: base {_md_code(info.get('ref', '?'))}"
+                         + (f", {_md_escape(info['quantization'].get('mode'))}"
+                            if isinstance(info.get("quantization"), dict) else ""))
+        else:
+            t = train_summary(info)
+            extra = f"; trained {_md_escape(t['steps'])} steps on {_md_code(t['data'])}" if t and t.get("steps") else ""
+            lines.append(f"- {_md_code(m.name)}: adapter {_md_code(info.get('path', '?'))} "
+                         f"(sha256 {_md_code(str(info.get('sha256', '?'))[:12])}){extra}")
+    notes = version_notes(report.metric_info)
+    rescored = sorted({run.results_file for run in report.runs} - {"results.json"})
+    if rescored:
+        notes.append("rescored without generating again: " + ", ".join(rescored))
+    if notes:
+        lines.append("")
+        lines.extend(f"<sub>{_md_escape(note)}</sub><br>" for note in notes)
+    runs = ", ".join(_md_code(r.run_id) for r in report.runs)
+    lines.append("")
+    lines.append(f"Runs: {runs}; harness {_md_escape(first.get('harness_version', __version__))}.")
+    return "\n".join(lines) + "\n"
+
+
+def _interval_md(entry: dict, signed: bool = False) -> str:
+    return fmt_interval(entry, signed, missing="–")
