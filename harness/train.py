@@ -356,8 +356,12 @@ def _trainer(config: TrainConfig, plan: Plan, model, tokenizer, train_rows, val_
         trainer = SFTTrainer(
             model=model, args=args, processing_class=tokenizer, data_collator=_collator(plan, tokenizer, args),
             train_dataset=Dataset.from_list(train_rows), eval_dataset=Dataset.from_list(val_rows) if has_val else None,
-            callbacks=[TensorBoardCallback(tb_writer=SummaryWriter(log_dir=str(out / "tensorboard")))] if tensorboard else [],
         )
+    if len(trainer.train_dataset) == 0:  # TRL drops rows whose labels are all masked
+        raise ConfigError(f"data.max_length: {d.max_length} tokens leave no training example a token to learn from "
+                          f"(the prompt fills them); raise data.max_length or set data.loss_on: all")
+    if tensorboard:  # made only once there is something to train on
+        trainer.add_callback(TensorBoardCallback(tb_writer=SummaryWriter(log_dir=str(out / "tensorboard"))))
     from harness.train_progress import StopOnNonFinite, replace_progress_bar
 
     replace_progress_bar(trainer)

@@ -273,6 +273,15 @@ def test_weights_gone_non_finite_stop_training_and_keep_the_last_good_checkpoint
     assert not (out / "adapter_model.safetensors").exists() and not (out / RECORD_FILE).exists()
 
 
+def test_a_max_length_that_leaves_nothing_to_learn_is_a_config_error(tmp_path):
+    from harness.errors import ConfigError
+
+    config = preset_config(tmp_path / "short", **{"data.limit": 8, "data.max_length": 1, "training.max_steps": 2})
+    with pytest.raises(ConfigError, match="data.max_length: 1 tokens leave no training example"):
+        train(config, log=quiet)
+    assert not (tmp_path / "short" / "tensorboard").exists()
+
+
 def test_resume_without_checkpoint_is_an_error(tmp_path):
     config = preset_config(tmp_path / "never-trained", **MEMORISE)
     with pytest.raises(HarnessError, match="no checkpoint"):
