@@ -81,6 +81,8 @@ def merge(req: MergeRequest, log=print) -> dict:
     import torch
 
     validate(req)
+    base_path = resolve_model_ref(req.base)
+    check_base(req.base, base_path)  # a family harness cannot serve is refused before anything is read
     infos = [inspect_adapter(f"a{i}" if len(req.adapters) > 1 else "adapter", p) for i, p in enumerate(req.adapters)]
     quant = _training_quantization(infos)
     env = detect()
@@ -90,8 +92,6 @@ def merge(req: MergeRequest, log=print) -> dict:
     # 0. an adapter for another base fails here, before minutes of loading weights
     from transformers import AutoConfig
 
-    base_path = resolve_model_ref(req.base)
-    check_base(req.base, base_path)
     try:
         signature = config_signature(AutoConfig.from_pretrained(base_path))
     except (OSError, ValueError) as exc:  # not on disk and not reachable, or an architecture transformers lacks
