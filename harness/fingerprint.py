@@ -77,9 +77,10 @@ def _read_cache() -> dict:
 
 
 def _write_cache(cache: dict) -> None:
+    from harness.errors import HarnessError
     from harness.records import atomic_write_json
 
     try:
         atomic_write_json(_cache_path(), cache)
-    except OSError:
-        pass  # an unwritable cache only means hashing again next time
+    except (OSError, HarnessError):  # atomic_write_json reports a failed write as a HarnessError
+        pass  # an unwritable cache (a full disk) only means hashing again next time
