@@ -65,21 +65,10 @@ def main(argv: list[str] | None = None) -> int:
 
 def describe_os_error(exc: OSError) -> str:
     """'PATH: what went wrong; what to do' for an OSError that reached the command line."""
-    import errno
+    from harness.errors import os_error_fix
 
     path = exc.filename if exc.filename is not None else "a file"
-    reason = exc.strerror or type(exc).__name__
-    if exc.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
-        fix = "free disk space (or write elsewhere) and run the same command again; finished work is kept"
-    elif exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-        fix = "choose a path you can write to"
-    elif exc.errno in (errno.ENOTDIR, errno.EEXIST, errno.EISDIR):
-        fix = "a file stands where a folder is expected (or the other way round); move it or choose another path"
-    elif exc.errno == errno.ENAMETOOLONG:
-        fix = "choose a shorter name"
-    else:
-        fix = "check the path"
-    return f"{path}: {reason}; {fix}"
+    return f"{path}: {exc.strerror or type(exc).__name__}; {os_error_fix(exc)}"
 
 
 def _first_line(exc: BaseException) -> str:

@@ -15,3 +15,18 @@ class DataError(HarnessError):
 
 class ModelError(HarnessError):
     """A model or adapter reference that cannot be loaded or does not fit."""
+
+
+def os_error_fix(exc: OSError) -> str:
+    """What a user does about an OSError on one of their paths, from its errno."""
+    import errno
+
+    if exc.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
+        return "free disk space (or write elsewhere) and run the same command again; finished work is kept"
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return "choose a path you can write to"
+    if exc.errno in (errno.ENOTDIR, errno.EEXIST, errno.EISDIR):
+        return "a file stands where a folder is expected (or the other way round); move it or choose another path"
+    if exc.errno == errno.ENAMETOOLONG:
+        return "choose a shorter name"
+    return "check the path"

@@ -1,13 +1,12 @@
 """Writing results safely: atomic JSON writes, appended JSONL records, memory figures."""
 from __future__ import annotations
 
-import errno
 import json
 import os
 import tempfile
 from pathlib import Path
 
-from harness.errors import HarnessError
+from harness.errors import HarnessError, os_error_fix
 
 
 def atomic_write_json(path: Path, data) -> None:
@@ -35,15 +34,7 @@ def atomic_write_json(path: Path, data) -> None:
 
 def write_failure(path: Path, exc: OSError) -> str:
     """One line for a write that failed: the file, the reason, and what to do about it."""
-    if exc.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
-        fix = "free disk space (or write elsewhere) and run the same command again; what was finished is kept"
-    elif exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-        fix = "choose a folder you can write to"
-    elif exc.errno in (errno.ENOTDIR, errno.EEXIST, errno.EISDIR):
-        fix = "a file stands where a folder is expected (or the other way round); move it or choose another path"
-    else:
-        fix = "check the path"
-    return f"{path}: cannot write ({exc.strerror or type(exc).__name__}); {fix}"
+    return f"{path}: cannot write ({exc.strerror or type(exc).__name__}); {os_error_fix(exc)}"
 
 
 def peak_memory_bytes(device: str) -> int:
