@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from torch_threads import one_torch_thread  # noqa: F401 - the tests import it from here
+from support import one_torch_thread  # noqa: F401 - the tests import it from here
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SUITES = REPO_ROOT / "suites"

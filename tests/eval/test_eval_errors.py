@@ -7,23 +7,11 @@ too; they are not messages, so they are dropped before counting lines.
 from __future__ import annotations
 
 import json
-import re
 import shutil
 
 import pytest
 from eval_helpers import SUITES
-
-TQDM_LINE = re.compile(r"^[^|]*:\s*\d+%\|.*\|")
-
-
-def message_lines(stderr: str) -> list[str]:
-    lines = []
-    for raw in stderr.splitlines():
-        shown = raw.split("\r")[-1].strip()  # what a terminal leaves visible on that line
-        if shown and not TQDM_LINE.match(shown):
-            lines.append(shown)
-    return lines
-
+from support import message_lines
 
 @pytest.fixture
 def eval_error(run_cli):

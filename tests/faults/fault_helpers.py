@@ -2,29 +2,18 @@
 from __future__ import annotations
 
 import json
-import re
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "eval"))
 
 from eval_helpers import SUITES  # noqa: E402,F401  (re-exported for the suite's modules)
+from support import message_lines  # noqa: E402,F401  (re-exported for the suite's modules)
 
-TQDM_LINE = re.compile(r"^[^|]*:\s*\d+%\|.*\|")
 ADAPTER = "ad"
 RUN_ID = "faults"
 # Small but real: four KorQuAD samples, four new tokens.
 EVAL_ARGS = ["--limit", "4", "--set", "generation.max_new_tokens=4", "--set", "bootstrap.resamples=50"]
-
-
-def message_lines(stderr: str) -> list[str]:
-    """stderr without progress bars (tqdm on stderr is not a message)."""
-    lines = []
-    for raw in stderr.splitlines():
-        shown = raw.split("\r")[-1].strip()
-        if shown and not TQDM_LINE.match(shown):
-            lines.append(shown)
-    return lines
 
 
 def assert_one_line_error(code, err: str, command: str, needles=()) -> str:

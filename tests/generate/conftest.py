@@ -2,7 +2,6 @@
 once per session here too), one torch thread, and the one-line error check."""
 from __future__ import annotations
 
-import re
 import sys
 from pathlib import Path
 
@@ -11,8 +10,8 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "eval"))
 
 from eval_helpers import ADAPTER_NAME, SUITES, one_torch_thread, train_adapter  # noqa: E402
+from support import message_lines  # noqa: E402
 
-TQDM_LINE = re.compile(r"^[^|]*:\s*\d+%\|.*\|")
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -28,16 +27,6 @@ def gen_adapter(tmp_path_factory, harness_cache) -> Path:
     train_adapter(out)
     assert (out / "adapter_model.safetensors").is_file()
     return out
-
-
-def message_lines(stderr: str) -> list[str]:
-    """stderr without progress bars (tqdm on stderr is not a message)."""
-    lines = []
-    for raw in stderr.splitlines():
-        shown = raw.split("\r")[-1].strip()
-        if shown and not TQDM_LINE.match(shown):
-            lines.append(shown)
-    return lines
 
 
 @pytest.fixture

@@ -3,19 +3,13 @@ code 2: encoder-decoder bases (T5, BART) in every command that loads a base, and
 template on a base whose tokenizer has none."""
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import pytest
+from support import message_lines
 from zoo_helpers import ENCODER_DECODERS
 
 SUITE = Path(__file__).resolve().parents[2] / "suites" / "korquad_sample.yaml"
-TQDM_LINE = re.compile(r"^[^|]*:\s*\d+%\|.*\|")
-
-
-def _messages(stderr: str) -> list[str]:
-    lines = [raw.split("\r")[-1].strip() for raw in stderr.splitlines()]
-    return [line for line in lines if line and not TQDM_LINE.match(line)]
 
 
 def _fake_adapter(root: Path) -> Path:
@@ -40,7 +34,7 @@ COMMANDS = {
 @pytest.mark.parametrize("family", ENCODER_DECODERS)
 def test_encoder_decoder_base_is_refused(family, command, run_cli, workdir):
     code, _out, err = run_cli(COMMANDS[command](f"tiny:{family}", workdir))
-    lines = _messages(err)
+    lines = message_lines(err)
     assert code == 2, err
     assert len(lines) == 1, "\n".join(lines)
     assert lines[0].startswith(f"harness {command}: error: tiny:{family}: {family} (") or \
@@ -52,14 +46,14 @@ def test_encoder_decoder_base_is_refused(family, command, run_cli, workdir):
 @pytest.mark.parametrize("family", ["gpt-neox", "gpt2", "opt", "bloom"])
 def test_chat_without_a_template_is_refused(family, run_cli, workdir):
     code, _out, err = run_cli(["generate", "--base", f"tiny:{family}", "--prompt", "안녕", "--chat"])
-    lines = _messages(err)
+    lines = message_lines(err)
     assert code == 2 and len(lines) == 1, err
     assert "chat" in lines[0] and "no chat template" in lines[0], lines[0]
 
 
 def test_chat_training_without_a_template_is_refused(run_cli, workdir):
     code, _out, err = run_cli(["train", "--base", "tiny:gpt2", "--set", "data.chat=true", "--set", "training.max_steps=1"])
-    lines = _messages(err)
+    lines = message_lines(err)
     assert code == 2 and len(lines) == 1, err
     assert "data.chat" in lines[0] and "no chat template" in lines[0], lines[0]
     assert not (workdir / "adapters").exists()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from torch_threads import one_torch_thread  # noqa: F401 - the tests import it from here
+from support import one_torch_thread  # noqa: F401 - the tests import it from here
 
 # Each family's usual LoRA targets, as its fine-tuning recipes name them.
 USUAL_TARGETS = {
