@@ -74,14 +74,18 @@ class ModelSet:
             raise ModelError(f"{where}: engine fast is not possible here: {p.reason}; use engine auto or plain")
         return "4bit", f"engine auto: staying on the 4-bit path because {p.reason}" + _kernels_note(self.base.model)
 
-    def identity(self, name: str) -> dict:
-        """What produced an output: resume keys on this, never on a path or a name alone: the base by
-        the content of its directory, as each adapter by its weights."""
+    def base_fingerprint(self, announce=None) -> str:
+        """The base's content hash (harness.fingerprint), computed once; `announce` as there."""
         if self.base_sha256 is None:
             from harness.fingerprint import directory_sha256
 
-            self.base_sha256 = directory_sha256(self.base.path)
-        ident = {"base_sha256": self.base_sha256,
+            self.base_sha256 = directory_sha256(self.base.path, announce=announce)
+        return self.base_sha256
+
+    def identity(self, name: str) -> dict:
+        """What produced an output: resume keys on this, never on a path or a name alone: the base by
+        the content of its directory, as each adapter by its weights."""
+        ident = {"base_sha256": self.base_fingerprint(),
                  "quantization": self.base.quantization.model_dump(), "compute_dtype": self.base.compute_dtype}
         if name != "base":
             ident["adapter_sha256"] = self.adapters[name].sha256

@@ -62,7 +62,6 @@ def run_eval(suite: SuiteConfig, source: str, out_root: str | Path = "runs", run
 
     from harness.adapters import attach_adapters
     from harness.console import keep_log_in, terminal
-    from harness.fingerprint import directory_sha256
     from harness.generation import context_length
     from harness.models import load_base
     from harness.tables import human_bytes
@@ -98,7 +97,7 @@ def run_eval(suite: SuiteConfig, source: str, out_root: str | Path = "runs", run
     names = (["base"] if suite.models.include_base else []) + list(suite.models.adapters)
     if not names:
         raise ConfigError(f"{source}: nothing to evaluate; give an adapter or keep models.include_base")
-    models.base_sha256 = directory_sha256(base.path, announce=lambda size: log(
+    models.base_fingerprint(announce=lambda size: log(
         f"harness eval: reading the base's files once ({human_bytes(size)}) to key resumed records on its content"))
     identities = {name: models.identity(name) for name in names}
     # Every model × generation variant is one column; without a grid a column is just the model.
@@ -296,7 +295,8 @@ def _models_info(models, columns: dict) -> list[dict]:
 def _model_info(models, name: str) -> dict:
     if name == "base":
         return {"name": "base", "kind": "base", "ref": models.base.ref, "path": models.base.path,
-                "sha256": models.base_sha256, "quantization": models.base.quantization.model_dump(), "compute_dtype": models.base.compute_dtype}
+                "sha256": models.base_fingerprint(), "quantization": models.base.quantization.model_dump(),
+                "compute_dtype": models.base.compute_dtype}
     a = models.adapters[name]
     record = a.train_record or {}
     return {"name": name, "kind": "adapter", "path": a.path, "sha256": a.sha256, "base": models.base.ref,
