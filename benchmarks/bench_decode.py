@@ -1,4 +1,5 @@
 """Batch-1 decode, perplexity and same-outputs rows: harness beside the plain 4-bit + PeftModel path."""
+
 from __future__ import annotations
 
 import json
@@ -10,12 +11,13 @@ from bench_eval import _sync, row
 from common import ROOT, free, peak
 
 
-def bench_decode(base: str, adapter: str, data: str, work: Path, smoke: bool, save=None,
-                 figures: dict | None = None) -> dict:
-    from harness.adapters import attach_adapters
+def bench_decode(
+    base: str, adapter: str, data: str, work: Path, smoke: bool, save=None, figures: dict | None = None
+) -> dict:
     from harness.config.model import Quantization
-    from harness.env import detect
-    from harness.models import load_base
+    from harness.model.adapters import attach_adapters
+    from harness.model.loading import load_base
+    from harness.runtime.env import detect
 
     figures = figures if figures is not None else {}
     env = detect()
@@ -60,7 +62,7 @@ def same_outputs(models, prompts: list[str]) -> dict:
     patches must be gone)."""
     import torch
 
-    from harness import fused
+    from harness.engine.kernels import fused
 
     tokenizer = models.base.tokenizer
     device = next(models.base.model.parameters()).device
@@ -80,8 +82,11 @@ def same_outputs(models, prompts: list[str]) -> dict:
         out[name] = {"logit_scale": float(plain.abs().mean()), "prompts": len(prompts)}
         for path, logits in fast.items():
             diff = (logits - plain).abs()
-            out[name][path] = {"max_abs_logit_diff": float(diff.max()), "mean_abs_logit_diff": float(diff.mean()),
-                               "argmax_agree": int((logits.argmax(-1) == plain.argmax(-1)).sum())}
+            out[name][path] = {
+                "max_abs_logit_diff": float(diff.max()),
+                "mean_abs_logit_diff": float(diff.mean()),
+                "argmax_agree": int((logits.argmax(-1) == plain.argmax(-1)).sum()),
+            }
     return out
 
 
@@ -94,16 +99,36 @@ def trained_model_verify(work: Path, samples: int) -> dict:
     adapter = work / "tiny-ko-qa"
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     harness = [sys.executable, "-m", "harness"]
-    subprocess.run(harness + ["train", "--overwrite", "--output-dir", str(adapter)], check=True, env=env,
-                   stdout=subprocess.DEVNULL)
-    subprocess.run(harness + ["eval", str(ROOT / "suites" / "korquad_sample.yaml"), "--adapter",
-                              f"tiny-ko-qa={adapter}", "--engine", "fast", "--verify", str(samples),
-                              "--out", str(work / "runs"), "--run-id", "trained-verify"],
-                   check=True, env=env, stdout=subprocess.DEVNULL)
+    subprocess.run(
+        harness + ["train", "--overwrite", "--output-dir", str(adapter)], check=True, env=env, stdout=subprocess.DEVNULL
+    )
+    subprocess.run(
+        harness
+        + [
+            "eval",
+            str(ROOT / "suites" / "korquad_sample.yaml"),
+            "--adapter",
+            f"tiny-ko-qa={adapter}",
+            "--engine",
+            "fast",
+            "--verify",
+            str(samples),
+            "--out",
+            str(work / "runs"),
+            "--run-id",
+            "trained-verify",
+        ],
+        check=True,
+        env=env,
+        stdout=subprocess.DEVNULL,
+    )
     results = json.loads((work / "runs" / "trained-verify" / "results.json").read_text(encoding="utf-8"))
-    return {"engine": results["engine"], "fused_kernels": results.get("fused_kernels"),
-            "verify": {k: v["summary"] for k, v in results["verify"].items()},
-            "metrics": {k: {m: v["value"] for m, v in ms.items()} for k, ms in results["metrics"].items()}}
+    return {
+        "engine": results["engine"],
+        "fused_kernels": results.get("fused_kernels"),
+        "verify": {k: v["summary"] for k, v in results["verify"].items()},
+        "metrics": {k: {m: v["value"] for m, v in ms.items()} for k, ms in results["metrics"].items()},
+    }
 
 
 def batch1_decode(models, prompt: str, tokens: int) -> dict:
@@ -116,13 +141,14 @@ def batch1_decode(models, prompt: str, tokens: int) -> dict:
     with models.use("adapter") as model:
         for engine in ("auto", "plain"):
             out[f"{engine}_4bit_new_tokens_per_s"] = _streamed_rate(model, tokenizer, prompt, settings, engine)
-        # The same streamed answer without and with the fused kernels (harness.fused), each a first
+        # The same streamed answer without and with the fused kernels (harness.engine.kernels.fused), each a first
         # answer: the switch is part of the kept decoder's key, so each builds and captures its own.
         for fused_kernels in ("0", "1"):
             os.environ["HARNESS_FUSED_KERNELS"] = fused_kernels
             try:
                 out[f"auto_4bit_fused{fused_kernels}_again_new_tokens_per_s"] = _streamed_rate(
-                    model, tokenizer, prompt, settings, warm_up=False)
+                    model, tokenizer, prompt, settings, warm_up=False
+                )
             finally:
                 del os.environ["HARNESS_FUSED_KERNELS"]
     with models.dense(), models.use("adapter") as model:
@@ -135,9 +161,8 @@ def batch1_static_peer(base: str, adapter: str, prompt: str, tokens: int) -> dic
     """`batch1_decode`'s peer in the same run, on the same prompt: NF4 dequantized to bf16, the LoRA
     merged, `generate` with a static cache (transformers compiles the step), timed after one
     warm-up answer, as `_streamed_rate` times harness."""
-    from peft import PeftModel
-
     from bench_eval import _generate_all, _load_4bit
+    from peft import PeftModel
 
     model, tokenizer, _ = _load_4bit(base)
     model = PeftModel.from_pretrained(model.dequantize(), adapter).merge_and_unload()
@@ -151,7 +176,7 @@ def batch1_static_peer(base: str, adapter: str, prompt: str, tokens: int) -> dic
 def _streamed_rate(model, tokenizer, prompt: str, settings, engine: str = "auto", warm_up: bool = True) -> float:
     """New tokens per second of one streamed answer; `warm_up` first streams the same answer once (kernel
     compilation, graph capture), as the first answer of a `harness chat` session would."""
-    from harness.generation import generate_stream
+    from harness.engine.generation import generate_stream
 
     if warm_up:
         generate_stream(model, tokenizer, prompt, settings, lambda _t: None, engine=engine)
@@ -164,7 +189,7 @@ def _streamed_rate(model, tokenizer, prompt: str, settings, engine: str = "auto"
 
 def _documents(base: str, data: str, work: Path, n: int, tokens: int) -> Path:
     """n documents of about `tokens` tokens each, cut from the KorQuAD passages, as JSONL."""
-    from harness.models import load_tokenizer, resolve_model_ref
+    from harness.model.loading import load_tokenizer, resolve_model_ref
 
     tokenizer = load_tokenizer(base, resolve_model_ref(base))
     doc = json.loads(Path(data).read_text(encoding="utf-8"))
@@ -177,29 +202,46 @@ def _documents(base: str, data: str, work: Path, n: int, tokens: int) -> Path:
     path = work / "ppl-docs.jsonl"
     with path.open("w", encoding="utf-8") as fh:
         for i in range(n):
-            text = tokenizer.decode(ids[i * tokens:(i + 1) * tokens])
+            text = tokenizer.decode(ids[i * tokens : (i + 1) * tokens])
             fh.write(json.dumps({"id": f"doc-{i}", "text": text}, ensure_ascii=False) + "\n")
     return path
 
 
 def perplexity_harness(base: str, adapter: str, docs: Path) -> dict:
     from harness.config import SuiteConfig, load_config
-    from harness.evaluation import run_eval
+    from harness.evaluate.run import run_eval
 
-    suite = load_config(SuiteConfig, ROOT / "suites" / "perplexity_ko.yaml", {
-        "dataset.path": str(docs), "dataset.format": "jsonl", "models.base": base, "models.include_base": False,
-        "perplexity.context_length": 1024, "perplexity.stride": 512, "verify": 4})
+    suite = load_config(
+        SuiteConfig,
+        ROOT / "suites" / "perplexity_ko.yaml",
+        {
+            "dataset.path": str(docs),
+            "dataset.format": "jsonl",
+            "models.base": base,
+            "models.include_base": False,
+            "perplexity.context_length": 1024,
+            "perplexity.stride": 512,
+            "verify": 4,
+        },
+    )
     suite.models.adapters = {"adapter": adapter}
     started = time.time()
     result = run_eval(suite, "perplexity", docs.parent / "runs", run_id=f"ppl-{int(started)}")
     wall = time.time() - started
-    records = [json.loads(line) for line in
-               (result.run_dir / "records" / "adapter.jsonl").read_text(encoding="utf-8").splitlines()]
+    records = [
+        json.loads(line)
+        for line in (result.run_dir / "records" / "adapter.jsonl").read_text(encoding="utf-8").splitlines()
+    ]
     tokens = sum(r["tokens"] for r in records)
     column = result.results["throughput"]["adapter"]
-    return {"tokens_per_s": tokens / column["wall_s"], "tokens": tokens, "wall_s_including_load": wall,
-            "perplexity": result.results["metrics"]["adapter"]["perplexity"]["value"],
-            "verify": result.results.get("verify", {}).get("adapter", {}).get("summary"), "peak_memory_bytes": peak()}
+    return {
+        "tokens_per_s": tokens / column["wall_s"],
+        "tokens": tokens,
+        "wall_s_including_load": wall,
+        "perplexity": result.results["metrics"]["adapter"]["perplexity"]["value"],
+        "verify": result.results.get("verify", {}).get("adapter", {}).get("summary"),
+        "peak_memory_bytes": peak(),
+    }
 
 
 def _from_bos(tokenizer, ids: list[int]) -> list[int]:
@@ -212,9 +254,8 @@ def perplexity_4bit(base: str, adapter: str, docs: Path) -> dict:
     import math
 
     import torch
-    from peft import PeftModel
-
     from bench_eval import _load_4bit
+    from peft import PeftModel
 
     model, tokenizer, _ = _load_4bit(base)
     model = PeftModel.from_pretrained(model, adapter).eval()
@@ -227,17 +268,22 @@ def perplexity_4bit(base: str, adapter: str, docs: Path) -> dict:
     _sync()
     started = time.time()
     for i in range(0, len(encoded), 8):
-        batch = encoded[i:i + 8]
+        batch = encoded[i : i + 8]
         width = max(len(b) for b in batch)
         ids = torch.tensor([b + [0] * (width - len(b)) for b in batch], device=device)
         mask = torch.tensor([[1] * len(b) + [0] * (width - len(b)) for b in batch], device=device)
         with torch.inference_mode():
             logits = model(input_ids=ids, attention_mask=mask).logits.float()
         labels = ids[:, 1:].masked_fill(mask[:, 1:] == 0, -100)
-        loss = torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), labels.reshape(-1),
-                                                 ignore_index=-100, reduction="sum")
+        loss = torch.nn.functional.cross_entropy(
+            logits[:, :-1].reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=-100, reduction="sum"
+        )
         nll += float(loss)
         count += int((labels != -100).sum())
     wall = time.time() - started
-    return {"tokens_per_s": count / wall, "tokens": count, "perplexity": math.exp(nll / count),
-            "peak_memory_bytes": peak()}
+    return {
+        "tokens_per_s": count / wall,
+        "tokens": count,
+        "perplexity": math.exp(nll / count),
+        "peak_memory_bytes": peak(),
+    }

@@ -12,6 +12,7 @@ Each run is the real CLI in a subprocess (CUDA_VISIBLE_DEVICES picks the GPUs), 
 start and NCCL set-up are in the wall times. NVLink multicast stays off (NCCL_NVLS_ENABLE=0 and the
 like, set here if the environment has not set them: the device tool's machines require it).
 """
+
 from __future__ import annotations
 
 import json
@@ -22,16 +23,27 @@ import time
 from pathlib import Path
 
 import yaml
-
 from common import ROOT
 
-from harness.runs import comparable_records, comparable_results  # importable: common put ROOT on sys.path
+from harness.runs.store import (  # importable: common put ROOT on sys.path
+    comparable_records,
+    comparable_results,
+)
 
 NO_MULTICAST = {"NCCL_NVLS_ENABLE": "0", "TORCH_SYMM_MEM_DISABLE_MULTICAST": "1", "NVSHMEM_DISABLE_NVLS": "1"}
 
 
-def bench_scale(base: str, adapter: str, data: str, work: Path, smoke: bool, samples: int, processes: int = 2,
-                figures: dict | None = None, save=None) -> dict:
+def bench_scale(
+    base: str,
+    adapter: str,
+    data: str,
+    work: Path,
+    smoke: bool,
+    samples: int,
+    processes: int = 2,
+    figures: dict | None = None,
+    save=None,
+) -> dict:
     from bench_eval import NEW_TOKENS
     from bench_train import seed_settings
 
@@ -44,7 +56,9 @@ def bench_scale(base: str, adapter: str, data: str, work: Path, smoke: bool, sam
     # A short run first compiles the Triton kernels into the on-disk cache both runs share, so neither
     # pays for it.
     warm = work / "scale-warm-up.yaml"
-    warm.write_text(yaml.safe_dump(_suite(base, adapter, data, min(16, samples), new), allow_unicode=True), encoding="utf-8")
+    warm.write_text(
+        yaml.safe_dump(_suite(base, adapter, data, min(16, samples), new), allow_unicode=True), encoding="utf-8"
+    )
     _eval_row(warm, runs, 1, "warm-up")
     figures["eval"] = {"samples": samples, "new_tokens": new, "processes": processes}
     for world in (1, processes):
@@ -112,24 +126,35 @@ def _eval_row(suite: Path, runs: Path, world: int, name: str | None = None) -> d
         import shutil
 
         shutil.rmtree(run)
-    wall = _harness(["eval", str(suite), "--out", str(runs), "--run-id", run.name], world,
-                    runs.parent / f"scale-eval-{run.name}.log")
+    wall = _harness(
+        ["eval", str(suite), "--out", str(runs), "--run-id", run.name],
+        world,
+        runs.parent / f"scale-eval-{run.name}.log",
+    )
     results = json.loads((run / "results.json").read_text(encoding="utf-8"))
-    return {"wall_s": round(wall, 2), "engine": results.get("engine"),
-            "prompts_per_s": {c: t["samples_per_s"] for c, t in results["throughput"].items()},
-            "generation_wall_s": {c: t["wall_s"] for c, t in results["throughput"].items()},
-            "metrics": {c: {m: v["value"] for m, v in ms.items()} for c, ms in results["metrics"].items()},
-            "world_size": results.get("world_size", 1)}
+    return {
+        "wall_s": round(wall, 2),
+        "engine": results.get("engine"),
+        "prompts_per_s": {c: t["samples_per_s"] for c, t in results["throughput"].items()},
+        "generation_wall_s": {c: t["wall_s"] for c, t in results["throughput"].items()},
+        "metrics": {c: {m: v["value"] for m, v in ms.items()} for c, ms in results["metrics"].items()},
+        "world_size": results.get("world_size", 1),
+    }
 
 
 def _train_row(config: Path, out: Path, world: int) -> dict:
     wall = _harness(["train", str(config), "--overwrite"], world, config.with_suffix(".log"))
     record = json.loads((out / "train_record.json").read_text(encoding="utf-8"))
-    return {"wall_s": round(wall, 2), "tokens_per_second": record["tokens_per_second"],
-            "train_runtime_s": record["train_runtime_s"], "tokens": record["tokens_seen"],
-            "peak_memory_bytes": record["peak_memory_bytes"], "world_size": record.get("world_size", 1),
-            "plan": {k: record["plan"][k] for k in ("batch_size", "gradient_accumulation", "gradient_checkpointing")},
-            "losses": {h["step"]: h["loss"] for h in record["history"] if "loss" in h}}
+    return {
+        "wall_s": round(wall, 2),
+        "tokens_per_second": record["tokens_per_second"],
+        "train_runtime_s": record["train_runtime_s"],
+        "tokens": record["tokens_seen"],
+        "peak_memory_bytes": record["peak_memory_bytes"],
+        "world_size": record.get("world_size", 1),
+        "plan": {k: record["plan"][k] for k in ("batch_size", "gradient_accumulation", "gradient_checkpointing")},
+        "losses": {h["step"]: h["loss"] for h in record["history"] if "loss" in h},
+    }
 
 
 def compare_runs(one: Path, other: Path) -> dict:
@@ -141,23 +166,35 @@ def compare_runs(one: Path, other: Path) -> dict:
         differing[path.stem] = sum(x.get("output") != y.get("output") for x, y in zip(a, b)) + abs(len(a) - len(b))
         identical = identical and a == b
     a, b = comparable_results(one, leave_out={"verify"}), comparable_results(other, leave_out={"verify"})
-    return {"results_json_identical": a == b, "records_identical": identical, "outputs_differing": differing,
-            "fields_differing": sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))}
+    return {
+        "results_json_identical": a == b,
+        "records_identical": identical,
+        "outputs_differing": differing,
+        "fields_differing": sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k)),
+    }
 
 
 def compare_losses(one: dict, other: dict) -> dict:
     steps = sorted(set(one["losses"]) & set(other["losses"]), key=int)
     relative = {s: (other["losses"][s] - one["losses"][s]) / one["losses"][s] for s in steps}
-    return {"steps": len(steps), "max_abs_relative_loss_difference": max((abs(v) for v in relative.values()), default=None),
-            "first_step_relative_difference": relative[steps[0]] if steps else None,
-            "last_step_relative_difference": relative[steps[-1]] if steps else None}
+    return {
+        "steps": len(steps),
+        "max_abs_relative_loss_difference": max((abs(v) for v in relative.values()), default=None),
+        "first_step_relative_difference": relative[steps[0]] if steps else None,
+        "last_step_relative_difference": relative[steps[-1]] if steps else None,
+    }
 
 
 def _eval_ratios(rows: dict, processes: int) -> dict:
     one, many = rows["world1"], rows[f"world{processes}"]
-    return {**{f"prompts_per_s_{c}": round(many["prompts_per_s"][c] / one["prompts_per_s"][c], 3)
-               for c in one["prompts_per_s"] if one["prompts_per_s"][c] and many["prompts_per_s"].get(c)},
-            "wall_s": round(one["wall_s"] / many["wall_s"], 3)}
+    return {
+        **{
+            f"prompts_per_s_{c}": round(many["prompts_per_s"][c] / one["prompts_per_s"][c], 3)
+            for c in one["prompts_per_s"]
+            if one["prompts_per_s"][c] and many["prompts_per_s"].get(c)
+        },
+        "wall_s": round(one["wall_s"] / many["wall_s"], 3),
+    }
 
 
 def _ratio(rows: dict, processes: int, key: str):
@@ -169,19 +206,34 @@ def table(figures: dict, processes: int) -> str:
     e = figures["eval"]
     lines = [f"| row | 1 process | {processes} processes | ratio |", "| --- | ---: | ---: | ---: |"]
     for column in e["world1"]["prompts_per_s"]:
-        lines.append(f"| eval {column}, prompts/s | {e['world1']['prompts_per_s'][column]} | "
-                     f"{e[f'world{processes}']['prompts_per_s'][column]} | {e['ratios'].get(f'prompts_per_s_{column}')} |")
-    lines.append(f"| eval end to end, s | {e['world1']['wall_s']} | {e[f'world{processes}']['wall_s']} | "
-                 f"{e['ratios']['wall_s']} |")
-    for section, label in (("train", "train tokens/s, seed settings"), ("train_batch64", "train tokens/s, global batch 64")):
+        lines.append(
+            f"| eval {column}, prompts/s | {e['world1']['prompts_per_s'][column]} | "
+            f"{e[f'world{processes}']['prompts_per_s'][column]} | {e['ratios'].get(f'prompts_per_s_{column}')} |"
+        )
+    lines.append(
+        f"| eval end to end, s | {e['world1']['wall_s']} | {e[f'world{processes}']['wall_s']} | "
+        f"{e['ratios']['wall_s']} |"
+    )
+    for section, label in (
+        ("train", "train tokens/s, seed settings"),
+        ("train_batch64", "train tokens/s, global batch 64"),
+    ):
         t = figures[section]
-        lines.append(f"| {label} | {t['world1']['tokens_per_second']} | {t[f'world{processes}']['tokens_per_second']} | "
-                     f"{t['ratios']['tokens_per_second']} |")
+        lines.append(
+            f"| {label} | {t['world1']['tokens_per_second']} | {t[f'world{processes}']['tokens_per_second']} | "
+            f"{t['ratios']['tokens_per_second']} |"
+        )
     c = e["comparison"]
-    lines += ["", f"eval results.json identical: {c['results_json_identical']} (differing: {c['fields_differing']}); "
-                  f"records identical: {c['records_identical']}; outputs differing: {c['outputs_differing']}",
-              *(f"{section} loss, largest relative difference over {figures[section]['comparison']['steps']} steps: "
-                f"{figures[section]['comparison']['max_abs_relative_loss_difference']}" for section in ("train", "train_batch64"))]
+    lines += [
+        "",
+        f"eval results.json identical: {c['results_json_identical']} (differing: {c['fields_differing']}); "
+        f"records identical: {c['records_identical']}; outputs differing: {c['outputs_differing']}",
+        *(
+            f"{section} loss, largest relative difference over {figures[section]['comparison']['steps']} steps: "
+            f"{figures[section]['comparison']['max_abs_relative_loss_difference']}"
+            for section in ("train", "train_batch64")
+        ),
+    ]
     return "\n".join(lines)
 
 

@@ -1,6 +1,6 @@
 """One GPU standing in for N: what a data-parallel eval gives each rank, run rank after rank.
 
-`harness eval --num-processes N` deals whole batches to the ranks (harness.generation.deal), so
+`harness eval --num-processes N` deals whole batches to the ranks (harness.engine.generation.deal), so
 each prompt meets the rows, shapes and kernels a single process gives it. This checks that on the
 GPU kind a rank would run on, without N of them: every rank's share runs in turn in this process,
 through the eval task's real `run` with a stand-in for the process group, and the merged answers are
@@ -9,6 +9,7 @@ attention must repeat exactly for any of this to hold. The projected ratio is on
 time over the slowest rank's (process start and the gather of records left out): a projection,
 not a measurement on N GPUs (`gpu.py scale` is that).
 """
+
 from __future__ import annotations
 
 import time
@@ -17,7 +18,8 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class _Rank:
-    """The part of harness.distributed.Dist that generation uses, for one rank of `world`."""
+    """The part of harness.runtime.distributed.Dist that generation uses, for one rank of `world`."""
+
     rank: int
     world: int
 
@@ -25,16 +27,17 @@ class _Rank:
         return [obj] * self.world  # one GPU kind: every rank would report the same free memory
 
 
-def bench_shares(base: str, adapter: str, data: str, smoke: bool, samples: int, worlds=(2, 4),
-                 figures: dict | None = None) -> dict:
+def bench_shares(
+    base: str, adapter: str, data: str, smoke: bool, samples: int, worlds=(2, 4), figures: dict | None = None
+) -> dict:
     import torch
-
     from bench_eval import _suite
-    from harness import fused
-    from harness.adapters import attach_adapters
-    from harness.env import detect
-    from harness.evaluation import resolve_dataset
-    from harness.models import load_base
+
+    from harness.engine.kernels import fused
+    from harness.evaluate.run import resolve_dataset
+    from harness.model.adapters import attach_adapters
+    from harness.model.loading import load_base
+    from harness.runtime.env import detect
     from harness.tasks import get_task
 
     figures = figures if figures is not None else {}
@@ -59,15 +62,26 @@ def bench_shares(base: str, adapter: str, data: str, smoke: bool, samples: int, 
                     got: dict = {}
                     sync()
                     started = time.perf_counter()
-                    task.run(model, base_model.tokenizer, suite, requests, batch,
-                             lambda record: got.__setitem__(record["id"], record["output"]), None, shard=shard)
+                    task.run(
+                        model,
+                        base_model.tokenizer,
+                        suite,
+                        requests,
+                        batch,
+                        lambda record: got.__setitem__(record["id"], record["output"]),
+                        None,
+                        shard=shard,
+                    )
                     sync()
                     return got, time.perf_counter() - started
 
                 single, wall = run(None)
                 again, _ = run(None)
-                row = {"one_process_wall_s": round(wall, 3), "one_process_prompts_per_s": round(len(requests) / wall, 1),
-                       "repeat_outputs_differing": sum(again[i] != single[i] for i in single)}
+                row = {
+                    "one_process_wall_s": round(wall, 3),
+                    "one_process_prompts_per_s": round(len(requests) / wall, 1),
+                    "repeat_outputs_differing": sum(again[i] != single[i] for i in single),
+                }
                 for world in worlds:
                     merged, walls = {}, []
                     for rank in range(world):
@@ -76,9 +90,11 @@ def bench_shares(base: str, adapter: str, data: str, smoke: bool, samples: int, 
                         merged.update(got)
                         walls.append(round(rank_wall, 3))
                     row[f"world{world}"] = {
-                        "rank_walls_s": walls, "missing": len(single) - len(merged),
+                        "rank_walls_s": walls,
+                        "missing": len(single) - len(merged),
                         "outputs_differing": sum(merged.get(i) != single[i] for i in single),
-                        "projected_ratio": round(wall / max(walls), 3)}
+                        "projected_ratio": round(wall / max(walls), 3),
+                    }
                 figures[name] = row
                 print(f"shares {name}: {row}", flush=True)
     return figures

@@ -14,6 +14,7 @@ Liger row. A warm-up first (the Triton kernels Liger compiles, called directly, 
 steps of (a)) keeps the first row from paying for the process's start. Rows are written to
 $OUT/bench-train.json as they finish.
 """
+
 from __future__ import annotations
 
 import json
@@ -37,20 +38,44 @@ def seed_settings(base: str, data: str, out: Path, smoke: bool, **training) -> d
     """The seed tutorials' settings as a train config (plain data, as a YAML file holds it)."""
     steps, batch, accum = (4, 2, 2) if smoke else (STEPS, BATCH, ACCUMULATION)
     return {
-        "name": "bench", "base": base, "output_dir": str(out),
+        "name": "bench",
+        "base": base,
+        "output_dir": str(out),
         "quantization": {"mode": "nf4", "double_quant": True, "compute_dtype": "auto"},
         "lora": SEED_LORA,
-        "data": {"path": data, "template": "qa-ko", "validation_fraction": 0, "max_length": 512,
-                 "limit": steps * batch * accum},
-        "training": {"max_steps": steps, "batch_size": batch, "gradient_accumulation": accum,
-                     "learning_rate": 2e-4, "warmup": 0, "logging_steps": 1, "save_steps": 10_000,
-                     "optimizer": "adamw_torch" if smoke else "paged_adamw_8bit",
-                     "gradient_checkpointing": not smoke, "seed": 42, **training},
+        "data": {
+            "path": data,
+            "template": "qa-ko",
+            "validation_fraction": 0,
+            "max_length": 512,
+            "limit": steps * batch * accum,
+        },
+        "training": {
+            "max_steps": steps,
+            "batch_size": batch,
+            "gradient_accumulation": accum,
+            "learning_rate": 2e-4,
+            "warmup": 0,
+            "logging_steps": 1,
+            "save_steps": 10_000,
+            "optimizer": "adamw_torch" if smoke else "paged_adamw_8bit",
+            "gradient_checkpointing": not smoke,
+            "seed": 42,
+            **training,
+        },
     }
 
 
-def plain_trl(config, rows, *, liger: bool = False, batch: int | None = None, accumulation: int | None = None,
-              checkpointing: bool | None = None, steps: int | None = None) -> dict:
+def plain_trl(
+    config,
+    rows,
+    *,
+    liger: bool = False,
+    batch: int | None = None,
+    accumulation: int | None = None,
+    checkpointing: bool | None = None,
+    steps: int | None = None,
+) -> dict:
     """What a careful user writes by hand with transformers + peft + TRL (the seed settings by default)."""
     import torch
     from datasets import Dataset
@@ -58,7 +83,7 @@ def plain_trl(config, rows, *, liger: bool = False, batch: int | None = None, ac
     from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig, set_seed
     from trl import SFTConfig, SFTTrainer
 
-    from harness.models import resolve_model_ref
+    from harness.model.loading import resolve_model_ref
 
     if not liger:
         _refuse_liger_patches()
@@ -71,47 +96,79 @@ def plain_trl(config, rows, *, liger: bool = False, batch: int | None = None, ac
     dtype = torch.bfloat16 if cuda else torch.float32
     tokenizer = AutoTokenizer.from_pretrained(path)
     model = AutoModelForCausalLM.from_pretrained(
-        path, dtype=dtype, device_map={"": 0} if cuda else None,
-        quantization_config=BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
-                                               bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=dtype))
+        path,
+        dtype=dtype,
+        device_map={"": 0} if cuda else None,
+        quantization_config=BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=dtype
+        ),
+    )
     model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=checkpointing)
-    lora = LoraConfig(r=16, lora_alpha=32, lora_dropout=0.05, target_modules=SEED_LORA["target_modules"],
-                      task_type="CAUSAL_LM")
+    lora = LoraConfig(
+        r=16, lora_alpha=32, lora_dropout=0.05, target_modules=SEED_LORA["target_modules"], task_type="CAUSAL_LM"
+    )
     args = SFTConfig(
-        output_dir=str(Path(config.output_dir).with_name("plain-trl")), max_steps=steps or t.max_steps,
-        per_device_train_batch_size=batch, gradient_accumulation_steps=accumulation,
-        learning_rate=t.learning_rate, optim=t.optimizer, gradient_checkpointing=checkpointing,
-        bf16=cuda, use_cpu=not cuda, logging_steps=1, save_strategy="no", report_to="none", seed=t.seed,
-        max_length=512, include_num_input_tokens_seen="non_padding", lr_scheduler_type=t.scheduler,
-        max_grad_norm=t.max_grad_norm, use_liger_kernel=liger,
+        output_dir=str(Path(config.output_dir).with_name("plain-trl")),
+        max_steps=steps or t.max_steps,
+        per_device_train_batch_size=batch,
+        gradient_accumulation_steps=accumulation,
+        learning_rate=t.learning_rate,
+        optim=t.optimizer,
+        gradient_checkpointing=checkpointing,
+        bf16=cuda,
+        use_cpu=not cuda,
+        logging_steps=1,
+        save_strategy="no",
+        report_to="none",
+        seed=t.seed,
+        max_length=512,
+        include_num_input_tokens_seen="non_padding",
+        lr_scheduler_type=t.scheduler,
+        max_grad_norm=t.max_grad_norm,
+        use_liger_kernel=liger,
     )
     free()
     started = time.time()
     set_seed(t.seed)  # TRL draws LoRA's initial weights before the Trainer seeds
-    trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows), processing_class=tokenizer,
-                         peft_config=lora)
+    trainer = SFTTrainer(
+        model=model, args=args, train_dataset=Dataset.from_list(rows), processing_class=tokenizer, peft_config=lora
+    )
     trainer.train()
     wall = time.time() - started
     losses = {e["step"]: e["loss"] for e in trainer.state.log_history if "loss" in e}
     tokens = int(trainer.state.num_input_tokens_seen)
-    result = {"tokens_per_second": tokens / wall, "peak_memory_bytes": peak(), **_losses(losses),
-              "tokens": tokens, "wall_s": wall,
-              "settings": {"micro_batch": batch, "accumulation": accumulation, "gradient_checkpointing": checkpointing,
-                           "liger": liger}}
+    result = {
+        "tokens_per_second": tokens / wall,
+        "peak_memory_bytes": peak(),
+        **_losses(losses),
+        "tokens": tokens,
+        "wall_s": wall,
+        "settings": {
+            "micro_batch": batch,
+            "accumulation": accumulation,
+            "gradient_checkpointing": checkpointing,
+            "liger": liger,
+        },
+    }
     del trainer, model
     free()
     return result
 
 
 def harness_train(config) -> dict:
-    from harness.train import train
+    from harness.train.recipe import train
 
     free()
     record = train(config, overwrite=True, log=lambda m: print(m, flush=True))
     losses = {h["step"]: h["loss"] for h in record["history"] if "loss" in h}
-    result = {"tokens_per_second": record["tokens_per_second"], "peak_memory_bytes": record["peak_memory_bytes"],
-              **_losses(losses), "tokens": record["tokens_seen"], "wall_s": record["train_runtime_s"],
-              "plan": record["plan"]}
+    result = {
+        "tokens_per_second": record["tokens_per_second"],
+        "peak_memory_bytes": record["peak_memory_bytes"],
+        **_losses(losses),
+        "tokens": record["tokens_seen"],
+        "wall_s": record["train_runtime_s"],
+        "plan": record["plan"],
+    }
     free()
     return result
 
@@ -123,12 +180,13 @@ def bench_train(base: str, data: str, work: Path, smoke: bool, harness_first: bo
 
     import torch
 
-    from harness.train import build_examples
+    from harness.train.recipe import build_examples
 
     cuda = torch.cuda.is_available()
     seed = train_config(base, data, work / "harness-seed", smoke)
-    whole = train_config(base, data, work / "harness-whole-gpu", smoke, gradient_checkpointing="auto",
-                         dequantize_base="auto")
+    whole = train_config(
+        base, data, work / "harness-whole-gpu", smoke, gradient_checkpointing="auto", dequantize_base="auto"
+    )
     for config in (seed, whole):
         shutil.rmtree(config.output_dir, ignore_errors=True)
     rows, _, _ = build_examples(seed)
@@ -141,7 +199,7 @@ def bench_train(base: str, data: str, work: Path, smoke: bool, harness_first: bo
             # (TRL's chunked LM head in Triton, bitsandbytes' shapes, the paged optimizer) are then ready.
             plain_trl(seed, rows, steps=2)
             results["warm_up_s"] = round(time.time() - started, 1)
-        except Exception as exc:  # noqa: BLE001 - a cold first row is a worse figure, not a reason to stop
+        except Exception as exc:
             traceback.print_exc()
             results["warm_up_s"] = f"failed: {type(exc).__name__}: {exc}"
             free()
@@ -152,8 +210,11 @@ def bench_train(base: str, data: str, work: Path, smoke: bool, harness_first: bo
     planned = [
         ("plain_trl", peers, lambda: plain_trl(seed, rows)),
         ("plain_trl_liger", peers and cuda, lambda: plain_trl(seed, rows, liger=True)),
-        ("tuned_trl", peers and cuda, lambda: plain_trl(seed, rows, liger=True, batch=batch * accumulation,
-                                                        accumulation=1, checkpointing=False)),
+        (
+            "tuned_trl",
+            peers and cuda,
+            lambda: plain_trl(seed, rows, liger=True, batch=batch * accumulation, accumulation=1, checkpointing=False),
+        ),
         ("harness_seed", True, lambda: harness_train(seed)),
         ("harness_whole_gpu", True, lambda: harness_train(whole)),
     ]
@@ -164,7 +225,7 @@ def bench_train(base: str, data: str, work: Path, smoke: bool, harness_first: bo
         print(f"bench train: {name}", flush=True)
         try:
             results[name] = row()
-        except Exception as exc:  # noqa: BLE001 - one failing row must not lose the others
+        except Exception as exc:
             traceback.print_exc()
             results[name] = {"error": f"{type(exc).__name__}: {exc}"}
             free()
@@ -189,12 +250,15 @@ def ratios(results: dict) -> dict:
         loss = figure(row, "loss_step_20") or figure(row, "loss_last")
         losses[row] = round((loss - plain_loss) / plain_loss, 5) if loss is not None and plain_loss else None
     return {
-        "harness_seed_vs_plain_tokens_per_second": ratio(figure("harness_seed", "tokens_per_second"),
-                                                         figure("plain_trl", "tokens_per_second")),
-        "harness_seed_vs_plain_peak_memory": ratio(figure("harness_seed", "peak_memory_bytes"),
-                                                   figure("plain_trl", "peak_memory_bytes")),
-        "harness_whole_gpu_vs_tuned_tokens_per_second": ratio(figure("harness_whole_gpu", "tokens_per_second"),
-                                                              figure("tuned_trl", "tokens_per_second")),
+        "harness_seed_vs_plain_tokens_per_second": ratio(
+            figure("harness_seed", "tokens_per_second"), figure("plain_trl", "tokens_per_second")
+        ),
+        "harness_seed_vs_plain_peak_memory": ratio(
+            figure("harness_seed", "peak_memory_bytes"), figure("plain_trl", "peak_memory_bytes")
+        ),
+        "harness_whole_gpu_vs_tuned_tokens_per_second": ratio(
+            figure("harness_whole_gpu", "tokens_per_second"), figure("tuned_trl", "tokens_per_second")
+        ),
         "loss_relative_difference_vs_plain": losses,
     }
 
@@ -207,13 +271,18 @@ def table(results: dict) -> str:
             lines.append(f"| {name} | {row.get('error') if isinstance(row, dict) else row} | | | |")
             continue
         memory = f"{row['peak_memory_bytes'] / 2**30:.2f} GiB" if row.get("peak_memory_bytes") else "-"
-        lines.append(f"| {name} | {row['tokens_per_second']:,.0f} | {memory} | {_fmt(row.get('loss_step_20'))} | "
-                     f"{_fmt(row.get('loss_last'))} |")
+        lines.append(
+            f"| {name} | {row['tokens_per_second']:,.0f} | {memory} | {_fmt(row.get('loss_step_20'))} | "
+            f"{_fmt(row.get('loss_last'))} |"
+        )
     r = results.get("ratios", {})
-    lines += ["", f"(d)/(a) tokens/s: {r.get('harness_seed_vs_plain_tokens_per_second')}   "
-                  f"(d)/(a) peak memory: {r.get('harness_seed_vs_plain_peak_memory')}   "
-                  f"(e)/(c) tokens/s: {r.get('harness_whole_gpu_vs_tuned_tokens_per_second')}",
-              f"loss vs (a), relative: {r.get('loss_relative_difference_vs_plain')}"]
+    lines += [
+        "",
+        f"(d)/(a) tokens/s: {r.get('harness_seed_vs_plain_tokens_per_second')}   "
+        f"(d)/(a) peak memory: {r.get('harness_seed_vs_plain_peak_memory')}   "
+        f"(e)/(c) tokens/s: {r.get('harness_whole_gpu_vs_tuned_tokens_per_second')}",
+        f"loss vs (a), relative: {r.get('loss_relative_difference_vs_plain')}",
+    ]
     return "\n".join(lines)
 
 
@@ -225,8 +294,8 @@ def _warm_up(config) -> None:
     import torch.nn.functional as F
     from transformers import AutoConfig
 
-    from harness.env import liger_available
-    from harness.models import resolve_model_ref
+    from harness.model.loading import resolve_model_ref
+    from harness.runtime.env import liger_available
 
     shape = AutoConfig.from_pretrained(resolve_model_ref(config.base))
     hidden, inter, heads = shape.hidden_size, shape.intermediate_size, shape.num_attention_heads
@@ -250,12 +319,18 @@ def _warm_up(config) -> None:
 
         for dtype in (torch.float32, torch.bfloat16):
             head = hidden // heads
-            q_rot, k_rot = liger_rotary_pos_emb(tensor(1, heads, tokens, head, dtype=dtype),
-                                                tensor(1, heads, tokens, head, dtype=dtype),
-                                                tensor(1, tokens, head, dtype=dtype), tensor(1, tokens, head, dtype=dtype))
-            out = (liger_rms_norm(tensor(1, tokens, hidden, dtype=dtype), tensor(hidden, dtype=dtype), 1e-6).sum()
-                   + liger_swiglu(tensor(1, tokens, inter, dtype=dtype), tensor(1, tokens, inter, dtype=dtype)).sum()
-                   + q_rot.sum() + k_rot.sum())
+            q_rot, k_rot = liger_rotary_pos_emb(
+                tensor(1, heads, tokens, head, dtype=dtype),
+                tensor(1, heads, tokens, head, dtype=dtype),
+                tensor(1, tokens, head, dtype=dtype),
+                tensor(1, tokens, head, dtype=dtype),
+            )
+            out = (
+                liger_rms_norm(tensor(1, tokens, hidden, dtype=dtype), tensor(hidden, dtype=dtype), 1e-6).sum()
+                + liger_swiglu(tensor(1, tokens, inter, dtype=dtype), tensor(1, tokens, inter, dtype=dtype)).sum()
+                + q_rot.sum()
+                + k_rot.sum()
+            )
             out.float().backward()
     torch.cuda.synchronize()
     del layer, lora, optimizer, x
@@ -279,5 +354,6 @@ def _fmt(value) -> str:
 
 def _save(results: dict) -> None:
     if os.environ.get("OUT"):
-        Path(os.environ["OUT"], "bench-train.json").write_text(json.dumps({"train": results, "partial": True},
-                                                                         indent=2, default=str))
+        Path(os.environ["OUT"], "bench-train.json").write_text(
+            json.dumps({"train": results, "partial": True}, indent=2, default=str)
+        )

@@ -1,4 +1,5 @@
 """What every benchmark shares: the 7B-shaped model, the data, memory figures."""
+
 from __future__ import annotations
 
 import gc
@@ -11,14 +12,25 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-LLAMA2_7B = dict(vocab_size=32000, hidden_size=4096, intermediate_size=11008, num_hidden_layers=32,
-                 num_attention_heads=32, num_key_value_heads=32, max_position_embeddings=4096)
+LLAMA2_7B = dict(
+    vocab_size=32000,
+    hidden_size=4096,
+    intermediate_size=11008,
+    num_hidden_layers=32,
+    num_attention_heads=32,
+    num_key_value_heads=32,
+    max_position_embeddings=4096,
+)
 SEED_LORA = dict(r=16, alpha=32, dropout=0.05, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"])
 
 
 def korquad_path(arg: str | None) -> str:
-    for candidate in (arg, os.environ.get("KORQUAD_DEV"), ROOT / ".bench" / "KorQuAD_v1.0_dev.json",
-                      ROOT.parent / "shared" / "data" / "korquad" / "KorQuAD_v1.0_dev.json"):
+    for candidate in (
+        arg,
+        os.environ.get("KORQUAD_DEV"),
+        ROOT / ".bench" / "KorQuAD_v1.0_dev.json",
+        ROOT.parent / "shared" / "data" / "korquad" / "KorQuAD_v1.0_dev.json",
+    ):
         if candidate and Path(candidate).is_file():
             return str(candidate)
     sys.exit("KorQuAD dev not found: pass --korquad PATH or set KORQUAD_DEV")
@@ -39,11 +51,23 @@ def build_model(directory: Path, data: str) -> str:
     bpe = Tokenizer(models.BPE())
     bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     bpe.decoder = decoders.ByteLevel()
-    bpe.train_from_iterator(texts, trainers.BpeTrainer(
-        vocab_size=LLAMA2_7B["vocab_size"], special_tokens=["<pad>", "<s>", "</s>", "<unk>"],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False))
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=bpe, bos_token="<s>", eos_token="</s>",
-                                        pad_token="<pad>", unk_token="<unk>", padding_side="left")
+    bpe.train_from_iterator(
+        texts,
+        trainers.BpeTrainer(
+            vocab_size=LLAMA2_7B["vocab_size"],
+            special_tokens=["<pad>", "<s>", "</s>", "<unk>"],
+            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+            show_progress=False,
+        ),
+    )
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=bpe,
+        bos_token="<s>",
+        eos_token="</s>",
+        pad_token="<pad>",
+        unk_token="<unk>",
+        padding_side="left",
+    )
     config = LlamaConfig(**LLAMA2_7B, bos_token_id=1, eos_token_id=2, pad_token_id=0)
     torch.manual_seed(0)
     torch.set_default_dtype(torch.bfloat16)

@@ -11,6 +11,7 @@ The model has Llama-2-7B's shape with random weights (the cost of a step does no
 their values), and a 32,000-token byte-level BPE trained on the KorQuAD passages so prompts
 have realistic lengths. Figures go to stdout and, as JSON, to $OUT/bench-*.json when $OUT is set.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -22,32 +23,45 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_attention import bench_attention  # noqa: E402
-from bench_decode import bench_decode  # noqa: E402
-from bench_eval import bench_eval, random_adapter  # noqa: E402
-from bench_scale import bench_scale  # noqa: E402
-from bench_shares import bench_shares  # noqa: E402
-from bench_train import bench_train  # noqa: E402
-from common import build_model, korquad_path  # noqa: E402
+from bench_attention import bench_attention
+from bench_decode import bench_decode
+from bench_eval import bench_eval, random_adapter
+from bench_scale import bench_scale
+from bench_shares import bench_shares
+from bench_train import bench_train
+from common import build_model, korquad_path
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=["train", "eval", "decode", "all", "scale", "attention", "shares"],
-                        help="scale is not part of all: it needs --processes GPUs (or CPU gloo processes with "
-                             "--smoke); nor are attention (no model, a CUDA GPU) and shares")
+    parser.add_argument(
+        "what",
+        choices=["train", "eval", "decode", "all", "scale", "attention", "shares"],
+        help="scale is not part of all: it needs --processes GPUs (or CPU gloo processes with "
+        "--smoke); nor are attention (no model, a CUDA GPU) and shares",
+    )
     parser.add_argument("--smoke", action="store_true", help="tiny:llama-ko, a few steps and prompts (CPU or GPU)")
     parser.add_argument("--korquad", help="KorQuAD 1.0 dev JSON")
     parser.add_argument("--work", default="/tmp/harness-bench", help="scratch directory (model, adapters, runs)")
     parser.add_argument("--harness-first", action="store_true", help="train: run harness before the peers")
     parser.add_argument("--eval-samples", type=int, default=1024, help="eval: KorQuAD dev questions (default 1024)")
-    parser.add_argument("--questions", choices=["sample", "first", "all"], default="sample",
-                        help="eval: which dev questions harness runs: a seeded sample of --eval-samples (default), "
-                             "the first --eval-samples in file order (lm-evaluation-harness's --limit), or all; "
-                             "the peers take the first --eval-samples of the same prompts")
-    parser.add_argument("--peer-samples", type=int, default=128,
-                        help="eval: questions for the slow 4-bit peers (lm-evaluation-harness, PeftModel generate)")
-    parser.add_argument("--no-peers", action="store_true", help="harness paths only (the one-GPU baseline of scaling runs)")
+    parser.add_argument(
+        "--questions",
+        choices=["sample", "first", "all"],
+        default="sample",
+        help="eval: which dev questions harness runs: a seeded sample of --eval-samples (default), "
+        "the first --eval-samples in file order (lm-evaluation-harness's --limit), or all; "
+        "the peers take the first --eval-samples of the same prompts",
+    )
+    parser.add_argument(
+        "--peer-samples",
+        type=int,
+        default=128,
+        help="eval: questions for the slow 4-bit peers (lm-evaluation-harness, PeftModel generate)",
+    )
+    parser.add_argument(
+        "--no-peers", action="store_true", help="harness paths only (the one-GPU baseline of scaling runs)"
+    )
     parser.add_argument("--batch-size", type=int, help="harness eval batch size (default: from the hardware)")
     parser.add_argument("--verify", type=int, default=16, help="eval: harness eval --verify N (default 16)")
     parser.add_argument("--processes", type=int, default=2, help="scale: processes (GPUs) of the data-parallel runs")
@@ -75,9 +89,21 @@ def main() -> None:
         adapter = random_adapter(base, work / "random-adapter")
     if args.what in ("eval", "all"):
         figures["eval"] = {}
-        bench_eval(base, adapter, data, work, args.smoke, args.batch_size, args.eval_samples, not args.no_peers,
-                   save=save, peer_samples=args.peer_samples, figures=figures["eval"], verify=args.verify,
-                   questions=args.questions)
+        bench_eval(
+            base,
+            adapter,
+            data,
+            work,
+            args.smoke,
+            args.batch_size,
+            args.eval_samples,
+            not args.no_peers,
+            save=save,
+            peer_samples=args.peer_samples,
+            figures=figures["eval"],
+            verify=args.verify,
+            questions=args.questions,
+        )
         save()
     if args.what in ("decode", "all"):
         figures["decode"] = {}
@@ -85,8 +111,17 @@ def main() -> None:
         save()
     if args.what == "scale":
         figures["scale"] = {}
-        bench_scale(base, adapter, data, work, args.smoke, args.eval_samples, args.processes,
-                    figures=figures["scale"], save=save)
+        bench_scale(
+            base,
+            adapter,
+            data,
+            work,
+            args.smoke,
+            args.eval_samples,
+            args.processes,
+            figures=figures["scale"],
+            save=save,
+        )
     if args.what == "shares":
         figures["shares"] = bench_shares(base, adapter, data, args.smoke, args.eval_samples)
         save()
@@ -97,7 +132,7 @@ def main() -> None:
 
 
 def _versions() -> dict:
-    from harness.env import detect
+    from harness.runtime.env import detect
 
     env = detect()
     return {"device": env.device_name, **env.versions}

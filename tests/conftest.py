@@ -4,6 +4,7 @@ and an in-process CLI runner.
 Everything runs against the real stack (transformers, peft, bitsandbytes on CPU, TRL); the
 only thing shared between tests is the tiny model's cache, so it is built once per session.
 """
+
 from __future__ import annotations
 
 import json
@@ -51,7 +52,7 @@ def tiny_ref() -> str:
 @pytest.fixture(scope="session")
 def tiny_path(harness_cache) -> Path:
     """The session's tiny model directory (built on first request)."""
-    from harness.tiny import tiny_model_path
+    from harness.model.tiny import tiny_model_path
 
     return tiny_model_path(TINY_REF)
 
@@ -69,7 +70,7 @@ def run_cli(workdir, capsys):
 
     argparse's own exits (--help, usage errors) are turned into their exit code too.
     """
-    from harness.cli import main
+    from harness.commands.cli import main
 
     def run(argv: list[str]) -> tuple[int, str, str]:
         capsys.readouterr()  # drop anything printed before this call
@@ -92,7 +93,11 @@ def run_subprocess(workdir):
         env.setdefault("PYTHONIOENCODING", "utf-8")
         return subprocess.run(
             [sys.executable, "-m", "harness", *[str(a) for a in argv]],
-            cwd=workdir, env=env, capture_output=True, text=True, timeout=timeout,
+            cwd=workdir,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
         )
 
     return run
@@ -101,6 +106,7 @@ def run_subprocess(workdir):
 @pytest.fixture
 def read_page():
     """Read a report page: (html, the JSON of its data block)."""
+
     def read(path) -> tuple[str, dict]:
         import re
 

@@ -1,4 +1,5 @@
 """Plain helpers every test folder shares: one torch thread, and stderr without progress bars."""
+
 from __future__ import annotations
 
 import contextlib

@@ -1,4 +1,4 @@
-"""Sanity checks for the small datasets shipped in harness/assets/.
+"""Sanity checks for the small datasets shipped in harness/data/assets/.
 
 These files power the offline demo, the tests and the tiny tokenizer, so a
 broken offset or a malformed line would surface far away from its cause.
@@ -21,7 +21,7 @@ def _assets_dir() -> Path:
             return p
     except Exception:  # package not importable yet: fall back to the source tree
         pass
-    return Path(__file__).resolve().parents[1] / "harness" / "assets"
+    return Path(__file__).resolve().parents[1] / "harness" / "data" / "assets"
 
 
 ASSETS = _assets_dir()
@@ -80,9 +80,7 @@ def _check_squad(squad: dict) -> tuple[int, int]:
                     text, start = ans["text"], ans["answer_start"]
                     assert isinstance(start, int) and start >= 0
                     assert text.strip() == text and text, qa["id"]
-                    assert ctx[start : start + len(text)] == text, (
-                        f"{qa['id']}: {text!r} not at offset {start}"
-                    )
+                    assert ctx[start : start + len(text)] == text, f"{qa['id']}: {text!r} not at offset {start}"
     return n_paras, len(ids)
 
 
@@ -155,7 +153,15 @@ def test_tokenizer_corpus_extra():
     en = [ln for ln in lines if ln.isascii() and any(c.isalpha() for c in ln) and not ln.startswith(("###", "<"))]
     assert len(ko) >= 120
     assert len(en) >= 40
-    for marker in ("### Instruction:", "### Response:", "### 질문:", "### 답변:", "### 문맥:", "<|user|>", "<|assistant|>"):
+    for marker in (
+        "### Instruction:",
+        "### Response:",
+        "### 질문:",
+        "### 답변:",
+        "### 문맥:",
+        "<|user|>",
+        "<|assistant|>",
+    ):
         assert text.count(marker) >= 2, marker
 
 

@@ -1,5 +1,6 @@
 """`benchmarks/gpu.py all --smoke`: every benchmark row runs on the tiny model on a CPU, so the GPU
 script cannot rot between GPU sessions. Rows that need CUDA or an uninstalled peer record why."""
+
 from __future__ import annotations
 
 import json
@@ -16,7 +17,8 @@ KORQUAD = ROOT.parent / "shared" / "data" / "korquad" / "KorQuAD_v1.0_dev.json"
 pytestmark = pytest.mark.slow
 needs_korquad = pytest.mark.skipif(
     not KORQUAD.is_file() and not os.environ.get("KORQUAD_DEV"),
-    reason="KorQuAD 1.0 dev not found (../shared/data/korquad or $KORQUAD_DEV): the benchmark reads it")
+    reason="KorQuAD 1.0 dev not found (../shared/data/korquad or $KORQUAD_DEV): the benchmark reads it",
+)
 
 
 def run_benchmark(tmp_path, what: str, *args: str, timeout: int = 600) -> tuple[dict, str]:
@@ -24,9 +26,14 @@ def run_benchmark(tmp_path, what: str, *args: str, timeout: int = 600) -> tuple[
     out = tmp_path / "out"
     out.mkdir()
     env = {**os.environ, "OUT": str(out), "OMP_NUM_THREADS": "1"}
-    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu.py"), what, "--smoke", *args,
-                           "--work", str(tmp_path / "work")], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=timeout)
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "gpu.py"), what, "--smoke", *args, "--work", str(tmp_path / "work")],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads((out / f"bench-{what}.json").read_text()), done.stdout
 
@@ -34,15 +41,28 @@ def run_benchmark(tmp_path, what: str, *args: str, timeout: int = 600) -> tuple[
 @needs_korquad
 def test_smoke_runs_every_row(tmp_path, harness_cache):
     figures, _ = run_benchmark(tmp_path, "all", "--verify", "2", timeout=900)
-    for section, rows in (("eval", ["harness_eval", "static_cache", "peft_4bit"]),
-                          ("decode", ["same_outputs", "trained_model_verify", "batch1_decode", "batch1_static_peer", "perplexity_harness",
-                                      "perplexity_4bit_forward"])):
+    for section, rows in (
+        ("eval", ["harness_eval", "static_cache", "peft_4bit"]),
+        (
+            "decode",
+            [
+                "same_outputs",
+                "trained_model_verify",
+                "batch1_decode",
+                "batch1_static_peer",
+                "perplexity_harness",
+                "perplexity_4bit_forward",
+            ],
+        ),
+    ):
         for name in rows:
             assert "error" not in figures[section][name], (section, name, figures[section][name])
     ours = figures["eval"]["harness_eval"]
     assert ours["engine"] == "dense" and set(ours["prompts_per_s"]) == {"base", "adapter"}
     same = figures["decode"]["same_outputs"]
-    assert all(same[m][path]["max_abs_logit_diff"] < 1e-5 for m in ("base", "adapter") for path in ("dense", "plain_again"))
+    assert all(
+        same[m][path]["max_abs_logit_diff"] < 1e-5 for m in ("base", "adapter") for path in ("dense", "plain_again")
+    )
     assert "answers equal" in figures["decode"]["trained_model_verify"]["verify"]["tiny-ko-qa"]
     assert figures["decode"]["perplexity_relative_difference"] < 1e-3
     assert figures["train"]["harness_seed"]["tokens_per_second"] > 0
@@ -61,7 +81,9 @@ def test_smoke_eval_on_the_first_questions(tmp_path, harness_cache):
     doc = json.loads(data.read_text(encoding="utf-8"))
     first = [q["id"] for a in doc["data"] for p in a["paragraphs"] for q in p["qas"]][:8]
     run = next((tmp_path / "work" / "runs").iterdir())
-    ids = [json.loads(line)["id"] for line in (run / "records" / "adapter.jsonl").read_text(encoding="utf-8").splitlines()]
+    ids = [
+        json.loads(line)["id"] for line in (run / "records" / "adapter.jsonl").read_text(encoding="utf-8").splitlines()
+    ]
     assert sorted(ids) == sorted(first)
     assert "error" not in figures["eval"]["static_cache"]
 

@@ -1,5 +1,6 @@
 """The CLI explains itself: every command is listed, every option of every command is documented
 (commands added later are covered automatically), and `harness doctor` reports what it detects."""
+
 from __future__ import annotations
 
 import argparse
@@ -7,7 +8,7 @@ import json
 
 import pytest
 
-from harness.cli import build_parser
+from harness.commands.cli import build_parser
 
 
 def _subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
@@ -30,7 +31,7 @@ def test_top_level_help_lists_every_command(run_cli):
     for name in COMMANDS:
         assert f"    {name}" in out, name
     # Each command carries a one-line summary in the listing.
-    action = [a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)][0]
+    action = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
     summaries = {choice.dest: choice.help for choice in action._choices_actions}
     for name in COMMANDS:
         assert summaries.get(name), f"{name} has no summary in `harness --help`"
@@ -91,12 +92,29 @@ def test_help_in_a_real_process(run_subprocess):
 def test_doctor_table(run_cli):
     code, out, err = run_cli(["doctor"])
     assert code == 0, err
-    for needle in ("device", "cpu", "bf16 supported", "bitsandbytes backend", "CPU cores", "python",
-                   "torch", "transformers", "peft", "trl", "bitsandbytes", "accelerate",
-                   "compute_dtype", "fp32", "optimizer", "adamw_torch", "train_micro_batch", "eval_batch",
-                   "gradient_checkpointing"):
+    for needle in (
+        "device",
+        "cpu",
+        "bf16 supported",
+        "bitsandbytes backend",
+        "CPU cores",
+        "python",
+        "torch",
+        "transformers",
+        "peft",
+        "trl",
+        "bitsandbytes",
+        "accelerate",
+        "compute_dtype",
+        "fp32",
+        "optimizer",
+        "adamw_torch",
+        "train_micro_batch",
+        "eval_batch",
+        "gradient_checkpointing",
+    ):
         assert needle in out, needle
-    from harness.env import library_versions
+    from harness.runtime.env import library_versions
 
     for name, version in library_versions().items():
         assert version in out, (name, version)
@@ -114,8 +132,11 @@ def test_doctor_json(run_cli):
     for lib in ("torch", "transformers", "peft", "trl", "bitsandbytes", "accelerate", "datasets", "harness"):
         assert env["versions"][lib] not in ("", "not installed"), lib
     assert decisions == {
-        "compute_dtype": "fp32", "train_micro_batch": decisions["train_micro_batch"],
-        "eval_batch": decisions["eval_batch"], "optimizer": "adamw_torch", "gradient_checkpointing": False,
+        "compute_dtype": "fp32",
+        "train_micro_batch": decisions["train_micro_batch"],
+        "eval_batch": decisions["eval_batch"],
+        "optimizer": "adamw_torch",
+        "gradient_checkpointing": False,
     }
     assert decisions["train_micro_batch"] >= 1 and decisions["eval_batch"] >= 1
 

@@ -4,6 +4,7 @@ to the command's log file (and to the terminal too with --verbose); an error sta
 The real-process tests run the README's loop through `python -m harness`, as a user does, on the
 installed library versions: the locked ones in CI, the newest under `tox -e latest`.
 """
+
 from __future__ import annotations
 
 import logging
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.console import divert_library_output, keep_log_in, terminal
+from harness.runtime.console import divert_library_output, keep_log_in, terminal
 
 # A line harness writes to stderr: its own messages, or one of its progress bars ("train: 40%|...").
 OURS_ON_STDERR = re.compile(r"^(harness( \w+)?: |[^:|]{1,80}: +\d+%\|)")
@@ -26,8 +27,11 @@ def _terminal_lines(text: str) -> list[str]:
 
 def _library_lines(log: Path) -> set[str]:
     """The log's lines that came from libraries (not its run headers, not harness's own entries)."""
-    return {line.strip() for line in _terminal_lines(log.read_text(encoding="utf-8"))
-            if not line.startswith("===") and " harness." not in line and len(line.strip()) > 8}
+    return {
+        line.strip()
+        for line in _terminal_lines(log.read_text(encoding="utf-8"))
+        if not line.startswith("===") and " harness." not in line and len(line.strip()) > 8
+    }
 
 
 def _assert_only_ours(proc, logs: list[Path]) -> None:
@@ -45,7 +49,7 @@ def test_the_readme_loop_prints_only_harness_output(workdir, run_subprocess, tin
     train = run_subprocess(["train", "--overwrite", "--set", "training.max_steps=2", "--set", "training.eval_steps=2"])
     train_log = workdir / "adapters" / "tiny-ko-qa" / "train.log"
     _assert_only_ours(train, [train_log])
-    assert "harness.train: step 2:" in train_log.read_text(encoding="utf-8")  # the trainer's entries, kept
+    assert "harness.train.recipe: step 2:" in train_log.read_text(encoding="utf-8")  # the trainer's entries, kept
     assert "train: 100%|" in train.stderr  # harness's bar stays
 
     suite = Path(__file__).resolve().parents[1] / "suites" / "korquad_sample.yaml"
@@ -118,7 +122,7 @@ def test_hub_kernels_are_not_fetched_unless_asked(workdir):
         "def refuse(*a, **k): raise AssertionError('harness opened a connection')\n"
         "socket.socket.connect = refuse\n"
         "socket.create_connection = refuse\n"
-        "from harness.cli import main\n"
+        "from harness.commands.cli import main\n"
         "assert main(['doctor']) == 0\n"
         "import kernels\n"
         "try:\n"
@@ -128,13 +132,29 @@ def test_hub_kernels_are_not_fetched_unless_asked(workdir):
         "else:\n"
         "    raise AssertionError('a hub kernel was loaded')\n"
     )
-    env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HARNESS_HUB_KERNELS")}
-    proc = subprocess.run([sys.executable, "-c", code], cwd=workdir, env=env, capture_output=True, text=True, timeout=300)
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HARNESS_HUB_KERNELS")
+    }
+    proc = subprocess.run(
+        [sys.executable, "-c", code], cwd=workdir, env=env, capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 0, proc.stderr
     assert "Traceback" not in proc.stderr and "publisher trust" not in proc.stderr, proc.stderr
 
     env["HARNESS_HUB_KERNELS"] = "1"
-    asked = subprocess.run([sys.executable, "-c", "from harness.env import block_hub_kernels; block_hub_kernels(); "
-                            "import kernels; print(kernels.get_kernel.__module__)"],
-                           cwd=workdir, env=env, capture_output=True, text=True, timeout=300)
+    asked = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from harness.runtime.env import block_hub_kernels; block_hub_kernels(); "
+            "import kernels; print(kernels.get_kernel.__module__)",
+        ],
+        cwd=workdir,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert asked.returncode == 0 and not asked.stdout.startswith("harness"), asked.stderr

@@ -1,5 +1,6 @@
 """The lock (constraints/cpu.txt) and pyproject.toml name the same dependencies, and `harness
 doctor` names every installed package outside the lock."""
+
 from __future__ import annotations
 
 import re
@@ -9,7 +10,7 @@ import pytest
 from packaging.requirements import Requirement
 from packaging.version import Version
 
-from harness.tested_set import normalize, outside_tested_set, read_lock
+from harness.runtime.tested_set import normalize, outside_tested_set, read_lock
 
 tomllib = pytest.importorskip("tomllib")
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -44,7 +45,8 @@ def test_every_dependency_of_pyproject_is_locked_within_its_range():
         name = normalize(req.name)
         assert name in pins, f"{req.name} is in pyproject.toml but not in constraints/cpu.txt: {REGENERATE}"
         assert req.specifier.contains(Version(pins[name]), prereleases=True), (
-            f"constraints/cpu.txt pins {name}=={pins[name]}, outside pyproject.toml's {req}: {REGENERATE}")
+            f"constraints/cpu.txt pins {name}=={pins[name]}, outside pyproject.toml's {req}: {REGENERATE}"
+        )
 
 
 def test_the_lock_holds_no_dependency_that_pyproject_dropped():
@@ -70,11 +72,13 @@ def test_doctor_names_each_installed_package_outside_the_tested_set(tmp_path, mo
     lock.write_text(
         "torch==0.0.1\n    # via harness (pyproject.toml)\n"
         f"PyYAML=={importlib.metadata.version('pyyaml')}\n"
-        f"torch-is-a-prefix-not-a-match==1.0\n", encoding="utf-8")
+        f"torch-is-a-prefix-not-a-match==1.0\n",
+        encoding="utf-8",
+    )
     assert outside_tested_set(lock) == [("torch", importlib.metadata.version("torch"), "0.0.1")]
     assert outside_tested_set(tmp_path / "absent.txt") is None
 
-    monkeypatch.setattr("harness.tested_set.LOCK_FILE", lock)
+    monkeypatch.setattr("harness.runtime.tested_set.LOCK_FILE", lock)
     code, out, _err = run_cli(["doctor"])
     assert code == 0
     lines = [line.split() for line in out.splitlines() if line.startswith("untested")]

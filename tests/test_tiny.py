@@ -1,5 +1,6 @@
 """The built-in tiny model: deterministic, small, a real Llama, a Korean-capable tokenizer with a
 chat template, and loadable in 4-bit NF4 on CPU through the same loader every command uses."""
+
 from __future__ import annotations
 
 import hashlib
@@ -21,12 +22,13 @@ KOREAN_SAMPLES = [
 def _digests(root: Path) -> dict[str, str]:
     return {
         str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(root.rglob("*")) if p.is_file()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
     }
 
 
 def test_two_builds_are_byte_identical(tmp_path, monkeypatch, tiny_ref):
-    from harness.tiny import tiny_model_path
+    from harness.model.tiny import tiny_model_path
 
     paths = []
     for name in ("cache-a", "cache-b"):
@@ -78,7 +80,7 @@ def test_tokenizer_is_trained_on_korean(tiny_path):
 def test_chat_template_renders(tiny_path):
     from transformers import AutoTokenizer
 
-    from harness.prompts import apply_chat_template
+    from harness.data.prompts import apply_chat_template
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_path)
     assert tokenizer.chat_template
@@ -98,8 +100,8 @@ def test_loads_in_4bit_nf4(tiny_ref):
     import torch
 
     from harness.config import Quantization
-    from harness.env import detect
-    from harness.models import load_base
+    from harness.model.loading import load_base
+    from harness.runtime.env import detect
 
     base = load_base(tiny_ref, Quantization(), detect())
     model = base.model
@@ -120,9 +122,9 @@ def test_loads_in_4bit_nf4(tiny_ref):
 
 def test_unknown_tiny_name_is_a_model_error(tiny_ref):
     from harness.config import Quantization
-    from harness.env import detect
-    from harness.models import load_base
-    from harness.tiny import tiny_model_path
+    from harness.model.loading import load_base
+    from harness.model.tiny import tiny_model_path
+    from harness.runtime.env import detect
 
     with pytest.raises(ModelError, match="tiny:llama-ko"):
         tiny_model_path("tiny:gpt-ko")

@@ -1,6 +1,7 @@
 """`harness train` end to end on the tiny model with real 4-bit QLoRA on CPU (transformers + peft
 + bitsandbytes + TRL): it learns, what it saves reloads to the same numbers, a resumed run equals
 an uninterrupted one, and the train record holds what a user needs to trust the result."""
+
 from __future__ import annotations
 
 import hashlib
@@ -12,9 +13,9 @@ import pytest
 
 from harness.config import TrainConfig, load_config
 from harness.errors import HarnessError
-from harness.train import RECORD_FILE, build_examples, train
+from harness.train.recipe import RECORD_FILE, build_examples, train
 
-PRESET = Path(__file__).resolve().parents[1] / "harness" / "presets" / "tiny-ko-qa.yaml"
+PRESET = Path(__file__).resolve().parents[1] / "harness" / "data" / "presets" / "tiny-ko-qa.yaml"
 
 pytestmark = pytest.mark.slow
 
@@ -36,8 +37,12 @@ def load_adapter_tensors(directory: Path) -> dict:
 # ---------------------------------------------------------------- shared runs (one each per module)
 
 MEMORISE = {
-    "data.limit": 4, "data.validation_fraction": 0, "training.max_steps": 60,
-    "training.learning_rate": 0.003, "training.logging_steps": 1, "training.save_steps": 1000,
+    "data.limit": 4,
+    "data.validation_fraction": 0,
+    "training.max_steps": 60,
+    "training.learning_rate": 0.003,
+    "training.logging_steps": 1,
+    "training.save_steps": 1000,
 }
 
 
@@ -51,8 +56,12 @@ def memorised(tmp_path_factory, harness_cache):
 
 RESUME_K = 3
 RESUMABLE = {
-    "data.limit": 8, "data.validation_fraction": 0.25, "training.max_steps": 2 * RESUME_K,
-    "training.save_steps": RESUME_K, "training.eval_steps": RESUME_K, "training.logging_steps": 1,
+    "data.limit": 8,
+    "data.validation_fraction": 0.25,
+    "training.max_steps": 2 * RESUME_K,
+    "training.save_steps": RESUME_K,
+    "training.eval_steps": RESUME_K,
+    "training.logging_steps": 1,
     "training.batch_size": 2,
 }
 
@@ -69,7 +78,7 @@ def uninterrupted(tmp_path_factory, harness_cache):
 
 
 def test_loss_falls_by_at_least_half_when_memorising(memorised):
-    config, record = memorised
+    _config, record = memorised
     losses = [h["loss"] for h in record["history"] if "loss" in h]
     assert record["global_steps"] == 60
     assert len(losses) >= 30  # logging_steps=1: one entry per step
@@ -84,8 +93,8 @@ def test_memorised_answer_is_generated(memorised, tiny_ref):
     import torch
     from peft import PeftModel
 
-    from harness.env import detect
-    from harness.models import load_base
+    from harness.model.loading import load_base
+    from harness.runtime.env import detect
 
     config, record = memorised
     train_rows, _, _ = build_examples(config)
@@ -95,9 +104,14 @@ def test_memorised_answer_is_generated(memorised, tiny_ref):
     model = PeftModel.from_pretrained(base.model, config.output_dir).eval()
     ids = base.tokenizer(row["prompt"], return_tensors="pt", add_special_tokens=False).input_ids
     with torch.no_grad():
-        out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=48,
-                             do_sample=False, pad_token_id=base.tokenizer.pad_token_id)
-    answer = base.tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True)
+        out = model.generate(
+            input_ids=ids,
+            attention_mask=torch.ones_like(ids),
+            max_new_tokens=48,
+            do_sample=False,
+            pad_token_id=base.tokenizer.pad_token_id,
+        )
+    answer = base.tokenizer.decode(out[0, ids.shape[1] :], skip_special_tokens=True)
     assert answer.strip().startswith(row["completion"].strip()), (answer, row["completion"])
 
 
@@ -109,8 +123,8 @@ def test_saved_adapter_reproduces_probe_logits(memorised, tiny_ref):
     from peft import PeftModel
     from transformers import AutoTokenizer
 
-    from harness.env import detect
-    from harness.models import load_base
+    from harness.model.loading import load_base
+    from harness.runtime.env import detect
 
     config, record = memorised
     probe = record["probe"]
@@ -229,7 +243,7 @@ def test_record_without_validation_has_no_eval_loss(memorised):
 
 
 def test_existing_adapter_needs_overwrite(memorised, tmp_path):
-    config, record = memorised
+    config, _record = memorised
     out = Path(config.output_dir)
     before = (out / "adapter_model.safetensors").read_bytes()
     with pytest.raises(HarnessError, match="--overwrite"):
@@ -262,8 +276,16 @@ def test_overwrite_keeps_the_previous_run_until_the_new_one_starts(uninterrupted
 
 def test_weights_gone_non_finite_stop_training_and_keep_the_last_good_checkpoint(tmp_path):
     out = tmp_path / "diverged"
-    config = preset_config(out, **{"data.limit": 8, "training.max_steps": 5, "training.save_steps": 1,
-                                   "training.warmup": 0, "training.learning_rate": 1e30})
+    config = preset_config(
+        out,
+        **{
+            "data.limit": 8,
+            "training.max_steps": 5,
+            "training.save_steps": 1,
+            "training.warmup": 0,
+            "training.learning_rate": 1e30,
+        },
+    )
     with pytest.raises(HarnessError, match="NaN or infinite at step 2") as caught:
         train(config, log=quiet)
     assert "checkpoint-1" in str(caught.value) and "training.learning_rate" in str(caught.value)
@@ -277,7 +299,7 @@ def test_a_max_length_that_leaves_nothing_to_learn_is_a_config_error(tmp_path):
     from harness.errors import ConfigError
 
     config = preset_config(tmp_path / "short", **{"data.limit": 8, "data.max_length": 1, "training.max_steps": 2})
-    with pytest.raises(ConfigError, match="data.max_length: 1 tokens leave no training example"):
+    with pytest.raises(ConfigError, match=r"data.max_length: 1 tokens leave no training example"):
         train(config, log=quiet)
     assert not (tmp_path / "short" / "tensorboard").exists()
 
@@ -293,7 +315,7 @@ def test_resume_without_checkpoint_is_an_error(tmp_path):
 
 def test_cli_refuses_existing_adapter(memorised, run_cli):
     config, _ = memorised
-    code, out, err = run_cli(["train", PRESET, "--output-dir", config.output_dir, "--set", "training.max_steps=1"])
+    code, _out, err = run_cli(["train", PRESET, "--output-dir", config.output_dir, "--set", "training.max_steps=1"])
     assert code == 2
     assert err.strip().splitlines() == [err.strip()]
     assert "already holds an adapter" in err and "--overwrite" in err
@@ -305,8 +327,20 @@ def test_two_processes_train_the_same_adapter(run_subprocess, tmp_path, harness_
     digests = []
     for run in ("a", "b"):
         out = tmp_path / run
-        proc = run_subprocess(["train", "--output-dir", out, "--set", "training.max_steps=6",
-                               "--set", "data.limit=12", "--set", "data.validation_fraction=0"], timeout=600)
+        proc = run_subprocess(
+            [
+                "train",
+                "--output-dir",
+                out,
+                "--set",
+                "training.max_steps=6",
+                "--set",
+                "data.limit=12",
+                "--set",
+                "data.validation_fraction=0",
+            ],
+            timeout=600,
+        )
         assert proc.returncode == 0, proc.stderr[-2000:]
         digests.append(hashlib.sha256((out / "adapter_model.safetensors").read_bytes()).hexdigest())
     assert digests[0] == digests[1]

@@ -8,6 +8,7 @@
 
 The model runs are real: tiny model, 4-bit bitsandbytes on CPU, peft, TRL; torch on one thread.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -15,18 +16,23 @@ from pathlib import Path
 import pytest
 
 from harness.config import TrainConfig, load_config
-from harness.env import Environment
 from harness.errors import ConfigError
-from harness.train_plan import activation_bytes, fit_to_memory, micro_step_tokens, plan_training
+from harness.runtime.env import Environment
+from harness.train.plan import activation_bytes, fit_to_memory, micro_step_tokens, plan_training
 
-PRESET = Path(__file__).resolve().parents[1] / "harness" / "presets" / "tiny-ko-qa.yaml"
+PRESET = Path(__file__).resolve().parents[1] / "harness" / "data" / "presets" / "tiny-ko-qa.yaml"
 GIB = 2**30
 
 # Global batch 4 as 2 × 2: the padded run accumulates two micro-batches, the padding-free one runs
 # the four sequences as one micro-step.
 SPLIT = {
-    "data.limit": 16, "data.validation_fraction": 0, "training.max_steps": 6, "training.logging_steps": 1,
-    "training.save_steps": 1000, "training.learning_rate": 0.003, "training.batch_size": 2,
+    "data.limit": 16,
+    "data.validation_fraction": 0,
+    "training.max_steps": 6,
+    "training.logging_steps": 1,
+    "training.save_steps": 1000,
+    "training.learning_rate": 0.003,
+    "training.batch_size": 2,
     "training.gradient_accumulation": 2,
 }
 # Measured on 2 CPU cores, one thread: the first step agrees exactly, every later step to ≤ 2e-7 relative
@@ -71,9 +77,16 @@ def preset_config(output_dir: Path | None = None, **overrides) -> TrainConfig:
 
 
 def environment(device: str = "cpu") -> Environment:
-    return Environment(device=device, device_name="test", cuda_capability="9.0" if device == "cuda" else None,
-                       bf16_supported=device == "cuda", gpu_memory_bytes=80 * GIB if device == "cuda" else None,
-                       bitsandbytes_backend=device, cpu_count=2, python="3.11")
+    return Environment(
+        device=device,
+        device_name="test",
+        cuda_capability="9.0" if device == "cuda" else None,
+        bf16_supported=device == "cuda",
+        gpu_memory_bytes=80 * GIB if device == "cuda" else None,
+        bitsandbytes_backend=device,
+        cpu_count=2,
+        python="3.11",
+    )
 
 
 def losses(record: dict) -> list[float]:
@@ -99,7 +112,7 @@ def one_thread():
 @pytest.fixture(scope="module")
 def split_runs(tmp_path_factory, harness_cache, one_thread) -> dict[str, dict]:
     """The same 6 steps three ways: padded 2 × 2, padding-free, padding-free on a dequantized base."""
-    from harness.train import train
+    from harness.train.recipe import train
 
     root = tmp_path_factory.mktemp("split")
     settings = {
@@ -108,8 +121,10 @@ def split_runs(tmp_path_factory, harness_cache, one_thread) -> dict[str, dict]:
         "padding_free": {"training.padding_free": True, "training.dequantize_base": False},
         "dequantized": {"training.padding_free": True, "training.dequantize_base": True},
     }
-    return {name: train(preset_config(root / name, **SPLIT, **extra), log=lambda *_: None)
-            for name, extra in settings.items()}
+    return {
+        name: train(preset_config(root / name, **SPLIT, **extra), log=lambda *_: None)
+        for name, extra in settings.items()
+    }
 
 
 # ---------------------------------------------------------------- padding-free equals padded accumulation
@@ -150,14 +165,15 @@ def test_dequantized_base_computes_what_the_4bit_base_computes(tiny_ref, one_thr
     from peft import prepare_model_for_kbit_training
 
     from harness.config.model import Quantization
-    from harness.dequantize import DequantizedLinear, dequantize_linear4bit, dequantized_bytes
-    from harness.env import detect
-    from harness.models import linear_module_names, load_base
+    from harness.model.dequantize import DequantizedLinear, dequantize_linear4bit, dequantized_bytes
+    from harness.model.loading import linear_module_names, load_base
+    from harness.runtime.env import detect
 
     base = load_base(tiny_ref, Quantization(), detect())
     model = prepare_model_for_kbit_training(base.model, use_gradient_checkpointing=False).eval()
-    ids = base.tokenizer(["한국의 수도는 서울이다. 부산은 항구 도시이다.", "질문: 수도는? 답:"], return_tensors="pt",
-                         padding=True).input_ids.to(base.model.device)
+    ids = base.tokenizer(
+        ["한국의 수도는 서울이다. 부산은 항구 도시이다.", "질문: 수도는? 답:"], return_tensors="pt", padding=True
+    ).input_ids.to(base.model.device)
     names_before = linear_module_names(model)
     expected_bytes = dequantized_bytes(model, torch.float32)
     with torch.no_grad():
@@ -182,14 +198,15 @@ def test_dequantized_base_trains_like_the_4bit_base(split_runs, tiny_ref):
     import torch
     from peft import PeftModel
 
-    from harness.env import detect
-    from harness.models import load_base
+    from harness.model.loading import load_base
+    from harness.runtime.env import detect
 
     four_bit, dense = split_runs["padding_free"], split_runs["dequantized"]
     assert dense["plan"]["dequantize_base"] is True and four_bit["plan"]["dequantize_base"] is False
     assert_losses_agree(losses(four_bit), losses(dense))
-    assert_adapters_agree(adapter_tensors(four_bit["config"]["output_dir"]),
-                          adapter_tensors(dense["config"]["output_dir"]))
+    assert_adapters_agree(
+        adapter_tensors(four_bit["config"]["output_dir"]), adapter_tensors(dense["config"]["output_dir"])
+    )
 
     probe = dense["probe"]
     config = preset_config(**SPLIT)
@@ -220,9 +237,9 @@ def test_bf16_training_keeps_the_frozen_weights_bf16(tiny_ref):
     and turn the residual stream, and with it every recomputation checkpoint, fp32."""
     import torch
 
-    from harness.env import detect
-    from harness.models import load_base
-    from harness.train import _wrap_with_lora
+    from harness.model.loading import load_base
+    from harness.runtime.env import detect
+    from harness.train.recipe import _wrap_with_lora
 
     config = preset_config(**{"quantization.compute_dtype": "bf16"})
     plan = plan_training(config, detect())
@@ -245,8 +262,9 @@ def test_padding_free_is_on_by_default_and_merges_accumulation():
     assert "padding_free=on" in plan.describe() and "one micro-step" in plan.describe()
     # Off, or with packing, the configured split stays.
     for overrides in ({"training.padding_free": False}, {"data.packing": True}):
-        plan = plan_training(preset_config(**{"training.batch_size": 4, "training.gradient_accumulation": 4,
-                                              **overrides}), environment())
+        plan = plan_training(
+            preset_config(**{"training.batch_size": 4, "training.gradient_accumulation": 4, **overrides}), environment()
+        )
         assert (plan.batch_size, plan.gradient_accumulation, plan.padding_free) == (4, 4, False)
 
 
@@ -261,9 +279,9 @@ def test_padding_free_needs_an_attention_that_reads_packed_positions():
     plan = plan_training(config, environment(), attention="some_hub_kernel")
     assert plan.padding_free is False and plan.gradient_accumulation == 2
     assert "some_hub_kernel" in plan.why["padding_free"]
-    with pytest.raises(ConfigError, match="training.padding_free: true needs an attention"):
+    with pytest.raises(ConfigError, match=r"training.padding_free: true needs an attention"):
         plan_training(preset_config(**{"training.padding_free": True}), environment(), attention="some_hub_kernel")
-    with pytest.raises(ConfigError, match="data.packing"):
+    with pytest.raises(ConfigError, match=r"data.packing"):
         plan_training(preset_config(**{"training.padding_free": True, "data.packing": True}), environment())
 
 
@@ -271,7 +289,7 @@ def test_cpu_defaults_leave_liger_checkpointing_and_dequantization_off():
     plan = plan_training(preset_config(), environment())
     assert (plan.liger, plan.gradient_checkpointing, plan.dequantize_base) == (False, False, False)
     assert plan_training(preset_config(**{"training.dequantize_base": True}), environment()).dequantize_base
-    with pytest.raises(ConfigError, match="training.dequantize_base: true needs a 4-bit base"):
+    with pytest.raises(ConfigError, match=r"training.dequantize_base: true needs a 4-bit base"):
         plan_training(preset_config(**{"training.dequantize_base": True, "quantization.mode": "int8"}), environment())
 
 
@@ -282,7 +300,7 @@ def test_liger_true_without_cuda_is_one_line_naming_the_field(run_cli):
         plan_training(preset_config(**{"training.liger": True}), environment())
     if torch.cuda.is_available():
         return  # the CLI would find CUDA here
-    code, out, err = run_cli(["train", "--set", "training.liger=true", "--set", "training.max_steps=1"])
+    code, _out, err = run_cli(["train", "--set", "training.liger=true", "--set", "training.max_steps=1"])
     assert code == 2
     assert err.strip().splitlines() == [err.strip()]
     assert "training.liger" in err and "auto or false" in err
@@ -303,8 +321,15 @@ def test_activation_estimate_and_micro_step_tokens():
 
 
 def cuda_plan(**overrides):
-    config = preset_config(**{"training.batch_size": 4, "training.gradient_accumulation": 4,
-                              "training.optimizer": "adamw_torch", "training.liger": False, **overrides})
+    config = preset_config(
+        **{
+            "training.batch_size": 4,
+            "training.gradient_accumulation": 4,
+            "training.optimizer": "adamw_torch",
+            "training.liger": False,
+            **overrides,
+        }
+    )
     return config, plan_training(config, environment("cuda"))
 
 
@@ -348,7 +373,7 @@ def test_micro_step_is_split_only_where_even_recomputation_does_not_fit():
 
 
 def test_varlen_attention_needs_cuda_and_16_bit():
-    from harness.varlen_attention import unavailable_reason
+    from harness.engine.kernels.varlen_attention import unavailable_reason
 
     assert unavailable_reason("cpu", "fp32") == "needs CUDA"
     assert "bf16 or fp16" in unavailable_reason("cuda", "fp32")
@@ -362,9 +387,9 @@ def test_varlen_attention_falls_back_to_sdpa_without_sequence_boundaries(tiny_re
     import torch
 
     from harness.config.model import Quantization
-    from harness.env import detect
-    from harness.models import load_base
-    from harness.varlen_attention import NAME, use_varlen_attention
+    from harness.engine.kernels.varlen_attention import NAME, use_varlen_attention
+    from harness.model.loading import load_base
+    from harness.runtime.env import detect
 
     base = load_base(tiny_ref, Quantization(mode="none"), detect())
     model = base.model.eval()
@@ -374,7 +399,10 @@ def test_varlen_attention_falls_back_to_sdpa_without_sequence_boundaries(tiny_re
     positions = torch.cat([torch.arange(ids.shape[1]), torch.arange(7)])[None].to(model.device)
     # use_cache=False as in training: transformers reads packed position ids only without a cache.
     with torch.no_grad():
-        expected = [model(input_ids=ids).logits, model(input_ids=packed, position_ids=positions, use_cache=False).logits]
+        expected = [
+            model(input_ids=ids).logits,
+            model(input_ids=packed, position_ids=positions, use_cache=False).logits,
+        ]
         assert use_varlen_attention(model) == "sdpa" and model.config._attn_implementation == NAME
         actual = [model(input_ids=ids).logits, model(input_ids=packed, position_ids=positions, use_cache=False).logits]
     for a, b in zip(expected, actual):
@@ -384,7 +412,7 @@ def test_varlen_attention_falls_back_to_sdpa_without_sequence_boundaries(tiny_re
         alone = model(input_ids=ids[:, :7]).logits
     # (on a GPU in bf16, where a longer row runs other kernels: to bf16's rounding)
     tolerance = 2**-6 * alone.abs().max().item() if on_gpu() else 1e-5
-    assert torch.allclose(actual[1][0, ids.shape[1]:], alone[0], atol=tolerance)
+    assert torch.allclose(actual[1][0, ids.shape[1] :], alone[0], atol=tolerance)
     model.set_attn_implementation("sdpa")
 
 
@@ -395,7 +423,7 @@ def test_varlen_attention_equals_masked_sdpa_on_cuda():
     import torch
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
-    from harness.varlen_attention import unavailable_reason, varlen_or_sdpa_attention
+    from harness.engine.kernels.varlen_attention import unavailable_reason, varlen_or_sdpa_attention
 
     if unavailable_reason("cuda", "bf16"):
         pytest.skip(unavailable_reason("cuda", "bf16"))
@@ -414,10 +442,14 @@ def test_varlen_attention_equals_masked_sdpa_on_cuda():
     q = torch.randn(1, heads, total, dim, device="cuda", dtype=torch.bfloat16, requires_grad=True)
     kv = torch.randn(2, 1, heads // 2, total, dim, device="cuda", dtype=torch.bfloat16, requires_grad=True)
     outputs, grads = [], []
-    for attention, kwargs in ((sdpa_attention_forward, {}),
-                              (varlen_or_sdpa_attention, {"cu_seq_lens_q": cu, "cu_seq_lens_k": cu,
-                                                          "max_length_q": max(lengths), "max_length_k": max(lengths)})):
-        out, _ = attention(Module(), q, kv[0], kv[1], mask[None, None], scaling=dim ** -0.5, **kwargs)
+    for attention, kwargs in (
+        (sdpa_attention_forward, {}),
+        (
+            varlen_or_sdpa_attention,
+            {"cu_seq_lens_q": cu, "cu_seq_lens_k": cu, "max_length_q": max(lengths), "max_length_k": max(lengths)},
+        ),
+    ):
+        out, _ = attention(Module(), q, kv[0], kv[1], mask[None, None], scaling=dim**-0.5, **kwargs)
         out.float().pow(2).sum().backward()
         outputs.append(out.detach().float())
         grads.append((q.grad.clone(), kv.grad.clone()))

@@ -1,4 +1,5 @@
 """`harness chat`: talk to the base or an adapter, switching without reloading."""
+
 from __future__ import annotations
 
 import argparse
@@ -9,10 +10,14 @@ HELP = "chat interactively with the base or an adapter (chat template, history, 
 
 
 def register(sub) -> None:
-    p = sub.add_parser("chat", help=HELP, description=HELP + ".",
-                       formatter_class=argparse.RawDescriptionHelpFormatter,
-                       epilog="In the session: /model NAME, /set FIELD VALUE, /reset, /save FILE, /help. "
-                              "Ctrl-C stops an answer, Ctrl-D leaves.")
+    p = sub.add_parser(
+        "chat",
+        help=HELP,
+        description=HELP + ".",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="In the session: /model NAME, /set FIELD VALUE, /reset, /save FILE, /help. "
+        "Ctrl-C stops an answer, Ctrl-D leaves.",
+    )
     add_model_options(p, no_base=False)
     p.add_argument("--system", metavar="TEXT", help="system message put before the conversation")
     add_generation_options(p)
@@ -20,18 +25,23 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from harness.adapters import attach_adapters
-    from harness.chat import ChatSession
     from harness.commands.options import generation_settings, parse_adapters
     from harness.config import Quantization
-    from harness.env import detect
-    from harness.models import load_base
-    from harness.prompts import apply_chat_template
+    from harness.data.prompts import apply_chat_template
+    from harness.generate.chat import ChatSession
+    from harness.model.adapters import attach_adapters
+    from harness.model.loading import load_base
+    from harness.runtime.env import detect
 
     adapters = parse_adapters(args.adapter)
     settings = generation_settings(args)
-    base = load_base(args.base, Quantization(mode=args.quantization), detect(), device_map=args.device_map,
-                     max_memory_per_gpu=args.max_memory_per_gpu)
+    base = load_base(
+        args.base,
+        Quantization(mode=args.quantization),
+        detect(),
+        device_map=args.device_map,
+        max_memory_per_gpu=args.max_memory_per_gpu,
+    )
     apply_chat_template(base.tokenizer, "")  # a base without a chat template is refused before the session
     models = attach_adapters(base, adapters)
     return ChatSession(models, ["base", *adapters], settings, system=args.system, engine=args.engine).run()

@@ -1,8 +1,11 @@
 """`harness doctor`: what the environment detection sees and what it would pick."""
+
 from __future__ import annotations
 
-HELP = ("show the device, CUDA capability, bf16 support, GPU memory, bitsandbytes backend, versions, "
-        "packages outside the tested set and chosen defaults")
+HELP = (
+    "show the device, CUDA capability, bf16 support, GPU memory, bitsandbytes backend, versions, "
+    "packages outside the tested set and chosen defaults"
+)
 
 
 def register(sub) -> None:
@@ -14,9 +17,9 @@ def register(sub) -> None:
 def run(args) -> int:
     import json
 
-    from harness.env import compute_dtype_name, detect, eval_batch_size, train_batch_size
-    from harness.tables import format_table, human_bytes
-    from harness.tested_set import LOCK_FILE, outside_tested_set
+    from harness.runs.tables import format_table, human_bytes
+    from harness.runtime.env import compute_dtype_name, detect, eval_batch_size, train_batch_size
+    from harness.runtime.tested_set import LOCK_FILE, outside_tested_set
 
     env = detect()
     decided = {

@@ -1,4 +1,5 @@
 """`harness eval SUITE`."""
+
 from __future__ import annotations
 
 import argparse
@@ -9,25 +10,46 @@ HELP = "evaluate the base (4-bit) and adapters on a suite: KorQuAD EM/F1, ROUGE,
 
 
 def register(sub) -> None:
-    p = sub.add_parser("eval", help=HELP, description=HELP + ".",
-                       formatter_class=argparse.RawDescriptionHelpFormatter,
-                       epilog="Suite fields are documented in README.md (Config reference: suite). "
-                              "Re-running the same command resumes from the records on disk.")
+    p = sub.add_parser(
+        "eval",
+        help=HELP,
+        description=HELP + ".",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Suite fields are documented in README.md (Config reference: suite). "
+        "Re-running the same command resumes from the records on disk.",
+    )
     p.add_argument("suite", help="suite YAML, e.g. suites/korquad_sample.yaml")
     p.add_argument("--base", help="base model: hub id, local path or tiny:llama-ko (overrides models.base)")
-    p.add_argument("--adapter", action="append", default=[], metavar="NAME=PATH",
-                   help="add an adapter to compare (repeatable; a bare PATH is named after its directory)")
+    p.add_argument(
+        "--adapter",
+        action="append",
+        default=[],
+        metavar="NAME=PATH",
+        help="add an adapter to compare (repeatable; a bare PATH is named after its directory)",
+    )
     p.add_argument("--no-base", action="store_true", help="score only the adapters (no deltas are computed)")
     p.add_argument("--data", help="dataset path or hub id (overrides dataset.path and its environment variable)")
     p.add_argument("--limit", type=int, help="evaluate a seeded sample of N examples (overrides dataset.limit)")
     p.add_argument("--batch-size", type=int, help="generation batch size (default: from the hardware)")
-    p.add_argument("--engine", choices=["auto", "fast", "plain"],
-                   help="fast: dequantized weights with adapters merged, static-cache decoding; plain: 4-bit + peft "
-                        "+ transformers' generate; auto (default): fast where it fits in memory")
-    p.add_argument("--verify", type=int, metavar="N",
-                   help="re-run N samples per model on the plain path (batch 1) and record how many answers agree")
-    p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
-                   help="override any suite field, e.g. --set generation.max_new_tokens=16 (value read as YAML)")
+    p.add_argument(
+        "--engine",
+        choices=["auto", "fast", "plain"],
+        help="fast: dequantized weights with adapters merged, static-cache decoding; plain: 4-bit + peft "
+        "+ transformers' generate; auto (default): fast where it fits in memory",
+    )
+    p.add_argument(
+        "--verify",
+        type=int,
+        metavar="N",
+        help="re-run N samples per model on the plain path (batch 1) and record how many answers agree",
+    )
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="override any suite field, e.g. --set generation.max_new_tokens=16 (value read as YAML)",
+    )
     p.add_argument("--out", default="runs", help="directory that receives run directories (default: runs/)")
     p.add_argument("--run-id", help="name of the run directory (default: suite name + a hash of what is evaluated)")
     p.add_argument("--json", action="store_true", help="print results.json instead of the table")
@@ -39,10 +61,10 @@ def run(args) -> int:
     import json
 
     from harness.config import SuiteConfig, load_config, parse_set_option
-    from harness.console import terminal
     from harness.errors import ConfigError
-    from harness.evaluation import run_eval
-    from harness.summary import results_table
+    from harness.evaluate.run import run_eval
+    from harness.runs.summary import results_table
+    from harness.runtime.console import terminal
 
     overrides = dict(parse_set_option(s) for s in args.set)
     if args.base:
@@ -68,7 +90,7 @@ def run(args) -> int:
     # With --json, stdout carries only the JSON document; the progress line goes to stderr.
     log = (lambda message: print(message, file=terminal())) if args.json else print
     result = run_eval(suite, args.suite, args.out, args.run_id, log=log)
-    from harness.distributed import Dist
+    from harness.runtime.distributed import Dist
 
     if not Dist.current().main:  # rank 0 prints the merged results
         return 0

@@ -1,4 +1,5 @@
 """`harness generate`: try the base and adapters on your own prompts, side by side."""
+
 from __future__ import annotations
 
 import argparse
@@ -9,26 +10,47 @@ HELP = "answer your own prompts with the base and adapters side by side (also ba
 
 
 def register(sub) -> None:
-    p = sub.add_parser("generate", help=HELP, description=HELP + ".",
-                       formatter_class=argparse.RawDescriptionHelpFormatter,
-                       epilog="Example: harness generate --base tiny:llama-ko --adapter ko=adapters/tiny-ko-qa "
-                              "--prompt '한국의 수도는?' --compare repetition_penalty=1.0,1.3")
+    p = sub.add_parser(
+        "generate",
+        help=HELP,
+        description=HELP + ".",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Example: harness generate --base tiny:llama-ko --adapter ko=adapters/tiny-ko-qa "
+        "--prompt '한국의 수도는?' --compare repetition_penalty=1.0,1.3",
+    )
     add_model_options(p)
     p.add_argument("--prompt", action="append", default=[], metavar="TEXT", help="a prompt (repeatable)")
-    p.add_argument("--prompts", metavar="FILE",
-                   help="prompts file: .txt one per line, .jsonl with a 'prompt' field (or fields for --template)")
-    p.add_argument("stdin", nargs="?", choices=["-"], metavar="-", help="read prompts from standard input, one per line")
-    p.add_argument("--template", metavar="NAME|FILE",
-                   help="fill a prompt template (qa-ko, alpaca, ... or a YAML file) from each prompt's fields")
+    p.add_argument(
+        "--prompts",
+        metavar="FILE",
+        help="prompts file: .txt one per line, .jsonl with a 'prompt' field (or fields for --template)",
+    )
+    p.add_argument(
+        "stdin", nargs="?", choices=["-"], metavar="-", help="read prompts from standard input, one per line"
+    )
+    p.add_argument(
+        "--template",
+        metavar="NAME|FILE",
+        help="fill a prompt template (qa-ko, alpaca, ... or a YAML file) from each prompt's fields",
+    )
     p.add_argument("--chat", action="store_true", help="wrap each prompt in the model's chat template")
     p.add_argument("--system", metavar="TEXT", help="system message for --chat")
-    p.add_argument("--suite", metavar="SUITE.yaml",
-                   help="take a suite's prompt template (and chat setting), generation block and generation_grid")
-    p.add_argument("--compare", action="append", default=[], metavar="FIELD=V1,V2",
-                   help="run every value of a generation field for every model (repeatable: a grid)")
+    p.add_argument(
+        "--suite",
+        metavar="SUITE.yaml",
+        help="take a suite's prompt template (and chat setting), generation block and generation_grid",
+    )
+    p.add_argument(
+        "--compare",
+        action="append",
+        default=[],
+        metavar="FIELD=V1,V2",
+        help="run every value of a generation field for every model (repeatable: a grid)",
+    )
     p.add_argument("--batch-size", type=int, help="generation batch size for many prompts (default: from the hardware)")
-    p.add_argument("--out", metavar="FILE.jsonl",
-                   help="append one JSON record per prompt × model × variant as it finishes")
+    p.add_argument(
+        "--out", metavar="FILE.jsonl", help="append one JSON record per prompt × model × variant as it finishes"
+    )
     p.add_argument("--quiet", action="store_true", help="print only the summary table, not every answer")
     add_num_processes_option(p)
     add_generation_options(p)
@@ -39,16 +61,23 @@ def run(args) -> int:
     import shutil
     import sys
 
-    from harness.adapters import attach_adapters
     from harness.commands.options import generation_settings, parse_adapters, parse_compare
     from harness.config import Quantization, SuiteConfig, load_config
     from harness.config.generation import expand_grid
-    from harness.env import detect, eval_batch_size
+    from harness.data.prompts import apply_chat_template, load_template
     from harness.errors import ConfigError
-    from harness.generate import (JsonlAppender, build_prompts, check_context, read_prompt_file, render_prompt,
-                                  run_generate, summary_table)
-    from harness.models import load_base
-    from harness.prompts import apply_chat_template, load_template
+    from harness.generate.run import (
+        JsonlAppender,
+        build_prompts,
+        check_context,
+        read_prompt_file,
+        render_prompt,
+        run_generate,
+        summary_table,
+    )
+    from harness.model.adapters import attach_adapters
+    from harness.model.loading import load_base
+    from harness.runtime.env import detect, eval_batch_size
 
     # Everything a user can get wrong is checked before the model loads.
     adapters = parse_adapters(args.adapter)
@@ -80,12 +109,18 @@ def run(args) -> int:
     chat = args.chat or bool(suite and suite.prompt.chat)
     system = args.system if args.system is not None else (suite.prompt.system if suite else None)
 
-    from harness.distributed import Dist
+    from harness.runtime.distributed import Dist
 
     env = detect()
     dist = Dist.current()  # under accelerate launch: each rank answers its share of the prompts
-    base = load_base(args.base, Quantization(mode=args.quantization), env, local_rank=dist.local_rank,
-                     device_map=args.device_map, max_memory_per_gpu=args.max_memory_per_gpu)
+    base = load_base(
+        args.base,
+        Quantization(mode=args.quantization),
+        env,
+        local_rank=dist.local_rank,
+        device_map=args.device_map,
+        max_memory_per_gpu=args.max_memory_per_gpu,
+    )
     models = attach_adapters(base, adapters)
     prompts = [apply_chat_template(base.tokenizer, i.text, system) if chat else i.text for i in items]
     check_context(base.tokenizer, base.model, prompts, [i.id for i in items], variants, chat)
@@ -94,9 +129,12 @@ def run(args) -> int:
     columns = len(names) * len(variants)
     streaming = len(items) == 1 and columns == 1 and not args.quiet and not dist.active
     if dist.main:
-        print(f"harness generate: {len(items)} prompt(s) × {columns} model(s) "
-              f"[{', '.join(v.label(n) for n in names for v in variants)}], {env.device}/{base.compute_dtype}"
-              + (f" × {dist.world} processes" if dist.active else "") + (f" → {args.out}" if args.out else ""))
+        print(
+            f"harness generate: {len(items)} prompt(s) × {columns} model(s) "
+            f"[{', '.join(v.label(n) for n in names for v in variants)}], {env.device}/{base.compute_dtype}"
+            + (f" × {dist.world} processes" if dist.active else "")
+            + (f" → {args.out}" if args.out else "")
+        )
 
     def stream(text: str) -> None:
         sys.stdout.write(text)
@@ -109,9 +147,20 @@ def run(args) -> int:
     append = JsonlAppender(shard_out or args.out)
     try:
         # Every rank plans the batches of all prompts and runs its share of them (`generation.generate`).
-        records, wall = run_generate(models, names, items, prompts, variants, batch_size, append,
-                                     stream=stream if streaming else None, engine=args.engine,
-                                     dense=engine == "dense", shard=dist if dist.active else None, chat=chat)
+        records, wall = run_generate(
+            models,
+            names,
+            items,
+            prompts,
+            variants,
+            batch_size,
+            append,
+            stream=stream if streaming else None,
+            engine=args.engine,
+            dense=engine == "dense",
+            shard=dist if dist.active else None,
+            chat=chat,
+        )
     finally:
         append.close()
     if dist.active:
@@ -130,7 +179,7 @@ def run(args) -> int:
                 _shard_path(args.out, rank).unlink(missing_ok=True)
 
     if streaming:
-        from harness.generate import stats_line
+        from harness.generate.run import stats_line
 
         print("\n  · " + stats_line(records[0]))
     elif not args.quiet:

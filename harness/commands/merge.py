@@ -1,4 +1,5 @@
 """`harness merge`."""
+
 from __future__ import annotations
 
 import argparse
@@ -7,28 +8,46 @@ HELP = "fold adapters into the base, export safetensors + tokenizer + model card
 
 
 def register(sub) -> None:
-    from harness.merge import DTYPES, METHODS
+    from harness.merge.run import DTYPES, METHODS
 
     p = sub.add_parser(
-        "merge", help=HELP, description=HELP + ".", formatter_class=argparse.RawDescriptionHelpFormatter,
+        "merge",
+        help=HELP,
+        description=HELP + ".",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="A QLoRA adapter learned against the NF4 base: --dequantize merges into that base so the export "
-               "computes what was evaluated. Verification compares the export with base + adapter unmerged (merge "
-               "error) and with the 4-bit base + adapter (quantization gap); beyond a tolerance it exits 1.")
+        "computes what was evaluated. Verification compares the export with base + adapter unmerged (merge "
+        "error) and with the 4-bit base + adapter (quantization gap); beyond a tolerance it exits 1.",
+    )
     p.add_argument("--base", required=True, help="base model: hub id, local path or tiny:llama-ko")
     p.add_argument("--adapter", action="append", required=True, metavar="PATH", help="adapter directory (repeatable)")
     p.add_argument("--weights", help="comma-separated weight per adapter, e.g. 0.7,0.3 (several adapters)")
-    p.add_argument("--method", default="linear", help=f"how several adapters combine: {', '.join(METHODS)} (default linear)")
-    p.add_argument("--density", type=float, default=0.5, help="fraction of weights kept by ties/dare methods (default 0.5)")
+    p.add_argument(
+        "--method", default="linear", help=f"how several adapters combine: {', '.join(METHODS)} (default linear)"
+    )
+    p.add_argument(
+        "--density", type=float, default=0.5, help="fraction of weights kept by ties/dare methods (default 0.5)"
+    )
     p.add_argument("--out", required=True, help="export directory, e.g. exports/NAME (refused if it exists)")
     p.add_argument("--dtype", default="bf16", help=f"export dtype: {', '.join(DTYPES)} (default bf16)")
-    p.add_argument("--dequantize", action="store_true",
-                   help="merge into the NF4-dequantized base (what the adapter trained and was evaluated on)")
+    p.add_argument(
+        "--dequantize",
+        action="store_true",
+        help="merge into the NF4-dequantized base (what the adapter trained and was evaluated on)",
+    )
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
-    p.add_argument("--tolerance", type=float, help="max abs logit difference allowed against base + adapter unmerged "
-                                                   "(default: 1e-3 fp32, 0.05 fp16, 0.25 bf16)")
-    p.add_argument("--quantization-tolerance", type=float,
-                   help="max abs logit difference allowed against the 4-bit base + adapter (default: checked only "
-                        "with --dequantize, at 10x --tolerance)")
+    p.add_argument(
+        "--tolerance",
+        type=float,
+        help="max abs logit difference allowed against base + adapter unmerged "
+        "(default: 1e-3 fp32, 0.05 fp16, 0.25 bf16)",
+    )
+    p.add_argument(
+        "--quantization-tolerance",
+        type=float,
+        help="max abs logit difference allowed against the 4-bit base + adapter (default: checked only "
+        "with --dequantize, at 10x --tolerance)",
+    )
     p.add_argument("--probes", help="text file of probe prompts, one per line (default: from the adapter's data)")
     p.add_argument("--run", help="an eval run directory whose results go into the model card")
     p.add_argument("--push-to-hub", metavar="REPO", help="upload the export to this hub repository (OWNER/NAME)")
@@ -41,9 +60,9 @@ def run(args) -> int:
     from pathlib import Path
 
     from harness.errors import ConfigError, HarnessError
-    from harness.hub import push, upload_plan
-    from harness.merge import MergeRequest, merge
-    from harness.tables import format_table, human_bytes
+    from harness.merge.hub import push, upload_plan
+    from harness.merge.run import MergeRequest, merge
+    from harness.runs.tables import format_table, human_bytes
 
     weights = None
     if args.weights:
@@ -55,7 +74,7 @@ def run(args) -> int:
             raise ConfigError(f"--weights {args.weights}: every weight must be a finite number, e.g. 0.7,0.3")
     probes = []
     if args.probes:
-        from harness.data import split_lines
+        from harness.data.readers import split_lines
 
         try:
             probes = [line for line in split_lines(Path(args.probes).read_text(encoding="utf-8")) if line.strip()]
@@ -76,27 +95,49 @@ def run(args) -> int:
     if args.push_to_hub:
         upload_plan(Path("."), args.push_to_hub)  # validate the repository id before minutes of merging
     request = MergeRequest(
-        base=args.base, adapters=args.adapter, out=args.out, weights=weights, method=args.method,
-        density=args.density, dtype=args.dtype, dequantize=args.dequantize, overwrite=args.overwrite,
-        tolerance=args.tolerance, quantization_tolerance=args.quantization_tolerance, probes=probes, run_dir=args.run,
+        base=args.base,
+        adapters=args.adapter,
+        out=args.out,
+        weights=weights,
+        method=args.method,
+        density=args.density,
+        dtype=args.dtype,
+        dequantize=args.dequantize,
+        overwrite=args.overwrite,
+        tolerance=args.tolerance,
+        quantization_tolerance=args.quantization_tolerance,
+        probes=probes,
+        run_dir=args.run,
     )
     record = merge(request)
     v = record["verification"]
     rows = []
-    for label, key in (("vs base + adapter, unmerged (merge error)", "export_vs_unmerged"),
-                       ("vs 4-bit base + adapter, as evaluated (quantization gap)", "export_vs_evaluated_4bit")):
+    for label, key in (
+        ("vs base + adapter, unmerged (merge error)", "export_vs_unmerged"),
+        ("vs 4-bit base + adapter, as evaluated (quantization gap)", "export_vs_evaluated_4bit"),
+    ):
         g = v[key]
         tol = "-" if g["tolerance"] is None else f"{g['tolerance']:g}"
-        rows.append((label, f"{g['max_abs_logit_diff']:.3g}", f"{g['mean_abs_logit_diff']:.3g}",
-                     f"{g['greedy_token_agreement']:.1%}", tol))
+        rows.append(
+            (
+                label,
+                f"{g['max_abs_logit_diff']:.3g}",
+                f"{g['mean_abs_logit_diff']:.3g}",
+                f"{g['greedy_token_agreement']:.1%}",
+                tol,
+            )
+        )
     print(format_table(["export", "max |Δlogit|", "mean |Δlogit|", "greedy agree", "tolerance"], rows))
     if v.get("note"):
         print(f"note: {v['note']}")
     if not v["passed"]:
         for failure in v["failures"]:
             print(f"harness merge: verification failed: {failure}", flush=True)
-        print(f"harness merge: {args.out} was left as it was; the failed export is kept for inspection in "
-              f"{record['exported_to']}", flush=True)
+        print(
+            f"harness merge: {args.out} was left as it was; the failed export is kept for inspection in "
+            f"{record['exported_to']}",
+            flush=True,
+        )
         return 1
     print(f"\nexport: {args.out} (merge_record.json, README.md)")
     if args.push_to_hub:

@@ -4,6 +4,7 @@ The generation flags are built from `GenerationSettings.model_fields`, so `harne
 --repetition-penalty` and a suite's `generation.repetition_penalty` are one definition with one
 default and one validation.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -24,7 +25,9 @@ def parse_adapters(values: list[str]) -> dict[str, str]:
         if not name or not path:
             raise ConfigError(f"--adapter {value}: expected NAME=PATH")
         if name == "base" or "/" in name:
-            raise ConfigError(f"--adapter {value}: the name '{name}' is reserved or invalid; use a plain name other than 'base'")
+            raise ConfigError(
+                f"--adapter {value}: the name '{name}' is reserved or invalid; use a plain name other than 'base'"
+            )
         if name in adapters:
             raise ConfigError(f"--adapter {value}: the name '{name}' is given twice; names must be unique")
         try:
@@ -37,26 +40,48 @@ def parse_adapters(values: list[str]) -> dict[str, str]:
 
 def add_model_options(p: argparse.ArgumentParser, no_base: bool = True) -> None:
     p.add_argument("--base", required=True, help="base model: hub id, local path or tiny:llama-ko")
-    p.add_argument("--adapter", action="append", default=[], metavar="NAME=PATH",
-                   help="attach an adapter to the base (repeatable; a bare PATH is named after its directory)")
+    p.add_argument(
+        "--adapter",
+        action="append",
+        default=[],
+        metavar="NAME=PATH",
+        help="attach an adapter to the base (repeatable; a bare PATH is named after its directory)",
+    )
     if no_base:
         p.add_argument("--no-base", action="store_true", help="only the adapters answer, not the base")
-    p.add_argument("--quantization", choices=("nf4", "fp4", "int8", "none"), default="nf4",
-                   help="how the base loads, as a suite's models.quantization.mode (default: nf4, 4-bit)")
-    p.add_argument("--device-map", choices=("single", "auto"), default="single",
-                   help="single: the base on one GPU; auto: split a base too large for one GPU over all visible GPUs")
-    p.add_argument("--max-memory-per-gpu", metavar="SIZE",
-                   help="with --device-map auto: the most each GPU may hold, e.g. 70GiB")
-    p.add_argument("--engine", choices=("auto", "fast", "plain"), default="auto",
-                   help="fast: static-cache decoding (CUDA graphs on a GPU), batches on weights dequantized once with "
-                        "the adapter merged; plain: 4-bit + peft + transformers' generate; auto (default): fast "
-                        "where it fits in memory")
+    p.add_argument(
+        "--quantization",
+        choices=("nf4", "fp4", "int8", "none"),
+        default="nf4",
+        help="how the base loads, as a suite's models.quantization.mode (default: nf4, 4-bit)",
+    )
+    p.add_argument(
+        "--device-map",
+        choices=("single", "auto"),
+        default="single",
+        help="single: the base on one GPU; auto: split a base too large for one GPU over all visible GPUs",
+    )
+    p.add_argument(
+        "--max-memory-per-gpu", metavar="SIZE", help="with --device-map auto: the most each GPU may hold, e.g. 70GiB"
+    )
+    p.add_argument(
+        "--engine",
+        choices=("auto", "fast", "plain"),
+        default="auto",
+        help="fast: static-cache decoding (CUDA graphs on a GPU), batches on weights dequantized once with "
+        "the adapter merged; plain: 4-bit + peft + transformers' generate; auto (default): fast "
+        "where it fits in memory",
+    )
 
 
 def add_num_processes_option(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--num-processes", type=int, metavar="N",
-                   help="data-parallel over N processes: re-runs this command under `accelerate launch "
-                        "--num_processes N` (one per GPU; gloo processes on CPU)")
+    p.add_argument(
+        "--num-processes",
+        type=int,
+        metavar="N",
+        help="data-parallel over N processes: re-runs this command under `accelerate launch "
+        "--num_processes N` (one per GPU; gloo processes on CPU)",
+    )
 
 
 def flag_name(field: str) -> str:
@@ -75,17 +100,27 @@ def add_generation_options(p: argparse.ArgumentParser) -> None:
     from harness.config.generation import GenerationSettings
 
     group = p.add_argument_group("generation options (the suite's generation fields; defaults as there)")
-    group.add_argument("--generation", metavar="FILE.yaml",
-                       help="read generation fields from a YAML file (a mapping of fields, or a 'generation:' block)")
+    group.add_argument(
+        "--generation",
+        metavar="FILE.yaml",
+        help="read generation fields from a YAML file (a mapping of fields, or a 'generation:' block)",
+    )
     for name, info in GenerationSettings.model_fields.items():
         default = info.get_default(call_default_factory=True)
         help_text = f"{info.description or name} (default: {default!r})".replace("%", "%%")
         if info.annotation is bool:
-            group.add_argument(flag_name(name), dest=f"gen_{name}", action=argparse.BooleanOptionalAction,
-                               default=None, help=help_text)
+            group.add_argument(
+                flag_name(name), dest=f"gen_{name}", action=argparse.BooleanOptionalAction, default=None, help=help_text
+            )
         elif _is_list(info.annotation):
-            group.add_argument(flag_name(name), dest=f"gen_{name}", action="append", default=None, metavar="TEXT",
-                               help=help_text + "; repeatable; \\n and \\t are read as a line break and a tab")
+            group.add_argument(
+                flag_name(name),
+                dest=f"gen_{name}",
+                action="append",
+                default=None,
+                metavar="TEXT",
+                help=help_text + "; repeatable; \\n and \\t are read as a line break and a tab",
+            )
         else:
             group.add_argument(flag_name(name), dest=f"gen_{name}", default=None, metavar="VALUE", help=help_text)
 

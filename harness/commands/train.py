@@ -1,23 +1,37 @@
 """`harness train [CONFIG]`."""
+
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
 from harness.commands.options import add_num_processes_option
-from harness.tables import format_table, human_bytes
+from harness.runs.tables import format_table, human_bytes
 
-DEFAULT_PRESET = str(Path(__file__).resolve().parents[1] / "presets" / "tiny-ko-qa.yaml")
+DEFAULT_PRESET = str(Path(__file__).resolve().parents[1] / "data" / "presets" / "tiny-ko-qa.yaml")
 HELP = "QLoRA fine-tune a base model into adapters/NAME/ (no CONFIG: tiny model on the built-in Korean sample)"
 
 
 def register(sub) -> None:
-    p = sub.add_parser("train", help=HELP, description=HELP + ".",
-                       formatter_class=argparse.RawDescriptionHelpFormatter,
-                       epilog="Every config field is documented in README.md (Config reference: train).")
-    p.add_argument("config", nargs="?", help="train YAML file; omitted: the built-in preset tiny-ko-qa (tiny:llama-ko on builtin:korquad_sample)")
-    p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
-                   help="override a config field, e.g. --set training.max_steps=20 (repeatable; value read as YAML)")
+    p = sub.add_parser(
+        "train",
+        help=HELP,
+        description=HELP + ".",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Every config field is documented in README.md (Config reference: train).",
+    )
+    p.add_argument(
+        "config",
+        nargs="?",
+        help="train YAML file; omitted: the built-in preset tiny-ko-qa (tiny:llama-ko on builtin:korquad_sample)",
+    )
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="override a config field, e.g. --set training.max_steps=20 (repeatable; value read as YAML)",
+    )
     p.add_argument("--name", help="adapter name (output goes to adapters/NAME unless output_dir is set)")
     p.add_argument("--output-dir", help="where the adapter and its train record go")
     p.add_argument("--base", help="base model: hub id, local path or tiny:llama-ko")
@@ -30,7 +44,7 @@ def register(sub) -> None:
 
 def run(args) -> int:
     from harness.config import TrainConfig, load_config, parse_set_option
-    from harness.train import train
+    from harness.train.recipe import train
 
     overrides = dict(parse_set_option(s) for s in args.set)
     for flag, field in (("name", "name"), ("output_dir", "output_dir"), ("base", "base"), ("data", "data.path")):
@@ -70,7 +84,14 @@ def summary(record: dict, output_dir: str) -> str:
 def _run_as(plan: dict) -> str:
     if "batch_size" not in plan:
         return "-"
-    flags = [name for key, name in (("padding_free", "padding-free"), ("liger", "Liger"),
-                                    ("gradient_checkpointing", "recomputation"), ("dequantize_base", "dequantized base"))
-             if plan.get(key)]
+    flags = [
+        name
+        for key, name in (
+            ("padding_free", "padding-free"),
+            ("liger", "Liger"),
+            ("gradient_checkpointing", "recomputation"),
+            ("dequantize_base", "dequantized base"),
+        )
+        if plan.get(key)
+    ]
     return f"micro-batch {plan['batch_size']} × {plan['gradient_accumulation']}" + "".join(f", {f}" for f in flags)

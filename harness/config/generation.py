@@ -4,6 +4,7 @@
 `GenerationSettings.model_fields`, and a grid (`--compare`, a suite's `generation_grid`)
 expands into variants validated through the same model, so names, defaults and errors agree.
 """
+
 from __future__ import annotations
 
 import difflib
@@ -38,8 +39,10 @@ class GenerationSettings(Strict):
             raise ValueError(f"min_new_tokens ({self.min_new_tokens}) exceeds max_new_tokens ({self.max_new_tokens})")
         # Logits divided by a temperature this small overflow to inf, and sampling from inf fails.
         if self.do_sample and self.temperature < MIN_SAMPLING_TEMPERATURE:
-            raise ValueError(f"temperature {self.temperature:g} is too small to sample with (at least "
-                             f"{MIN_SAMPLING_TEMPERATURE:g}); for the likeliest tokens set do_sample false")
+            raise ValueError(
+                f"temperature {self.temperature:g} is too small to sample with (at least "
+                f"{MIN_SAMPLING_TEMPERATURE:g}); for the likeliest tokens set do_sample false"
+            )
         return self
 
 

@@ -1,4 +1,5 @@
 """YAML in, validated objects inside: one loader and one way to report what is wrong."""
+
 from __future__ import annotations
 
 import difflib
@@ -28,8 +29,10 @@ MAX_SEED = 2**32 - 1
 def check_name(value: str, what: str) -> str:
     """A name that becomes part of a path (adapters/NAME, runs/NAME-HASH): one plain file name."""
     if not value or value.startswith(".") or any(ch in "/\\" or ord(ch) < 32 for ch in value) or len(value) > 100:
-        raise ValueError(f"{what} '{value[:40]}' becomes a folder name: use up to 100 characters without "
-                         "'/', '\\' or control characters, not starting with '.'")
+        raise ValueError(
+            f"{what} '{value[:40]}' becomes a folder name: use up to 100 characters without "
+            "'/', '\\' or control characters, not starting with '.'"
+        )
     return value
 
 
@@ -98,10 +101,18 @@ def parse_set_option(text: str) -> tuple[str, Any]:
 # Names users copy from transformers/peft/TRL configs → this config's field of the same meaning.
 # Spelling similarity alone gets these wrong (e.g. `rank` is closer to `rank_pattern` than to `r`).
 _ALIASES = {
-    "rank": "r", "lora_r": "r", "lora_alpha": "alpha", "lora_dropout": "dropout",
-    "lr": "learning_rate", "num_train_epochs": "epochs", "num_epochs": "epochs",
-    "per_device_train_batch_size": "batch_size", "gradient_accumulation_steps": "gradient_accumulation",
-    "lr_scheduler_type": "scheduler", "optim": "optimizer", "max_seq_length": "max_length",
+    "rank": "r",
+    "lora_r": "r",
+    "lora_alpha": "alpha",
+    "lora_dropout": "dropout",
+    "lr": "learning_rate",
+    "num_train_epochs": "epochs",
+    "num_epochs": "epochs",
+    "per_device_train_batch_size": "batch_size",
+    "gradient_accumulation_steps": "gradient_accumulation",
+    "lr_scheduler_type": "scheduler",
+    "optim": "optimizer",
+    "max_seq_length": "max_length",
 }
 
 
@@ -121,7 +132,7 @@ def describe_error(cls: type[BaseModel], exc: ValidationError, source: str) -> s
         return f"{source}: missing required field '{field}'; add it"
     msg = err["msg"]
     if msg.startswith("Value error, "):
-        msg = msg[len("Value error, "):]
+        msg = msg[len("Value error, ") :]
     got = err.get("input")
     shown = "" if isinstance(got, (dict, list)) or got is None else f" (got {got!r})"
     extra = f" [{len(exc.errors())} errors; this is the first]" if len(exc.errors()) > 1 else ""

@@ -1,4 +1,5 @@
 """How the base model is loaded: shared by train, eval, generate and merge verification."""
+
 from __future__ import annotations
 
 from typing import Literal

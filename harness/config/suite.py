@@ -1,4 +1,5 @@
 """Suite YAML: what to evaluate (dataset, prompt, generation, metrics) and on which models."""
+
 from __future__ import annotations
 
 from typing import Any, Literal, Union
@@ -38,10 +39,13 @@ class PromptSettings(Strict):
     system: str | None = None
     fewshot: FewShot = Field(default_factory=FewShot)
     overflow: Literal["truncate", "skip", "error"] = Field(
-        "truncate", description="a prompt longer than the model's context less max_new_tokens: cut "
-        "truncate_field from the left (truncate), leave the sample out (skip), or stop the run (error)")
+        "truncate",
+        description="a prompt longer than the model's context less max_new_tokens: cut "
+        "truncate_field from the left (truncate), leave the sample out (skip), or stop the run (error)",
+    )
     truncate_field: str | None = Field(
-        None, description="the field truncate cuts; default: context (qa), document (summarization)")
+        None, description="the field truncate cuts; default: context (qa), document (summarization)"
+    )
 
 
 class PerplexitySettings(Strict):
@@ -81,7 +85,7 @@ class BootstrapSettings(Strict):
     correction: Literal["holm", "none"] = "holm"
 
 
-MetricEntry = Union[str, dict[str, Any]]
+MetricEntry = Union[str, dict[str, Any]]  # noqa: UP007
 
 
 class SuiteConfig(Strict):
@@ -98,7 +102,7 @@ class SuiteConfig(Strict):
     # Names, or {name: rouge1, tokenizer: mecab}; empty: the task's defaults.
     metrics: list[MetricEntry] = Field(default_factory=list)
     models: ModelsSettings = Field(default_factory=ModelsSettings)
-    batch_size: Union[int, Literal["auto"]] = "auto"
+    batch_size: int | Literal["auto"] = "auto"
     # fast: weights dequantized once with the adapter merged, static-cache decoding (CUDA graphs on
     # a GPU); plain: the 4-bit base with peft adapters and transformers' generate; auto: fast
     # where it fits in memory, else plain, saying so.

@@ -1,7 +1,8 @@
 """`harness train` config: every knob the seed tutorials tune, with a default that works."""
+
 from __future__ import annotations
 
-from typing import Literal, Union
+from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -15,7 +16,7 @@ class LoraSettings(Strict):
     dropout: float = Field(0.05, ge=0, lt=1)
     bias: Literal["none", "all", "lora_only"] = "none"
     # Names of linear modules (suffix match, as peft does) or the string `all-linear`.
-    target_modules: Union[Literal["all-linear"], list[str]] = ["q_proj", "k_proj", "v_proj", "o_proj"]
+    target_modules: Literal["all-linear"] | list[str] = ["q_proj", "k_proj", "v_proj", "o_proj"]
     # Per-module ranks, e.g. {"v_proj": 32}: keys are peft rank_pattern regexes or suffixes.
     rank_pattern: dict[str, int] = Field(default_factory=dict)
 
@@ -36,7 +37,7 @@ class LoraSettings(Strict):
 
 
 class DataSettings(Strict):
-    # `builtin:NAME` names a dataset shipped in harness/assets; otherwise a path or a hub id.
+    # `builtin:NAME` names a dataset shipped in harness/data/assets; otherwise a path or a hub id.
     path: str = "builtin:korquad_sample"
     format: Literal["auto", "korquad", "squad", "jsonl", "csv", "hub"] = "auto"
     split: str = "train"
@@ -61,12 +62,20 @@ class DataSettings(Strict):
 class TrainingSettings(Strict):
     epochs: float = Field(3.0, gt=0, le=10_000)
     max_steps: int = Field(-1, le=10**9, description="> 0 overrides epochs")
-    batch_size: Union[int, Literal["auto"]] = "auto"
+    batch_size: int | Literal["auto"] = "auto"
     gradient_accumulation: int = Field(1, gt=0)
     learning_rate: float = Field(2e-4, gt=0)
     scheduler: Literal[
-        "linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup",
-        "inverse_sqrt", "reduce_lr_on_plateau", "cosine_with_min_lr", "warmup_stable_decay",
+        "linear",
+        "cosine",
+        "cosine_with_restarts",
+        "polynomial",
+        "constant",
+        "constant_with_warmup",
+        "inverse_sqrt",
+        "reduce_lr_on_plateau",
+        "cosine_with_min_lr",
+        "warmup_stable_decay",
     ] = "cosine"
     # A fraction of the total steps when < 1, a number of steps otherwise.
     warmup: float = Field(0.03, ge=0)
@@ -74,20 +83,26 @@ class TrainingSettings(Strict):
     max_grad_norm: float = Field(0.3, ge=0)
     # auto: paged 8-bit AdamW on CUDA, plain AdamW elsewhere (paged optimizers need CUDA).
     optimizer: Literal[
-        "auto", "adamw_torch", "adamw_torch_fused", "adamw_8bit", "paged_adamw_8bit",
-        "paged_adamw_32bit", "adafactor", "sgd",
+        "auto",
+        "adamw_torch",
+        "adamw_torch_fused",
+        "adamw_8bit",
+        "paged_adamw_8bit",
+        "paged_adamw_32bit",
+        "adafactor",
+        "sgd",
     ] = "auto"
     # auto: on CUDA, off when one micro-step's estimated activations fit in free GPU memory, else on; off
     # elsewhere. An explicit `true` asks for the low-memory mode: the 4-bit base stays 4-bit too.
-    gradient_checkpointing: Union[bool, Literal["auto"]] = "auto"
+    gradient_checkpointing: bool | Literal["auto"] = "auto"
     # auto: on unless data.packing. Sequences are concatenated into one row with per-sequence position ids
     # (no compute on padding), so the whole global batch runs as one micro-step.
-    padding_free: Union[bool, Literal["auto"]] = "auto"
+    padding_free: bool | Literal["auto"] = "auto"
     # auto: Liger's Triton kernels (RMSNorm, RoPE, SwiGLU) on CUDA when liger-kernel is installed.
-    liger: Union[bool, Literal["auto"]] = "auto"
+    liger: bool | Literal["auto"] = "auto"
     # auto (CUDA): replace the frozen 4-bit linear layers by their bf16 dequantization when they fit in free
     # memory, unless gradient_checkpointing is explicitly true. Same QLoRA math, minus a dequantization per use.
-    dequantize_base: Union[bool, Literal["auto"]] = "auto"
+    dequantize_base: bool | Literal["auto"] = "auto"
     group_by_length: bool = False
     eval_steps: int | None = Field(None, gt=0, description="evaluate every N steps; default: once per epoch")
     logging_steps: int = Field(10, gt=0)

@@ -48,9 +48,7 @@ class CorpusScore:
 def resolve_bleu_tokenize(tokenize: str, references_sample: Sequence | None = None) -> str:
     """Turn a tokenize option into a concrete one ('auto' needs references)."""
     if tokenize not in BLEU_TOKENIZERS:
-        raise MetricError(
-            f"bleu: unknown tokenize {tokenize!r}; choose one of {', '.join(BLEU_TOKENIZERS)}"
-        )
+        raise MetricError(f"bleu: unknown tokenize {tokenize!r}; choose one of {', '.join(BLEU_TOKENIZERS)}")
     if tokenize != "auto":
         return tokenize
     if not references_sample:
@@ -80,9 +78,7 @@ def _streams(
         if not isinstance(pred, str):
             raise MetricError(f"{metric}: sample {i} prediction must be a str; convert None to ''")
         if not refs or not all(isinstance(r, str) for r in refs):
-            raise MetricError(
-                f"{metric}: sample {i} needs a non-empty list of reference strings; fix or drop it"
-            )
+            raise MetricError(f"{metric}: sample {i} needs a non-empty list of reference strings; fix or drop it")
         per_sample.append(refs)
     width = max(len(r) for r in per_sample)
     streams = [[r[k] if k < len(r) else None for r in per_sample] for k in range(width)]
@@ -90,11 +86,7 @@ def _streams(
 
 
 def corpus_bleu(
-    predictions: Sequence[str],
-    references: Sequence[Sequence[str]],
-    *,
-    tokenize: str = "13a",
-    lowercase: bool = False,
+    predictions: Sequence[str], references: Sequence[Sequence[str]], *, tokenize: str = "13a", lowercase: bool = False
 ) -> CorpusScore:
     """sacrebleu corpus BLEU; ``references[i]`` is the list of references of sample i."""
     tokenize = resolve_bleu_tokenize(tokenize, references if tokenize == "auto" else None)
@@ -118,12 +110,7 @@ def corpus_bleu(
     return CorpusScore(float(result.score), str(metric.get_signature()) + suffix, tokenize)
 
 
-def corpus_chrf(
-    predictions: Sequence[str],
-    references: Sequence[Sequence[str]],
-    *,
-    word_order: int = 0,
-) -> CorpusScore:
+def corpus_chrf(predictions: Sequence[str], references: Sequence[Sequence[str]], *, word_order: int = 0) -> CorpusScore:
     """sacrebleu corpus chrF (``word_order=2``: chrF++)."""
     if word_order not in (0, 1, 2):
         raise MetricError(f"chrf: word_order must be 0, 1 or 2, got {word_order!r}")

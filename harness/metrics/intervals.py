@@ -17,6 +17,7 @@
 
 Pure Python and numpy: no scipy.
 """
+
 from __future__ import annotations
 
 import math
@@ -102,11 +103,11 @@ def t_quantile(q: float, dof: int) -> float:
     if dof == 2:
         return (2 * q - 1) / math.sqrt(2 * q * (1 - q))
     z = _NORMAL.inv_cdf(q)
-    g1 = (z ** 3 + z) / 4
-    g2 = (5 * z ** 5 + 16 * z ** 3 + 3 * z) / 96
-    g3 = (3 * z ** 7 + 19 * z ** 5 + 17 * z ** 3 - 15 * z) / 384
-    g4 = (79 * z ** 9 + 776 * z ** 7 + 1482 * z ** 5 - 1920 * z ** 3 - 945 * z) / 92160
-    return z + g1 / dof + g2 / dof ** 2 + g3 / dof ** 3 + g4 / dof ** 4
+    g1 = (z**3 + z) / 4
+    g2 = (5 * z**5 + 16 * z**3 + 3 * z) / 96
+    g3 = (3 * z**7 + 19 * z**5 + 17 * z**3 - 15 * z) / 384
+    g4 = (79 * z**9 + 776 * z**7 + 1482 * z**5 - 1920 * z**3 - 945 * z) / 92160
+    return z + g1 / dof + g2 / dof**2 + g3 / dof**3 + g4 / dof**4
 
 
 def _z(q: float, n: int) -> float:
@@ -121,8 +122,8 @@ def _bias_and_acceleration(values: np.ndarray, replicates: np.ndarray, estimate:
     share = min(max(below / len(replicates), 0.5 / len(replicates)), 1 - 0.5 / len(replicates))
     z0 = _NORMAL.inv_cdf(share)
     deviations = values - values.mean()  # the jackknife influence of each value on a mean
-    spread = float(np.sum(deviations ** 2))
-    acceleration = float(np.sum(deviations ** 3)) / (6 * spread ** 1.5) if spread > 0 else 0.0
+    spread = float(np.sum(deviations**2))
+    acceleration = float(np.sum(deviations**3)) / (6 * spread**1.5) if spread > 0 else 0.0
     return z0, acceleration
 
 

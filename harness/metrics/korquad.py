@@ -30,7 +30,7 @@ from harness.metrics.text import overlap_f1
 # The official script substitutes these one by one with re.sub; a translate
 # table does the same in one pass.
 _SPACED_SYMBOLS = "'\"《》<>〈〉()‘’"
-_TO_SPACE = str.maketrans({ch: " " for ch in _SPACED_SYMBOLS})
+_TO_SPACE = str.maketrans(dict.fromkeys(_SPACED_SYMBOLS, " "))
 _DELETE_PUNCT = str.maketrans("", "", string.punctuation)
 
 
@@ -72,17 +72,12 @@ def check_qa_inputs(prediction: object, answers: object, metric: str) -> None:
     """Validate one extractive-QA sample (shared by KorQuAD and SQuAD scoring)."""
     if not isinstance(prediction, str):
         raise MetricError(
-            f"{metric}: prediction must be a str, got {type(prediction).__name__}; "
-            "convert None to '' before scoring"
+            f"{metric}: prediction must be a str, got {type(prediction).__name__}; convert None to '' before scoring"
         )
     if isinstance(answers, str):
-        raise MetricError(
-            f"{metric}: answers must be a list of strings, got a single str; wrap it as [answer]"
-        )
+        raise MetricError(f"{metric}: answers must be a list of strings, got a single str; wrap it as [answer]")
     if len(answers) == 0:
-        raise MetricError(
-            f"{metric}: sample has no gold answers; drop it or add at least one answer"
-        )
+        raise MetricError(f"{metric}: sample has no gold answers; drop it or add at least one answer")
     for i, gold in enumerate(answers):
         if not isinstance(gold, str):
             raise MetricError(

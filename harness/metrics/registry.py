@@ -113,10 +113,11 @@ def _competition(rouge_type: str, tokenizer: str) -> Metric:
     def corpus(predictions: list[str], references: list[list[str]]) -> float:
         return scorer.corpus(predictions, references)[rouge_type]
 
-    version = f"korean_competition (NIKL rouge_metric.py, {LENGTH_LIMIT}-word limit, NFC); {tokenizer_version(tokenizer)}"
+    version = (
+        f"korean_competition (NIKL rouge_metric.py, {LENGTH_LIMIT}-word limit, NFC); {tokenizer_version(tokenizer)}"
+    )
     version = version.replace("; rouge-score " + _rouge_score_version(), "").replace("NFC); NFC; ", "NFC); ")
-    return Metric(rouge_type, f"{rouge_type}[{tokenizer},korean_competition]", per_sample, corpus,
-                  version=version)
+    return Metric(rouge_type, f"{rouge_type}[{tokenizer},korean_competition]", per_sample, corpus, version=version)
 
 
 def _rouge_score_version() -> str:
@@ -169,19 +170,12 @@ def available_metrics() -> list[str]:
     return list(_BUILDERS)
 
 
-def build_metric(
-    name: str,
-    options: Mapping[str, Any] | None = None,
-    references_sample: References = None,
-) -> Metric:
+def build_metric(name: str, options: Mapping[str, Any] | None = None, references_sample: References = None) -> Metric:
     """Build a configured Metric; ``references_sample`` lets tokenizer='auto' decide once."""
     builder = _BUILDERS.get(name)
     if builder is None:
         close = difflib.get_close_matches(str(name), list(_BUILDERS), n=1, cutoff=0.0)
-        raise MetricError(
-            f"unknown metric {name!r}; did you mean {close[0]!r}? "
-            f"(available: {', '.join(_BUILDERS)})"
-        )
+        raise MetricError(f"unknown metric {name!r}; did you mean {close[0]!r}? (available: {', '.join(_BUILDERS)})")
     if options is not None and not isinstance(options, Mapping):
         raise MetricError(f"metric {name!r}: options must be a mapping, got {type(options).__name__}")
     return builder(dict(options or {}), references_sample)

@@ -73,9 +73,7 @@ def _longest_repeat(tokens: list[str]) -> tuple[tuple[str, ...], int]:
 def repetition_stats(text: str) -> RepetitionStats:
     """Distinct-1/2 and the longest repeated n-gram of ``text``."""
     if not isinstance(text, str):
-        raise MetricError(
-            f"repetition: text must be a str, got {type(text).__name__}; convert None to ''"
-        )
+        raise MetricError(f"repetition: text must be a str, got {type(text).__name__}; convert None to ''")
     words = text.split()
     if len(words) >= 2:
         unit, tokens, sep = "word", words, " "

@@ -135,9 +135,7 @@ class _Tokenizer(tokenizers.Tokenizer):
 
 def _check_name(name: str) -> None:
     if name not in TOKENIZERS:
-        raise MetricError(
-            f"rouge: unknown tokenizer {name!r}; choose one of {', '.join(TOKENIZERS)}"
-        )
+        raise MetricError(f"rouge: unknown tokenizer {name!r}; choose one of {', '.join(TOKENIZERS)}")
 
 
 def _flatten(references: Sequence[str] | Sequence[Sequence[str]]) -> list[str]:
@@ -163,9 +161,7 @@ def auto_note(references: Sequence[str] | Sequence[Sequence[str]]) -> str:
     return f"auto → {choose_tokenizer(references)} (references {ratio:.0%} Hangul)"
 
 
-def resolve_tokenizer(
-    name: str, references_sample: Sequence[str] | Sequence[Sequence[str]] | None = None
-) -> str:
+def resolve_tokenizer(name: str, references_sample: Sequence[str] | Sequence[Sequence[str]] | None = None) -> str:
     """Turn a tokenizer option into a concrete tokenizer name ('auto' needs references)."""
     _check_name(name)
     if name != "auto":
@@ -224,9 +220,7 @@ class KoreanRouge:
         self.tokenizer = resolve_tokenizer(self.tokenizer, self.references_sample)
         bad = [t for t in self.rouge_types if t not in ROUGE_TYPES]
         if bad or not self.rouge_types:
-            raise MetricError(
-                f"rouge: unknown rouge type(s) {bad}; choose from {', '.join(ROUGE_TYPES)}"
-            )
+            raise MetricError(f"rouge: unknown rouge type(s) {bad}; choose from {', '.join(ROUGE_TYPES)}")
         if not isinstance(self.sentence_split, bool):
             raise MetricError(f"rouge: sentence_split must be true or false, got {self.sentence_split!r}")
         self.rouge_types = tuple(self.rouge_types)
@@ -235,9 +229,7 @@ class KoreanRouge:
             self.version = f"{auto_note(self.references_sample)}; {self.version}"
         if self.tokenizer == "kiwi":
             get_kiwi()  # fail at configuration time, not on the first sample
-        self._scorer = rouge_scorer.RougeScorer(
-            list(self.rouge_types), tokenizer=_Tokenizer(self.tokenizer)
-        )
+        self._scorer = rouge_scorer.RougeScorer(list(self.rouge_types), tokenizer=_Tokenizer(self.tokenizer))
 
     def label(self, rouge_type: str) -> str:
         """E.g. 'rouge1[mecab]', 'rougeLsum[mecab,sentences]'."""
@@ -248,8 +240,7 @@ class KoreanRouge:
     def _prepare(self, text: Any, sample: Hashable, field_name: str) -> str:
         if not isinstance(text, str):
             raise MetricError(
-                f"rouge: sample {sample} {field_name} must be a str, got "
-                f"{type(text).__name__}; convert None to ''"
+                f"rouge: sample {sample} {field_name} must be a str, got {type(text).__name__}; convert None to ''"
             )
         if self.tokenizer not in _KEEPS_HANGUL and hangul_ratio([_nfc(text)]) > 0:
             # Its tokenizer deletes Hangul but keeps digits and Latin letters, so "삼성 Galaxy S24"
@@ -271,9 +262,7 @@ class KoreanRouge:
             return "\n".join(split_sentences(text))
         return text
 
-    def score(
-        self, prediction: str, references: Sequence[str], sample: Hashable = "?"
-    ) -> dict[str, float]:
+    def score(self, prediction: str, references: Sequence[str], sample: Hashable = "?") -> dict[str, float]:
         """F-measure x 100 per ROUGE type, max over references; a prediction without tokens scores 0."""
         if isinstance(references, str):
             references = [references]
@@ -288,9 +277,7 @@ class KoreanRouge:
                 best[rouge_type] = max(best[rouge_type], 100.0 * scores[rouge_type].fmeasure)
         return best
 
-    def corpus(
-        self, predictions: Sequence[str], references: Sequence[Sequence[str] | str]
-    ) -> dict[str, float]:
+    def corpus(self, predictions: Sequence[str], references: Sequence[Sequence[str] | str]) -> dict[str, float]:
         """Mean of the per-sample scores."""
         return mean_of_samples(self.score, self.rouge_types, predictions, references)
 

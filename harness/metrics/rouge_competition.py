@@ -80,9 +80,7 @@ def whole_tokens(text: str, tokenize: Tokenize = _mecab_morphs, length_limit: in
     return _tokens(joined, tokenize)
 
 
-def sentence_tokens(
-    text: str, tokenize: Tokenize = _mecab_morphs, length_limit: int = LENGTH_LIMIT
-) -> list[list[str]]:
+def sentence_tokens(text: str, tokenize: Tokenize = _mecab_morphs, length_limit: int = LENGTH_LIMIT) -> list[list[str]]:
     """The token lists ROUGE-L sees, one per line, after the word limit."""
     lines = text.split("\n")
     if length_limit:
@@ -189,8 +187,7 @@ class CompetitionRouge:
     def _check(self, text, sample: Hashable, field_name: str) -> str:
         if not isinstance(text, str):
             raise MetricError(
-                f"rouge: sample {sample} {field_name} must be a str, got {type(text).__name__}; "
-                "convert None to ''"
+                f"rouge: sample {sample} {field_name} must be a str, got {type(text).__name__}; convert None to ''"
             )
         if field_name != "prediction" and not _tokens(text, self.tokenize):
             raise MetricError(

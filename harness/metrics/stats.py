@@ -7,7 +7,7 @@ Which interval (``Interval.method``):
   percentile corpus metrics (BLEU, chrF, perplexity), whose jackknife would cost n corpus
              scorings: the percentile bootstrap.
 Each interval of a delta carries a two-sided ``p_value`` from the same computation, so a family
-of deltas can be corrected together (Holm, in ``harness.scoring``).
+of deltas can be corrected together (Holm, in ``harness.metrics.aggregate``).
 
 The bootstrap functions draw their resamples from ``bootstrap_indices``, so with
 the same ``seed``, ``n_resamples`` and ``n`` they use the very same resampled
@@ -167,8 +167,15 @@ def paired_delta_ci(
     if n >= 1 and _is_binary(arr_a, full_score) and _is_binary(arr_b, full_score):
         right_a, right_b = arr_a == full_score, arr_b == full_score
         low, high = newcombe_paired(right_a, right_b, confidence)
-        return Interval(float((arr_a - arr_b).mean()), low * full_score, high * full_score, n, confidence,
-                        "newcombe", mcnemar_p_value(right_a, right_b))
+        return Interval(
+            float((arr_a - arr_b).mean()),
+            low * full_score,
+            high * full_score,
+            n,
+            confidence,
+            "newcombe",
+            mcnemar_p_value(right_a, right_b),
+        )
     # Resampling indices and then differencing equals resampling the
     # per-sample differences, so pairing costs nothing extra.
     interval = mean_ci(arr_a - arr_b, seed=seed, n_resamples=n_resamples, confidence=confidence)
@@ -200,11 +207,9 @@ def corpus_ci(
     value = float(statistic(np.arange(n)))
     if n == 1:
         return _degenerate(value, 1, confidence)
-    stats = np.asarray([
-        float(statistic(row))
-        for block in bootstrap_indices(n, seed=seed, n_resamples=n_resamples)
-        for row in block
-    ])
+    stats = np.asarray(
+        [float(statistic(row)) for block in bootstrap_indices(n, seed=seed, n_resamples=n_resamples) for row in block]
+    )
     low, high = _percentiles(stats, confidence)
     # The percentile interval excludes 0 at level 1 - p: twice the smaller tail beyond 0.
     below = (np.count_nonzero(stats < 0) + 0.5 * np.count_nonzero(stats == 0) + 0.5) / (len(stats) + 1)

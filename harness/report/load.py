@@ -6,13 +6,14 @@ is suffixed with its run id. Deltas stay those each run computed against its own
 (paired bootstrap over the same samples); the sample view compares every model's output
 with the first base model.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness.errors import HarnessError
-from harness.runs import RunDir, check_results
+from harness.runs.store import RunDir, check_results
 
 
 @dataclass
@@ -32,12 +33,12 @@ class Run:
 
 @dataclass
 class Model:
-    name: str              # unique in the report
-    run_name: str          # name inside its run
+    name: str  # unique in the report
+    run_name: str  # name inside its run
     run_id: str
-    info: dict             # results.json "models" entry (kind, ref, path, sha256, train_record)
-    metrics: dict          # label -> interval
-    delta: dict | None     # label -> interval vs its run's base, None for a base / no base
+    info: dict  # results.json "models" entry (kind, ref, path, sha256, train_record)
+    metrics: dict  # label -> interval
+    delta: dict | None  # label -> interval vs its run's base, None for a base / no base
     records: list[dict]
     throughput: dict | None = None
 
@@ -73,15 +74,20 @@ class Report:
         parts = []
         for run in self.runs:
             rid = run.run_id
-            parts.append(rid[len(suite) + 1:] if rid.startswith(suite + "-") else rid)
+            parts.append(rid[len(suite) + 1 :] if rid.startswith(suite + "-") else rid)
         return f"{suite}-{'+'.join(parts)}"
 
     def results_for_table(self) -> dict:
-        """A results dict in results.json's shape, for harness.summary.results_table."""
-        return {"suite": self.suite, "n_samples": self.n_samples, "metric_info": self.metric_info,
-                "long_prompts": self.first.get("long_prompts"), "bootstrap": self.first.get("bootstrap"),
-                "metrics": {m.name: m.metrics for m in self.models},
-                "deltas": {m.name: m.delta for m in self.models if m.delta}}
+        """A results dict in results.json's shape, for harness.runs.summary.results_table."""
+        return {
+            "suite": self.suite,
+            "n_samples": self.n_samples,
+            "metric_info": self.metric_info,
+            "long_prompts": self.first.get("long_prompts"),
+            "bootstrap": self.first.get("bootstrap"),
+            "metrics": {m.name: m.metrics for m in self.models},
+            "deltas": {m.name: m.delta for m in self.models if m.delta},
+        }
 
 
 def load_run(path: str | Path, results_file: str = "results.json") -> Run:
@@ -93,8 +99,10 @@ def load_run(path: str | Path, results_file: str = "results.json") -> Run:
     run = RunDir(path)
     if results_file != "results.json" and not (path / results_file).is_file():
         found = sorted(p.name for p in path.glob("results*.json"))
-        raise HarnessError(f"{path / results_file}: not found; this run has {', '.join(found) or 'no results file'} "
-                           "(harness rescore writes results-rescored-*.json)")
+        raise HarnessError(
+            f"{path / results_file}: not found; this run has {', '.join(found) or 'no results file'} "
+            "(harness rescore writes results-rescored-*.json)"
+        )
     results = run.read_json(results_file)
     check_results(results, path / results_file)
     config = _optional_json(run, "config.json")
@@ -105,9 +113,15 @@ def load_run(path: str | Path, results_file: str = "results.json") -> Run:
     for name, values in (results.get("sample_metrics") or {}).items():
         if name in records:
             records[name] = [{**r, "metrics": values.get(str(r.get("id")), {})} for r in records[name]]
-    return Run(path=path, results=results, config=config if isinstance(config, dict) else {},
-               environment=environment if isinstance(environment, dict) else {}, records=records,
-               results_file=results_file, notes=run.notes)
+    return Run(
+        path=path,
+        results=results,
+        config=config if isinstance(config, dict) else {},
+        environment=environment if isinstance(environment, dict) else {},
+        records=records,
+        results_file=results_file,
+        notes=run.notes,
+    )
 
 
 def _optional_json(run: RunDir, name: str) -> dict:
@@ -122,15 +136,21 @@ def merge_runs(runs: list[Run]) -> Report:
     for run in runs[1:]:
         r = run.results
         if r["suite"] != suite:
-            raise HarnessError(f"{run.path}: suite '{r['suite']}' differs from '{suite}' of {runs[0].path}; "
-                               "only runs of the same suite can be compared")
+            raise HarnessError(
+                f"{run.path}: suite '{r['suite']}' differs from '{suite}' of {runs[0].path}; "
+                "only runs of the same suite can be compared"
+            )
         other_sha = (r.get("dataset") or {}).get("sha256")
         if other_sha != sha:
-            raise HarnessError(f"{run.path}: dataset sha256 {str(other_sha)[:12]} differs from {str(sha)[:12]} "
-                               f"of {runs[0].path}; only runs on the same data can be compared")
+            raise HarnessError(
+                f"{run.path}: dataset sha256 {str(other_sha)[:12]} differs from {str(sha)[:12]} "
+                f"of {runs[0].path}; only runs on the same data can be compared"
+            )
         if list(r["metric_info"]) != list(first["metric_info"]):
-            raise HarnessError(f"{run.path}: metrics {', '.join(r['metric_info'])} differ from "
-                               f"{', '.join(first['metric_info'])} of {runs[0].path}; re-run with the same metrics")
+            raise HarnessError(
+                f"{run.path}: metrics {', '.join(r['metric_info'])} differ from "
+                f"{', '.join(first['metric_info'])} of {runs[0].path}; re-run with the same metrics"
+            )
     seen = [name for run in runs for name in run.results["metrics"]]
     models = []
     for run in runs:
@@ -139,9 +159,18 @@ def merge_runs(runs: list[Run]) -> Report:
         for name, metrics in r["metrics"].items():
             unique = f"{name}@{run.run_id}" if seen.count(name) > 1 else name
             info = infos.get(name) or {"name": name, "kind": "base" if name == "base" else "adapter"}
-            models.append(Model(name=unique, run_name=name, run_id=run.run_id, info=info, metrics=metrics,
-                                delta=(r.get("deltas") or {}).get(name), records=run.records[name],
-                                throughput=(r.get("throughput") or {}).get(name)))
+            models.append(
+                Model(
+                    name=unique,
+                    run_name=name,
+                    run_id=run.run_id,
+                    info=info,
+                    metrics=metrics,
+                    delta=(r.get("deltas") or {}).get(name),
+                    records=run.records[name],
+                    throughput=(r.get("throughput") or {}).get(name),
+                )
+            )
     ids: list[str] = []
     known: set[str] = set()
     for model in models:
@@ -150,8 +179,14 @@ def merge_runs(runs: list[Run]) -> Report:
             if sid not in known:
                 known.add(sid)
                 ids.append(sid)
-    return Report(runs=runs, models=models, metric_info=first["metric_info"], suite=suite,
-                  task=str(first.get("task", "")), sample_ids=ids)
+    return Report(
+        runs=runs,
+        models=models,
+        metric_info=first["metric_info"],
+        suite=suite,
+        task=str(first.get("task", "")),
+        sample_ids=ids,
+    )
 
 
 def load_report(paths: list[str | Path], results_file: str = "results.json") -> Report:

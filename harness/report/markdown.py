@@ -1,11 +1,12 @@
 """A Report as Markdown, for a PR or a model card. Names, paths and labels are untrusted: they are
 escaped so that a viewer which renders HTML in Markdown (GitHub does) shows them as text."""
+
 from __future__ import annotations
 
 from harness import __version__
 from harness.report.load import Report
 from harness.report.render import train_summary
-from harness.summary import fmt_interval, interval_note, long_prompts_note, version_notes
+from harness.runs.summary import fmt_interval, interval_note, long_prompts_note, version_notes
 
 # Characters that start Markdown syntax (emphasis, code, links, images, tables, escapes), and HTML,
 # which viewers such as GitHub's render: untrusted text is escaped so it stays text.
@@ -34,11 +35,16 @@ def render_markdown(report: Report) -> str:
     first = report.first
     labels = list(report.metric_info)
     ds = first.get("dataset") or {}
-    lines = [f"## {_md_escape(report.suite)} ({_md_escape(report.task)}) — {report.n_samples} samples"
-             f"{_md_escape(long_prompts_note(first.get('long_prompts')))}", ""]
-    lines.append(f"Dataset {_md_code(ds.get('source', '?'))} (sha256 {_md_code(str(ds.get('sha256', '?'))[:12])}), "
-                 f"{_md_escape(interval_note(first.get('bootstrap')))}; Δ is each adapter minus the base of its run, "
-                 "paired by sample.")
+    lines = [
+        f"## {_md_escape(report.suite)} ({_md_escape(report.task)}) — {report.n_samples} samples"
+        f"{_md_escape(long_prompts_note(first.get('long_prompts')))}",
+        "",
+    ]
+    lines.append(
+        f"Dataset {_md_code(ds.get('source', '?'))} (sha256 {_md_code(str(ds.get('sha256', '?'))[:12])}), "
+        f"{_md_escape(interval_note(first.get('bootstrap')))}; Δ is each adapter minus the base of its run, "
+        "paired by sample."
+    )
     lines.append("")
     arrows = {True: "↑", False: "↓"}
     header = ["model"] + [f"{l} {arrows[bool(report.metric_info[l].get('higher_is_better', True))]}" for l in labels]
@@ -62,14 +68,21 @@ def render_markdown(report: Report) -> str:
     for m in report.models:
         info = m.info
         if m.kind == "base":
-            lines.append(f"- {_md_code(m.name)}: base {_md_code(info.get('ref', '?'))}"
-                         + (f", {_md_escape(info['quantization'].get('mode'))}"
-                            if isinstance(info.get("quantization"), dict) else ""))
+            lines.append(
+                f"- {_md_code(m.name)}: base {_md_code(info.get('ref', '?'))}"
+                + (
+                    f", {_md_escape(info['quantization'].get('mode'))}"
+                    if isinstance(info.get("quantization"), dict)
+                    else ""
+                )
+            )
         else:
             t = train_summary(info)
             extra = f"; trained {_md_escape(t['steps'])} steps on {_md_code(t['data'])}" if t and t.get("steps") else ""
-            lines.append(f"- {_md_code(m.name)}: adapter {_md_code(info.get('path', '?'))} "
-                         f"(sha256 {_md_code(str(info.get('sha256', '?'))[:12])}){extra}")
+            lines.append(
+                f"- {_md_code(m.name)}: adapter {_md_code(info.get('path', '?'))} "
+                f"(sha256 {_md_code(str(info.get('sha256', '?'))[:12])}){extra}"
+            )
     notes = version_notes(report.metric_info)
     rescored = sorted({run.results_file for run in report.runs} - {"results.json"})
     if rescored:

@@ -5,6 +5,7 @@ autoescaping or through `script_json`, which escapes `<`, `>`, `&`, U+2028 and U
 sample data cannot close its <script type="application/json"> block. The page's script puts
 that text into the DOM only with textContent / createTextNode.
 """
+
 from __future__ import annotations
 
 import json
@@ -16,7 +17,7 @@ from markupsafe import Markup
 
 from harness import __version__
 from harness.report.load import Report
-from harness.summary import interval_note, long_prompts_note, version_notes
+from harness.runs.summary import interval_note, long_prompts_note, version_notes
 
 TEMPLATES = Path(__file__).parent / "templates"
 SECTIONS = ("overview", "metrics", "training", "samples")
@@ -55,8 +56,13 @@ def non_finite_text(value: float) -> str:
 def _env():
     import jinja2
 
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)), autoescape=True,
-                             undefined=jinja2.ChainableUndefined, trim_blocks=True, lstrip_blocks=True)
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(TEMPLATES)),
+        autoescape=True,
+        undefined=jinja2.ChainableUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
     env.filters["script_json"] = script_json
     env.filters["num"] = _num
     return env
@@ -75,6 +81,7 @@ def _color(i: int) -> str:
 
 
 # ----------------------------------------------------------------- page context
+
 
 def primary_metric(report: Report) -> str | None:
     """The per-sample metric the sample view sorts by: the one with the most distinct values."""
@@ -113,8 +120,11 @@ def sample_data(report: Report) -> dict:
     for sid in report.sample_ids:
         first = next(recs[sid] for recs in by_model if sid in recs)
         prompt = str(first.get("prompt", ""))
-        sample = {"id": sid, "p": [intern(part) for part in prompt.split("\n\n")],
-                  "r": [str(x) for x in first.get("references") or []]}
+        sample = {
+            "id": sid,
+            "p": [intern(part) for part in prompt.split("\n\n")],
+            "r": [str(x) for x in first.get("references") or []],
+        }
         if generative:
             sample["o"] = [_text(recs.get(sid), "prediction") for recs in by_model]
             sample["s"] = [[_score(recs.get(sid), l) for l in per_sample] for recs in by_model]
@@ -163,8 +173,16 @@ def metrics_rows(report: Report) -> list[dict]:
         for label in report.metric_info:
             entry = m.metrics.get(label) or {}
             d = (m.delta or {}).get(label)
-            cells.append({"value": entry.get("value"), "low": entry.get("low"), "high": entry.get("high"),
-                          "n": entry.get("n"), "delta": d, "state": _state(d)})
+            cells.append(
+                {
+                    "value": entry.get("value"),
+                    "low": entry.get("low"),
+                    "high": entry.get("high"),
+                    "n": entry.get("n"),
+                    "delta": d,
+                    "state": _state(d),
+                }
+            )
         rows.append({"model": m, "color": _color(i), "cells": cells})
     return rows
 
@@ -183,7 +201,7 @@ def verify_rows(report: Report) -> list[dict]:
 def repetition_rows(report: Report) -> list[dict]:
     """Mean degeneration statistics per model (distinct-1/2, longest repeat, share that hit the token
     limit), from the records; empty when no record carries repetition statistics."""
-    from harness.scoring import repetition_summary
+    from harness.metrics.aggregate import repetition_summary
 
     rows = []
     for i, m in enumerate(report.models):
@@ -214,7 +232,7 @@ def bar_charts(report: Report) -> list[dict]:
         top_value = _nice_max(max(finite) if finite else 1.0)
 
         def y(v):
-            return top + plot_h * (1 - (v / top_value if top_value else 0))
+            return top + plot_h * (1 - (v / top_value if top_value else 0))  # noqa: B023
 
         bars = []
         slot = (width - left - 10) / n
@@ -222,17 +240,33 @@ def bar_charts(report: Report) -> list[dict]:
             x = left + slot * i + slot * 0.2
             w = slot * 0.6
             ok = isinstance(value, (int, float)) and math.isfinite(value)
-            bar = {"x": round(x, 1), "w": round(w, 1), "color": _color(i), "name": m.name,
-                   "value": value if ok else None, "state": _state((m.delta or {}).get(label))}
+            bar = {
+                "x": round(x, 1),
+                "w": round(w, 1),
+                "color": _color(i),
+                "name": m.name,
+                "value": value if ok else None,
+                "state": _state((m.delta or {}).get(label)),
+            }
             if ok:
                 bar.update(y=round(y(max(value, 0)), 1), h=round(max(0.0, y(0) - y(max(value, 0))), 1))
                 if low is not None and high is not None and low != high:
                     bar.update(cx=round(x + w / 2, 1), ylow=round(y(max(low, 0)), 1), yhigh=round(y(max(high, 0)), 1))
             bars.append(bar)
         ticks = [{"y": round(y(top_value * k / 4), 1), "label": _tick(top_value * k / 4)} for k in range(5)]
-        charts.append({"label": label, "higher": info.get("higher_is_better", True), "width": width,
-                       "height": height, "left": left, "base_y": round(y(0), 1), "bars": bars, "ticks": ticks,
-                       "label_y": height - 8})
+        charts.append(
+            {
+                "label": label,
+                "higher": info.get("higher_is_better", True),
+                "width": width,
+                "height": height,
+                "left": left,
+                "base_y": round(y(0), 1),
+                "bars": bars,
+                "ticks": ticks,
+                "label_y": height - 8,
+            }
+        )
     return charts
 
 
@@ -258,8 +292,11 @@ def training_curves(report: Report) -> list[dict]:
         history = record.get("history") if isinstance(record.get("history"), list) else []
         series = {}
         for key in ("loss", "eval_loss"):
-            pts = [(h["step"], h[key]) for h in history
-                   if isinstance(h, dict) and _finite(h.get(key)) and _finite(h.get("step"))]
+            pts = [
+                (h["step"], h[key])
+                for h in history
+                if isinstance(h, dict) and _finite(h.get(key)) and _finite(h.get("step"))
+            ]
             if pts:
                 series[key] = pts
         if not series:
@@ -272,22 +309,40 @@ def training_curves(report: Report) -> list[dict]:
         y0, y1 = y0 - pad, y1 + pad
 
         def px(x):
-            return left + (width - left - right) * (x - x0) / (x1 - x0)
+            return left + (width - left - right) * (x - x0) / (x1 - x0)  # noqa: B023
 
         def py(v):
-            return top + (height - top - bottom) * (1 - (v - y0) / (y1 - y0))
+            return top + (height - top - bottom) * (1 - (v - y0) / (y1 - y0))  # noqa: B023
 
         lines = []
         for key, pts in series.items():
-            lines.append({"key": key, "color": "#4e79a7" if key == "loss" else "#e15759",
-                          "points": " ".join(f"{px(x):.1f},{py(v):.1f}" for x, v in pts),
-                          "dots": [{"x": round(px(x), 1), "y": round(py(v), 1), "step": x, "v": round(v, 4)}
-                                   for x, v in pts] if len(pts) <= 60 else [],
-                          "last": round(pts[-1][1], 4), "min": round(min(v for _, v in pts), 4)})
+            lines.append(
+                {
+                    "key": key,
+                    "color": "#4e79a7" if key == "loss" else "#e15759",
+                    "points": " ".join(f"{px(x):.1f},{py(v):.1f}" for x, v in pts),
+                    "dots": [{"x": round(px(x), 1), "y": round(py(v), 1), "step": x, "v": round(v, 4)} for x, v in pts]
+                    if len(pts) <= 60
+                    else [],
+                    "last": round(pts[-1][1], 4),
+                    "min": round(min(v for _, v in pts), 4),
+                }
+            )
         yt = [{"y": round(py(y0 + (y1 - y0) * k / 4), 1), "label": f"{y0 + (y1 - y0) * k / 4:.3g}"} for k in range(5)]
         xt = [{"x": round(px(x0 + (x1 - x0) * k / 4), 1), "label": f"{x0 + (x1 - x0) * k / 4:.0f}"} for k in range(5)]
-        charts.append({"model": m.name, "width": width, "height": height, "left": left, "bottom": height - bottom,
-                       "right": width - right, "lines": lines, "yticks": yt, "xticks": xt})
+        charts.append(
+            {
+                "model": m.name,
+                "width": width,
+                "height": height,
+                "left": left,
+                "bottom": height - bottom,
+                "right": width - right,
+                "lines": lines,
+                "yticks": yt,
+                "xticks": xt,
+            }
+        )
     return charts
 
 
@@ -311,14 +366,32 @@ def histograms(report: Report, label: str | None, bins: int = 10) -> list[dict]:
                 counts[min(bins - 1, int((v - lo) / (hi - lo) * bins))] += 1
         peak = max(counts) or 1
         slot = (width - left - 6) / bins
-        rects = [{"x": round(left + slot * k + 1, 1), "w": round(slot - 2, 1),
-                  "h": round((height - top - bottom) * c / peak, 1),
-                  "y": round(height - bottom - (height - top - bottom) * c / peak, 1), "count": c,
-                  "range": f"{lo + (hi - lo) * k / bins:.3g}–{lo + (hi - lo) * (k + 1) / bins:.3g}"}
-                 for k, c in enumerate(counts)]
-        charts.append({"model": m.name, "color": _color(i), "width": width, "height": height, "rects": rects,
-                       "lo": f"{lo:.3g}", "hi": f"{hi:.3g}", "peak": peak, "left": left, "axis_y": height - bottom,
-                       "n": sum(counts)})
+        rects = [
+            {
+                "x": round(left + slot * k + 1, 1),
+                "w": round(slot - 2, 1),
+                "h": round((height - top - bottom) * c / peak, 1),
+                "y": round(height - bottom - (height - top - bottom) * c / peak, 1),
+                "count": c,
+                "range": f"{lo + (hi - lo) * k / bins:.3g}–{lo + (hi - lo) * (k + 1) / bins:.3g}",
+            }
+            for k, c in enumerate(counts)
+        ]
+        charts.append(
+            {
+                "model": m.name,
+                "color": _color(i),
+                "width": width,
+                "height": height,
+                "rects": rects,
+                "lo": f"{lo:.3g}",
+                "hi": f"{hi:.3g}",
+                "peak": peak,
+                "left": left,
+                "axis_y": height - bottom,
+                "n": sum(counts),
+            }
+        )
     return charts
 
 
@@ -334,19 +407,32 @@ def train_summary(info: dict) -> dict | None:
     record = _mapping(info.get("train_record"))
     if not record:
         return None
-    history = [h for h in record.get("history") or [] if isinstance(h, dict)] \
-        if isinstance(record.get("history"), list) else []
+    history = (
+        [h for h in record.get("history") or [] if isinstance(h, dict)]
+        if isinstance(record.get("history"), list)
+        else []
+    )
     losses = [h["loss"] for h in history if isinstance(h.get("loss"), (int, float))]
     evals = [h["eval_loss"] for h in history if isinstance(h.get("eval_loss"), (int, float))]
     config = _mapping(record.get("config"))
-    lora, training, data = _mapping(config.get("lora")), _mapping(config.get("training")), _mapping(record.get("data"))
+    lora, training, data = (
+        _mapping(config.get("lora")),
+        _mapping(config.get("training")),
+        _mapping(record.get("data")),
+    )
     return {
-        "name": record.get("name"), "base_model": record.get("base_model"),
-        "data": data.get("path"), "examples": data.get("examples"), "template": data.get("template"),
-        "steps": record.get("global_steps"), "runtime": record.get("train_runtime_s"),
-        "final_loss": losses[-1] if losses else None, "best_eval_loss": min(evals) if evals else None,
+        "name": record.get("name"),
+        "base_model": record.get("base_model"),
+        "data": data.get("path"),
+        "examples": data.get("examples"),
+        "template": data.get("template"),
+        "steps": record.get("global_steps"),
+        "runtime": record.get("train_runtime_s"),
+        "final_loss": losses[-1] if losses else None,
+        "best_eval_loss": min(evals) if evals else None,
         "lora": f"r={lora.get('r')}, alpha={lora.get('alpha')}" if lora else None,
-        "lr": training.get("learning_rate"), "epochs": training.get("epochs"),
+        "lr": training.get("learning_rate"),
+        "epochs": training.get("epochs"),
     }
 
 
@@ -358,26 +444,52 @@ def page_context(report: Report) -> dict:
     for run in report.runs:
         r = run.results
         env = run.environment or {}
-        runs.append({"id": run.run_id, "path": str(run.path), "finished_at": r.get("finished_at"),
-                     "harness_version": r.get("harness_version"), "source": (run.config or {}).get("source"),
-                     "device": env.get("device"), "device_name": env.get("device_name"),
-                     "python": env.get("python"), "versions": env.get("versions") or {},
-                     "generation": r.get("generation") or {}, "prompt": r.get("prompt") or {},
-                     "bootstrap": r.get("bootstrap") or {}})
-    models = [{"m": m, "color": _color(i), "train": train_summary(m.info), "tp": m.throughput or {}}
-              for i, m in enumerate(report.models)]
+        runs.append(
+            {
+                "id": run.run_id,
+                "path": str(run.path),
+                "finished_at": r.get("finished_at"),
+                "harness_version": r.get("harness_version"),
+                "source": (run.config or {}).get("source"),
+                "device": env.get("device"),
+                "device_name": env.get("device_name"),
+                "python": env.get("python"),
+                "versions": env.get("versions") or {},
+                "generation": r.get("generation") or {},
+                "prompt": r.get("prompt") or {},
+                "bootstrap": r.get("bootstrap") or {},
+            }
+        )
+    models = [
+        {"m": m, "color": _color(i), "train": train_summary(m.info), "tp": m.throughput or {}}
+        for i, m in enumerate(report.models)
+    ]
     conf = (first.get("bootstrap") or {}).get("confidence", 0.95)
     return {
         "title": f"{report.suite} — harness report",
-        "report": report, "suite": report.suite, "task": report.task, "dataset": first.get("dataset") or {},
-        "runs": runs, "models": models, "labels": list(report.metric_info),
-        "metric_info": report.metric_info, "rows": metrics_rows(report), "charts": bar_charts(report),
-        "repetition": repetition_rows(report), "verify": verify_rows(report),
-        "curves": training_curves(report), "histograms": histograms(report, primary), "primary": primary,
-        "confidence": int(round(conf * 100)), "n_samples": report.n_samples, "kind": data["kind"],
+        "report": report,
+        "suite": report.suite,
+        "task": report.task,
+        "dataset": first.get("dataset") or {},
+        "runs": runs,
+        "models": models,
+        "labels": list(report.metric_info),
+        "metric_info": report.metric_info,
+        "rows": metrics_rows(report),
+        "charts": bar_charts(report),
+        "repetition": repetition_rows(report),
+        "verify": verify_rows(report),
+        "curves": training_curves(report),
+        "histograms": histograms(report, primary),
+        "primary": primary,
+        "confidence": round(conf * 100),
+        "n_samples": report.n_samples,
+        "kind": data["kind"],
         "interval_note": interval_note(first.get("bootstrap")),
         "long_prompts_note": long_prompts_note(first.get("long_prompts")),
-        "data": data, "generated_at": time.strftime("%Y-%m-%d %H:%M:%S %z"), "version": __version__,
+        "data": data,
+        "generated_at": time.strftime("%Y-%m-%d %H:%M:%S %z"),
+        "version": __version__,
         "sections": [s for s in SECTIONS if s != "training" or training_curves(report)],
         "versions": version_notes(report.metric_info),
         "results_files": sorted({run.results_file for run in report.runs} - {"results.json"}),

@@ -1,4 +1,5 @@
 """Task kinds: a registry so a new kind is one module with a `TASK` object."""
+
 from __future__ import annotations
 
 import difflib

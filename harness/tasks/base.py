@@ -1,17 +1,18 @@
 """What every task kind provides, and the shared flow of generative tasks:
 build prompt → generate → extract → score → record."""
+
 from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
 
 from harness.config.suite import SuiteConfig
+from harness.data.prompts import apply_chat_template, load_template
 from harness.errors import ConfigError, DataError
+from harness.metrics.aggregate import Scorer
 from harness.metrics.errors import MetricError
 from harness.metrics.registry import build_metric
 from harness.metrics.repetition import repetition_stats
-from harness.prompts import apply_chat_template, load_template
-from harness.scoring import Scorer
 from harness.tasks.long_prompts import fit_prompt, generation_budget
 
 
@@ -29,8 +30,14 @@ class Task:
     # Whether `run` takes a `shard` (a world of processes) and deals it whole batches itself.
     deals_batches = False
 
-    def build_requests(self, suite: SuiteConfig, examples: list[dict], tokenizer, fewshot_pool: list[dict],
-                       context_limit: int | None = None) -> list[Request]:
+    def build_requests(
+        self,
+        suite: SuiteConfig,
+        examples: list[dict],
+        tokenizer,
+        fewshot_pool: list[dict],
+        context_limit: int | None = None,
+    ) -> list[Request]:
         """One request per example; `context_limit` (the model's context in tokens) lets a task fit
         long prompts (a skipped one has extra["skipped"])."""
         raise NotImplementedError
@@ -38,8 +45,17 @@ class Task:
     def scorers(self, suite: SuiteConfig, references: list[list[str]]) -> list[Scorer]:
         raise NotImplementedError
 
-    def run(self, model, tokenizer, suite: SuiteConfig, requests: list[Request], batch_size: int, on_record, progress,
-            shard=None):
+    def run(
+        self,
+        model,
+        tokenizer,
+        suite: SuiteConfig,
+        requests: list[Request],
+        batch_size: int,
+        on_record,
+        progress,
+        shard=None,
+    ):
         raise NotImplementedError
 
 
@@ -59,8 +75,10 @@ class GenerativeTask(Task):
                 f"map one with dataset.fields"
             )
         if not isinstance(value, (str, list)):
-            raise DataError(f"example '{example.get('id', '?')}': field '{self.references_field}' is a "
-                            f"{type(value).__name__}; give a string or a list of strings")
+            raise DataError(
+                f"example '{example.get('id', '?')}': field '{self.references_field}' is a "
+                f"{type(value).__name__}; give a string or a list of strings"
+            )
         return [value] if isinstance(value, str) else [str(v) for v in value]
 
     def extract(self, output: str) -> str:
@@ -84,15 +102,22 @@ class GenerativeTask(Task):
             extra = {"truncated_tokens": fitted.cut_tokens, "truncated_chars": fitted.cut_chars}
             if fitted.prompt is None:
                 extra = {"skipped": fitted.skip_reason}
-            requests.append(Request(id=str(example["id"]), prompt=fitted.prompt or "",
-                                    references=self.references(example), extra=extra))
+            requests.append(
+                Request(
+                    id=str(example["id"]), prompt=fitted.prompt or "", references=self.references(example), extra=extra
+                )
+            )
         return requests
 
     def scorers(self, suite, references):
         entries = suite.metrics or self.default_metrics
         scorers = []
         for n, entry in enumerate(entries):
-            name, options = (entry, {}) if isinstance(entry, str) else (entry.get("name"), {k: v for k, v in entry.items() if k != "name"})
+            name, options = (
+                (entry, {})
+                if isinstance(entry, str)
+                else (entry.get("name"), {k: v for k, v in entry.items() if k != "name"})
+            )
             if not name:
                 raise ConfigError(f"metrics[{n}]: missing 'name'; write for example {{name: rouge1, tokenizer: mecab}}")
             try:
@@ -101,31 +126,55 @@ class GenerativeTask(Task):
                 raise ConfigError(f"metrics[{n}]: {exc}") from None
             per = metric.per_sample
             corpus = metric.corpus
-            scorers.append(Scorer(
-                label=metric.label, higher_is_better=metric.higher_is_better, version=metric.version,
-                per_sample=(lambda r, f=per: f(r["prediction"], r["references"])) if per else None,
-                corpus=None if per else (lambda recs, f=corpus: f([r["prediction"] for r in recs], [r["references"] for r in recs])),
-            ))
+            scorers.append(
+                Scorer(
+                    label=metric.label,
+                    higher_is_better=metric.higher_is_better,
+                    version=metric.version,
+                    per_sample=(lambda r, f=per: f(r["prediction"], r["references"])) if per else None,
+                    corpus=None
+                    if per
+                    else (lambda recs, f=corpus: f([r["prediction"] for r in recs], [r["references"] for r in recs])),
+                )
+            )
         return scorers
 
     def run(self, model, tokenizer, suite, requests, batch_size, on_record, progress, shard=None):
-        from harness.generation import generate
+        from harness.engine.generation import generate
 
         def finished(index: int, generated) -> None:
             request = requests[index]
-            on_record({
-                "id": request.id, "prompt": request.prompt, "references": request.references,
-                "output": generated.output, "prediction": self.extract(generated.output),
-                "prompt_tokens": generated.prompt_tokens, "generated_tokens": generated.generated_tokens,
-                "stop_reason": generated.stop_reason, "repetition": repetition_stats(generated.output).to_dict(),
-                "truncated_tokens": request.extra.get("truncated_tokens", 0),
-                "truncated_chars": request.extra.get("truncated_chars", 0),
-            })
+            on_record(
+                {
+                    "id": request.id,
+                    "prompt": request.prompt,
+                    "references": request.references,
+                    "output": generated.output,
+                    "prediction": self.extract(generated.output),
+                    "prompt_tokens": generated.prompt_tokens,
+                    "generated_tokens": generated.generated_tokens,
+                    "stop_reason": generated.stop_reason,
+                    "repetition": repetition_stats(generated.output).to_dict(),
+                    "truncated_tokens": request.extra.get("truncated_tokens", 0),
+                    "truncated_chars": request.extra.get("truncated_chars", 0),
+                }
+            )
 
         # batch_size None: sized from free GPU memory per batch (the fast engine on a GPU).
-        generate(model, tokenizer, [r.prompt for r in requests], suite.generation, batch_size or 1, finished,
-                 engine=suite.engine, auto_batch=batch_size is None,
-                 ids=[r.id for r in requests], progress=progress, shard=shard, chat=suite.prompt.chat)
+        generate(
+            model,
+            tokenizer,
+            [r.prompt for r in requests],
+            suite.generation,
+            batch_size or 1,
+            finished,
+            engine=suite.engine,
+            auto_batch=batch_size is None,
+            ids=[r.id for r in requests],
+            progress=progress,
+            shard=shard,
+            chat=suite.prompt.chat,
+        )
 
 
 class _FewShot:
@@ -144,6 +193,8 @@ class _FewShot:
         rng = random.Random(f"{self.seed}:{example.get('id')}")
         candidates = [e for e in self.pool if e.get("id") != example.get("id")]
         shots = rng.sample(candidates, self.k)
-        parts = [self.template.render_prompt(s, "fewshot example") + self.template.render_response(s, "fewshot example")
-                 for s in shots]
+        parts = [
+            self.template.render_prompt(s, "fewshot example") + self.template.render_response(s, "fewshot example")
+            for s in shots
+        ]
         return self.separator.join(parts) + self.separator

@@ -8,6 +8,7 @@ skip: leave the sample out of the run; error: stop before any work, naming the s
 A truncated request carries how many prompt tokens and passage characters were cut; a skipped one
 carries why. `harness generate` with a single prompt keeps its own error (nothing is cut there).
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -42,8 +43,9 @@ def _token_starts(tokenizer, passage: str) -> list[int]:
         return [round(i * len(passage) / n) for i in range(n)]
 
 
-def fit_prompt(render: Callable[[dict], str], example: dict, field: str, tokenizer, budget: int | None,
-               policy: str, where: str) -> Fitted:
+def fit_prompt(
+    render: Callable[[dict], str], example: dict, field: str, tokenizer, budget: int | None, policy: str, where: str
+) -> Fitted:
     """The prompt of `example` made to fit `budget` tokens as `policy` says."""
     prompt = render(example)
     if budget is None:
@@ -54,7 +56,8 @@ def fit_prompt(render: Callable[[dict], str], example: dict, field: str, tokeniz
     if policy == "error":
         raise ConfigError(
             f"{where}: the prompt has {full} tokens, more than the {budget} the model's context leaves after "
-            "max_new_tokens; set prompt.overflow: truncate (or skip), or lower generation.max_new_tokens")
+            "max_new_tokens; set prompt.overflow: truncate (or skip), or lower generation.max_new_tokens"
+        )
     if policy == "skip":
         return Fitted(None, skip_reason=f"{full} prompt tokens, {budget} fit")
     passage = example.get(field)
@@ -78,12 +81,18 @@ def generation_budget(context_limit: int | None, suite) -> int | None:
     """Prompt tokens that leave room for the largest max_new_tokens of the suite and its grid."""
     if not context_limit:
         return None
-    largest = max([suite.generation.max_new_tokens,
-                   *[v for v in suite.generation_grid.get("max_new_tokens", []) if isinstance(v, int)]])
+    largest = max(
+        [
+            suite.generation.max_new_tokens,
+            *[v for v in suite.generation_grid.get("max_new_tokens", []) if isinstance(v, int)],
+        ]
+    )
     if largest >= context_limit:
         # No cut of any passage can help: say what to change instead of skipping every sample.
-        raise ConfigError(f"generation.max_new_tokens={largest} leaves no room for a prompt in the model's "
-                          f"context of {context_limit}; lower max_new_tokens")
+        raise ConfigError(
+            f"generation.max_new_tokens={largest} leaves no room for a prompt in the model's "
+            f"context of {context_limit}; lower max_new_tokens"
+        )
     return context_limit - largest
 
 

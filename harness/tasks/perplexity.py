@@ -11,15 +11,16 @@ lm-evaluation-harness's rolling log-likelihood does), so every token of the text
 every byte counts. Where it has none, the first token goes unscored and its bytes leave the
 denominator: a record's `bytes` are the bytes of the tokens that were scored, never more.
 """
+
 from __future__ import annotations
 
 import contextlib
 import math
 
-from harness import fused
 from harness.config.suite import SuiteConfig
+from harness.engine.kernels import fused
 from harness.errors import ConfigError
-from harness.scoring import Scorer
+from harness.metrics.aggregate import Scorer
 from harness.tasks.base import Request, Task
 
 
@@ -68,8 +69,11 @@ class PerplexityTask(Task):
         encoded = [encode_document(tokenizer, r.prompt) for r in requests]
         docs = [ids for ids, _ in encoded]
         scored_bytes = [n for _, n in encoded]
-        windows = [(d, w) for d, ids in enumerate(docs)
-                   for w in plan_windows(len(ids), settings.context_length, settings.stride)]
+        windows = [
+            (d, w)
+            for d, ids in enumerate(docs)
+            for w in plan_windows(len(ids), settings.context_length, settings.stride)
+        ]
         left = [0] * len(docs)
         for d, _ in windows:
             left[d] += 1
@@ -79,12 +83,15 @@ class PerplexityTask(Task):
                 self._finish(requests[d], totals[d], 0, on_record, progress)
         windows.sort(key=lambda item: (-(item[1][1] - item[1][0]), item[0]))
         size = batch_size or max(1, 16384 // settings.context_length)  # ~16k tokens per forward on a GPU
-        kernels = fused.fused_kernels(model) if suite.engine != "plain" and fused.available(model) \
+        kernels = (
+            fused.fused_kernels(model)
+            if suite.engine != "plain" and fused.available(model)
             else contextlib.nullcontext()
+        )
         with kernels:
             for start in range(0, len(windows), size):
-                chunk = windows[start:start + size]
-                scores = window_nll(model, [docs[d][w[0]:w[1]] for d, w in chunk], [w[2] for _, w in chunk])
+                chunk = windows[start : start + size]
+                scores = window_nll(model, [docs[d][w[0] : w[1]] for d, w in chunk], [w[2] for _, w in chunk])
                 for (d, _), (nll, scored) in zip(chunk, scores):
                     totals[d][0] += nll
                     totals[d][1] += scored
@@ -94,8 +101,16 @@ class PerplexityTask(Task):
 
     @staticmethod
     def _finish(request, total, n_bytes: int, on_record, progress) -> None:
-        on_record({"id": request.id, "prompt": request.prompt, "references": [],
-                   "nll": total[0], "tokens": total[1], "bytes": n_bytes if total[1] else 0})
+        on_record(
+            {
+                "id": request.id,
+                "prompt": request.prompt,
+                "references": [],
+                "nll": total[0],
+                "tokens": total[1],
+                "bytes": n_bytes if total[1] else 0,
+            }
+        )
         if progress is not None:
             progress.update(1)
 
@@ -114,7 +129,7 @@ def encode_document(tokenizer, text: str) -> tuple[list[int], int]:
 def _first_token_text(tokenizer, text: str, ids: list[int]) -> str:
     try:
         offsets = tokenizer(text, add_special_tokens=True, return_offsets_mapping=True)["offset_mapping"]
-        return text[:offsets[0][1]]
+        return text[: offsets[0][1]]
     except (NotImplementedError, KeyError, TypeError, ValueError):  # slow tokenizers have no offsets
         return tokenizer.decode(ids[:1])
 
@@ -148,8 +163,8 @@ def window_nll(model, windows: list[list[int]], first_new: list[int]) -> list[tu
         logits = model(input_ids=ids, use_cache=False).logits  # a cache would copy every key and value once more
         sums = []
         for row, (window, first) in enumerate(zip(windows, first_new)):
-            logprobs = torch.log_softmax(logits[row, :len(window) - 1].float(), dim=-1)
-            targets = ids[row, 1:len(window)]
+            logprobs = torch.log_softmax(logits[row, : len(window) - 1].float(), dim=-1)
+            targets = ids[row, 1 : len(window)]
             token_lp = logprobs.gather(1, targets.unsqueeze(1)).squeeze(1).double()
             sums.append(token_lp[first:].sum())
         totals = torch.stack(sums).tolist()  # one wait for the GPU per forward, not one per window

@@ -1,4 +1,5 @@
 """Extractive QA (KorQuAD, SQuAD): the answer is the generation up to its first line break."""
+
 from __future__ import annotations
 
 from harness.tasks.base import GenerativeTask

@@ -1,4 +1,5 @@
 """Summarization: the whole generation (cut at stop strings) is the summary."""
+
 from __future__ import annotations
 
 from harness.tasks.base import GenerativeTask

@@ -12,6 +12,7 @@ HARNESS_CACHE. Single-process references run `python -m harness ...` the ordinar
 - `harness generate --prompts` sharded gives the single-process records;
 - DDP training with the same global batch follows the single-process loss curve (tolerance below).
 """
+
 from __future__ import annotations
 
 import json
@@ -23,28 +24,46 @@ from pathlib import Path
 
 import pytest
 
-from harness.runs import comparable_records, comparable_results
+from harness.runs.store import comparable_records, comparable_results
 
 pytestmark = pytest.mark.slow
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SUITE = REPO_ROOT / "suites" / "korquad_sample.yaml"
 EVAL_ARGS = ["--limit", "8", "--set", "generation.max_new_tokens=8", "--batch-size", "3"]
-TRAIN_ARGS = ["--set", "data.limit=16", "--set", "data.validation_fraction=0", "--set", "training.max_steps=6",
-              "--set", "training.learning_rate=0.003", "--set", "training.logging_steps=1",
-              "--set", "training.save_steps=1000", "--set", "lora.target_modules=all-linear"]
+TRAIN_ARGS = [
+    "--set",
+    "data.limit=16",
+    "--set",
+    "data.validation_fraction=0",
+    "--set",
+    "training.max_steps=6",
+    "--set",
+    "training.learning_rate=0.003",
+    "--set",
+    "training.logging_steps=1",
+    "--set",
+    "training.save_steps=1000",
+    "--set",
+    "lora.target_modules=all-linear",
+]
 # Same global batch (4) split differently gives slightly different gradients (each micro-batch's loss is
 # a mean over its own tokens); one process with micro-batch 2 × accumulation 2 differs from micro-batch 4
 # by as much as two processes do. Measured: ≤ 2.5 % relative over 6 steps at lr 3e-3; the first step
 # (same weights, same examples) agrees to 1e-4.
 LOSS_RTOL = 0.05
-# Records are compared without their timing only (harness.runs.comparable_records): batch_size stays,
+# Records are compared without their timing only (harness.runs.store.comparable_records): batch_size stays,
 # since a sharded run deals whole batches, so every prompt runs in a batch of the same size.
 
 
 def _env() -> dict:
-    return {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1",
-            "PYTHONIOENCODING": "utf-8"}
+    return {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "MKL_NUM_THREADS": "1",
+        "HF_HUB_OFFLINE": "1",
+        "PYTHONIOENCODING": "utf-8",
+    }
 
 
 def _port() -> int:
@@ -57,11 +76,27 @@ def harness(cwd: Path, *argv, processes: int = 1, timeout: float = 300) -> subpr
     if processes == 1:
         cmd = [sys.executable, "-m", "harness"]
     else:
-        cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(processes),
-               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-               "--main_process_port", str(_port()), "-m", "harness"]
-    proc = subprocess.run(cmd + [str(a) for a in argv], cwd=cwd, env=_env(), capture_output=True, text=True,
-                          timeout=timeout)
+        cmd = [
+            sys.executable,
+            "-m",
+            "accelerate.commands.launch",
+            "--multi_gpu",
+            "--num_processes",
+            str(processes),
+            "--num_machines",
+            "1",
+            "--mixed_precision",
+            "no",
+            "--dynamo_backend",
+            "no",
+            "--main_process_port",
+            str(_port()),
+            "-m",
+            "harness",
+        ]
+    proc = subprocess.run(
+        cmd + [str(a) for a in argv], cwd=cwd, env=_env(), capture_output=True, text=True, timeout=timeout
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
     return proc
 
@@ -79,8 +114,9 @@ def work(tmp_path_factory, harness_cache) -> Path:
 def adapters(work) -> dict[int, Path]:
     """The same 6 steps, global batch 4: one process (micro-batch 4) and two (2 each)."""
     harness(work, "train", *TRAIN_ARGS, "--set", "training.batch_size=4", "--output-dir", "one", "--overwrite")
-    harness(work, "train", *TRAIN_ARGS, "--set", "training.batch_size=4", "--output-dir", "two", "--overwrite",
-            processes=2)
+    harness(
+        work, "train", *TRAIN_ARGS, "--set", "training.batch_size=4", "--output-dir", "two", "--overwrite", processes=2
+    )
     return {1: work / "one", 2: work / "two"}
 
 
@@ -131,10 +167,22 @@ def test_a_killed_sharded_run_resumes_with_any_number_of_processes(eval_runs, ad
         lines = merged.read_text(encoding="utf-8").splitlines()
         merged.unlink()
         (run / "records" / f"{model}.rank0.jsonl").write_text("\n".join(lines[0:8:2][:3]) + "\n", encoding="utf-8")
-        (run / "records" / f"{model}.rank1.jsonl").write_text("\n".join(lines[1:8:2][:2]) + "\n" + lines[7][:40],
-                                                              encoding="utf-8")
-    harness(work, "eval", SUITE, *EVAL_ARGS, "--adapter", f"tiny={adapters[1]}", "--out", "runs",
-            "--run-id", run.name, processes=processes)
+        (run / "records" / f"{model}.rank1.jsonl").write_text(
+            "\n".join(lines[1:8:2][:2]) + "\n" + lines[7][:40], encoding="utf-8"
+        )
+    harness(
+        work,
+        "eval",
+        SUITE,
+        *EVAL_ARGS,
+        "--adapter",
+        f"tiny={adapters[1]}",
+        "--out",
+        "runs",
+        "--run-id",
+        run.name,
+        processes=processes,
+    )
     full = json.loads((run / "results.json").read_text(encoding="utf-8"))
     assert {c: t["reused"] for c, t in full["throughput"].items()} == {"base": 5, "tiny": 5}
     assert comparable_results(run) == comparable_results(eval_runs[1])

@@ -4,6 +4,7 @@ on CPU), suite loading with overrides, a quiet in-process eval runner and one sh
 
 Tests that change a run directory copy it first (`copy_run`); the shared run stays pristine.
 """
+
 from __future__ import annotations
 
 import shutil
@@ -14,7 +15,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from eval_helpers import ADAPTER_NAME, SUITES, one_torch_thread, qa_overrides, quiet, train_adapter  # noqa: E402
+from eval_helpers import ADAPTER_NAME, SUITES, one_torch_thread, qa_overrides, quiet, train_adapter
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -49,8 +50,8 @@ def suite_config():
 
 @pytest.fixture(scope="session")
 def eval_run(harness_cache):
-    """Run `harness.evaluation.run_eval` in-process, quietly; returns the EvalResult."""
-    from harness.evaluation import run_eval
+    """Run `harness.evaluate.run.run_eval` in-process, quietly; returns the EvalResult."""
+    from harness.evaluate.run import run_eval
 
     def run(suite_and_source, out_root: Path, run_id: str):
         suite, source = suite_and_source

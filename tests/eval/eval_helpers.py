@@ -1,14 +1,15 @@
 """Plain helpers shared by the eval tests (fixtures live in conftest.py)."""
+
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-from support import one_torch_thread  # noqa: F401 - the tests import it from here
+from support import one_torch_thread
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SUITES = REPO_ROOT / "suites"
-PRESET = REPO_ROOT / "harness" / "presets" / "tiny-ko-qa.yaml"
+PRESET = REPO_ROOT / "harness" / "data" / "presets" / "tiny-ko-qa.yaml"
 ADAPTER_NAME = "tiny"
 
 # Small but real: 12 KorQuAD-style samples, 12 new tokens, base + adapter.
@@ -17,8 +18,13 @@ QA_NEW_TOKENS = 12
 
 # One tiny adapter for the session: the preset's settings, shortened.
 ADAPTER_TRAINING = {
-    "data.limit": 8, "data.validation_fraction": 0, "training.max_steps": 30, "training.batch_size": 4,
-    "training.learning_rate": 0.003, "training.logging_steps": 5, "training.save_steps": 1000,
+    "data.limit": 8,
+    "data.validation_fraction": 0,
+    "training.max_steps": 30,
+    "training.batch_size": 4,
+    "training.learning_rate": 0.003,
+    "training.logging_steps": 5,
+    "training.save_steps": 1000,
     "lora.target_modules": "all-linear",
 }
 
@@ -27,11 +33,9 @@ def quiet(*_args, **_kwargs) -> None:
     pass
 
 
-
-
 def train_adapter(output_dir: Path, **overrides):
     from harness.config import TrainConfig, load_config
-    from harness.train import train
+    from harness.train.recipe import train
 
     config = load_config(TrainConfig, PRESET, {"output_dir": str(output_dir), **ADAPTER_TRAINING, **overrides})
     with one_torch_thread():
@@ -49,5 +53,3 @@ def read_results(run_dir: Path) -> dict:
 
 def qa_overrides(**extra) -> dict:
     return {"dataset.limit": QA_LIMIT, "generation.max_new_tokens": QA_NEW_TOKENS, "batch_size": 8, **extra}
-
-

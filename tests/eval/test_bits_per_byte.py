@@ -5,6 +5,7 @@ document with it, so every token of the text is scored) and one without (the fir
 be scored, so its bytes leave the denominator). Each is checked against a sliding-window NLL
 written out here, on shipped documents, every one longer than the suite's context.
 """
+
 from __future__ import annotations
 
 import json
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-ASSETS = Path(__file__).resolve().parents[2] / "harness" / "assets"
+ASSETS = Path(__file__).resolve().parents[2] / "harness" / "data" / "assets"
 CONTEXT, STRIDE = 128, 64  # suites/perplexity_ko.yaml
 
 
@@ -101,6 +102,8 @@ def test_bits_per_byte_against_a_direct_computation(model, tiny_path, suite_conf
 
 def test_shipped_suite_slides_its_window(tiny_path):
     tokenizer = _tokenizer(tiny_path, True)
-    every = [json.loads(line)["id"] for line in (ASSETS / "perplexity_ko.jsonl").read_text(encoding="utf-8").splitlines()]
+    every = [
+        json.loads(line)["id"] for line in (ASSETS / "perplexity_ko.jsonl").read_text(encoding="utf-8").splitlines()
+    ]
     shortest = min(len(tokenizer(d["text"])["input_ids"]) for d in _documents(every))
     assert shortest > CONTEXT

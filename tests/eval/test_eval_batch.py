@@ -1,6 +1,7 @@
 """Greedy generation does not depend on the batch size: left padding, length sorting and the
 stop-string / eos handling give every sample the same output whether it is generated alone or
 in a batch of 3 or 8 (base model and the session adapter)."""
+
 from __future__ import annotations
 
 import pytest
@@ -27,8 +28,10 @@ def test_greedy_outputs_identical_for_batch_sizes_1_3_8(qa_run, eval_adapter, su
             for one, batched in zip(reference, other):
                 for field in FIELDS:
                     if one[field] != batched[field]:
-                        mismatches.append(f"{model} bs={batch_size} sample {one['id']} {field}: "
-                                          f"bs=1 {one[field]!r} vs {batched[field]!r}")
+                        mismatches.append(
+                            f"{model} bs={batch_size} sample {one['id']} {field}: "
+                            f"bs=1 {one[field]!r} vs {batched[field]!r}"
+                        )
     assert not mismatches, "\n".join(mismatches)
 
 
@@ -43,9 +46,13 @@ def test_stop_strings_mid_batch_do_not_depend_on_batch_size(suite_config, eval_r
     # Stops at different lengths: in a batch the early finishers are padded while others go on.
     assert {r["stop_reason"] for r in runs[1]} == {"stop", "length"}
     assert len({r["generated_tokens"] for r in runs[1]}) > 1, [r["generated_tokens"] for r in runs[1]]
-    mismatches = [f"bs={bs} sample {one['id']} {field}: bs=1 {one[field]!r} vs {other[field]!r}"
-                  for bs in (3, 8) for one, other in zip(runs[1], runs[bs]) for field in FIELDS
-                  if one[field] != other[field]]
+    mismatches = [
+        f"bs={bs} sample {one['id']} {field}: bs=1 {one[field]!r} vs {other[field]!r}"
+        for bs in (3, 8)
+        for one, other in zip(runs[1], runs[bs])
+        for field in FIELDS
+        if one[field] != other[field]
+    ]
     assert not mismatches, "\n".join(mismatches)
 
 

@@ -1,9 +1,10 @@
-"""Bad suites and inputs through `harness.cli.main(["eval", ...])`: exit code 2 and exactly one
+"""Bad suites and inputs through `harness.commands.cli.main(["eval", ...])`: exit code 2 and exactly one
 line on stderr (`harness eval: error: ...`) that names the file or field and what to do.
 
 Progress bars (transformers' weight loading, the eval's own bar) are rendered by tqdm on stderr
 too; they are not messages, so they are dropped before counting lines.
 """
+
 from __future__ import annotations
 
 import json
@@ -12,6 +13,7 @@ import shutil
 import pytest
 from eval_helpers import SUITES
 from support import message_lines
+
 
 @pytest.fixture
 def eval_error(run_cli):
@@ -32,8 +34,12 @@ def eval_error(run_cli):
 
 
 def write_suite(path, **fields) -> str:
-    base = {"name": "bad", "task": "qa", "dataset": {"path": "builtin:korquad_sample", "limit": 2},
-            "generation": {"max_new_tokens": 4}}
+    base = {
+        "name": "bad",
+        "task": "qa",
+        "dataset": {"path": "builtin:korquad_sample", "limit": 2},
+        "generation": {"max_new_tokens": 4},
+    }
     for key, value in fields.items():
         base[key] = value
     path.write_text(json.dumps(base, ensure_ascii=False), encoding="utf-8")  # JSON is YAML
@@ -54,8 +60,12 @@ def test_unknown_suite_key_suggests_nearest(eval_error, workdir):
 
 
 def test_unknown_nested_key_via_set(eval_error):
-    eval_error([SUITES / "korquad_sample.yaml", "--set", "generation.max_new_token=4"],
-               "korquad_sample.yaml", "generation.max_new_token", "did you mean 'max_new_tokens'?")
+    eval_error(
+        [SUITES / "korquad_sample.yaml", "--set", "generation.max_new_token=4"],
+        "korquad_sample.yaml",
+        "generation.max_new_token",
+        "did you mean 'max_new_tokens'?",
+    )
 
 
 def test_missing_suite_file(eval_error, workdir):
@@ -105,8 +115,12 @@ def test_missing_dataset_file(eval_error, workdir):
 
 
 def test_duplicate_adapter_names(eval_error, workdir):
-    eval_error([SUITES / "korquad_sample.yaml", "--adapter", f"a={workdir}/x", "--adapter", f"a={workdir}/y"],
-               "--adapter", "'a'", "twice")
+    eval_error(
+        [SUITES / "korquad_sample.yaml", "--adapter", f"a={workdir}/x", "--adapter", f"a={workdir}/y"],
+        "--adapter",
+        "'a'",
+        "twice",
+    )
 
 
 def test_reserved_adapter_name(eval_error, workdir):
@@ -129,14 +143,22 @@ def test_unknown_tiny_base(eval_error):
 @pytest.mark.slow
 def test_template_field_absent_from_the_data(eval_error):
     # qa-ko needs context/question; the summarization documents have document/summary.
-    eval_error([SUITES / "summarization_ko.yaml", "--limit", "2", "--set", "prompt.template=qa-ko"],
-               "template 'qa-ko'", "'context'", "document")
+    eval_error(
+        [SUITES / "summarization_ko.yaml", "--limit", "2", "--set", "prompt.template=qa-ko"],
+        "template 'qa-ko'",
+        "'context'",
+        "document",
+    )
 
 
 @pytest.mark.slow
 def test_missing_adapter_directory(eval_error, workdir):
-    eval_error([SUITES / "korquad_sample.yaml", "--limit", "2", "--adapter", f"ko={workdir}/absent"],
-               "adapter 'ko'", "absent", "not found")
+    eval_error(
+        [SUITES / "korquad_sample.yaml", "--limit", "2", "--adapter", f"ko={workdir}/absent"],
+        "adapter 'ko'",
+        "absent",
+        "not found",
+    )
 
 
 @pytest.mark.slow
@@ -144,8 +166,11 @@ def test_adapter_directory_without_adapter_config(eval_error, workdir, eval_adap
     broken = workdir / "no-config"
     shutil.copytree(eval_adapter, broken)
     (broken / "adapter_config.json").unlink()
-    eval_error([SUITES / "korquad_sample.yaml", "--limit", "2", "--adapter", f"ko={broken}"],
-               "adapter 'ko'", "adapter_config.json")
+    eval_error(
+        [SUITES / "korquad_sample.yaml", "--limit", "2", "--adapter", f"ko={broken}"],
+        "adapter 'ko'",
+        "adapter_config.json",
+    )
 
 
 @pytest.mark.slow
@@ -155,8 +180,12 @@ def test_adapter_trained_on_another_base_name(eval_error, workdir, eval_adapter)
     record = json.loads((other / "train_record.json").read_text(encoding="utf-8"))
     record["base_model"] = "tiny:other"
     (other / "train_record.json").write_text(json.dumps(record), encoding="utf-8")
-    eval_error([SUITES / "korquad_sample.yaml", "--limit", "2", "--adapter", f"ko={other}"],
-               "adapter 'ko'", "tiny:other", "tiny:llama-ko")
+    eval_error(
+        [SUITES / "korquad_sample.yaml", "--limit", "2", "--adapter", f"ko={other}"],
+        "adapter 'ko'",
+        "tiny:other",
+        "tiny:llama-ko",
+    )
 
 
 @pytest.mark.slow
@@ -166,14 +195,18 @@ def test_adapter_trained_on_another_base_shape(eval_error, workdir, eval_adapter
     record = json.loads((other / "train_record.json").read_text(encoding="utf-8"))
     record["base_signature"]["hidden_size"] = 4096
     (other / "train_record.json").write_text(json.dumps(record), encoding="utf-8")
-    eval_error([SUITES / "korquad_sample.yaml", "--limit", "2", "--adapter", f"ko={other}"],
-               "adapter 'ko'", "hidden_size=4096")
+    eval_error(
+        [SUITES / "korquad_sample.yaml", "--limit", "2", "--adapter", f"ko={other}"], "adapter 'ko'", "hidden_size=4096"
+    )
 
 
 @pytest.mark.slow
 def test_prompt_longer_than_the_context(eval_error):
-    eval_error([SUITES / "korquad_sample.yaml", "--limit", "2", "--set", "generation.max_new_tokens=5000"],
-               "max_new_tokens=5000", "context of 2048")
+    eval_error(
+        [SUITES / "korquad_sample.yaml", "--limit", "2", "--set", "generation.max_new_tokens=5000"],
+        "max_new_tokens=5000",
+        "context of 2048",
+    )
 
 
 @pytest.mark.slow

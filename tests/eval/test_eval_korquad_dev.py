@@ -1,6 +1,7 @@
 """KorQuAD 1.0 dev (real data, not shipped): when ../shared/data/korquad/KorQuAD_v1.0_dev.json
 (relative to the repository root) or $KORQUAD_DEV exists, suites/korquad.yaml runs on 5 samples
 of it and records its sha256; otherwise the test is skipped, saying why."""
+
 from __future__ import annotations
 
 import hashlib
@@ -27,8 +28,23 @@ def test_korquad_dev_five_samples(run_cli, monkeypatch, tmp_path):
     if path is None:
         pytest.skip(f"KorQuAD 1.0 dev not found: set KORQUAD_DEV or place it at {SHARED}")
     monkeypatch.setenv("KORQUAD_DEV", str(path))  # the suite's path_env, not --data
-    code, out, err = run_cli(["eval", SUITES / "korquad.yaml", "--limit", "5", "--batch-size", "5",
-                              "--set", "generation.max_new_tokens=4", "--out", tmp_path, "--run-id", "dev", "--json"])
+    code, out, err = run_cli(
+        [
+            "eval",
+            SUITES / "korquad.yaml",
+            "--limit",
+            "5",
+            "--batch-size",
+            "5",
+            "--set",
+            "generation.max_new_tokens=4",
+            "--out",
+            tmp_path,
+            "--run-id",
+            "dev",
+            "--json",
+        ]
+    )
     assert code == 0, err
     import json
 

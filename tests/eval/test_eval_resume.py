@@ -7,6 +7,7 @@
 (c) an adapter retrained in place (same name and path, new weights) is regenerated in full
     while the base's records are reused; a base whose weights change in place likewise.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -18,7 +19,6 @@ import time
 
 import pytest
 from eval_helpers import ADAPTER_NAME, SUITES, qa_overrides, read_records, read_results, train_adapter
-
 
 
 def comparable(results: dict) -> dict:
@@ -51,24 +51,41 @@ def test_resume_regenerates_removed_and_torn_records(qa_run, eval_adapter, suite
 
 @pytest.mark.slow
 def test_resume_after_sigkill_equals_uninterrupted_run(eval_adapter, workdir, run_cli, tmp_path):
-    args = ["eval", SUITES / "korquad_sample.yaml", "--limit", "10", "--batch-size", "1",
-            "--set", "generation.max_new_tokens=10", "--adapter", f"{ADAPTER_NAME}={eval_adapter}",
-            "--run-id", "kill"]
+    args = [
+        "eval",
+        SUITES / "korquad_sample.yaml",
+        "--limit",
+        "10",
+        "--batch-size",
+        "1",
+        "--set",
+        "generation.max_new_tokens=10",
+        "--adapter",
+        f"{ADAPTER_NAME}={eval_adapter}",
+        "--run-id",
+        "kill",
+    ]
     killed_root, clean_root = tmp_path / "killed", tmp_path / "clean"
     records_file = killed_root / "kill" / "records" / "base.jsonl"
 
     env = dict(os.environ, PYTHONIOENCODING="utf-8", OMP_NUM_THREADS="1")
     with (tmp_path / "killed.log").open("w") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "harness", *map(str, args), "--out", str(killed_root)],
-                                cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "harness", *map(str, args), "--out", str(killed_root)],
+            cwd=workdir,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
         try:
             deadline = time.time() + 180
             while time.time() < deadline and proc.poll() is None:
                 if records_file.is_file() and records_file.read_bytes().count(b"\n") >= 2:
                     break
                 time.sleep(0.02)
-            assert proc.poll() is None, "eval finished or failed before it could be killed:\n" + \
-                (tmp_path / "killed.log").read_text()
+            assert proc.poll() is None, (
+                "eval finished or failed before it could be killed:\n" + (tmp_path / "killed.log").read_text()
+            )
             os.kill(proc.pid, signal.SIGKILL)
             assert proc.wait(timeout=30) == -signal.SIGKILL
         finally:
@@ -90,8 +107,9 @@ def test_resume_after_sigkill_equals_uninterrupted_run(eval_adapter, workdir, ru
     assert resumed["throughput"]["base"]["reused"] + resumed["throughput"]["base"]["samples"] == 10
     assert clean["throughput"]["base"]["reused"] == 0
     for model in ("base", ADAPTER_NAME):
-        assert [r["prediction"] for r in read_records(killed_root / "kill", model)] == \
-               [r["prediction"] for r in read_records(clean_root / "kill", model)]
+        assert [r["prediction"] for r in read_records(killed_root / "kill", model)] == [
+            r["prediction"] for r in read_records(clean_root / "kill", model)
+        ]
 
 
 @pytest.mark.slow
@@ -151,7 +169,7 @@ def test_a_base_is_fingerprinted_by_content_once_per_file(tmp_path, monkeypatch)
     import hashlib
     import json
 
-    from harness.fingerprint import directory_sha256
+    from harness.model.fingerprint import directory_sha256
 
     monkeypatch.setenv("HARNESS_CACHE", str(tmp_path / "cache"))
     model = tmp_path / "model"
@@ -182,7 +200,9 @@ def test_reused_records_are_rescored_with_the_suites_current_metrics(suite_confi
     overrides = {"dataset.limit": 4, "generation.max_new_tokens": 4}
     first = eval_run(suite_config("korquad_sample.yaml", {**overrides, "metrics": ["exact_match"]}), tmp_path, "m")
     assert set(first.results["metrics"]["base"]) == {"exact_match"}
-    second = eval_run(suite_config("korquad_sample.yaml", {**overrides, "metrics": ["exact_match", "f1"]}), tmp_path, "m")
+    second = eval_run(
+        suite_config("korquad_sample.yaml", {**overrides, "metrics": ["exact_match", "f1"]}), tmp_path, "m"
+    )
     assert second.results["throughput"]["base"]["reused"] == 4
     assert set(second.results["metrics"]["base"]) == {"exact_match", "f1"}
     assert all(set(r["metrics"]) == {"exact_match", "f1"} for r in read_records(second.run_dir, "base"))
@@ -190,7 +210,7 @@ def test_reused_records_are_rescored_with_the_suites_current_metrics(suite_confi
 
 def test_appending_after_a_torn_line_keeps_the_new_record(tmp_path):
     """A record appended after a killed run's half line must not be glued to it (and lost)."""
-    from harness.runs import RunDir
+    from harness.runs.store import RunDir
 
     run = RunDir(tmp_path / "r").create()
     run.records_file("base").write_text('{"key": "a", "id": "1"}\n{"key": "b", "id', encoding="utf-8")

@@ -4,12 +4,12 @@ Real components only: the tiny model in 4-bit NF4 (bitsandbytes on CPU), a real 
 transformers' `generate` as the reference. On a CPU the decoder runs its step eagerly (CUDA
 graphs need a GPU); the step is the same code the graph captures.
 """
+
 from __future__ import annotations
 
 import math
 
 import pytest
-
 from eval_helpers import ADAPTER_NAME, qa_overrides, read_records, read_results
 
 pytestmark = pytest.mark.slow
@@ -24,17 +24,17 @@ SETTINGS = [
 
 @pytest.fixture(scope="module")
 def models(eval_adapter, harness_cache):
-    from harness.adapters import attach_adapters
     from harness.config.model import Quantization
-    from harness.env import detect
-    from harness.models import load_base
+    from harness.model.adapters import attach_adapters
+    from harness.model.loading import load_base
+    from harness.runtime.env import detect
 
     return attach_adapters(load_base("tiny:llama-ko", Quantization(), detect()), {ADAPTER_NAME: str(eval_adapter)})
 
 
 @pytest.fixture(scope="module")
 def prompts():
-    from harness.data import load_dataset
+    from harness.data.readers import load_dataset
 
     examples = load_dataset("builtin:korquad_sample", "auto", "train", {}, None, 0, where="test").examples
     return [f"문맥: {e['context'][:160]}\n질문: {e['question']}\n답:" for e in examples[:10]]
@@ -42,7 +42,7 @@ def prompts():
 
 def _tokens(model, tokenizer, prompts, settings, batch, engine):
     """Generated results per prompt (through the engine's own batching and stop handling)."""
-    from harness.generation import generate
+    from harness.engine.generation import generate
 
     out = {}
     generate(model, tokenizer, prompts, settings, batch, lambda i, g: out.__setitem__(i, g), engine=engine)
@@ -50,8 +50,10 @@ def _tokens(model, tokenizer, prompts, settings, batch, engine):
 
 
 def _run(model, tokenizer, prompts, settings, batch, engine):
-    return [(g.output, g.generated_tokens, g.stop_reason)
-            for g in _tokens(model, tokenizer, prompts, settings, batch, engine)]
+    return [
+        (g.output, g.generated_tokens, g.stop_reason)
+        for g in _tokens(model, tokenizer, prompts, settings, batch, engine)
+    ]
 
 
 def _assert_same_or_tie(model, tokenizer, prompts, expected, actual, where):
@@ -87,16 +89,24 @@ def test_static_decoder_equals_generate(models, prompts, overrides, name):
     from harness.config.generation import GenerationSettings
 
     if models.base.model.device.type == "cuda" and (name == "base" or "min_new_tokens" in overrides):
-        pytest.skip("on a GPU (bf16) the untrained base, or text forced past the answer, is full of near-ties "
-                    "that any change of kernel flips, and its text (split UTF-8) cannot be re-tokenized to find "
-                    "where two answers part; `harness eval --verify` measures agreement on trained models")
+        pytest.skip(
+            "on a GPU (bf16) the untrained base, or text forced past the answer, is full of near-ties "
+            "that any change of kernel flips, and its text (split UTF-8) cannot be re-tokenized to find "
+            "where two answers part; `harness eval --verify` measures agreement on trained models"
+        )
     settings = GenerationSettings(**overrides)
     tokenizer = models.base.tokenizer
     with models.use(name) as model:
         reference = _tokens(model, tokenizer, prompts, settings, 1, "plain")
         for batch in (1, 4):
-            _assert_same_or_tie(model, tokenizer, prompts, reference,
-                                _tokens(model, tokenizer, prompts, settings, batch, "auto"), f"4-bit, batch {batch}")
+            _assert_same_or_tie(
+                model,
+                tokenizer,
+                prompts,
+                reference,
+                _tokens(model, tokenizer, prompts, settings, batch, "auto"),
+                f"4-bit, batch {batch}",
+            )
     with models.dense(), models.use(name) as model:
         fast = _tokens(model, tokenizer, prompts, settings, 4, "auto")
     with models.use(name) as model:
@@ -107,7 +117,7 @@ def test_shared_passages_are_prefilled_once_and_answers_stay_equal(models, promp
     """Questions on one passage share their prefix: the batch prefills each distinct prefix once
     (plus a prompt that shares nothing), then each row's question, and answers equal generate's."""
     from harness.config.generation import GenerationSettings
-    from harness.prefixes import plan
+    from harness.engine.prefixes import plan
 
     tokenizer = models.base.tokenizer
     batch = prompts + ["질문: 한국의 수도는 어디인가?\n답:"]
@@ -118,7 +128,8 @@ def test_shared_passages_are_prefilled_once_and_answers_stay_equal(models, promp
     with models.use(ADAPTER_NAME) as model:
         reference = _tokens(model, tokenizer, batch, settings, 1, "plain")
         hook = model.get_input_embeddings().register_forward_hook(
-            lambda _m, args, _out: rows_per_pass.append(args[0].shape[0]))
+            lambda _m, args, _out: rows_per_pass.append(args[0].shape[0])
+        )
         try:
             fast = _tokens(model, tokenizer, batch, settings, len(batch), "auto")
         finally:
@@ -133,8 +144,8 @@ def test_shared_passages_are_prefilled_once_and_answers_stay_equal(models, promp
 def test_prefill_in_chunks_of_rows_gives_the_same_answers(models, prompts, monkeypatch):
     """A batch's prefill runs in passes of at most TOKENS_PER_PASS tokens (memory stays bounded
     beside a large cache); with passes of a few rows the answers are unchanged."""
-    from harness import decoding
     from harness.config.generation import GenerationSettings
+    from harness.engine import decoding
 
     tokenizer = models.base.tokenizer
     batch = prompts + ["질문: 한국의 수도는 어디인가?\n답:"]
@@ -147,7 +158,7 @@ def test_prefill_in_chunks_of_rows_gives_the_same_answers(models, prompts, monke
 
 
 def test_prefill_passes_pad_each_pass_to_its_own_longest_row(monkeypatch):
-    from harness import decoding
+    from harness.engine import decoding
 
     monkeypatch.setattr(decoding, "TOKENS_PER_PASS", 1000)
     lengths = [900, 400, 300, 300, 120, 100, 100, 100, 90, 5000, 1]
@@ -178,7 +189,7 @@ def test_dense_weights_compute_what_the_4bit_path_computes(models, prompts):
 
 def test_streamed_answer_equals_batched(models, prompts):
     from harness.config.generation import GenerationSettings
-    from harness.generation import generate_stream
+    from harness.engine.generation import generate_stream
 
     settings = GenerationSettings(max_new_tokens=16, stop=["\n"])
     with models.use(ADAPTER_NAME) as model:
@@ -205,10 +216,12 @@ def test_verify_records_agreement_with_the_plain_path(tmp_path, eval_adapter, su
 
 def test_engine_is_part_of_the_record_key(tmp_path, eval_adapter, suite_config, eval_run):
     """Outputs of the plain and the fast path are not mixed on resume."""
-    fast = eval_run(suite_config("korquad_sample.yaml", {**qa_overrides(), "dataset.limit": 3, "engine": "fast"}),
-                    tmp_path, "k")
-    plain = eval_run(suite_config("korquad_sample.yaml", {**qa_overrides(), "dataset.limit": 3, "engine": "plain"}),
-                     tmp_path, "k")
+    fast = eval_run(
+        suite_config("korquad_sample.yaml", {**qa_overrides(), "dataset.limit": 3, "engine": "fast"}), tmp_path, "k"
+    )
+    plain = eval_run(
+        suite_config("korquad_sample.yaml", {**qa_overrides(), "dataset.limit": 3, "engine": "plain"}), tmp_path, "k"
+    )
     assert fast.results["throughput"]["base"]["samples"] == 3
     assert plain.results["throughput"]["base"]["samples"] == 3  # regenerated, not reused
     assert plain.results["engine"] == "4bit"

@@ -5,6 +5,7 @@ context is too short for its longest passages. `prompt.overflow` decides: trunca
 the passage from the left and keeps the instruction and the question, skip leaves the sample out,
 error stops before any work. Checked directly with the tokenizer, not with harness's own counts.
 """
+
 from __future__ import annotations
 
 import json
@@ -25,8 +26,10 @@ def _long_and_short(path, n_long=2):
     paragraphs = [p for article in data["data"] for p in article["paragraphs"] if p["qas"]]
     paragraphs.sort(key=lambda p: len(p["context"]))
     chosen = paragraphs[-n_long:] + paragraphs[:1]
-    return {"version": "KorQuAD_v1.0_dev", "data": [{"title": "long", "paragraphs": [
-        {"context": p["context"], "qas": p["qas"][:1]} for p in chosen]}]}
+    return {
+        "version": "KorQuAD_v1.0_dev",
+        "data": [{"title": "long", "paragraphs": [{"context": p["context"], "qas": p["qas"][:1]} for p in chosen]}],
+    }
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +50,7 @@ def tokenizer(tiny_path):
 
 
 def _requests(suite_config, dev_subset, tokenizer, **overrides):
-    from harness.data import load_dataset
+    from harness.data.readers import load_dataset
     from harness.tasks import get_task
 
     suite, _ = suite_config("korquad.yaml", {"generation.max_new_tokens": NEW_TOKENS, **overrides})
@@ -66,13 +69,16 @@ def test_truncate_cuts_the_passage_from_the_left_and_keeps_the_question(suite_co
             assert request.prompt == full and request.extra["truncated_tokens"] == 0
             continue
         long += 1
-        kept = example["context"][request.extra["truncated_chars"]:]
+        kept = example["context"][request.extra["truncated_chars"] :]
         # The instruction, the question and the passage's end are intact; only its start is gone.
         assert request.prompt == f"### 문맥:\n{kept}\n\n### 질문:\n{example['question']}\n\n### 답변:\n"
         assert request.extra["truncated_tokens"] == n_tokens(full) - n_tokens(request.prompt)
         # Cut no more than needed (a token or two of slack where tokens merge across the cut).
-        assert n_tokens(full) - (CONTEXT - NEW_TOKENS) <= request.extra["truncated_tokens"] \
+        assert (
+            n_tokens(full) - (CONTEXT - NEW_TOKENS)
+            <= request.extra["truncated_tokens"]
             <= n_tokens(full) - (CONTEXT - NEW_TOKENS) + 2
+        )
     assert long == 2
 
 
@@ -93,7 +99,7 @@ def test_eval_on_long_passages_runs_and_counts(suite_config, eval_run, dev_subse
     results = read_results(result.run_dir)
     assert results["long_prompts"]["truncated"] == 2 and results["long_prompts"]["skipped"] == 0
     assert results["n_samples"] == 3
-    from harness.summary import results_table
+    from harness.runs.summary import results_table
 
     assert "3 samples (2 prompts truncated to fit the context, 0 skipped)" in results_table(results)
     from harness.report import load_report, render_html, render_markdown

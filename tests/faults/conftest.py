@@ -7,6 +7,7 @@ succeeds; finished work stays on disk and a re-run resumes from it.
 Shared, built once per session: one adapter trained for two steps and one finished eval run of
 four samples (base + adapter). Cases that change a run work on a copy.
 """
+
 from __future__ import annotations
 
 import shutil
@@ -18,8 +19,8 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "eval"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from eval_helpers import PRESET, SUITES, one_torch_thread, quiet  # noqa: E402
-from fault_helpers import ADAPTER, EVAL_ARGS, RUN_ID  # noqa: E402
+from eval_helpers import PRESET, SUITES, one_torch_thread, quiet
+from fault_helpers import ADAPTER, EVAL_ARGS, RUN_ID
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -32,11 +33,14 @@ def _one_torch_thread():
 def fault_adapter(tmp_path_factory, harness_cache) -> Path:
     """A real LoRA adapter on tiny:llama-ko, two steps of training."""
     from harness.config import TrainConfig, load_config
-    from harness.train import train
+    from harness.train.recipe import train
 
     out = tmp_path_factory.mktemp("fault-adapter") / ADAPTER
-    config = load_config(TrainConfig, PRESET, {"output_dir": str(out), "data.limit": 4, "training.max_steps": 2,
-                                               "data.validation_fraction": 0})
+    config = load_config(
+        TrainConfig,
+        PRESET,
+        {"output_dir": str(out), "data.limit": 4, "training.max_steps": 2, "data.validation_fraction": 0},
+    )
     with one_torch_thread():
         train(config, overwrite=True, log=quiet)
     assert (out / "adapter_model.safetensors").is_file()
@@ -46,12 +50,23 @@ def fault_adapter(tmp_path_factory, harness_cache) -> Path:
 @pytest.fixture(scope="session")
 def fault_run(tmp_path_factory, fault_adapter) -> Path:
     """A finished korquad_sample run, base + adapter, four samples (read-only: use `run_copy`)."""
-    from harness.cli import main
+    from harness.commands.cli import main
 
     root = tmp_path_factory.mktemp("fault-runs")
     with one_torch_thread():
-        code = main(["eval", str(SUITES / "korquad_sample.yaml"), "--adapter", f"{ADAPTER}={fault_adapter}",
-                     "--out", str(root), "--run-id", RUN_ID, *EVAL_ARGS])
+        code = main(
+            [
+                "eval",
+                str(SUITES / "korquad_sample.yaml"),
+                "--adapter",
+                f"{ADAPTER}={fault_adapter}",
+                "--out",
+                str(root),
+                "--run-id",
+                RUN_ID,
+                *EVAL_ARGS,
+            ]
+        )
     assert code == 0
     return root / RUN_ID
 

@@ -1,4 +1,5 @@
 """Constants and checks shared by the fault suite's modules (fixtures are in conftest.py)."""
+
 from __future__ import annotations
 
 import json
@@ -7,8 +8,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "eval"))
 
-from eval_helpers import SUITES  # noqa: E402,F401  (re-exported for the suite's modules)
-from support import message_lines  # noqa: E402,F401  (re-exported for the suite's modules)
+from eval_helpers import SUITES  # noqa: F401  (re-exported for the suite's modules)
+from support import message_lines
 
 ADAPTER = "ad"
 RUN_ID = "faults"

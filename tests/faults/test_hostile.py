@@ -2,6 +2,7 @@
 lone surrogates through JSON escapes, bidi overrides), HTML. Every path scores, stores, resumes and
 renders them; names and labels reach file names and Markdown only made safe; NaN from a broken
 adapter reaches the report as nan; chat survives what goes wrong mid-conversation."""
+
 from __future__ import annotations
 
 import io
@@ -23,8 +24,10 @@ CONTEXTS = [
 
 
 def _hostile_jsonl(path: Path) -> Path:
-    rows = [{"id": f"h{i}", "context": c, "question": f"질문 {i}\u2028?", "answers": [a], "answer": a}
-            for i, (c, a) in enumerate(zip(CONTEXTS, ["\u2028", "\x00", "<b>굵게</b>", "\ud800", "", "x"]))]
+    rows = [
+        {"id": f"h{i}", "context": c, "question": f"질문 {i}\u2028?", "answers": [a], "answer": a}
+        for i, (c, a) in enumerate(zip(CONTEXTS, ["\u2028", "\x00", "<b>굵게</b>", "\ud800", "", "x"]))
+    ]
     # ensure_ascii: lone surrogates can only travel as escapes; the file itself is valid UTF-8 JSONL
     path.write_text("".join(json.dumps(r, ensure_ascii=True) + "\n" for r in rows), encoding="utf-8")
     return path
@@ -33,8 +36,20 @@ def _hostile_jsonl(path: Path) -> Path:
 @pytest.fixture
 def hostile_run(workdir, fault_adapter, run_cli):
     data = _hostile_jsonl(workdir / "hostile.jsonl")
-    argv = ["eval", str(SUITES / "korquad_sample.yaml"), "--data", data, "--adapter", f"{ADAPTER}={fault_adapter}",
-            "--run-id", "h", "--set", "generation.max_new_tokens=4", "--set", "bootstrap.resamples=50"]
+    argv = [
+        "eval",
+        str(SUITES / "korquad_sample.yaml"),
+        "--data",
+        data,
+        "--adapter",
+        f"{ADAPTER}={fault_adapter}",
+        "--run-id",
+        "h",
+        "--set",
+        "generation.max_new_tokens=4",
+        "--set",
+        "bootstrap.resamples=50",
+    ]
     code, _out, err = run_cli(argv)
     assert_ok(code, err)
     return argv, workdir / "runs" / "h"
@@ -46,7 +61,7 @@ def test_hostile_dataset_text_is_scored_stored_and_resumed(hostile_run, run_cli)
         records = read_records(run / "records" / f"{model}.jsonl")
         assert [r["id"] for r in records] == [f"h{i}" for i in range(len(CONTEXTS))]
         assert "\u2028" in records[0]["prompt"] and "\ufffd" in records[3]["prompt"]  # a lone surrogate is no text
-    code, out, err = run_cli(argv)  # every record is reused: U+2028 no longer splits a record in two
+    code, _out, err = run_cli(argv)  # every record is reused: U+2028 no longer splits a record in two
     assert_ok(code, err)
     results = json.loads((run / "results.json").read_text(encoding="utf-8"))
     assert all(t["reused"] == len(CONTEXTS) and t["samples"] == 0 for t in results["throughput"].values())
@@ -71,14 +86,25 @@ def test_hostile_dataset_text_renders_escaped(command, hostile_run, run_cli, wor
 
 def test_train_on_hostile_text(workdir, run_cli):
     data = _hostile_jsonl(workdir / "hostile.jsonl")
-    code, _out, err = run_cli(["train", "--data", data, "--set", "training.max_steps=1", "--output-dir", "out",
-                               "--set", "data.validation_fraction=0"])
+    code, _out, err = run_cli(
+        [
+            "train",
+            "--data",
+            data,
+            "--set",
+            "training.max_steps=1",
+            "--output-dir",
+            "out",
+            "--set",
+            "data.validation_fraction=0",
+        ]
+    )
     assert_ok(code, err)
     assert (workdir / "out" / "adapter_model.safetensors").is_file()
 
 
 def test_valid_jsonl_with_line_separators_is_read_whole(workdir):
-    from harness.data import load_dataset
+    from harness.data.readers import load_dataset
 
     path = _hostile_jsonl(workdir / "d.jsonl")
     assert len(load_dataset(str(path), "jsonl").examples) == len(CONTEXTS)
@@ -86,17 +112,37 @@ def test_valid_jsonl_with_line_separators_is_read_whole(workdir):
 
 def test_generate_prompts_with_line_separators(workdir, run_cli):
     (workdir / "p.txt").write_text("첫째\u2028같은 줄\n둘째\u0085같은 줄\n", encoding="utf-8")
-    code, out, err = run_cli(["generate", "--base", "tiny:llama-ko", "--prompts", "p.txt", "--max-new-tokens", "2",
-                              "--out", "o.jsonl", "--quiet"])
+    code, _out, err = run_cli(
+        [
+            "generate",
+            "--base",
+            "tiny:llama-ko",
+            "--prompts",
+            "p.txt",
+            "--max-new-tokens",
+            "2",
+            "--out",
+            "o.jsonl",
+            "--quiet",
+        ]
+    )
     assert_ok(code, err)
     assert [r["prompt"] for r in read_records(workdir / "o.jsonl")] == ["첫째\u2028같은 줄", "둘째\u0085같은 줄"]
 
 
 # --- a generation grid whose labels are not file names -------------------------------------------------
 
+
 def test_grid_label_with_a_slash_is_a_safe_file_name(workdir, run_cli):
-    argv = ["eval", str(SUITES / "korquad_sample.yaml"), "--run-id", "g", *EVAL_ARGS,
-            "--set", 'generation_grid={stop: [["</s>"], ["\\n", "../x"]]}']
+    argv = [
+        "eval",
+        str(SUITES / "korquad_sample.yaml"),
+        "--run-id",
+        "g",
+        *EVAL_ARGS,
+        "--set",
+        'generation_grid={stop: [["</s>"], ["\\n", "../x"]]}',
+    ]
     code, _out, err = run_cli(argv)
     assert_ok(code, err)
     run = workdir / "runs" / "g"
@@ -139,9 +185,22 @@ def test_markdown_escapes_names(name, run_copy, run_cli, workdir):
 
 # --- NaN from a broken adapter -------------------------------------------------------------------------
 
+
 def test_nan_perplexity_reports_as_nan(nan_adapter, workdir, run_cli):
-    code, out, err = run_cli(["eval", str(SUITES / "perplexity_ko.yaml"), "--adapter", f"broken={nan_adapter}",
-                              "--limit", "2", "--run-id", "p", "--set", "bootstrap.resamples=50"])
+    code, out, err = run_cli(
+        [
+            "eval",
+            str(SUITES / "perplexity_ko.yaml"),
+            "--adapter",
+            f"broken={nan_adapter}",
+            "--limit",
+            "2",
+            "--run-id",
+            "p",
+            "--set",
+            "bootstrap.resamples=50",
+        ]
+    )
     assert_ok(code, err)
     assert "nan" in out
     code, out, err = run_cli(["report", workdir / "runs" / "p", "--md", "p.md", "-o", "p.html"])
@@ -155,18 +214,30 @@ def test_nan_perplexity_reports_as_nan(nan_adapter, workdir, run_cli):
 
 # --- chat keeps the conversation -----------------------------------------------------------------------
 
-def test_chat_keeps_the_conversation_through_errors(nan_adapter, fault_adapter, workdir):
-    from harness.adapters import attach_adapters
-    from harness.chat import ChatSession
-    from harness.config import GenerationSettings, Quantization
-    from harness.env import detect
-    from harness.models import load_base
 
-    models = attach_adapters(load_base("tiny:llama-ko", Quantization(), detect()),
-                             {"ok": str(fault_adapter), "broken": str(nan_adapter)})
-    lines = [b"first question", b"\xff\xfe not UTF-8", b"/set seed 100000000000000000000000",
-             b"/set do_sample true", b"/set temperature 1e-30", b"/model broken", b"this answer samples from NaN",
-             b"/model ok", b"second question", b"/save chat.json", b""]
+def test_chat_keeps_the_conversation_through_errors(nan_adapter, fault_adapter, workdir):
+    from harness.config import GenerationSettings, Quantization
+    from harness.generate.chat import ChatSession
+    from harness.model.adapters import attach_adapters
+    from harness.model.loading import load_base
+    from harness.runtime.env import detect
+
+    models = attach_adapters(
+        load_base("tiny:llama-ko", Quantization(), detect()), {"ok": str(fault_adapter), "broken": str(nan_adapter)}
+    )
+    lines = [
+        b"first question",
+        b"\xff\xfe not UTF-8",
+        b"/set seed 100000000000000000000000",
+        b"/set do_sample true",
+        b"/set temperature 1e-30",
+        b"/model broken",
+        b"this answer samples from NaN",
+        b"/model ok",
+        b"second question",
+        b"/save chat.json",
+        b"",
+    ]
     stdin = io.TextIOWrapper(io.BytesIO(b"\n".join(lines)), encoding="utf-8")
     out = io.StringIO()
     session = ChatSession(models, ["ok", "broken"], GenerationSettings(max_new_tokens=3), stdin=stdin, stdout=out)
@@ -178,10 +249,21 @@ def test_chat_keeps_the_conversation_through_errors(nan_adapter, fault_adapter, 
     assert [m["content"] for m in saved["messages"] if m["role"] == "user"] == ["first question", "second question"]
 
 
-@pytest.mark.parametrize("label", ["base", 'base@stop=["</s>"]', "a" * 300, ".hidden", "x\ud800y", "tab\there",
-                                   "back\\slash", "base@repetition_penalty=1.15"])
+@pytest.mark.parametrize(
+    "label",
+    [
+        "base",
+        'base@stop=["</s>"]',
+        "a" * 300,
+        ".hidden",
+        "x\ud800y",
+        "tab\there",
+        "back\\slash",
+        "base@repetition_penalty=1.15",
+    ],
+)
 def test_column_labels_become_safe_distinct_file_names(label, tmp_path):
-    from harness.runs import RunDir, safe_file_stem
+    from harness.runs.store import RunDir, safe_file_stem
 
     stem = safe_file_stem(label)
     assert "/" not in stem and "\\" not in stem and not stem.startswith(".") and len(stem.encode()) <= 200

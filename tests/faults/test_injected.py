@@ -1,6 +1,7 @@
 """Faults injected while a command works: a full disk, a process killed (SIGKILL) or interrupted
 (SIGINT) at several points, outputs that cannot be written, a merge killed mid-export. Each ends in
 one line (or exit 130 for Ctrl-C), keeps what was finished, and the same command run again resumes."""
+
 from __future__ import annotations
 
 import json
@@ -12,20 +13,24 @@ import time
 from pathlib import Path
 
 import pytest
-from fault_helpers import (
-    ADAPTER,
-    EVAL_ARGS,
-    SUITES,
-    assert_ok,
-    assert_one_line_error,
-    message_lines,
-    read_records,
-)
+from fault_helpers import ADAPTER, EVAL_ARGS, SUITES, assert_ok, assert_one_line_error, message_lines, read_records
 
 SUITE = str(SUITES / "korquad_sample.yaml")
 # Eight samples, one at a time: records are appended one by one, so a fault can land between them.
-EIGHT = ["--limit", "8", "--batch-size", "1", "--set", "generation.max_new_tokens=4",
-         "--set", "bootstrap.resamples=50", "--run-id", "r", "--out", "runs"]
+EIGHT = [
+    "--limit",
+    "8",
+    "--batch-size",
+    "1",
+    "--set",
+    "generation.max_new_tokens=4",
+    "--set",
+    "bootstrap.resamples=50",
+    "--run-id",
+    "r",
+    "--out",
+    "runs",
+]
 
 # Runs `harness` with every file it writes capped at LIMIT bytes (RLIMIT_FSIZE): a write past it fails
 # with EFBIG as on a full disk, portably and without root. SIGXFSZ is ignored so the write fails
@@ -35,7 +40,7 @@ import resource, signal, sys
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
 limit = int(sys.argv[1])
 resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
-from harness.cli import main
+from harness.commands.cli import main
 sys.exit(main(sys.argv[2:]))
 """
 
@@ -43,8 +48,15 @@ sys.exit(main(sys.argv[2:]))
 def harness(workdir: Path, argv: list, cap: int | None = None, **kwargs) -> subprocess.Popen:
     env = {**os.environ, "PYTHONIOENCODING": "utf-8", "OMP_NUM_THREADS": "1"}
     prefix = [sys.executable, "-c", CAPPED, str(cap)] if cap else [sys.executable, "-m", "harness"]
-    return subprocess.Popen([*prefix, *[str(a) for a in argv]], cwd=workdir, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, **kwargs)
+    return subprocess.Popen(
+        [*prefix, *[str(a) for a in argv]],
+        cwd=workdir,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **kwargs,
+    )
 
 
 def finish(proc: subprocess.Popen, timeout: float = 300) -> tuple[int, str, str]:
@@ -64,16 +76,21 @@ def eval_again(workdir: Path, fault_adapter: Path) -> dict:
 
 # Each file is capped alike, so the first model's records fill up first (config.json is ~5 KB, eight
 # records ~10 KB).
-@pytest.mark.parametrize("cap,reached", [(300, "config.json"), (3000, "config.json"), (6000, "base.jsonl")],
-                         ids=["disk full before the log", "disk full at the start", "disk full in the records"])
+@pytest.mark.parametrize(
+    "cap,reached",
+    [(300, "config.json"), (3000, "config.json"), (6000, "base.jsonl")],
+    ids=["disk full before the log", "disk full at the start", "disk full in the records"],
+)
 def test_disk_full_is_one_line_and_resumable(cap, reached, workdir, fault_adapter):
-    code, _out, err = finish(harness(workdir, ["eval", SUITE, "--adapter", f"{ADAPTER}={fault_adapter}", *EIGHT],
-                                     cap=cap))
+    code, _out, err = finish(
+        harness(workdir, ["eval", SUITE, "--adapter", f"{ADAPTER}={fault_adapter}", *EIGHT], cap=cap)
+    )
     line = assert_one_line_error(code, err, "eval", [reached, "free disk space"])
     assert "File too large" in line or "No space" in line
     records = workdir / "runs" / "r" / "records"
-    kept = {m: read_records(records / f"{m}.jsonl") if (records / f"{m}.jsonl").is_file() else []
-            for m in ("base", ADAPTER)}  # every line whole: read_records would fail on a torn one
+    kept = {
+        m: read_records(records / f"{m}.jsonl") if (records / f"{m}.jsonl").is_file() else [] for m in ("base", ADAPTER)
+    }  # every line whole: read_records would fail on a torn one
     throughput = eval_again(workdir, fault_adapter)
     assert throughput["base"]["reused"] == len(kept["base"]) and throughput[ADAPTER]["reused"] == len(kept[ADAPTER])
     if reached != "config.json":
@@ -83,8 +100,9 @@ def test_disk_full_is_one_line_and_resumable(cap, reached, workdir, fault_adapte
 def test_generate_to_a_full_device_is_one_line(workdir, run_cli):
     if not Path("/dev/full").exists():
         pytest.skip("no /dev/full on this system")
-    code, _out, err = run_cli(["generate", "--base", "tiny:llama-ko", "--prompt", "x", "--max-new-tokens", "2",
-                               "--out", "/dev/full"])
+    code, _out, err = run_cli(
+        ["generate", "--base", "tiny:llama-ko", "--prompt", "x", "--max-new-tokens", "2", "--out", "/dev/full"]
+    )
     assert_one_line_error(code, err, "generate", ["/dev/full", "free disk space"])
 
 
@@ -99,8 +117,11 @@ def _wait_for_lines(path: Path, n: int, proc: subprocess.Popen, timeout: float =
 
 
 @pytest.mark.parametrize("signum", [signal.SIGKILL, signal.SIGINT], ids=["SIGKILL", "SIGINT"])
-@pytest.mark.parametrize("model,after", [("base", 0), ("base", 3), (ADAPTER, 2)],
-                         ids=["before any record", "after three records", "in the second model"])
+@pytest.mark.parametrize(
+    "model,after",
+    [("base", 0), ("base", 3), (ADAPTER, 2)],
+    ids=["before any record", "after three records", "in the second model"],
+)
 def test_stopped_eval_resumes(signum, model, after, workdir, fault_adapter):
     proc = harness(workdir, ["eval", SUITE, "--adapter", f"{ADAPTER}={fault_adapter}", *EIGHT])
     records = workdir / "runs" / "r" / "records"
@@ -115,11 +136,14 @@ def test_stopped_eval_resumes(signum, model, after, workdir, fault_adapter):
         assert message_lines(err)[-1] == "harness eval: interrupted; finished work is on disk"
     else:
         assert code == -signal.SIGKILL
-    kept = {m: len(read_records(records / f"{m}.jsonl")) if (records / f"{m}.jsonl").is_file() else 0
-            for m in ("base", ADAPTER)}
+    kept = {
+        m: len(read_records(records / f"{m}.jsonl")) if (records / f"{m}.jsonl").is_file() else 0
+        for m in ("base", ADAPTER)
+    }
     throughput = eval_again(workdir, fault_adapter)
     assert throughput["base"]["reused"] >= min(kept["base"], 8) and throughput["base"]["reused"] >= (
-        after if model == "base" else 8)
+        after if model == "base" else 8
+    )
 
 
 def test_eval_torn_inside_a_character_resumes(workdir, fault_adapter):
@@ -135,6 +159,7 @@ def test_eval_torn_inside_a_character_resumes(workdir, fault_adapter):
 
 # --- outputs that cannot be written --------------------------------------------------------------------
 # Tests run as root, where chmod does not stop a write; a file standing where a folder must go does.
+
 
 def test_eval_out_under_a_file(workdir, run_cli):
     (workdir / "f.txt").write_text("x")
@@ -158,12 +183,14 @@ def test_rescore_output_where_a_folder_stands(run_copy, run_cli):
 
 def test_train_output_under_a_file(workdir, run_cli):
     (workdir / "f.txt").write_text("x")
-    code, _out, err = run_cli(["train", "--output-dir", "f.txt/ad", "--set", "training.max_steps=1",
-                               "--set", "data.limit=2"])
+    code, _out, err = run_cli(
+        ["train", "--output-dir", "f.txt/ad", "--set", "training.max_steps=1", "--set", "data.limit=2"]
+    )
     assert_one_line_error(code, err, "train", ["f.txt"])
 
 
 # --- a merge killed mid-export ---------------------------------------------------------------------------
+
 
 def test_merge_removes_what_a_killed_merge_left(workdir, fault_adapter, run_cli):
     exports = workdir / "exports"
@@ -171,15 +198,20 @@ def test_merge_removes_what_a_killed_merge_left(workdir, fault_adapter, run_cli)
     dead.wait()
     alive = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
     try:
-        left = {"dead": (exports / ".m-aaaaaaaa", str(dead.pid)), "unowned": (exports / ".m-bbbbbbbb", None),
-                "running": (exports / ".m-cccccccc", str(alive.pid)), "other": (exports / ".m-v2-dddddddd", None)}
+        left = {
+            "dead": (exports / ".m-aaaaaaaa", str(dead.pid)),
+            "unowned": (exports / ".m-bbbbbbbb", None),
+            "running": (exports / ".m-cccccccc", str(alive.pid)),
+            "other": (exports / ".m-v2-dddddddd", None),
+        }
         for path, pid in left.values():
             path.mkdir(parents=True)
             (path / "model.safetensors").write_bytes(b"\0" * 1024)
             if pid:
                 (path / ".harness-owner-pid").write_text(pid)
-        code, out, err = run_cli(["merge", "--base", "tiny:llama-ko", "--adapter", fault_adapter, "--out", "exports/m",
-                                  "--dtype", "fp32"])
+        code, _out, err = run_cli(
+            ["merge", "--base", "tiny:llama-ko", "--adapter", fault_adapter, "--out", "exports/m", "--dtype", "fp32"]
+        )
         assert_ok(code, err)
     finally:
         alive.kill()

@@ -1,5 +1,6 @@
 """A bug inside harness (not the user's input) still ends in one line, exit code 1, with the traceback
 kept in the command's log; `--debug` prints it. An OSError is the user's environment: exit 2."""
+
 from __future__ import annotations
 
 import errno
@@ -11,6 +12,7 @@ from fault_helpers import assert_one_line_error, message_lines
 def _failing(exc):
     def run(_args):
         raise exc
+
     return run
 
 
@@ -28,10 +30,17 @@ def test_internal_error_is_one_line_with_the_traceback_in_the_log(monkeypatch, r
     assert code == 1 and "Traceback (most recent call last)" in err
 
 
-@pytest.mark.parametrize("error,fix", [
-    (errno.ENOSPC, "free disk space"), (errno.EACCES, "a path you can write to"),
-    (errno.ENOTDIR, "a file stands where a folder"), (errno.ENAMETOOLONG, "shorter name"), (errno.EIO, "check the path"),
-], ids=["disk full", "permission", "file for a folder", "name too long", "other"])
+@pytest.mark.parametrize(
+    "error,fix",
+    [
+        (errno.ENOSPC, "free disk space"),
+        (errno.EACCES, "a path you can write to"),
+        (errno.ENOTDIR, "a file stands where a folder"),
+        (errno.ENAMETOOLONG, "shorter name"),
+        (errno.EIO, "check the path"),
+    ],
+    ids=["disk full", "permission", "file for a folder", "name too long", "other"],
+)
 def test_os_error_is_one_line_naming_the_file(error, fix, monkeypatch, run_cli):
     import harness.commands.doctor as doctor
 

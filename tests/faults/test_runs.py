@@ -1,6 +1,7 @@
 """A finished run, tampered with or damaged, then read by `harness report` and `harness rescore`: a
 damaged file is one line naming it; what is still valid (a torn last record, non-finite numbers,
 odd Unicode in the records) reports and rescores."""
+
 from __future__ import annotations
 
 import json
@@ -23,6 +24,7 @@ def _set(path: list, value):
             node = node[key]
         node[path[-1]] = value
         return data
+
     return change
 
 
@@ -39,53 +41,96 @@ DAMAGE = {
     "results not JSON": (lambda r: _raw(r, "results.json", b"{"), ["results.json", "unreadable"]),
     "results not UTF-8": (lambda r: _raw(r, "results.json", b'{"suite": "\xff"}'), ["results.json", "unreadable"]),
     "results empty": (lambda r: _raw(r, "results.json", b""), ["results.json", "unreadable"]),
-    "results nested too deep": (lambda r: _raw(r, "results.json", b"[" * 100_000 + b"]" * 100_000),
-                                ["results.json", "unreadable"]),
+    "results nested too deep": (
+        lambda r: _raw(r, "results.json", b"[" * 100_000 + b"]" * 100_000),
+        ["results.json", "unreadable"],
+    ),
     "results a list": (lambda r: _edit_json(r / "results.json", []), ["results.json", "JSON object"]),
-    "results without metrics": (lambda r: _edit_json(r / "results.json", lambda d: {k: v for k, v in d.items()
-                                                                                     if k != "metrics"}),
-                                ["results.json", "'metrics'"]),
-    "results metrics a string": (lambda r: _edit_json(r / "results.json", _set(["metrics"], "x")),
-                                 ["results.json", "'metrics'"]),
-    "results metric value a string": (lambda r: _edit_json(r / "results.json", _set(["metrics", "base", "f1", "value"],
-                                                                                    "high")),
-                                      ["results.json", "metrics.base.f1"]),
-    "results metric_info a list": (lambda r: _edit_json(r / "results.json", _set(["metric_info"], [1])),
-                                   ["results.json", "'metric_info'"]),
-    "results deltas a list": (lambda r: _edit_json(r / "results.json", _set(["deltas"], [1])),
-                              ["results.json", "'deltas'"]),
-    "results models a string": (lambda r: _edit_json(r / "results.json", _set(["models"], "x")),
-                                ["results.json", "'models'"]),
-    "results suite a number": (lambda r: _edit_json(r / "results.json", _set(["suite"], 5)),
-                               ["results.json", "'suite'"]),
+    "results without metrics": (
+        lambda r: _edit_json(r / "results.json", lambda d: {k: v for k, v in d.items() if k != "metrics"}),
+        ["results.json", "'metrics'"],
+    ),
+    "results metrics a string": (
+        lambda r: _edit_json(r / "results.json", _set(["metrics"], "x")),
+        ["results.json", "'metrics'"],
+    ),
+    "results metric value a string": (
+        lambda r: _edit_json(r / "results.json", _set(["metrics", "base", "f1", "value"], "high")),
+        ["results.json", "metrics.base.f1"],
+    ),
+    "results metric_info a list": (
+        lambda r: _edit_json(r / "results.json", _set(["metric_info"], [1])),
+        ["results.json", "'metric_info'"],
+    ),
+    "results deltas a list": (
+        lambda r: _edit_json(r / "results.json", _set(["deltas"], [1])),
+        ["results.json", "'deltas'"],
+    ),
+    "results models a string": (
+        lambda r: _edit_json(r / "results.json", _set(["models"], "x")),
+        ["results.json", "'models'"],
+    ),
+    "results suite a number": (
+        lambda r: _edit_json(r / "results.json", _set(["suite"], 5)),
+        ["results.json", "'suite'"],
+    ),
     "records missing": (lambda r: _records(r).unlink(), [f"{ADAPTER}.jsonl", "no records"]),
-    "record line garbage inside": (lambda r: _records(r).write_bytes(
-        b"garbage\n" + _records(r).read_bytes()), [f"{ADAPTER}.jsonl line 1", "not a JSON record"]),
-    "record line not UTF-8 inside": (lambda r: _records(r).write_bytes(
-        b'{"id": "\xff"}\n' + _records(r).read_bytes()), [f"{ADAPTER}.jsonl line 1"]),
-    "record a list inside": (lambda r: _records(r).write_bytes(b"[1, 2]\n" + _records(r).read_bytes()),
-                             [f"{ADAPTER}.jsonl line 1"]),
+    "record line garbage inside": (
+        lambda r: _records(r).write_bytes(b"garbage\n" + _records(r).read_bytes()),
+        [f"{ADAPTER}.jsonl line 1", "not a JSON record"],
+    ),
+    "record line not UTF-8 inside": (
+        lambda r: _records(r).write_bytes(b'{"id": "\xff"}\n' + _records(r).read_bytes()),
+        [f"{ADAPTER}.jsonl line 1"],
+    ),
+    "record a list inside": (
+        lambda r: _records(r).write_bytes(b"[1, 2]\n" + _records(r).read_bytes()),
+        [f"{ADAPTER}.jsonl line 1"],
+    ),
 }
 RESCORE_ONLY = {
     "config not JSON": (lambda r: _raw(r, "config.json", b"{"), ["config.json", "unreadable"]),
     "config a list": (lambda r: _edit_json(r / "config.json", []), ["config.json", "'suite'"]),
-    "config suite unknown task": (lambda r: _edit_json(r / "config.json", _set(["suite", "task"], "qa2")),
-                                  ["config.json", "qa2"]),
+    "config suite unknown task": (
+        lambda r: _edit_json(r / "config.json", _set(["suite", "task"], "qa2")),
+        ["config.json", "qa2"],
+    ),
     "--set resamples absurd": (lambda r: None, ["bootstrap.resamples"]),
-    "config suite bad field": (lambda r: _edit_json(r / "config.json", _set(["suite", "bootstrap", "resamples"], -1)),
-                               ["config.json", "bootstrap.resamples"]),
-    "record without prediction": (lambda r: _records(r).write_text("\n".join(
-        json.dumps({k: v for k, v in rec.items() if k != "prediction"}) for rec in read_records(_records(r))) + "\n",
-        encoding="utf-8"), [f"{ADAPTER}.jsonl", "'prediction'"]),
-    "record without id": (lambda r: _records(r).write_text("\n".join(
-        json.dumps({k: v for k, v in rec.items() if k != "id"}) for rec in read_records(_records(r))) + "\n",
-        encoding="utf-8"), [f"{ADAPTER}.jsonl", "'id'"]),
-    "record prediction a number": (lambda r: _records(r).write_text("\n".join(
-        json.dumps({**rec, "prediction": 5}) for rec in read_records(_records(r))) + "\n", encoding="utf-8"),
-        [f"{ADAPTER}.jsonl"]),
+    "config suite bad field": (
+        lambda r: _edit_json(r / "config.json", _set(["suite", "bootstrap", "resamples"], -1)),
+        ["config.json", "bootstrap.resamples"],
+    ),
+    "record without prediction": (
+        lambda r: _records(r).write_text(
+            "\n".join(
+                json.dumps({k: v for k, v in rec.items() if k != "prediction"}) for rec in read_records(_records(r))
+            )
+            + "\n",
+            encoding="utf-8",
+        ),
+        [f"{ADAPTER}.jsonl", "'prediction'"],
+    ),
+    "record without id": (
+        lambda r: _records(r).write_text(
+            "\n".join(json.dumps({k: v for k, v in rec.items() if k != "id"}) for rec in read_records(_records(r)))
+            + "\n",
+            encoding="utf-8",
+        ),
+        [f"{ADAPTER}.jsonl", "'id'"],
+    ),
+    "record prediction a number": (
+        lambda r: _records(r).write_text(
+            "\n".join(json.dumps({**rec, "prediction": 5}) for rec in read_records(_records(r))) + "\n",
+            encoding="utf-8",
+        ),
+        [f"{ADAPTER}.jsonl"],
+    ),
 }
-CASES = [(c, "report") for c in DAMAGE] + [(c, "rescore") for c in DAMAGE if not c.startswith("results")] \
+CASES = (
+    [(c, "report") for c in DAMAGE]
+    + [(c, "rescore") for c in DAMAGE if not c.startswith("results")]
     + [(c, "rescore") for c in RESCORE_ONLY]
+)
 
 
 @pytest.mark.parametrize("case,command", CASES, ids=[f"{cmd}: {c}" for c, cmd in CASES])
@@ -106,9 +151,10 @@ def test_rescore_with_results_json_damaged_still_rescores_from_records(run_copy,
 
 # --- valid, however odd ---------------------------------------------------------------------------
 
+
 def _torn_inside_a_character(run: Path) -> None:
     with _records(run).open("ab") as fh:
-        fh.write('{"id": "한국'.encode("utf-8")[:-1])  # cut inside the last character's bytes
+        fh.write('{"id": "한국'.encode()[:-1])  # cut inside the last character's bytes
 
 
 def _nan_metrics(run: Path) -> None:
@@ -116,6 +162,7 @@ def _nan_metrics(run: Path) -> None:
         data["metrics"][ADAPTER]["f1"] = {"value": math.nan, "low": -math.inf, "high": math.inf}
         data["deltas"][ADAPTER]["f1"] = {"value": math.nan, "low": math.nan, "high": math.nan}
         return data
+
     _edit_json(run / "results.json", change)
     recs = read_records(_records(run))
     recs[0]["metrics"]["f1"] = math.nan
@@ -125,8 +172,16 @@ def _nan_metrics(run: Path) -> None:
 
 def _odd_unicode_outputs(run: Path) -> None:
     recs = read_records(_records(run))
-    odd = ["line\u2028sep", "para\u2029sep", "next\u0085line", "nul\x00byte", "\ud800lone", "", "x" * 100_000,
-           "<script>alert(1)</script>"]
+    odd = [
+        "line\u2028sep",
+        "para\u2029sep",
+        "next\u0085line",
+        "nul\x00byte",
+        "\ud800lone",
+        "",
+        "x" * 100_000,
+        "<script>alert(1)</script>",
+    ]
     for r, text in zip(recs, odd):
         r["output"] = r["prediction"] = text
     _records(run).write_text("".join(json.dumps(r, ensure_ascii=True) + "\n" for r in recs), encoding="utf-8")
@@ -137,8 +192,12 @@ VALID = {
     "torn inside a UTF-8 character": (_torn_inside_a_character, "incomplete"),
     "non-finite metrics": (_nan_metrics, None),
     "odd Unicode outputs": (_odd_unicode_outputs, None),
-    "blank lines between records": (lambda r: _records(r).write_text(
-        _records(r).read_text(encoding="utf-8").replace("\n", "\n\n\n"), encoding="utf-8"), None),
+    "blank lines between records": (
+        lambda r: _records(r).write_text(
+            _records(r).read_text(encoding="utf-8").replace("\n", "\n\n\n"), encoding="utf-8"
+        ),
+        None,
+    ),
     "CRLF line ends": (lambda r: _records(r).write_bytes(_records(r).read_bytes().replace(b"\n", b"\r\n")), None),
 }
 
@@ -156,7 +215,7 @@ def test_odd_but_valid_run_reports_and_rescores(case, command, run_copy, run_cli
     else:
         assert not err.strip(), err
     if command == "report":
-        html, md = (workdir / "r.html").read_text(encoding="utf-8"), (workdir / "r.md").read_text(encoding="utf-8")
+        html, md = ((workdir / "r.html").read_text(encoding="utf-8"), (workdir / "r.md").read_text(encoding="utf-8"))
         assert "<script>alert" not in html and "<script>alert" not in md
         if case == "non-finite metrics":
             assert "nan" in out and "nan" in md and ">nan <" in html.replace("</td>", "<")

@@ -1,5 +1,6 @@
 """Fixtures for `harness generate` / `harness chat`: the eval tests' tiny adapter recipe (trained
 once per session here too), one torch thread, and the one-line error check."""
+
 from __future__ import annotations
 
 import sys
@@ -9,9 +10,8 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "eval"))
 
-from eval_helpers import ADAPTER_NAME, SUITES, one_torch_thread, train_adapter  # noqa: E402
-from support import message_lines  # noqa: E402
-
+from eval_helpers import ADAPTER_NAME, SUITES, one_torch_thread, train_adapter
+from support import message_lines
 
 
 @pytest.fixture(scope="module", autouse=True)

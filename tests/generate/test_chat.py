@@ -1,5 +1,6 @@
 """`harness chat` in a pseudo-terminal (pexpect): two turns, /model, /set, Ctrl-C during a long
 answer, /save, Ctrl-D; and in-process (injected streams): history that outgrows the context."""
+
 from __future__ import annotations
 
 import io
@@ -17,9 +18,25 @@ TINY = "tiny:llama-ko"
 
 def test_chat_session_in_a_terminal(gen_adapter, workdir):
     env = {**os.environ, "PYTHONIOENCODING": "utf-8", "OMP_NUM_THREADS": "1"}
-    child = pexpect.spawn(sys.executable, ["-m", "harness", "chat", "--base", TINY,
-                                           "--adapter", f"{ADAPTER_NAME}={gen_adapter}", "--max-new-tokens", "8"],
-                          cwd=str(workdir), env=env, encoding="utf-8", timeout=120, dimensions=(40, 200))
+    child = pexpect.spawn(
+        sys.executable,
+        [
+            "-m",
+            "harness",
+            "chat",
+            "--base",
+            TINY,
+            "--adapter",
+            f"{ADAPTER_NAME}={gen_adapter}",
+            "--max-new-tokens",
+            "8",
+        ],
+        cwd=str(workdir),
+        env=env,
+        encoding="utf-8",
+        timeout=120,
+        dimensions=(40, 200),
+    )
     try:
         child.expect("talking to base")
         child.expect("you> ")
@@ -72,24 +89,32 @@ def test_chat_session_in_a_terminal(gen_adapter, workdir):
 
 @pytest.fixture(scope="module")
 def base_only(harness_cache):
-    from harness.adapters import attach_adapters
     from harness.config import Quantization
-    from harness.env import detect
-    from harness.models import load_base
+    from harness.model.adapters import attach_adapters
+    from harness.model.loading import load_base
+    from harness.runtime.env import detect
 
     return attach_adapters(load_base(TINY, Quantization(), detect()), {})
 
 
 def test_history_outgrowing_the_context_drops_oldest_turns(base_only):
-    from harness.chat import ChatSession
     from harness.config import GenerationSettings
+    from harness.generate.chat import ChatSession
 
     # Leave room in the 2048-token context for one turn alone, not for two.
     tokenizer = base_only.base.tokenizer
-    one = tokenizer.apply_chat_template([{"role": "user", "content": "두 번째 질문입니다"}], tokenize=False,
-                                        add_generation_prompt=True)
+    one = tokenizer.apply_chat_template(
+        [{"role": "user", "content": "두 번째 질문입니다"}], tokenize=False, add_generation_prompt=True
+    )
     settings = GenerationSettings(max_new_tokens=2048 - len(tokenizer(one)["input_ids"]) - 2, stop=[" "])
-    lines = ["첫 번째 질문입니다", "두 번째 질문입니다", "세 번째 질문입니다 " + "아주 " * 60, "/reset", "/model base", ""]
+    lines = [
+        "첫 번째 질문입니다",
+        "두 번째 질문입니다",
+        "세 번째 질문입니다 " + "아주 " * 60,
+        "/reset",
+        "/model base",
+        "",
+    ]
     out = io.StringIO()
     session = ChatSession(base_only, ["base"], settings, stdin=io.StringIO("\n".join(lines)), stdout=out)
     assert session.run() == 0

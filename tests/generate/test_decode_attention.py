@@ -1,7 +1,8 @@
-"""A decoding step's attention in harness.decode_attention's Triton kernels computes softmax attention
+"""A decoding step's attention in harness.engine.kernels.decode_attention's Triton kernels computes softmax attention
 (against an fp32 reference, over masks, head groups and split caches), gives the same bits on every
 call, and is what transformers' SDPA attention runs inside a decoding step. The kernels need a CUDA
 GPU and Triton: on CPU CI this file skips (`benchmarks/gpu.py attention` times them on a GPU)."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -10,8 +11,10 @@ import math
 import pytest
 import torch
 
-pytestmark = pytest.mark.skipif(not torch.cuda.is_available() or importlib.util.find_spec("triton") is None,
-                                reason="the decode attention kernels need a CUDA GPU and Triton")
+pytestmark = pytest.mark.skipif(
+    not torch.cuda.is_available() or importlib.util.find_spec("triton") is None,
+    reason="the decode attention kernels need a CUDA GPU and Triton",
+)
 
 
 def _reference(q, k, v, mask, scale):
@@ -28,20 +31,24 @@ def _mask(valid, dtype, extra=0):
     past the cache (SDPA slices them off)."""
     valid = torch.nn.functional.pad(valid, (0, extra))
     return torch.zeros(valid.shape[0], 1, 1, valid.shape[1], dtype=dtype, device="cuda").masked_fill_(
-        ~valid[:, None, None, :], torch.finfo(dtype).min)
+        ~valid[:, None, None, :], torch.finfo(dtype).min
+    )
 
 
 # rows × heads from a streamed answer's (split over the cache) to a batch's (one program each).
-@pytest.mark.parametrize("rows,heads,kv_heads,slots,size,dtype", [
-    (1, 32, 32, 300, 128, torch.bfloat16),
-    (1, 8, 2, 1000, 64, torch.bfloat16),
-    (3, 4, 4, 70, 64, torch.float16),
-    (256, 8, 8, 100, 128, torch.bfloat16),
-    (5, 12, 4, 33, 256, torch.bfloat16),
-])
+@pytest.mark.parametrize(
+    "rows,heads,kv_heads,slots,size,dtype",
+    [
+        (1, 32, 32, 300, 128, torch.bfloat16),
+        (1, 8, 2, 1000, 64, torch.bfloat16),
+        (3, 4, 4, 70, 64, torch.float16),
+        (256, 8, 8, 100, 128, torch.bfloat16),
+        (5, 12, 4, 33, 256, torch.bfloat16),
+    ],
+)
 @pytest.mark.parametrize("masked", [True, False])
 def test_kernel_computes_softmax_attention_and_repeats_its_bits(rows, heads, kv_heads, slots, size, dtype, masked):
-    from harness.decode_attention import attention, qualifies
+    from harness.engine.kernels.decode_attention import attention, qualifies
 
     g = torch.Generator(device="cuda").manual_seed(rows * slots)
     q = torch.randn(rows, 1, heads, size, dtype=dtype, device="cuda", generator=g).transpose(1, 2)
@@ -68,7 +75,7 @@ def test_kernel_computes_softmax_attention_and_repeats_its_bits(rows, heads, kv_
 def test_transformers_sdpa_runs_the_kernel_for_one_query_only(monkeypatch):
     from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
-    from harness import decode_attention
+    from harness.engine.kernels import decode_attention
 
     sdpa = ALL_ATTENTION_FUNCTIONS["sdpa"]
     calls = []
@@ -93,17 +100,21 @@ def test_transformers_sdpa_runs_the_kernel_for_one_query_only(monkeypatch):
 def test_batched_greedy_answers_repeat_exactly(gen_adapter, tiny_ref):
     """Two runs of the same batch through the decoder (a captured graph, the kernels in its steps)
     give the same tokens."""
-    from harness.adapters import attach_adapters
     from harness.config.generation import GenerationSettings
     from harness.config.model import Quantization
-    from harness.decoding import StaticDecoder, step_attention_note
-    from harness.env import detect
-    from harness.models import load_base
+    from harness.engine.decoding import StaticDecoder, step_attention_note
+    from harness.model.adapters import attach_adapters
+    from harness.model.loading import load_base
+    from harness.runtime.env import detect
 
     models = attach_adapters(load_base(tiny_ref, Quantization(compute_dtype="bf16"), detect()), {"a": str(gen_adapter)})
     tokenizer = models.base.tokenizer
-    texts = ["문맥: 서울은 대한민국의 수도이다.\n질문: 수도는?\n답:", "질문: 한강은 어디에 있나?\n답:",
-             "The capital of France is", "문맥: 부산은 항구 도시이다. 질문: 부산은? 답:"] * 8
+    texts = [
+        "문맥: 서울은 대한민국의 수도이다.\n질문: 수도는?\n답:",
+        "질문: 한강은 어디에 있나?\n답:",
+        "The capital of France is",
+        "문맥: 부산은 항구 도시이다. 질문: 부산은? 답:",
+    ] * 8
     prompts = [tokenizer(t)["input_ids"] for t in texts]
     settings = GenerationSettings(max_new_tokens=16, min_new_tokens=16)
     need = max(map(len, prompts)) + 16

@@ -1,6 +1,7 @@
-"""LoRA in two Triton kernels (harness.lora_kernels) computes what peft computes, on the trained tiny
+"""LoRA in two Triton kernels (harness.engine.kernels.lora) computes what peft computes, on the trained tiny
 adapter's real layers. The kernels need a CUDA GPU and Triton: on CPU CI this file skips, and the GPU
 benchmark's `trained_model_verify` row checks whole answers (benchmarks/RESULTS.md)."""
+
 from __future__ import annotations
 
 import contextlib
@@ -9,18 +10,20 @@ import importlib.util
 import pytest
 import torch
 
-pytestmark = pytest.mark.skipif(not torch.cuda.is_available() or importlib.util.find_spec("triton") is None,
-                                reason="the LoRA kernels need a CUDA GPU and Triton")
+pytestmark = pytest.mark.skipif(
+    not torch.cuda.is_available() or importlib.util.find_spec("triton") is None,
+    reason="the LoRA kernels need a CUDA GPU and Triton",
+)
 
 
 @pytest.mark.parametrize("dense", [False, True], ids=["4bit", "dense"])
 def test_lora_kernels_compute_what_peft_computes(gen_adapter, tiny_ref, dense):
-    from harness import fused
-    from harness.adapters import attach_adapters
     from harness.config.model import Quantization
-    from harness.env import detect
-    from harness.lora_kernels import MAX_ROWS, install, lora_layers
-    from harness.models import load_base
+    from harness.engine.kernels import fused
+    from harness.engine.kernels.lora import MAX_ROWS, install, lora_layers
+    from harness.model.adapters import attach_adapters
+    from harness.model.loading import load_base
+    from harness.runtime.env import detect
 
     models = attach_adapters(load_base(tiny_ref, Quantization(compute_dtype="bf16"), detect()), {"a": gen_adapter})
     torch.manual_seed(0)
@@ -46,11 +49,11 @@ def test_lora_kernels_compute_what_peft_computes(gen_adapter, tiny_ref, dense):
 
 @pytest.mark.parametrize("rows", [3, 3000])
 def test_siblings_reading_one_input_share_one_down_kernel(gen_adapter, tiny_ref, monkeypatch, rows):
-    from harness import lora_kernels
-    from harness.adapters import attach_adapters
     from harness.config.model import Quantization
-    from harness.env import detect
-    from harness.models import load_base
+    from harness.engine.kernels import lora as lora_kernels
+    from harness.model.adapters import attach_adapters
+    from harness.model.loading import load_base
+    from harness.runtime.env import detect
 
     models = attach_adapters(load_base(tiny_ref, Quantization(compute_dtype="bf16"), detect()), {"a": gen_adapter})
     torch.manual_seed(0)

@@ -1,7 +1,8 @@
-"""The NF4 matrix-vector kernel (harness.nf4_gemv) computes what bitsandbytes computes, on layers
+"""The NF4 matrix-vector kernel (harness.engine.kernels.nf4_gemv) computes what bitsandbytes computes, on layers
 quantized by bitsandbytes itself, and takes only the calls it can run. The kernel needs a CUDA GPU
 and Triton: on CPU CI this file skips, and the GPU benchmark's `trained_model_verify` row checks
 whole answers (benchmarks/RESULTS.md)."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -9,28 +10,43 @@ import importlib.util
 import pytest
 import torch
 
-pytestmark = pytest.mark.skipif(not torch.cuda.is_available() or importlib.util.find_spec("triton") is None,
-                                reason="the NF4 kernel needs a CUDA GPU and Triton")
+pytestmark = pytest.mark.skipif(
+    not torch.cuda.is_available() or importlib.util.find_spec("triton") is None,
+    reason="the NF4 kernel needs a CUDA GPU and Triton",
+)
 
 
 def _layer(out_features: int, in_features: int, blocksize: int, nested: bool):
     import bitsandbytes as bnb
 
-    layer = bnb.nn.Linear4bit(in_features, out_features, bias=False, compute_dtype=torch.bfloat16,
-                              quant_type="nf4", compress_statistics=nested)
-    layer.weight = bnb.nn.Params4bit(torch.randn(out_features, in_features, dtype=torch.bfloat16) * 0.02,
-                                     requires_grad=False, quant_type="nf4", compress_statistics=nested,
-                                     blocksize=blocksize)
+    layer = bnb.nn.Linear4bit(
+        in_features,
+        out_features,
+        bias=False,
+        compute_dtype=torch.bfloat16,
+        quant_type="nf4",
+        compress_statistics=nested,
+    )
+    layer.weight = bnb.nn.Params4bit(
+        torch.randn(out_features, in_features, dtype=torch.bfloat16) * 0.02,
+        requires_grad=False,
+        quant_type="nf4",
+        compress_statistics=nested,
+        blocksize=blocksize,
+    )
     return layer.cuda()
 
 
-@pytest.mark.parametrize("shape,blocksize,nested", [
-    ((512, 2048), 64, True),     # whole 1,024-byte steps
-    ((384, 2816), 64, True),     # a partial last step, like a 7B down projection's 11,008
-    ((202, 512), 128, False),    # fp32 scales, a row count no multiple of the kernel's rows per program
-])
+@pytest.mark.parametrize(
+    "shape,blocksize,nested",
+    [
+        ((512, 2048), 64, True),  # whole 1,024-byte steps
+        ((384, 2816), 64, True),  # a partial last step, like a 7B down projection's 11,008
+        ((202, 512), 128, False),  # fp32 scales, a row count no multiple of the kernel's rows per program
+    ],
+)
 def test_one_row_products_are_nearer_the_exact_product_than_bitsandbytes(shape, blocksize, nested):
-    from harness.nf4_gemv import nf4_matvec
+    from harness.engine.kernels.nf4_gemv import nf4_matvec
 
     torch.manual_seed(0)
     layer = _layer(*shape, blocksize, nested)
@@ -61,8 +77,8 @@ def _exact(layer) -> torch.Tensor:
 
 
 def test_a_lora_in_the_epilogue_adds_what_the_lora_kernels_add():
-    from harness.lora_kernels import add_lora_, down
-    from harness.nf4_gemv import nf4_matvec
+    from harness.engine.kernels.lora import add_lora_, down
+    from harness.engine.kernels.nf4_gemv import nf4_matvec
 
     torch.manual_seed(0)
     layer = _layer(256, 1024, 64, True)
@@ -78,17 +94,18 @@ def test_a_lora_in_the_epilogue_adds_what_the_lora_kernels_add():
 
 
 def test_fused_kernels_run_an_adapted_4bit_layers_token_in_the_nf4_kernel(gen_adapter, tiny_ref, monkeypatch):
-    from harness import fused, nf4_gemv
-    from harness.adapters import attach_adapters
     from harness.config.model import Quantization
-    from harness.env import detect
-    from harness.lora_kernels import lora_layers
-    from harness.models import load_base
+    from harness.engine.kernels import fused, nf4_gemv
+    from harness.engine.kernels.lora import lora_layers
+    from harness.model.adapters import attach_adapters
+    from harness.model.loading import load_base
+    from harness.runtime.env import detect
 
     calls = []
     matvec = nf4_gemv.nf4_matvec
-    monkeypatch.setattr(nf4_gemv, "nf4_matvec", lambda layer, x, lora=None: calls.append(lora is not None)
-                        or matvec(layer, x, lora))
+    monkeypatch.setattr(
+        nf4_gemv, "nf4_matvec", lambda layer, x, lora=None: calls.append(lora is not None) or matvec(layer, x, lora)
+    )
     models = attach_adapters(load_base(tiny_ref, Quantization(compute_dtype="bf16"), detect()), {"a": gen_adapter})
     torch.manual_seed(0)
     with models.use("a") as model, torch.inference_mode():
@@ -103,7 +120,7 @@ def test_fused_kernels_run_an_adapted_4bit_layers_token_in_the_nf4_kernel(gen_ad
 
 
 def test_install_routes_one_row_calls_and_nothing_else():
-    from harness.nf4_gemv import install, nf4_layers, nf4_matvec
+    from harness.engine.kernels.nf4_gemv import install, nf4_layers, nf4_matvec
 
     torch.manual_seed(0)
     layer = _layer(256, 1024, 64, True)
@@ -139,7 +156,7 @@ class _GatedMLP(torch.nn.Module):
 
 
 def test_a_gated_mlp_runs_gate_up_and_silu_in_one_kernel():
-    from harness.nf4_gemv import glu_mlps, install, install_glu, nf4_layers, nf4_matvec
+    from harness.engine.kernels.nf4_gemv import glu_mlps, install, install_glu, nf4_layers, nf4_matvec
 
     torch.manual_seed(0)
     mlp = _GatedMLP(1024, 2816)

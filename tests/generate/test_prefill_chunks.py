@@ -4,6 +4,7 @@ computes, whatever the prompt's length against the chunk and the cache.
 
 On a GPU the chunk is a real CUDA graph. On a CPU, where there are no graphs, the chunk's body is
 replayed eagerly: the same code the graph captures, on the real 4-bit model and adapter."""
+
 from __future__ import annotations
 
 from types import SimpleNamespace
@@ -17,17 +18,17 @@ PROMPT = "문맥: 서울은 대한민국의 수도이며 가장 큰 도시이다
 
 @pytest.fixture(scope="module")
 def models(gen_adapter, tiny_ref):
-    from harness.adapters import attach_adapters
     from harness.config.model import Quantization
-    from harness.env import detect
-    from harness.models import load_base
+    from harness.model.adapters import attach_adapters
+    from harness.model.loading import load_base
+    from harness.runtime.env import detect
 
     quantization = Quantization(compute_dtype="bf16") if CUDA else Quantization()
     return attach_adapters(load_base(tiny_ref, quantization, detect()), {"a": str(gen_adapter)})
 
 
 def _decoder(model, tokenizer, settings, need, monkeypatch):
-    from harness.decoding import StaticDecoder
+    from harness.engine.decoding import StaticDecoder
 
     if not CUDA:
         monkeypatch.setattr(StaticDecoder, "_capture", lambda self, body: (body(), SimpleNamespace(replay=body))[1])
@@ -46,8 +47,8 @@ def _close(actual, expected):
 @pytest.mark.parametrize("chunk", [8, 96])
 @pytest.mark.parametrize("name", ["base", "a"])
 def test_chunks_compute_the_one_pass_prefill(models, chunk, name, monkeypatch):
-    from harness import decoding
     from harness.config.generation import GenerationSettings
+    from harness.engine import decoding
 
     monkeypatch.setattr(decoding, "PREFILL_CHUNK", chunk)
     tokenizer = models.base.tokenizer
@@ -70,9 +71,9 @@ def test_chunks_compute_the_one_pass_prefill(models, chunk, name, monkeypatch):
 
 
 def test_a_streamed_answer_is_the_one_pass_answer_and_the_chunk_is_captured_once(models, monkeypatch):
-    from harness import decoding
     from harness.config.generation import GenerationSettings
-    from harness.decoding import StaticDecoder
+    from harness.engine import decoding
+    from harness.engine.decoding import StaticDecoder
 
     monkeypatch.setattr(decoding, "PREFILL_CHUNK", 16)
     tokenizer = models.base.tokenizer
@@ -94,7 +95,7 @@ def test_a_streamed_answer_is_the_one_pass_answer_and_the_chunk_is_captured_once
 
 def test_a_failed_capture_prefills_in_one_pass(models, monkeypatch):
     from harness.config.generation import GenerationSettings
-    from harness.decoding import StaticDecoder
+    from harness.engine.decoding import StaticDecoder
 
     def fail(self, body):  # what `_capture` does when capture raises: no graphs from now on
         self.use_graph = False

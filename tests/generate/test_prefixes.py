@@ -1,5 +1,6 @@
-"""Which prompts share a prefix, and how a batch is laid out in the cache (harness.prefixes)."""
-from harness import prefixes
+"""Which prompts share a prefix, and how a batch is laid out in the cache (harness.engine.prefixes)."""
+
+from harness.engine import prefixes
 
 PASSAGE_A = list(range(100, 160))
 PASSAGE_B = list(range(200, 250))
@@ -7,8 +8,13 @@ HEADER = [1, 2, 3]  # an instruction every prompt starts with: too short to shar
 
 
 def test_questions_on_one_passage_form_a_group_and_others_stay_alone():
-    prompts = [HEADER + PASSAGE_A + [7, 8], HEADER + PASSAGE_B + [9], HEADER + PASSAGE_A + [5, 6, 7],
-               HEADER + [40, 41, 42], HEADER + PASSAGE_B + [3, 3]]
+    prompts = [
+        HEADER + PASSAGE_A + [7, 8],
+        HEADER + PASSAGE_B + [9],
+        HEADER + PASSAGE_A + [5, 6, 7],
+        HEADER + [40, 41, 42],
+        HEADER + PASSAGE_B + [3, 3],
+    ]
     order, shared = prefixes.plan(prompts)
     assert sorted(order) == list(range(5))
     assert shared[0] == shared[2] == len(HEADER + PASSAGE_A)

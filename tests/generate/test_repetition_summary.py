@@ -1,11 +1,12 @@
 """Degeneration statistics not covered by tests/metrics/test_repetition.py: an English loop and a
 Korean loop with punctuation checked by hand, and the per-model means written to results.json."""
+
 from __future__ import annotations
 
 import pytest
 
+from harness.metrics.aggregate import repetition_summary
 from harness.metrics.repetition import repetition_stats
-from harness.scoring import repetition_summary
 
 
 def test_english_loop_by_hand():
@@ -16,7 +17,11 @@ def test_english_loop_by_hand():
     # bigrams: (I think)×3, (think that)×2, (that I)×2 → 3 unique of 7
     assert stats.distinct_2 == pytest.approx(3 / 7)
     # "I think that I think" (5 words) occurs twice, overlapping
-    assert (stats.longest_repeat, stats.longest_repeat_len, stats.longest_repeat_count) == ("I think that I think", 5, 2)
+    assert (stats.longest_repeat, stats.longest_repeat_len, stats.longest_repeat_count) == (
+        "I think that I think",
+        5,
+        2,
+    )
 
 
 def test_korean_punctuation_is_kept():

@@ -11,6 +11,7 @@ Runs use one torch thread (the same reduction order on every machine). Without H
 token counts) must match exactly; metric values (value/low/high) and per-document NLL within
 1e-6 (absolute or relative).
 """
+
 from __future__ import annotations
 
 import json
@@ -29,14 +30,20 @@ TOLERANCE = 1e-6
 # depend on the hardware-derived default.
 CASES = {
     # The plain path (4-bit base, transformers' generate) ...
-    "korquad_sample_base": ("korquad_sample.yaml",
-                            {"dataset.limit": 12, "generation.max_new_tokens": 16, "batch_size": 4, "engine": "plain"}),
-    "summarization_ko_base": ("summarization_ko.yaml",
-                              {"dataset.limit": 6, "generation.max_new_tokens": 16, "batch_size": 4, "engine": "plain"}),
+    "korquad_sample_base": (
+        "korquad_sample.yaml",
+        {"dataset.limit": 12, "generation.max_new_tokens": 16, "batch_size": 4, "engine": "plain"},
+    ),
+    "summarization_ko_base": (
+        "summarization_ko.yaml",
+        {"dataset.limit": 6, "generation.max_new_tokens": 16, "batch_size": 4, "engine": "plain"},
+    ),
     "perplexity_ko_base": ("perplexity_ko.yaml", {"dataset.limit": 4, "engine": "plain"}),
     # ... and the fast one (dequantized weights, static-cache decoding, batched windows).
-    "korquad_sample_fast": ("korquad_sample.yaml",
-                            {"dataset.limit": 12, "generation.max_new_tokens": 16, "batch_size": 4, "engine": "fast"}),
+    "korquad_sample_fast": (
+        "korquad_sample.yaml",
+        {"dataset.limit": 12, "generation.max_new_tokens": 16, "batch_size": 4, "engine": "fast"},
+    ),
     "perplexity_ko_fast": ("perplexity_ko.yaml", {"dataset.limit": 4, "batch_size": 3, "engine": "fast"}),
 }
 
@@ -44,7 +51,10 @@ CASES = {
 def snapshot(results: dict, records: list[dict], suite: str, overrides: dict) -> dict:
     """What is pinned: ids, predictions (or per-document NLL), aggregate metrics."""
     snap = {
-        "suite": suite, "overrides": overrides, "task": results["task"], "n_samples": results["n_samples"],
+        "suite": suite,
+        "overrides": overrides,
+        "task": results["task"],
+        "n_samples": results["n_samples"],
         "dataset_sha256": results["dataset"]["sha256"],
         "ids": [r["id"] for r in records],
     }
@@ -76,8 +86,13 @@ def differences(golden, actual, path: str = "") -> list[str]:
             return [f"{path}: golden has {len(golden)} items, this run {len(actual)}: {golden!r} vs {actual!r}"]
         return [d for i, (g, a) in enumerate(zip(golden, actual)) for d in differences(g, a, f"{path}[{i}]")]
     numbers = (int, float)
-    if (isinstance(golden, float) or isinstance(actual, float)) and isinstance(golden, numbers) \
-            and isinstance(actual, numbers) and not isinstance(golden, bool) and not isinstance(actual, bool):
+    if (
+        (isinstance(golden, float) or isinstance(actual, float))
+        and isinstance(golden, numbers)
+        and isinstance(actual, numbers)
+        and not isinstance(golden, bool)
+        and not isinstance(actual, bool)
+    ):
         if math.isnan(golden) and math.isnan(actual):
             return []
         if math.isclose(golden, actual, rel_tol=TOLERANCE, abs_tol=TOLERANCE):
@@ -91,30 +106,40 @@ def differences(golden, actual, path: str = "") -> list[str]:
 @pytest.mark.slow
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_base_model_outputs_match_golden(case, tmp_path, harness_cache):
-    from harness.config import SuiteConfig, load_config
-    from harness.env import library_versions
-    from harness.evaluation import run_eval
-
     import torch
+
+    from harness.config import SuiteConfig, load_config
+    from harness.evaluate.run import run_eval
+    from harness.runtime.env import library_versions
 
     suite_file, overrides = CASES[case]
     suite = load_config(SuiteConfig, SUITES / suite_file, overrides)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # one thread: the same reduction order on every machine
     try:
-        result = run_eval(suite, str(SUITES / suite_file), out_root=tmp_path, run_id=case,
-                          log=lambda *a, **k: None, progress_bars=False)
+        result = run_eval(
+            suite,
+            str(SUITES / suite_file),
+            out_root=tmp_path,
+            run_id=case,
+            log=lambda *a, **k: None,
+            progress_bars=False,
+        )
     finally:
         torch.set_num_threads(threads)
-    records = [json.loads(line) for line in
-               (result.run_dir / "records" / "base.jsonl").read_text(encoding="utf-8").splitlines()]
+    records = [
+        json.loads(line)
+        for line in (result.run_dir / "records" / "base.jsonl").read_text(encoding="utf-8").splitlines()
+    ]
     actual = snapshot(result.results, records, f"suites/{suite_file}", overrides)
 
     golden_file = GOLDEN_DIR / f"{case}.json"
     if BLESS:
         versions = library_versions()
         blessed = dict(actual, blessed_with={k: versions[k] for k in ("torch", "transformers", "peft", "bitsandbytes")})
-        golden_file.write_text(json.dumps(blessed, ensure_ascii=False, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        golden_file.write_text(
+            json.dumps(blessed, ensure_ascii=False, indent=2, sort_keys=True) + "\n", encoding="utf-8"
+        )
         return
     if not golden_file.is_file():
         pytest.fail(f"{golden_file} is missing; create it with HARNESS_BLESS=1 pytest tests/golden")
@@ -126,7 +151,7 @@ def test_base_model_outputs_match_golden(case, tmp_path, harness_cache):
         shown = "\n  ".join(diffs[:60]) + (f"\n  ... and {len(diffs) - 60} more" if len(diffs) > 60 else "")
         pytest.fail(
             f"{case}: {len(diffs)} difference(s) from {golden_file.name}:\n  {shown}\n"
-            f"blessed with {blessed_with}; now {({k: now[k] for k in blessed_with})}\n"
+            f"blessed with {blessed_with}; now { ({k: now[k] for k in blessed_with}) }\n"
             f"If the change is intended, re-bless with HARNESS_BLESS=1 pytest tests/golden and review the diff.",
             pytrace=False,
         )

@@ -6,6 +6,7 @@
 - a two-adapter linear merge equals peft's weighted adapter applied unmerged;
 - each user error gives one line and exit 2; a failed merge leaves no export behind.
 """
+
 from __future__ import annotations
 
 import json
@@ -17,7 +18,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "eval"))
 
-from eval_helpers import one_torch_thread, quiet, train_adapter  # noqa: E402
+from eval_helpers import one_torch_thread, quiet, train_adapter
 
 pytestmark = pytest.mark.slow
 PROMPT = "### 문맥:\n은솔마을은 1962년에 생겼다.\n\n### 질문:\n은솔마을은 언제 생겼는가?\n\n### 답변:\n"
@@ -39,7 +40,7 @@ def adapters(tmp_path_factory, harness_cache) -> tuple[Path, Path]:
 
 
 def _merge(**kwargs):
-    from harness.merge import MergeRequest, merge
+    from harness.merge.run import MergeRequest, merge
 
     return merge(MergeRequest(**{"base": "tiny:llama-ko", "dtype": "fp32", **kwargs}), log=quiet)
 
@@ -50,15 +51,20 @@ def _logits_and_greedy(model, tokenizer):
     ids = tokenizer(PROMPT, return_tensors="pt").input_ids
     with torch.inference_mode():
         logits = model(input_ids=ids).logits[0].float()
-        greedy = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=False, max_new_tokens=12,
-                                pad_token_id=tokenizer.pad_token_id)[0, ids.shape[1]:].tolist()
+        greedy = model.generate(
+            input_ids=ids,
+            attention_mask=torch.ones_like(ids),
+            do_sample=False,
+            max_new_tokens=12,
+            pad_token_id=tokenizer.pad_token_id,
+        )[0, ids.shape[1] :].tolist()
     return logits, greedy
 
 
 def _plain_base():
     from harness.config import Quantization
-    from harness.env import detect
-    from harness.models import load_base
+    from harness.model.loading import load_base
+    from harness.runtime.env import detect
 
     return load_base("tiny:llama-ko", Quantization(mode="none", compute_dtype="fp32"), detect())
 
@@ -70,8 +76,14 @@ def test_fp32_merge_equals_base_plus_adapter(tmp_path, adapters):
     out = tmp_path / "export"
     record = _merge(adapters=[str(adapters[0])], out=str(out))
     assert record["verification"]["passed"]
-    assert {"model.safetensors", "config.json", "tokenizer.json", "generation_config.json", "README.md",
-            "merge_record.json"} <= {p.name for p in out.iterdir()}
+    assert {
+        "model.safetensors",
+        "config.json",
+        "tokenizer.json",
+        "generation_config.json",
+        "README.md",
+        "merge_record.json",
+    } <= {p.name for p in out.iterdir()}
     assert "quantization_config" not in json.loads((out / "config.json").read_text())
 
     export = AutoModelForCausalLM.from_pretrained(out, dtype="float32").eval()
@@ -85,13 +97,18 @@ def test_fp32_merge_equals_base_plus_adapter(tmp_path, adapters):
 
 def test_export_scores_like_base_plus_adapter_in_eval(tmp_path, adapters):
     from harness.config import SuiteConfig, load_config
-    from harness.evaluation import run_eval
+    from harness.evaluate.run import run_eval
 
     out = tmp_path / "export"
     _merge(adapters=[str(adapters[0])], out=str(out))
     suite_file = Path(__file__).resolve().parents[2] / "suites" / "korquad_sample.yaml"
-    common = {"dataset.limit": 8, "generation.max_new_tokens": 8, "models.quantization.mode": "none",
-              "models.quantization.compute_dtype": "fp32", "bootstrap.resamples": 100}
+    common = {
+        "dataset.limit": 8,
+        "generation.max_new_tokens": 8,
+        "models.quantization.mode": "none",
+        "models.quantization.compute_dtype": "fp32",
+        "bootstrap.resamples": 100,
+    }
     with_adapter = load_config(SuiteConfig, suite_file, {**common, "models.include_base": False})
     with_adapter.models.adapters = {"adapter": str(adapters[0])}
     exported = load_config(SuiteConfig, suite_file, {**common, "models.base": str(out)})
@@ -136,8 +153,22 @@ def test_two_adapter_linear_merge_equals_weighted_adapter_unmerged(tmp_path, ada
 
 
 def test_dry_run_lists_the_upload_without_network(tmp_path, adapters, run_cli):
-    code, stdout, stderr = run_cli(["merge", "--base", "tiny:llama-ko", "--adapter", str(adapters[0]), "--out",
-                                    str(tmp_path / "e"), "--dtype", "fp32", "--push-to-hub", "me/tiny-ko", "--dry-run"])
+    code, stdout, stderr = run_cli(
+        [
+            "merge",
+            "--base",
+            "tiny:llama-ko",
+            "--adapter",
+            str(adapters[0]),
+            "--out",
+            str(tmp_path / "e"),
+            "--dtype",
+            "fp32",
+            "--push-to-hub",
+            "me/tiny-ko",
+            "--dry-run",
+        ]
+    )
     assert code == 0, stderr
     assert "would upload" in stdout and "model.safetensors" in stdout and "merge_record.json" in stdout
 
@@ -151,16 +182,37 @@ def _other_base_adapter(tmp_path: Path, source: Path) -> Path:
     return other
 
 
-@pytest.mark.parametrize("case", ["other_base", "no_config", "unknown_method", "weights_mismatch", "out_exists",
-                                  "bad_weights", "nan_weights", "bad_repo_id", "dry_run_alone", "nan_adapter"])
+@pytest.mark.parametrize(
+    "case",
+    [
+        "other_base",
+        "no_config",
+        "unknown_method",
+        "weights_mismatch",
+        "out_exists",
+        "bad_weights",
+        "nan_weights",
+        "bad_repo_id",
+        "dry_run_alone",
+        "nan_adapter",
+    ],
+)
 def test_user_errors_give_one_line_and_exit_2(case, tmp_path, adapters, run_cli):
     adapter = str(adapters[0])
     out = tmp_path / "export"
     args = ["merge", "--base", "tiny:llama-ko", "--adapter", adapter, "--out", str(out), "--dtype", "fp32"]
-    expected = {"other_base": "hidden_size", "no_config": "adapter_config.json", "unknown_method": "--method",
-                "weights_mismatch": "--weights", "out_exists": "already exists", "bad_weights": "--weights",
-                "nan_weights": "finite", "bad_repo_id": "OWNER/NAME", "dry_run_alone": "--dry-run",
-                "nan_adapter": "adapter_model.safetensors: tensor"}[case]
+    expected = {
+        "other_base": "hidden_size",
+        "no_config": "adapter_config.json",
+        "unknown_method": "--method",
+        "weights_mismatch": "--weights",
+        "out_exists": "already exists",
+        "bad_weights": "--weights",
+        "nan_weights": "finite",
+        "bad_repo_id": "OWNER/NAME",
+        "dry_run_alone": "--dry-run",
+        "nan_adapter": "adapter_model.safetensors: tensor",
+    }[case]
     if case == "other_base":
         args[4] = str(_other_base_adapter(tmp_path, adapters[0]))
     elif case == "no_config":
@@ -217,7 +269,20 @@ def test_a_failed_verification_leaves_the_previous_export_in_place(tmp_path, ada
 
 
 def test_verification_failure_exits_1_and_names_the_gap(tmp_path, adapters, run_cli):
-    code, stdout, _ = run_cli(["merge", "--base", "tiny:llama-ko", "--adapter", str(adapters[0]), "--out",
-                               str(tmp_path / "e"), "--dtype", "fp32", "--quantization-tolerance", "1e-9"])
+    code, stdout, _ = run_cli(
+        [
+            "merge",
+            "--base",
+            "tiny:llama-ko",
+            "--adapter",
+            str(adapters[0]),
+            "--out",
+            str(tmp_path / "e"),
+            "--dtype",
+            "fp32",
+            "--quantization-tolerance",
+            "1e-9",
+        ]
+    )
     assert code == 1
     assert "quantization gap" in stdout and "--dequantize" in stdout

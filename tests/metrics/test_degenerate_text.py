@@ -4,6 +4,7 @@ mean rouge-score's own behaviour, Hangul is never silently dropped, and NFD text
 Every expected value comes from the reference library (rouge-score, sacrebleu), from MeCab-ko
 called directly, or from arithmetic written out here; never from harness's own scorers.
 """
+
 import random
 import unicodedata
 
@@ -99,11 +100,30 @@ def test_lsum_with_rouge_score_tokenizer_is_rouge_scores_own():
 
 def test_lsum_equals_rouge_score_on_random_english_pairs():
     rng = random.Random(27)
-    words = "the cat dog sat ran on a mat and then it was not amused by rain".split()
+    words = [
+        "the",
+        "cat",
+        "dog",
+        "sat",
+        "ran",
+        "on",
+        "a",
+        "mat",
+        "and",
+        "then",
+        "it",
+        "was",
+        "not",
+        "amused",
+        "by",
+        "rain",
+    ]
 
     def text():
-        sentences = [" ".join(rng.choices(words, k=rng.randint(2, 7))) + rng.choice([".", "!", "?"])
-                     for _ in range(rng.randint(1, 4))]
+        sentences = [
+            " ".join(rng.choices(words, k=rng.randint(2, 7))) + rng.choice([".", "!", "?"])
+            for _ in range(rng.randint(1, 4))
+        ]
         return rng.choice([" ", "\n"]).join(sentences)
 
     for _ in range(248):
@@ -117,7 +137,8 @@ def test_sentence_split_is_named_in_the_label():
     assert metric.label == "rougeLsum[whitespace,sentences]"
     # Split, each sentence finds its match: the reference run on the split lines agrees.
     assert metric.per_sample("the dog ran. the cat sat.", ["the cat sat. the dog ran."]) == pytest.approx(
-        _rouge_score(["rougeLsum"], "the cat sat.\nthe dog ran.", "the dog ran.\nthe cat sat.")["rougeLsum"])
+        _rouge_score(["rougeLsum"], "the cat sat.\nthe dog ran.", "the dog ran.\nthe cat sat.")["rougeLsum"]
+    )
     with pytest.raises(MetricError, match="unknown option"):
         build_metric("rouge1", {"sentence_split": True})
 

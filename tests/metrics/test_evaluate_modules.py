@@ -6,7 +6,7 @@ from harness.metrics import KoreanRouge, korquad_exact_match, korquad_f1
 
 evaluate = pytest.importorskip("evaluate")
 
-MODULES = Path(__file__).resolve().parents[2] / "harness" / "evaluate_modules"
+MODULES = Path(__file__).resolve().parents[2] / "harness" / "metrics" / "evaluate_modules"
 
 
 def test_korquad_module_matches_functions():
@@ -15,9 +15,7 @@ def test_korquad_module_matches_functions():
     module = evaluate.load(str(MODULES / "korquad"))
     got = module.compute(predictions=preds, references=refs)
     n = len(preds)
-    assert got["exact_match"] == pytest.approx(
-        sum(korquad_exact_match(p, r) for p, r in zip(preds, refs)) / n
-    )
+    assert got["exact_match"] == pytest.approx(sum(korquad_exact_match(p, r) for p, r in zip(preds, refs)) / n)
     assert got["f1"] == pytest.approx(sum(korquad_f1(p, r) for p, r in zip(preds, refs)) / n)
 
 
@@ -37,9 +35,6 @@ def test_korean_rouge_module_matches_functions(tokenizer):
 def test_korean_rouge_module_multi_reference_per_sample():
     module = evaluate.load(str(MODULES / "korean_rouge"))
     got = module.compute(
-        predictions=["비가 온다"],
-        references=[["눈이 온다", "비가 온다"]],
-        tokenizer="whitespace",
-        use_aggregator=False,
+        predictions=["비가 온다"], references=[["눈이 온다", "비가 온다"]], tokenizer="whitespace", use_aggregator=False
     )
     assert got["rouge1"] == [100.0]

@@ -4,18 +4,19 @@ Exact coverages are computed by enumerating the binomial distribution; the other
 simulations (a few hundred samples, about a second). Reference values come from tables or are
 worked out here by hand, never from harness's own functions.
 """
+
 import math
 
 import numpy as np
 import pytest
 
 from harness.metrics import mean_ci, paired_delta_ci
+from harness.metrics.aggregate import Scorer, aggregate
 from harness.metrics.intervals import clopper_pearson, holm, mcnemar_p_value, t_quantile
-from harness.scoring import Scorer, aggregate
 
 
 def _binomial_pmf(k: int, n: int, p: float) -> float:
-    return math.comb(n, k) * p ** k * (1 - p) ** (n - k)
+    return math.comb(n, k) * p**k * (1 - p) ** (n - k)
 
 
 def _percentile_interval(values, seed=0, resamples=1000):
@@ -31,7 +32,7 @@ def test_exact_interval_for_a_proportion_matches_clopper_pearson_by_hand():
     low, high = clopper_pearson(3, 20, 0.95)
     # The defining tail equations, summed directly.
     assert sum(_binomial_pmf(k, 20, low) for k in range(3, 21)) == pytest.approx(0.025, abs=1e-9)
-    assert sum(_binomial_pmf(k, 20, high) for k in range(0, 4)) == pytest.approx(0.025, abs=1e-9)
+    assert sum(_binomial_pmf(k, 20, high) for k in range(4)) == pytest.approx(0.025, abs=1e-9)
     # Large n does not underflow.
     low, high = clopper_pearson(2900, 5774, 0.95)
     assert low < 2900 / 5774 < high and high - low == pytest.approx(2 * 1.96 * math.sqrt(0.25 / 5774), rel=0.02)
@@ -118,13 +119,13 @@ def test_aggregate_marks_only_what_survives_holm_and_records_n():
     scorers = [Scorer(f"m{j}", per_sample=lambda r, j=j: r["metrics"][f"m{j}"]) for j in range(5)]
 
     def records(shift_of):
-        return [{"id": str(i), "metrics": {f"m{j}": float(base[i] + shift_of(j, i)) for j in range(5)}}
-                for i in range(60)]
+        return [
+            {"id": str(i), "metrics": {f"m{j}": float(base[i] + shift_of(j, i)) for j in range(5)}} for i in range(60)
+        ]
 
     # m0 gains clearly; m1..m4 gain by noise with a nominal p-value somewhere near 0.05.
     noise = rng.normal(0, 20, (5, 60))
-    runs = {"base": records(lambda j, i: 0.0),
-            "a": records(lambda j, i: (8.0 if j == 0 else 4.5) + noise[j, i])}
+    runs = {"base": records(lambda j, i: 0.0), "a": records(lambda j, i: (8.0 if j == 0 else 4.5) + noise[j, i])}
     plain = aggregate(runs, scorers, "base", correction="none")
     corrected = aggregate(runs, scorers, "base")
     assert corrected["bootstrap"]["correction"] == "holm" and corrected["bootstrap"]["comparisons"] == 5
@@ -134,13 +135,14 @@ def test_aggregate_marks_only_what_survives_holm_and_records_n():
         assert entry["improved"] == (entry["p_adjusted"] < 0.05)
         assert plain["deltas"]["a"][label]["improved"] == (plain["deltas"]["a"][label]["p_value"] < 0.05)
     assert corrected["deltas"]["a"]["m0"]["improved"]
-    assert sum(e["improved"] for e in corrected["deltas"]["a"].values()) <= \
-        sum(e["improved"] for e in plain["deltas"]["a"].values())
+    assert sum(e["improved"] for e in corrected["deltas"]["a"].values()) <= sum(
+        e["improved"] for e in plain["deltas"]["a"].values()
+    )
     assert all("p_value" not in e and e["n"] == 60 for e in corrected["metrics"]["a"].values())
 
 
 def test_per_sample_scores_are_averaged_at_full_precision():
-    from harness.scoring import score_record
+    from harness.metrics.aggregate import score_record
 
     values = [100 / 3, 200 / 3, 100 / 7, 1e-7]
     scorers = [Scorer("m", per_sample=lambda r: r["v"])]
@@ -153,7 +155,7 @@ def test_per_sample_scores_are_averaged_at_full_precision():
 
 
 def test_table_shows_n_and_says_what_the_marks_mean():
-    from harness.summary import results_table
+    from harness.runs.summary import results_table
 
     base = [{"id": str(i), "metrics": {"m": float(v)}} for i, v in enumerate([0, 100] * 10)]
     better = [{"id": str(i), "metrics": {"m": 100.0}} for i in range(20)]

@@ -1,13 +1,6 @@
 import pytest
 
-from harness.metrics import (
-    MetricError,
-    available_metrics,
-    build_metric,
-    corpus_bleu,
-    korquad_f1,
-    rouge_scores,
-)
+from harness.metrics import MetricError, available_metrics, build_metric, corpus_bleu, korquad_f1, rouge_scores
 
 KO_REFS = [["아버지가 방에 들어가셨다."], ["오늘 날씨가 아주 좋습니다."]]
 KO_HYPS = ["아버지가 방에 들어가신다.", "오늘은 날씨가 좋습니다."]
@@ -15,8 +8,16 @@ KO_HYPS = ["아버지가 방에 들어가신다.", "오늘은 날씨가 좋습�
 
 def test_available_names():
     assert available_metrics() == [
-        "exact_match", "f1", "squad_exact_match", "squad_f1",
-        "rouge1", "rouge2", "rougeL", "rougeLsum", "bleu", "chrf",
+        "exact_match",
+        "f1",
+        "squad_exact_match",
+        "squad_f1",
+        "rouge1",
+        "rouge2",
+        "rougeL",
+        "rougeLsum",
+        "bleu",
+        "chrf",
     ]
 
 
@@ -28,7 +29,7 @@ def test_unknown_name_suggests_nearest():
 
 
 def test_unknown_option():
-    with pytest.raises(MetricError, match="unknown option.*tokenize"):
+    with pytest.raises(MetricError, match=r"unknown option.*tokenize"):
         build_metric("rouge1", {"tokenize": "mecab"})
     with pytest.raises(MetricError, match="takes no options"):
         build_metric("f1", {"tokenizer": "char"})

@@ -7,6 +7,7 @@ MeCab-ko splits the texts used here as
   "비가 온다"      → 비 가 온다            "바람이 분다" → 바람 이 분다
   "오늘 비가 온다" → 오늘 비 가 온다       "비가 그쳤다" → 비 가 그쳤 다
 """
+
 from fractions import Fraction as F
 
 import pytest
@@ -121,7 +122,8 @@ def test_registry_labels_and_errors():
     assert metric.version.startswith("korean_competition (NIKL rouge_metric.py, 1000-word limit, NFC); python-mecab-ko")
     assert metric.per_sample("오늘 비가 온다", ["비가 온다", "바람이 분다"]) == pytest.approx(300 / 7)
     assert build_metric("rougeL", {"scorer": "korean_competition", "tokenizer": "char"}).label == (
-        "rougeL[char,korean_competition]")
+        "rougeL[char,korean_competition]"
+    )
     with pytest.raises(MetricError, match="use rougeL"):
         build_metric("rougeLsum", {"scorer": "korean_competition"})
     with pytest.raises(MetricError, match="not 'rouge-score'"):

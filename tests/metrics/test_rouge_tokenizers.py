@@ -1,4 +1,5 @@
 """Tokenizers added with issue #9: kiwi, the auto note, and rouge-score's trap on Korean."""
+
 import builtins
 from pathlib import Path
 
@@ -11,7 +12,7 @@ from harness.metrics.registry import auto_notes
 
 KO_PRED = "아버지가 방에 들어가신다."
 KO_REF = "아버지가 방에 들어가셨다."
-MODULES = Path(__file__).resolve().parents[2] / "harness" / "evaluate_modules"
+MODULES = Path(__file__).resolve().parents[2] / "harness" / "metrics" / "evaluate_modules"
 
 
 def test_kiwi_by_hand():
@@ -45,10 +46,17 @@ def test_kiwi_missing_says_how_to_install(monkeypatch):
         rouge_module.get_kiwi.cache_clear()
 
 
-@pytest.mark.parametrize("options", [
-    {"tokenizer": "mecab"}, {"tokenizer": "whitespace"}, {"tokenizer": "kiwi"}, {"tokenizer": "char"},
-    {"tokenizer": "auto"}, {"scorer": "korean_competition"},
-])
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"tokenizer": "mecab"},
+        {"tokenizer": "whitespace"},
+        {"tokenizer": "kiwi"},
+        {"tokenizer": "char"},
+        {"tokenizer": "auto"},
+        {"scorer": "korean_competition"},
+    ],
+)
 def test_identical_korean_scores_100_with_every_tokenizer(options):
     if options.get("tokenizer") == "kiwi":
         pytest.importorskip("kiwipiepy")
@@ -82,8 +90,9 @@ def test_auto_choice_is_recorded_in_version_and_logged_once():
 def test_evaluate_module_takes_scorer():
     evaluate = pytest.importorskip("evaluate")
     module = evaluate.load(str(MODULES / "korean_rouge"))
-    got = module.compute(predictions=["오늘 비가 온다"], references=[["비가 온다", "바람이 분다"]],
-                         scorer="korean_competition")
+    got = module.compute(
+        predictions=["오늘 비가 온다"], references=[["비가 온다", "바람이 분다"]], scorer="korean_competition"
+    )
     assert got["rouge1"] == pytest.approx(300 / 7) and got["rouge2"] == pytest.approx(40.0)
     assert got["tokenizer"] == "mecab" and got["scorer"] == "korean_competition"
     assert "rougeLsum" not in got

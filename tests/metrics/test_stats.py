@@ -29,7 +29,7 @@ def test_bca_by_hand():
     z0 = NormalDist().inv_cdf((np.sum(means < estimate) + 0.5 * np.sum(means == estimate)) / 500)
     jack = np.array([np.delete(values, i).mean() for i in range(120)])
     d = jack.mean() - jack
-    a = np.sum(d ** 3) / (6 * np.sum(d ** 2) ** 1.5)
+    a = np.sum(d**3) / (6 * np.sum(d**2) ** 1.5)
     levels = [NormalDist().cdf(z0 + (z0 + z) / (1 - a * (z0 + z))) for z in (-1.959963984540054, 1.959963984540054)]
     low, high = np.quantile(means, levels)
     got = mean_ci(values, seed=0, n_resamples=500)
@@ -73,7 +73,12 @@ def test_small_samples():
 def test_interval_to_dict():
     d = Interval(1.0, 0.5, 1.5, 10).to_dict()
     assert d == {
-        "value": 1.0, "low": 0.5, "high": 1.5, "n": 10, "confidence": 0.95, "method": "percentile",
+        "value": 1.0,
+        "low": 0.5,
+        "high": 1.5,
+        "n": 10,
+        "confidence": 0.95,
+        "method": "percentile",
         "excludes_zero": True,
     }
 

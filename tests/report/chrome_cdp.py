@@ -4,6 +4,7 @@ No extra package, no port: Chromium reads commands from fd 3 and writes replies 
 to fd 4, each message JSON terminated by a NUL byte. Network is off: the page is a file://
 URL with a CSP of default-src 'none', and the flags disable every background fetch.
 """
+
 from __future__ import annotations
 
 import base64
@@ -14,9 +15,20 @@ import subprocess
 import tempfile
 import time
 
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         "--disable-default-apps", "--disable-extensions", "--mute-audio", "--hide-scrollbars"]
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-default-apps",
+    "--disable-extensions",
+    "--mute-audio",
+    "--hide-scrollbars",
+]
 
 
 def find_chromium() -> str | None:
@@ -45,10 +57,20 @@ class Chrome:
             os.dup2(from_chrome_w, 4)
 
         self.proc = subprocess.Popen(
-            [binary, *FLAGS, f"--user-data-dir={self.profile}", "--remote-debugging-pipe",
-             f"--window-size={width},{height}", "about:blank"],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-            preexec_fn=child_fds, pass_fds=(3, 4))
+            [
+                binary,
+                *FLAGS,
+                f"--user-data-dir={self.profile}",
+                "--remote-debugging-pipe",
+                f"--window-size={width},{height}",
+                "about:blank",
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            preexec_fn=child_fds,
+            pass_fds=(3, 4),
+        )
         os.close(to_chrome_r)
         os.close(from_chrome_w)
         self._buf = b""
@@ -122,8 +144,9 @@ class Chrome:
         return time.time() - start
 
     def eval(self, expression: str, timeout: float = 60):
-        result = self.call("Runtime.evaluate", timeout=timeout, expression=expression, returnByValue=True,
-                           awaitPromise=True)
+        result = self.call(
+            "Runtime.evaluate", timeout=timeout, expression=expression, returnByValue=True, awaitPromise=True
+        )
         if "exceptionDetails" in result:
             raise RuntimeError(f"{expression}: {result['exceptionDetails']}")
         return result["result"].get("value")
@@ -178,8 +201,8 @@ def png_colors(data: bytes, limit: int = 50) -> int:
     assert data[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG"
     pos, idat, width, height, ctype = 8, b"", 0, 0, 6
     while pos < len(data):
-        length, kind = struct.unpack(">I4s", data[pos:pos + 8])
-        chunk = data[pos + 8:pos + 8 + length]
+        length, kind = struct.unpack(">I4s", data[pos : pos + 8])
+        chunk = data[pos + 8 : pos + 8 + length]
         if kind == b"IHDR":
             width, height, depth, ctype = struct.unpack(">IIBB", chunk[:10])
             assert depth == 8 and ctype in (2, 6), f"unexpected PNG format depth={depth} type={ctype}"
@@ -193,7 +216,7 @@ def png_colors(data: bytes, limit: int = 50) -> int:
     colors = set()
     for y in range(height):
         f = raw[y * (stride + 1)]
-        line = bytearray(raw[y * (stride + 1) + 1:(y + 1) * (stride + 1)])
+        line = bytearray(raw[y * (stride + 1) + 1 : (y + 1) * (stride + 1)])
         for i in range(stride):
             a = line[i - bpp] if i >= bpp else 0
             b = prev[i]
@@ -210,7 +233,7 @@ def png_colors(data: bytes, limit: int = 50) -> int:
                 line[i] = (line[i] + (a if pa <= pb and pa <= pc else b if pb <= pc else c)) & 255
         if y % 4 == 0:
             for x in range(0, stride, bpp * 3):
-                colors.add(bytes(line[x:x + 3]))
+                colors.add(bytes(line[x : x + 3]))
             if len(colors) >= limit:
                 return len(colors)
         prev = line

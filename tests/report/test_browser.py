@@ -1,5 +1,6 @@
 """The report page in real headless Chromium (DevTools protocol over a pipe, no network):
 untrusted payloads never run and show as literal text, the page renders, no console errors."""
+
 from __future__ import annotations
 
 import json
@@ -7,8 +8,8 @@ import os
 from pathlib import Path
 
 import pytest
-
 from chrome_cdp import Chrome, find_chromium, png_colors
+
 from harness.report import load_report, render_html
 
 pytestmark = pytest.mark.browser
@@ -16,8 +17,13 @@ pytestmark = pytest.mark.browser
 CHROMIUM = find_chromium()
 needs_chromium = pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install chromium)")
 
-PAYLOADS = ["<script>window.__pwned=1</script>", '<img src=x onerror="window.__pwned=1">', "</textarea>",
-            "</script><script>window.__pwned=1</script>", "javascript:alert(1)"]
+PAYLOADS = [
+    "<script>window.__pwned=1</script>",
+    '<img src=x onerror="window.__pwned=1">',
+    "</textarea>",
+    "</script><script>window.__pwned=1</script>",
+    "javascript:alert(1)",
+]
 
 
 @pytest.fixture(scope="module")
@@ -69,19 +75,22 @@ def test_payloads_do_not_run_and_show_as_text(chrome, xss_page):
             assert shown in text, shown
     # the adapter outputs are diffs against base: without the deleted parts they read as the payload
     for p in PAYLOADS:
-        assert chrome.eval("Array.from(document.querySelectorAll('.pred .text')).some(function (e) {"
-                           " var c = e.cloneNode(true); c.querySelectorAll('del').forEach(function (d) { d.remove(); });"
-                           f" return c.textContent === {json.dumps(p)}; }})"), p
+        assert chrome.eval(
+            "Array.from(document.querySelectorAll('.pred .text')).some(function (e) {"
+            " var c = e.cloneNode(true); c.querySelectorAll('del').forEach(function (d) { d.remove(); });"
+            f" return c.textContent === {json.dumps(p)}; }})"
+        ), p
     # search through the UI control (input event), then the filter select (change event)
-    chrome.eval("var q = document.getElementById('q'); q.value = 'onerror'; "
-                "q.dispatchEvent(new Event('input')); true")
+    chrome.eval("var q = document.getElementById('q'); q.value = 'onerror'; q.dispatchEvent(new Event('input')); true")
     chrome.eval("new Promise(function (r) { setTimeout(r, 400); })")
     assert chrome.eval("document.body.getAttribute('data-rendered')") == "1"
     assert PAYLOADS[1] in _rows_text(chrome)
     _assert_safe(chrome)
-    chrome.eval("var q = document.getElementById('q'); q.value = ''; q.dispatchEvent(new Event('input')); "
-                "var f = document.getElementById('filter'); f.value = 'changed'; "
-                "f.dispatchEvent(new Event('change')); true")
+    chrome.eval(
+        "var q = document.getElementById('q'); q.value = ''; q.dispatchEvent(new Event('input')); "
+        "var f = document.getElementById('filter'); f.value = 'changed'; "
+        "f.dispatchEvent(new Event('change')); true"
+    )
     chrome.eval("new Promise(function (r) { setTimeout(r, 400); })")
     text = _rows_text(chrome)
     for p in PAYLOADS:

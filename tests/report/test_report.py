@@ -1,5 +1,6 @@
 """`harness report` on run directories built in-process (see conftest.py): page structure
 against a pinned golden file, merging, Markdown, errors, escaping, layering and scale."""
+
 from __future__ import annotations
 
 import json
@@ -52,12 +53,15 @@ def test_page_content(qa_run, read_page, tmp_path):
     # self-contained: no external references of any kind
     assert not re.search(r'(src|href)\s*=\s*"(https?:)?//', html)
     assert "<link" not in html and "@import" not in html
-    assert "korquad-sample-aaaa111111" in html and "a2a9d7d670a41c763881be15e84137593b9f3d699b836b736e36d3a7a2df8009" in html
+    assert (
+        "korquad-sample-aaaa111111" in html
+        and "a2a9d7d670a41c763881be15e84137593b9f3d699b836b736e36d3a7a2df8009" in html
+    )
     assert "adapters/ko-qa" in html and "final loss 5.900" in html and "best eval_loss 7.400" in html
     assert 'data-series="loss"' in html and 'data-series="eval_loss"' in html
     # metrics table numbers equal results.json, improved marks follow the deltas
     results = json.loads((qa_run / "results.json").read_text())
-    for model, metrics in results["metrics"].items():
+    for model, metrics in results["metrics"].items():  # noqa: B007
         for entry in metrics.values():
             assert f"{entry['value']:.2f}" in html
     improved = sum(d["improved"] for m in results["deltas"].values() for d in m.values())
@@ -93,30 +97,34 @@ def test_default_paths_and_latest_run(qa_run, run_cli, monkeypatch):
 
 def test_merge_runs_of_same_suite(tmp_path, write_qa_run, make_samples, run_cli, read_page):
     samples, outputs = make_samples(12)
-    a = write_qa_run(tmp_path / "runs", "korquad-sample-r1", samples, {"base": outputs["base"], "ko-qa": outputs["ko-qa"]})
-    b = write_qa_run(tmp_path / "runs", "korquad-sample-r2", samples, {"base": outputs["base"], "v2": outputs["ko-qa-v2"]})
+    a = write_qa_run(
+        tmp_path / "runs", "korquad-sample-r1", samples, {"base": outputs["base"], "ko-qa": outputs["ko-qa"]}
+    )
+    b = write_qa_run(
+        tmp_path / "runs", "korquad-sample-r2", samples, {"base": outputs["base"], "v2": outputs["ko-qa-v2"]}
+    )
     code, out, err = run_cli(["report", a, b, "-o", "m.html"])
     assert code == 0, err
-    html, data = read_page("m.html")
+    _html, data = read_page("m.html")
     assert [m["name"] for m in data["models"]] == ["base@korquad-sample-r1", "ko-qa", "base@korquad-sample-r2", "v2"]
     assert all(len(s["o"]) == 4 for s in data["samples"]) and len(data["samples"]) == 12
     assert "base@korquad-sample-r2" in out
 
 
 def test_error_missing_run_dir(run_cli):
-    code, out, err = run_cli(["report", "no/such/run"])
+    code, _out, err = run_cli(["report", "no/such/run"])
     assert code == 2
     assert err.count("\n") == 1 and err.startswith("harness report: error: no/such/run: no such run directory")
 
 
 def test_error_no_runs_yet(run_cli):
-    code, out, err = run_cli(["report", "--runs-root", "empty"])
+    code, _out, err = run_cli(["report", "--runs-root", "empty"])
     assert code == 2 and err.count("\n") == 1 and "no finished run found" in err
 
 
 def test_error_unreadable_results(qa_run, run_cli):
     (qa_run / "results.json").write_text("{not json", encoding="utf-8")
-    code, out, err = run_cli(["report", qa_run])
+    code, _out, err = run_cli(["report", qa_run])
     assert code == 2 and err.count("\n") == 1 and "results.json: unreadable" in err
 
 
@@ -124,7 +132,7 @@ def test_torn_last_record_is_left_out_with_a_note(qa_run, run_cli):
     """A run stopped while writing its last record (killed, disk full) still reports what it finished."""
     with (qa_run / "records" / "ko-qa.jsonl").open("a") as fh:
         fh.write('{"id": "torn')
-    code, out, err = run_cli(["report", qa_run])
+    code, _out, err = run_cli(["report", qa_run])
     assert code == 0, err
     assert err.count("\n") == 1 and "ko-qa.jsonl line" in err and "incomplete" in err and "left out" in err
 
@@ -133,7 +141,7 @@ def test_error_unreadable_record_inside_the_file(qa_run, run_cli):
     path = qa_run / "records" / "ko-qa.jsonl"
     lines = path.read_text(encoding="utf-8").split("\n")
     path.write_text("\n".join([lines[0], '{"id": "torn', *lines[1:]]), encoding="utf-8")
-    code, out, err = run_cli(["report", qa_run])
+    code, _out, err = run_cli(["report", qa_run])
     assert code == 2 and err.count("\n") == 1 and "ko-qa.jsonl line 2: not a JSON record" in err
 
 
@@ -141,7 +149,7 @@ def test_error_different_suites(tmp_path, write_qa_run, make_samples, run_cli):
     samples, outputs = make_samples(6)
     a = write_qa_run(tmp_path / "runs", "a", samples, outputs)
     b = write_qa_run(tmp_path / "runs", "b", samples, outputs, suite="squad-sample-en")
-    code, out, err = run_cli(["report", a, b])
+    code, _out, err = run_cli(["report", a, b])
     assert code == 2 and err.count("\n") == 1 and "suite 'squad-sample-en' differs from 'korquad-sample'" in err
 
 
@@ -149,7 +157,7 @@ def test_error_different_datasets(tmp_path, write_qa_run, make_samples, run_cli)
     samples, outputs = make_samples(6)
     a = write_qa_run(tmp_path / "runs", "a", samples, outputs)
     b = write_qa_run(tmp_path / "runs", "b", samples, outputs, sha="0" * 64)
-    code, out, err = run_cli(["report", a, b])
+    code, _out, err = run_cli(["report", a, b])
     assert code == 2 and err.count("\n") == 1 and "dataset sha256" in err
 
 
@@ -159,8 +167,13 @@ def test_subprocess_error_is_one_line(run_subprocess):
     assert proc.stderr.strip().count("\n") == 0 and "missing-run" in proc.stderr
 
 
-PAYLOADS = ["<script>window.__pwned=1</script>", '<img src=x onerror="window.__pwned=1">', "</textarea>",
-            "</script><script>window.__pwned=1</script>", "javascript:alert(1)"]
+PAYLOADS = [
+    "<script>window.__pwned=1</script>",
+    '<img src=x onerror="window.__pwned=1">',
+    "</textarea>",
+    "</script><script>window.__pwned=1</script>",
+    "javascript:alert(1)",
+]
 
 
 def test_script_json_cannot_close_its_block():
@@ -179,28 +192,48 @@ def test_payloads_are_escaped_in_html(tmp_path, write_qa_run, make_samples):
     html = render_html(load_report([run]))
     assert html.count("<script") == 2  # the data block and the page's own script, nothing else
     assert "onerror" not in html.split('id="data">', 1)[0]
-    assert "window.__pwned" not in html.replace("\\u003cscript\\u003ewindow.__pwned", "")\
-        .replace('onerror=\\"window.__pwned', "").replace("\\u003e\\u003cscript\\u003ewindow.__pwned", "")
+    assert "window.__pwned" not in html.replace("\\u003cscript\\u003ewindow.__pwned", "").replace(
+        'onerror=\\"window.__pwned', ""
+    ).replace("\\u003e\\u003cscript\\u003ewindow.__pwned", "")
 
 
 def test_perplexity_run_has_document_view(tmp_path, read_page):
-    from harness.runs import RunDir
-    from harness.scoring import aggregate
+    from harness.metrics.aggregate import aggregate
+    from harness.runs.store import RunDir
     from harness.tasks.perplexity import PerplexityTask
 
     scorers = PerplexityTask().scorers(type("S", (), {"metrics": []})(), [])
     run = RunDir(tmp_path / "runs" / "perplexity-ko-x").create()
     records = {}
     for model, scale in (("base", 2.0), ("tiny", 2.3)):
-        recs = [{"id": f"d{i}", "prompt": f"문서 {i} " * 40, "references": [], "nll": scale * (50 + i),
-                 "tokens": 50 + i, "bytes": 3 * (50 + i), "key": f"{model}{i}"} for i in range(8)]
+        recs = [
+            {
+                "id": f"d{i}",
+                "prompt": f"문서 {i} " * 40,
+                "references": [],
+                "nll": scale * (50 + i),
+                "tokens": 50 + i,
+                "bytes": 3 * (50 + i),
+                "key": f"{model}{i}",
+            }
+            for i in range(8)
+        ]
         run.write_records(model, recs)
         records[model] = recs
     results = aggregate(records, scorers, "base", 100, 0, 0.95)
-    results.update({"suite": "perplexity-ko", "task": "perplexity", "run_id": "perplexity-ko-x", "n_samples": 8,
-                    "dataset": {"source": "builtin:perplexity_ko", "sha256": "f" * 64},
-                    "models": [{"name": "base", "kind": "base", "ref": "tiny:llama-ko"},
-                               {"name": "tiny", "kind": "adapter", "path": "a", "sha256": "0" * 64}]})
+    results.update(
+        {
+            "suite": "perplexity-ko",
+            "task": "perplexity",
+            "run_id": "perplexity-ko-x",
+            "n_samples": 8,
+            "dataset": {"source": "builtin:perplexity_ko", "sha256": "f" * 64},
+            "models": [
+                {"name": "base", "kind": "base", "ref": "tiny:llama-ko"},
+                {"name": "tiny", "kind": "adapter", "path": "a", "sha256": "0" * 64},
+            ],
+        }
+    )
     run.write_json("results.json", results)
     path = tmp_path / "ppl.html"
     path.write_text(render_html(load_report([run.path])), encoding="utf-8")
@@ -214,9 +247,11 @@ def test_perplexity_run_has_document_view(tmp_path, read_page):
 
 
 def test_report_modules_do_not_import_torch():
-    code = ("import harness.commands.report, harness.report, harness.report.render, harness.report.load, sys; "
-            "bad = [m for m in ('torch', 'transformers', 'peft', 'numpy') if m in sys.modules]; "
-            "assert not bad, bad")
+    code = (
+        "import harness.commands.report, harness.report, harness.report.render, harness.report.load, sys; "
+        "bad = [m for m in ('torch', 'transformers', 'peft', 'numpy') if m in sys.modules]; "
+        "assert not bad, bad"
+    )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
 
@@ -234,14 +269,17 @@ def build_scale_run(root: Path, write_qa_run) -> Path:
     for i in range(N_SCALE):
         context = "".join(rng.choice(syllables) + (" " if rng.random() < 0.25 else "") for _ in range(900))
         answer = "".join(rng.choice(syllables) for _ in range(4))
-        samples.append({"id": f"k{i:05d}", "prompt": f"### 문맥:\n{context}\n\n### 질문:\n{answer}은 무엇인가?\n\n### 답변:\n",
-                        "references": [answer, answer + "이다"]})
+        samples.append(
+            {
+                "id": f"k{i:05d}",
+                "prompt": f"### 문맥:\n{context}\n\n### 질문:\n{answer}은 무엇인가?\n\n### 답변:\n",
+                "references": [answer, answer + "이다"],
+            }
+        )
         outputs["base"].append("".join(rng.choice(syllables) for _ in range(12)))
         outputs["ko-qa"].append(answer if rng.random() < 0.5 else answer[:2] + "의 일부")
         outputs["ko-qa-v2"].append(answer + " 입니다" if rng.random() < 0.4 else "모르겠습니다")
     return write_qa_run(root, "korquad-scale", samples, outputs, resamples=100)
-
-
 
 
 def test_scale_5774_samples_3_models(tmp_path, write_qa_run, read_page):

@@ -1,4 +1,5 @@
 """The real pipeline: `harness eval` on the tiny model, then `harness report --html --md`."""
+
 from __future__ import annotations
 
 import json
@@ -14,9 +15,25 @@ REPO = Path(__file__).resolve().parents[2]
 
 @pytest.mark.slow
 def test_eval_then_report(run_subprocess, workdir, tiny_path, read_page):
-    proc = run_subprocess(["eval", REPO / "suites" / "korquad_sample.yaml", "--base", "tiny:llama-ko",
-                           "--limit", "8", "--set", "generation.max_new_tokens=8", "--out", "runs",
-                           "--run-id", "korquad-sample-e2e", "--verify", "4"], timeout=600)
+    proc = run_subprocess(
+        [
+            "eval",
+            REPO / "suites" / "korquad_sample.yaml",
+            "--base",
+            "tiny:llama-ko",
+            "--limit",
+            "8",
+            "--set",
+            "generation.max_new_tokens=8",
+            "--out",
+            "runs",
+            "--run-id",
+            "korquad-sample-e2e",
+            "--verify",
+            "4",
+        ],
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     # --verify: the fast engine's answers re-run on the plain path, in the table and on the page
     assert "checked against the plain path" in proc.stdout and "base: 4/4 answers equal the plain path's" in proc.stdout
@@ -30,7 +47,7 @@ def test_eval_then_report(run_subprocess, workdir, tiny_path, read_page):
     assert re.findall(r'<th data-metric="([^"]+)"', html) == ["exact_match", "f1"]
     assert len(data["samples"]) == 8 and [m["name"] for m in data["models"]] == ["base"]
     results = json.loads((workdir / "runs" / "korquad-sample-e2e" / "results.json").read_text())
-    for label, entry in results["metrics"]["base"].items():
+    for label, entry in results["metrics"]["base"].items():  # noqa: B007
         assert f"{entry['value']:.2f}" in html
     assert results["dataset"]["sha256"] in html and f"harness {__version__}" in html
     assert re.search(r'id="verify">.*base: 4/4 answers equal the plain path', html)

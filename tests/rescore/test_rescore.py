@@ -1,4 +1,5 @@
 """`harness rescore RUN_DIR`: another metric setting on the records already on disk, no model."""
+
 from __future__ import annotations
 
 import hashlib
@@ -9,16 +10,18 @@ import sys
 from pathlib import Path
 
 from harness.metrics import build_metric
-from harness.rescore import apply_set, parse_metric_option
+from harness.runs.rescore import apply_set, parse_metric_option
 
 
 def digests(run: Path) -> dict[str, str]:
-    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted([*run.glob("records/*"), run / "results.json", run / "config.json"])}
+    return {
+        p.name: hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted([*run.glob("records/*"), run / "results.json", run / "config.json"])
+    }
 
 
 def test_same_settings_reproduce_the_eval_numbers(sum_run, run_cli):
-    code, out, err = run_cli(["rescore", sum_run, "-o", "results-same.json"])
+    code, _out, err = run_cli(["rescore", sum_run, "-o", "results-same.json"])
     assert code == 0, err
     old = json.loads((sum_run / "results.json").read_text(encoding="utf-8"))
     new = json.loads((sum_run / "results-same.json").read_text(encoding="utf-8"))
@@ -32,36 +35,62 @@ def test_other_tokenizer_changes_only_rouge_and_leaves_the_run_intact(sum_run, r
     code, out, err = run_cli(["rescore", sum_run, "--set", "metrics.rouge.tokenizer=whitespace"])
     assert code == 0, err
     assert digests(sum_run) == before  # records, results.json and config.json: byte for byte
-    written = [p for p in sum_run.glob("results-rescored-*.json")]
+    written = list(sum_run.glob("results-rescored-*.json"))
     assert len(written) == 1 and f"results: {written[0]}" in out
     assert "rouge1[whitespace]" in out and "rougeLsum[whitespace]" in out
-    assert "rouge1[whitespace], rouge2[whitespace], rougeL[whitespace], rougeLsum[whitespace]: harness ko-normalize" in out
+    assert (
+        "rouge1[whitespace], rouge2[whitespace], rougeL[whitespace], rougeLsum[whitespace]: harness ko-normalize" in out
+    )
     old = json.loads((sum_run / "results.json").read_text(encoding="utf-8"))
     new = json.loads(written[0].read_text(encoding="utf-8"))
-    assert list(new["metric_info"]) == ["rouge1[whitespace]", "rouge2[whitespace]", "rougeL[whitespace]",
-                                        "rougeLsum[whitespace]", "bleu[mecab]", "chrf"]
+    assert list(new["metric_info"]) == [
+        "rouge1[whitespace]",
+        "rouge2[whitespace]",
+        "rougeL[whitespace]",
+        "rougeLsum[whitespace]",
+        "bleu[mecab]",
+        "chrf",
+    ]
     for model in ("base", "ko-sum"):
         for label in ("bleu[mecab]", "chrf"):
             assert new["metrics"][model][label] == old["metrics"][model][label]
         for kind in ("rouge1", "rouge2", "rougeL"):
-            assert new["metrics"][model][f"{kind}[whitespace]"]["value"] != old["metrics"][model][f"{kind}[mecab]"]["value"]
+            assert (
+                new["metrics"][model][f"{kind}[whitespace]"]["value"]
+                != old["metrics"][model][f"{kind}[mecab]"]["value"]
+            )
     assert new["deltas"]["ko-sum"]["chrf"] == old["deltas"]["ko-sum"]["chrf"]
     # Per-sample values come from the task's scorer, recorded beside the figures.
-    records = [json.loads(line) for line in (sum_run / "records" / "base.jsonl").read_text(encoding="utf-8").splitlines()]
+    records = [
+        json.loads(line) for line in (sum_run / "records" / "base.jsonl").read_text(encoding="utf-8").splitlines()
+    ]
     metric = build_metric("rouge1", {"tokenizer": "whitespace"})
     for r in records:
         # Full precision: per-sample values are not rounded before they are averaged.
-        assert new["sample_metrics"]["base"][r["id"]]["rouge1[whitespace]"] == \
-            metric.per_sample(r["prediction"], r["references"])
+        assert new["sample_metrics"]["base"][r["id"]]["rouge1[whitespace]"] == metric.per_sample(
+            r["prediction"], r["references"]
+        )
         assert "rouge1[mecab]" in r["metrics"]  # the record itself is untouched
     # The same settings give the same file name.
-    code, out2, _ = run_cli(["rescore", sum_run, "--set", "metrics.rouge.tokenizer=whitespace"])
+    code, _out2, _ = run_cli(["rescore", sum_run, "--set", "metrics.rouge.tokenizer=whitespace"])
     assert code == 0 and len(list(sum_run.glob("results-rescored-*.json"))) == 1
 
 
 def test_metric_list_and_competition_scorer(sum_run, run_cli):
-    code, out, err = run_cli(["rescore", sum_run, "--metric", "rouge1:scorer=korean_competition",
-                              "--metric", "rougeL:scorer=korean_competition", "--metric", "chrf", "-o", "results-nikl.json"])
+    code, _out, err = run_cli(
+        [
+            "rescore",
+            sum_run,
+            "--metric",
+            "rouge1:scorer=korean_competition",
+            "--metric",
+            "rougeL:scorer=korean_competition",
+            "--metric",
+            "chrf",
+            "-o",
+            "results-nikl.json",
+        ]
+    )
     assert code == 0, err
     new = json.loads((sum_run / "results-nikl.json").read_text(encoding="utf-8"))
     assert list(new["metric_info"]) == ["rouge1[mecab,korean_competition]", "rougeL[mecab,korean_competition]", "chrf"]
@@ -70,7 +99,9 @@ def test_metric_list_and_competition_scorer(sum_run, run_cli):
 
 def test_report_shows_the_rescored_file(sum_run, run_cli, read_page):
     assert run_cli(["rescore", sum_run, "--set", "metrics.rouge.tokenizer=char", "-o", "results-char.json"])[0] == 0
-    code, out, err = run_cli(["report", sum_run, "--results", "results-char.json", "-o", "page.html", "--md", "page.md"])
+    code, out, err = run_cli(
+        ["report", sum_run, "--results", "results-char.json", "-o", "page.html", "--md", "page.md"]
+    )
     assert code == 0, err
     html, data = read_page("page.html")
     new = json.loads((sum_run / "results-char.json").read_text(encoding="utf-8"))
@@ -91,14 +122,17 @@ def test_user_errors_exit_2_with_one_line(sum_run, run_cli, tmp_path):
     cases = [
         (["rescore", tmp_path / "no-such-run"], "no such run directory"),
         (["rescore", sum_run, "--set", "generation.max_new_tokens=8"], "run harness eval"),
-        (["rescore", sum_run, "--set", "metrics.bertscore.tokenizer=x"], "no metric is named or starts with 'bertscore'"),
+        (
+            ["rescore", sum_run, "--set", "metrics.bertscore.tokenizer=x"],
+            "no metric is named or starts with 'bertscore'",
+        ),
         (["rescore", sum_run, "--set", "metrics.rouge1.tokenizer=okt"], "unknown tokenizer 'okt'"),
         (["rescore", sum_run, "-o", "results.json"], "stays as it is"),
         (["rescore", sum_run, "-o", "../x.json"], "give a file name"),
         (["rescore", sum_run, "--set", "metrics.rouge.scorer=korean_competition"], "use rougeL"),
     ]
     for argv, message in cases:
-        code, out, err = run_cli(argv)
+        code, _out, err = run_cli(argv)
         assert code == 2, (argv, err)
         assert message in err and len(err.strip().splitlines()) == 1, err
     assert sorted(p.name for p in sum_run.glob("results*.json")) == ["results.json"]
@@ -119,13 +153,16 @@ def test_set_semantics():
     assert empty["bootstrap"] == {"resamples": 50}
     assert parse_metric_option("rouge1") == "rouge1"
     assert parse_metric_option("rouge2:tokenizer=char,scorer=korean_competition") == {
-        "name": "rouge2", "tokenizer": "char", "scorer": "korean_competition"}
+        "name": "rouge2",
+        "tokenizer": "char",
+        "scorer": "korean_competition",
+    }
 
 
 def test_rescore_does_not_import_torch(sum_run):
     code = (
         "import sys\n"
-        "from harness.cli import main\n"
+        "from harness.commands.cli import main\n"
         f"rc = main(['rescore', {str(sum_run)!r}, '--set', 'metrics.rouge.tokenizer=whitespace', '-o', 'results-x.json'])\n"
         "assert rc == 0, rc\n"
         "heavy = [m for m in ('torch', 'transformers', 'peft', 'bitsandbytes') if m in sys.modules]\n"

@@ -1,6 +1,7 @@
 """Fixtures of the zoo's conformance tests: one trained adapter per family and target choice, and
 one plain reference per family (4-bit base + PeftModel, transformers alone), both shared by the
 whole session so every command's test reuses them."""
+
 from __future__ import annotations
 
 import sys
@@ -10,24 +11,34 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from zoo_helpers import ADAPTER, PROMPTS, USUAL_TARGETS, answer, load_reference, one_torch_thread, quiet  # noqa: E402
+from zoo_helpers import ADAPTER, PROMPTS, USUAL_TARGETS, answer, load_reference, one_torch_thread, quiet
 
-PRESET = Path(__file__).resolve().parents[2] / "harness" / "presets" / "tiny-ko-qa.yaml"
+PRESET = Path(__file__).resolve().parents[2] / "harness" / "data" / "presets" / "tiny-ko-qa.yaml"
 
 # A few steps at a high learning rate, seconds on a CPU: enough for the adapter to move every family's
 # logits by more than a unit, so a merge or reload that dropped it could not pass the logit checks.
 TRAINING = {
-    "data.limit": 8, "data.validation_fraction": 0, "training.max_steps": 4, "training.save_steps": 2,
-    "training.batch_size": 4, "training.learning_rate": 0.05, "training.logging_steps": 1,
-    "training.warmup": 0, "lora.r": 8, "lora.alpha": 16,
+    "data.limit": 8,
+    "data.validation_fraction": 0,
+    "training.max_steps": 4,
+    "training.save_steps": 2,
+    "training.batch_size": 4,
+    "training.learning_rate": 0.05,
+    "training.logging_steps": 1,
+    "training.warmup": 0,
+    "lora.r": 8,
+    "lora.alpha": 16,
 }
 
 
 def train_config(family: str, out: Path, targets, **overrides):
     from harness.config import TrainConfig, load_config
 
-    return load_config(TrainConfig, PRESET, {"output_dir": str(out), "base": f"tiny:{family}",
-                                             "lora.target_modules": targets, **TRAINING, **overrides})
+    return load_config(
+        TrainConfig,
+        PRESET,
+        {"output_dir": str(out), "base": f"tiny:{family}", "lora.target_modules": targets, **TRAINING, **overrides},
+    )
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -40,7 +51,7 @@ def _one_thread():
 def zoo_adapter(tmp_path_factory, harness_cache):
     """`zoo_adapter(family, kind)`: (adapter directory, train record) of a run on the family's usual
     targets (kind "usual") or on all-linear, trained on first request."""
-    from harness.train import train
+    from harness.train.recipe import train
 
     trained: dict[tuple[str, str], tuple[Path, dict]] = {}
 
@@ -60,7 +71,7 @@ class Reference:
     """Batch-1 greedy answers of the 4-bit base and of base + adapter (PeftModel), memoised."""
 
     def __init__(self, family: str, adapter_dir: Path):
-        from harness.tiny import tiny_model_path
+        from harness.model.tiny import tiny_model_path
 
         self.path = str(tiny_model_path(f"tiny:{family}"))
         self.model, self.tokenizer = load_reference(self.path, adapter_dir)
@@ -96,7 +107,8 @@ def prompts_file(tmp_path_factory) -> Path:
     import json
 
     path = tmp_path_factory.mktemp("zoo-prompts") / "prompts.jsonl"
-    path.write_text("".join(json.dumps({"id": f"p{n}", "prompt": p}, ensure_ascii=False) + "\n"
-                            for n, p in enumerate(PROMPTS)), encoding="utf-8")
+    path.write_text(
+        "".join(json.dumps({"id": f"p{n}", "prompt": p}, ensure_ascii=False) + "\n" for n, p in enumerate(PROMPTS)),
+        encoding="utf-8",
+    )
     return path
-

@@ -2,6 +2,7 @@
 parameters each, and faithful to their family where harness behaves differently: architecture
 and layer types, tied output embeddings, the tokenizer's BOS/EOS behaviour, a pad token or
 none, and a chat template or none."""
+
 from __future__ import annotations
 
 import hashlib
@@ -27,12 +28,15 @@ QUIRKS = {
 
 
 def _digests(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 def test_two_builds_are_byte_identical(tmp_path, monkeypatch):
-    from harness.tiny import tiny_model_path
+    from harness.model.tiny import tiny_model_path
 
     builds = []
     for name in ("cache-a", "cache-b"):
@@ -46,7 +50,7 @@ def test_stand_in_keeps_its_family_quirks(family):
     import transformers
     from transformers import AutoConfig, AutoTokenizer
 
-    from harness.tiny import tiny_model_path
+    from harness.model.tiny import tiny_model_path
 
     architecture, tied, adds_bos, has_pad = QUIRKS[family]
     path = tiny_model_path(f"tiny:{family}")
@@ -69,6 +73,6 @@ def test_stand_in_keeps_its_family_quirks(family):
 
 
 def test_zoo_names_every_family():
-    from harness.tiny import tiny_names
+    from harness.model.tiny import tiny_names
 
     assert {f"tiny:{f}" for f in DECODERS + ENCODER_DECODERS} | {"tiny:llama-ko"} == set(tiny_names())

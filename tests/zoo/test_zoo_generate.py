@@ -2,6 +2,7 @@
 and batch 8, with and without a repetition penalty and the chat template: every greedy answer, its
 prompt's token count and its length equal batch-1 `generate` on the 4-bit base + PeftModel, with
 the prompt tokenized as the tokenizer itself does it (`apply_chat_template(tokenize=True)`)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -18,8 +19,12 @@ def _mismatches(records: list[dict], expected_for) -> list[str]:
     wrong = []
     for record in records:
         expected = expected_for(record)
-        wrong += [f"{record.get('model', record.get('column'))} {record.get('prompt_id', record.get('id'))} {f}: "
-                  f"harness {record[f]!r} vs reference {expected[f]!r}" for f in FIELDS if record[f] != expected[f]]
+        wrong += [
+            f"{record.get('model', record.get('column'))} {record.get('prompt_id', record.get('id'))} {f}: "
+            f"harness {record[f]!r} vs reference {expected[f]!r}"
+            for f in FIELDS
+            if record[f] != expected[f]
+        ]
     return wrong
 
 
@@ -29,9 +34,26 @@ def _mismatches(records: list[dict], expected_for) -> list[str]:
 @pytest.mark.parametrize("family", DECODERS)
 def test_generate_equals_reference(family, chat, engine, batch, zoo_adapter, reference, prompts_file, run_cli):
     adapter, _record = zoo_adapter(family)
-    args = ["generate", "--base", f"tiny:{family}", "--adapter", f"{ADAPTER}={adapter}", "--prompts", prompts_file,
-            "--max-new-tokens", NEW_TOKENS, "--compare", f"repetition_penalty=1.0,{PENALTY}", "--engine", engine,
-            "--batch-size", batch, "--out", "out.jsonl", "--quiet"] + (["--chat"] if chat else [])
+    args = [
+        "generate",
+        "--base",
+        f"tiny:{family}",
+        "--adapter",
+        f"{ADAPTER}={adapter}",
+        "--prompts",
+        prompts_file,
+        "--max-new-tokens",
+        NEW_TOKENS,
+        "--compare",
+        f"repetition_penalty=1.0,{PENALTY}",
+        "--engine",
+        engine,
+        "--batch-size",
+        batch,
+        "--out",
+        "out.jsonl",
+        "--quiet",
+    ] + (["--chat"] if chat else [])
     code, _out, err = run_cli(args)
     if chat and family not in WITH_CHAT_TEMPLATE:
         assert code == 2 and "no chat template" in err, err  # refused by name, not answered wrongly
@@ -44,15 +66,17 @@ def test_generate_equals_reference(family, chat, engine, batch, zoo_adapter, ref
 
     def expected(record):
         penalty = record["settings"]["repetition_penalty"]
-        return ref.answer(texts[record["prompt_id"]], adapter=record["model"] == ADAPTER, chat=chat,
-                          repetition_penalty=penalty)
+        return ref.answer(
+            texts[record["prompt_id"]], adapter=record["model"] == ADAPTER, chat=chat, repetition_penalty=penalty
+        )
 
     wrong = _mismatches(records, expected)
     assert not wrong, f"{len(wrong)} differences:\n" + "\n".join(wrong[:12])
 
 
 def _suite(path: Path, family: str, chat: bool) -> Path:
-    path.write_text(f"""name: zoo-qa
+    path.write_text(
+        f"""name: zoo-qa
 task: qa
 dataset:
   path: builtin:korquad_sample
@@ -67,7 +91,9 @@ generation_grid:
 metrics: [exact_match, f1]
 models:
   base: tiny:{family}
-""", encoding="utf-8")
+""",
+        encoding="utf-8",
+    )
     return path
 
 
@@ -75,8 +101,22 @@ def _eval_records(run_cli, workdir: Path, family: str, adapter: Path, chat: bool
     """column → records of one `harness eval` run."""
     name = f"{'chat' if chat else 'text'}-{engine}-{batch}"
     suite = _suite(workdir / f"{name}.yaml", family, chat)
-    code, _out, err = run_cli(["eval", suite, "--adapter", f"{ADAPTER}={adapter}", "--engine", engine,
-                               "--batch-size", batch, "--out", workdir / "runs", "--run-id", name])
+    code, _out, err = run_cli(
+        [
+            "eval",
+            suite,
+            "--adapter",
+            f"{ADAPTER}={adapter}",
+            "--engine",
+            engine,
+            "--batch-size",
+            batch,
+            "--out",
+            workdir / "runs",
+            "--run-id",
+            name,
+        ]
+    )
     assert code == 0, err
     return {p.stem: read_jsonl(p) for p in (workdir / "runs" / name / "records").glob("*.jsonl")}
 
@@ -117,7 +157,7 @@ def test_answers_end_where_the_generation_config_ends_them(engine, tmp_path, pro
 
     from zoo_helpers import greedy, load_reference, prompt_ids
 
-    from harness.tiny import tiny_model_path
+    from harness.model.tiny import tiny_model_path
 
     base = tmp_path / "llama3-ends"
     shutil.copytree(tiny_model_path("tiny:llama3"), base)
@@ -128,8 +168,24 @@ def test_answers_end_where_the_generation_config_ends_them(engine, tmp_path, pro
     config["eos_token_id"] = [tokenizer.eos_token_id, written[2]]
     config_file.write_text(json.dumps(config))
     model, tokenizer = load_reference(str(base))
-    code, _out, err = run_cli(["generate", "--base", base, "--prompts", prompts_file, "--max-new-tokens", NEW_TOKENS,
-                               "--engine", engine, "--batch-size", 8, "--out", "out.jsonl", "--quiet"])
+    code, _out, err = run_cli(
+        [
+            "generate",
+            "--base",
+            base,
+            "--prompts",
+            prompts_file,
+            "--max-new-tokens",
+            NEW_TOKENS,
+            "--engine",
+            engine,
+            "--batch-size",
+            8,
+            "--out",
+            "out.jsonl",
+            "--quiet",
+        ]
+    )
     assert code == 0, err
     records = {r["prompt_id"]: r for r in read_jsonl("out.jsonl")}
     assert records["p1"]["generated_tokens"] <= 2 and records["p1"]["stop_reason"] == "eos"
@@ -152,8 +208,21 @@ def test_chat_turns_equal_reference(family, engine, zoo_adapter, reference, run_
     adapter, _record = zoo_adapter(family)
     turns = [PROMPTS[1], PROMPTS[4]]
     monkeypatch.setattr("sys.stdin", io.StringIO("\n".join([f"/model {ADAPTER}", *turns]) + "\n"))
-    code, out, err = run_cli(["chat", "--base", f"tiny:{family}", "--adapter", f"{ADAPTER}={adapter}",
-                              "--max-new-tokens", NEW_TOKENS, "--repetition-penalty", PENALTY, "--engine", engine])
+    code, out, err = run_cli(
+        [
+            "chat",
+            "--base",
+            f"tiny:{family}",
+            "--adapter",
+            f"{ADAPTER}={adapter}",
+            "--max-new-tokens",
+            NEW_TOKENS,
+            "--repetition-penalty",
+            PENALTY,
+            "--engine",
+            engine,
+        ]
+    )
     assert code == 0, err
     answers = re.findall(rf"{ADAPTER}> (.*?)\n  \((\d+) tokens", out, re.S)
     assert len(answers) == 2, out

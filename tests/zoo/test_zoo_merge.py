@@ -3,6 +3,7 @@
 float32 base for a plain merge, on the 4-bit NF4 base (what was trained and evaluated) for
 `--dequantize` — logits within LOGIT_TOLERANCE and the same greedy answers. GPT-2's Conv1D
 layers keep their own (transposed) layout in both."""
+
 from __future__ import annotations
 
 import json
@@ -19,11 +20,13 @@ def test_export_equals_base_plus_adapter(family, dequantize, zoo_adapter, run_cl
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from harness.tiny import tiny_model_path
+    from harness.model.tiny import tiny_model_path
 
     adapter, _record = zoo_adapter(family)
-    code, _out, err = run_cli(["merge", "--base", f"tiny:{family}", "--adapter", adapter, "--out", "export",
-                               "--dtype", "fp32"] + (["--dequantize"] if dequantize else []))
+    code, _out, err = run_cli(
+        ["merge", "--base", f"tiny:{family}", "--adapter", adapter, "--out", "export", "--dtype", "fp32"]
+        + (["--dequantize"] if dequantize else [])
+    )
     assert code == 0, err
     config = json.loads((workdir / "export" / "config.json").read_text())
     assert "quantization_config" not in config

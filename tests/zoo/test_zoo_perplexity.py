@@ -2,6 +2,7 @@
 each document's summed negative log-likelihood and token count equal one forward of the 4-bit
 base + PeftModel over the whole document (it fits one window here), tokenized by the tokenizer
 with its own special tokens and starting from BOS where the tokenizer has one."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -34,9 +35,30 @@ def _direct_nll(model, tokenizer, text: str) -> tuple[float, int]:
 @pytest.mark.parametrize("family", DECODERS)
 def test_perplexity_equals_reference(family, engine, zoo_adapter, reference, run_cli, workdir):
     adapter, _record = zoo_adapter(family)
-    code, _out, err = run_cli(["eval", SUITE, "--base", f"tiny:{family}", "--adapter", f"{ADAPTER}={adapter}",
-                               "--limit", 4, "--batch-size", 4, "--engine", engine, "--out", "runs", "--run-id", "ppl",
-                               "--set", "perplexity.context_length=512", "--set", "perplexity.stride=256"])
+    code, _out, err = run_cli(
+        [
+            "eval",
+            SUITE,
+            "--base",
+            f"tiny:{family}",
+            "--adapter",
+            f"{ADAPTER}={adapter}",
+            "--limit",
+            4,
+            "--batch-size",
+            4,
+            "--engine",
+            engine,
+            "--out",
+            "runs",
+            "--run-id",
+            "ppl",
+            "--set",
+            "perplexity.context_length=512",
+            "--set",
+            "perplexity.stride=256",
+        ]
+    )
     assert code == 0, err
     ref = reference(family)
     wrong = []
@@ -51,6 +73,8 @@ def test_perplexity_equals_reference(family, engine, zoo_adapter, reference, run
                     with ref.model.disable_adapter():
                         nll, tokens = _direct_nll(ref.model, ref.tokenizer, record["prompt"])
             if record["tokens"] != tokens or abs(record["nll"] - nll) > RELATIVE_TOLERANCE * nll:
-                wrong.append(f"{model_name} {record['id']}: harness {record['nll']:.6f} over {record['tokens']} "
-                             f"tokens vs reference {nll:.6f} over {tokens}")
+                wrong.append(
+                    f"{model_name} {record['id']}: harness {record['nll']:.6f} over {record['tokens']} "
+                    f"tokens vs reference {nll:.6f} over {tokens}"
+                )
     assert not wrong, "\n".join(wrong)

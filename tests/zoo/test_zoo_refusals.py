@@ -1,6 +1,7 @@
 """What harness cannot serve correctly is refused by name, before any work, in one line with exit
 code 2: encoder-decoder bases (T5, BART) in every command that loads a base, and the chat
 template on a base whose tokenizer has none."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -37,8 +38,9 @@ def test_encoder_decoder_base_is_refused(family, command, run_cli, workdir):
     lines = message_lines(err)
     assert code == 2, err
     assert len(lines) == 1, "\n".join(lines)
-    assert lines[0].startswith(f"harness {command}: error: tiny:{family}: {family} (") or \
-        lines[0].startswith(f"harness {command}: error: base: tiny:{family}: {family} ("), lines[0]
+    assert lines[0].startswith(f"harness {command}: error: tiny:{family}: {family} (") or lines[0].startswith(
+        f"harness {command}: error: base: tiny:{family}: {family} ("
+    ), lines[0]
     assert "encoder-decoder" in lines[0] and "tracked separately" in lines[0], lines[0]
     assert not (workdir / "export").exists() and not (workdir / "adapters").exists()
 
@@ -52,7 +54,9 @@ def test_chat_without_a_template_is_refused(family, run_cli, workdir):
 
 
 def test_chat_training_without_a_template_is_refused(run_cli, workdir):
-    code, _out, err = run_cli(["train", "--base", "tiny:gpt2", "--set", "data.chat=true", "--set", "training.max_steps=1"])
+    code, _out, err = run_cli(
+        ["train", "--base", "tiny:gpt2", "--set", "data.chat=true", "--set", "training.max_steps=1"]
+    )
     lines = message_lines(err)
     assert code == 2 and len(lines) == 1, err
     assert "data.chat" in lines[0] and "no chat template" in lines[0], lines[0]
@@ -64,15 +68,18 @@ def test_encoder_decoder_hub_id_is_refused(run_subprocess, workdir):
     hub cache holding nothing but that config)."""
     import shutil
 
-    from harness.tiny import tiny_model_path
+    from harness.model.tiny import tiny_model_path
 
     snapshot = workdir / "hub" / "models--someone--bart-ko" / "snapshots" / ("0" * 40)
     snapshot.mkdir(parents=True)
     shutil.copy(tiny_model_path("tiny:bart") / "config.json", snapshot / "config.json")
     (workdir / "hub" / "models--someone--bart-ko" / "refs").mkdir()
     (workdir / "hub" / "models--someone--bart-ko" / "refs" / "main").write_text("0" * 40)
-    proc = run_subprocess(["generate", "--base", "someone/bart-ko", "--prompt", "안녕"],
-                          env={"HF_HUB_CACHE": str(workdir / "hub")})
+    proc = run_subprocess(
+        ["generate", "--base", "someone/bart-ko", "--prompt", "안녕"], env={"HF_HUB_CACHE": str(workdir / "hub")}
+    )
     assert proc.returncode == 2, proc.stderr
-    assert "harness generate: error: someone/bart-ko: bart (BartForConditionalGeneration) is an encoder-decoder" \
-        in proc.stderr, proc.stderr
+    assert (
+        "harness generate: error: someone/bart-ko: bart (BartForConditionalGeneration) is an encoder-decoder"
+        in proc.stderr
+    ), proc.stderr

@@ -2,13 +2,22 @@
 all-linear (GPT-2's Conv1D included) the saved adapter, reloaded by peft onto the 4-bit base,
 gives the logits training ended with; padding-free batches are used exactly where packing gives a
 sequence its own logits; `--resume` passes over a checkpoint half-written by a kill."""
+
 from __future__ import annotations
 
 import shutil
 
 import pytest
 from conftest import train_config
-from zoo_helpers import DECODERS, LOGIT_TOLERANCE, USUAL_TARGETS, last_logits, load_reference, one_torch_thread, packs_exactly
+from zoo_helpers import (
+    DECODERS,
+    LOGIT_TOLERANCE,
+    USUAL_TARGETS,
+    last_logits,
+    load_reference,
+    one_torch_thread,
+    packs_exactly,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -25,7 +34,7 @@ def _lora_modules(adapter) -> set[str]:
 
 def _check_probe(family: str, adapter, record: dict) -> None:
     """The record's probe (the trained model's logits on a training prompt) from a plain reload."""
-    from harness.tiny import tiny_model_path
+    from harness.model.tiny import tiny_model_path
 
     probe = record["probe"]
     model, tokenizer = load_reference(str(tiny_model_path(f"tiny:{family}")), adapter)
@@ -50,20 +59,23 @@ def test_all_linear_targets_every_linear_layer(family, zoo_adapter):
     from transformers import AutoModelForCausalLM
     from transformers.pytorch_utils import Conv1D
 
-    from harness.tiny import tiny_model_path
+    from harness.model.tiny import tiny_model_path
 
     adapter, record = zoo_adapter(family, "all-linear")
     plain = AutoModelForCausalLM.from_pretrained(tiny_model_path(f"tiny:{family}"))
     head = plain.get_output_embeddings()
-    linear = {name.rsplit(".", 1)[-1] for name, m in plain.named_modules()
-              if isinstance(m, (torch.nn.Linear, Conv1D)) and m is not head}
+    linear = {
+        name.rsplit(".", 1)[-1]
+        for name, m in plain.named_modules()
+        if isinstance(m, (torch.nn.Linear, Conv1D)) and m is not head
+    }
     assert _lora_modules(adapter) == linear
     _check_probe(family, adapter, record)
 
 
 @pytest.mark.parametrize("family", DECODERS)
 def test_padding_free_only_where_packing_is_exact(family, zoo_adapter, run_cli):
-    from harness.tiny import tiny_model_path
+    from harness.model.tiny import tiny_model_path
 
     _adapter, record = zoo_adapter(family)
     model, _tokenizer = load_reference(str(tiny_model_path(f"tiny:{family}")))
@@ -72,8 +84,19 @@ def test_padding_free_only_where_packing_is_exact(family, zoo_adapter, run_cli):
     assert exact == (family not in PACKING_LEAKS)
     assert record["plan"]["padding_free"] == exact, record["plan"]["why"]
     if not exact:
-        code, _out, err = run_cli(["train", "--base", f"tiny:{family}", "--set", "training.padding_free=true",
-                                   "--set", "training.max_steps=1", "--set", "data.limit=4"])
+        code, _out, err = run_cli(
+            [
+                "train",
+                "--base",
+                f"tiny:{family}",
+                "--set",
+                "training.padding_free=true",
+                "--set",
+                "training.max_steps=1",
+                "--set",
+                "data.limit=4",
+            ]
+        )
         assert code == 2, err
         assert "training.padding_free: true is not exact" in err and "attend to each other" in err, err
 
@@ -84,7 +107,7 @@ def test_resume_passes_over_a_half_written_checkpoint(family, zoo_adapter, tmp_p
     uninterrupted run ended."""
     from safetensors.torch import load_file
 
-    from harness.train import train
+    from harness.train.recipe import train
 
     whole, _record = zoo_adapter(family)
     out = tmp_path / "resumed"

@@ -1,5 +1,6 @@
 """The plain references the zoo's conformance tests check harness against, computed with
 transformers, peft and bitsandbytes alone: no harness code decides what a right answer is."""
+
 from __future__ import annotations
 
 import json
@@ -41,8 +42,6 @@ ADAPTER = "zoo"
 LOGIT_TOLERANCE = 1e-3
 
 
-
-
 def quiet(*_args, **_kwargs) -> None:
     pass
 
@@ -65,8 +64,11 @@ def load_reference(base_path: str, adapter_dir: Path | None = None, four_bit: bo
     kwargs = {"dtype": torch.float32}
     if four_bit:
         kwargs["quantization_config"] = BitsAndBytesConfig(
-            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-            bnb_4bit_compute_dtype=torch.float32)
+            load_in_4bit=True,
+            bnb_4bit_quant_type="nf4",
+            bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=torch.float32,
+        )
     model = AutoModelForCausalLM.from_pretrained(base_path, **kwargs)
     plain_4bit_layout(model)
     if adapter_dir is not None:
@@ -89,10 +91,15 @@ def greedy(model, tokenizer, prompt_ids: list[int], repetition_penalty: float = 
     ids = torch.tensor([prompt_ids])
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     with torch.inference_mode():
-        out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=NEW_TOKENS,
-                             do_sample=False, pad_token_id=pad,
-                             repetition_penalty=repetition_penalty if repetition_penalty != 1.0 else None)
-    new = out[0, ids.shape[1]:].tolist()
+        out = model.generate(
+            input_ids=ids,
+            attention_mask=torch.ones_like(ids),
+            max_new_tokens=NEW_TOKENS,
+            do_sample=False,
+            pad_token_id=pad,
+            repetition_penalty=repetition_penalty if repetition_penalty != 1.0 else None,
+        )
+    new = out[0, ids.shape[1] :].tolist()
     ends = stop_ids(model, tokenizer)
     for n, token in enumerate(new):
         if token in ends:
@@ -104,8 +111,9 @@ def prompt_ids(tokenizer, text: str, chat: bool) -> list[int]:
     """A prompt's tokens as the tokenizer itself gives them: its chat template tokenized by
     `apply_chat_template`, or the text with the tokenizer's own special tokens."""
     if chat:
-        out = tokenizer.apply_chat_template([{"role": "user", "content": text}], tokenize=True,
-                                            add_generation_prompt=True)
+        out = tokenizer.apply_chat_template(
+            [{"role": "user", "content": text}], tokenize=True, add_generation_prompt=True
+        )
         return list(out["input_ids"] if hasattr(out, "keys") else out)
     return tokenizer(text).input_ids
 
@@ -114,8 +122,11 @@ def answer(model, tokenizer, text: str, chat: bool, repetition_penalty: float) -
     """What a record should hold for `text`: the prompt's token count, the new tokens, the text."""
     ids = prompt_ids(tokenizer, text, chat)
     new = greedy(model, tokenizer, ids, repetition_penalty)
-    return {"prompt_tokens": len(ids), "generated_tokens": len(new),
-            "output": tokenizer.decode(new, skip_special_tokens=True)}
+    return {
+        "prompt_tokens": len(ids),
+        "generated_tokens": len(new),
+        "output": tokenizer.decode(new, skip_special_tokens=True),
+    }
 
 
 def read_jsonl(path) -> list[dict]:
@@ -139,6 +150,9 @@ def packs_exactly(model, tolerance: float = LOGIT_TOLERANCE) -> bool:
     first, second = torch.arange(3, 10), torch.arange(20, 25)
     with torch.inference_mode():
         alone = model(input_ids=second[None], use_cache=False).logits[0]
-        packed = model(input_ids=torch.cat([first, second])[None], use_cache=False,
-                       position_ids=torch.cat([torch.arange(7), torch.arange(5)])[None]).logits[0, 7:]
+        packed = model(
+            input_ids=torch.cat([first, second])[None],
+            use_cache=False,
+            position_ids=torch.cat([torch.arange(7), torch.arange(5)])[None],
+        ).logits[0, 7:]
     return float((packed - alone).abs().max()) <= tolerance * max(1.0, float(alone.abs().max()))

@@ -1,0 +1,119 @@
+"""`harness` entry point: parse, validate, call. The work lives in modules a test can call."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import traceback
+
+from harness import __version__
+from harness.errors import HarnessError
+
+EXIT_USER_ERROR = 2
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # for --num-processes, which re-launches it
+    if not getattr(args, "command", None):
+        parser.print_help()
+        return EXIT_USER_ERROR
+    _quiet_libraries()
+    from harness.runtime.console import divert_library_output
+    from harness.runtime.distributed import leave_process_group, rank_label, relaunch, wants_relaunch
+    from harness.runtime.env import block_hub_kernels
+
+    if wants_relaunch(args):
+        return relaunch(args.argv, args.num_processes)
+    # Under `accelerate launch` an error names its rank; the launcher then stops the other ranks.
+    where = f" (on {rank_label()})" if rank_label() else ""
+    log = "the command's log"
+    try:
+        with divert_library_output(args.command, verbose=args.verbose):
+            block_hub_kernels()
+            try:
+                return int(args.func(args) or 0)
+            except Exception as exc:
+                if not isinstance(exc, (HarnessError, OSError)):
+                    traceback.print_exc()  # stderr is diverted: this lands in the command's log
+                    log = _log_name(args.command)
+                raise
+    except HarnessError as exc:
+        if args.debug:
+            traceback.print_exc()
+        print(f"harness {args.command}: error{where}: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except OSError as exc:  # a file or folder the command reads or writes: the user's to fix
+        if args.debug:
+            traceback.print_exc()
+        print(f"harness {args.command}: error{where}: {describe_os_error(exc)}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except Exception as exc:
+        # A bug in harness, not the user's input: one line, the traceback kept in the command's log.
+        if args.debug or where:
+            traceback.print_exc()
+        print(
+            f"harness {args.command}: error{where}: {type(exc).__name__}: {_first_line(exc)} (an internal "
+            f"error; the traceback is in {log}, or re-run with --debug to see it)",
+            file=sys.stderr,
+        )
+        return 1
+    except KeyboardInterrupt:
+        print(f"harness {args.command}: interrupted; finished work is on disk", file=sys.stderr)
+        return 130
+    finally:
+        leave_process_group()
+
+
+def describe_os_error(exc: OSError) -> str:
+    """'PATH: what went wrong; what to do' for an OSError that reached the command line."""
+    from harness.errors import os_error_fix
+
+    path = exc.filename if exc.filename is not None else "a file"
+    return f"{path}: {exc.strerror or type(exc).__name__}; {os_error_fix(exc)}"
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0][:300] if lines else ""
+
+
+def _log_name(command: str) -> str:
+    from harness.runtime.console import log_file
+    from harness.runtime.files import cache_root
+
+    return str(log_file() or cache_root() / "logs" / f"{command}.log")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from harness.commands import chat, doctor, eval, generate, merge, report, rescore, train
+
+    parser = argparse.ArgumentParser(
+        prog="harness",
+        description="Fine-tune an open LLM with QLoRA and prove, with numbers, that it got better.",
+        epilog="Run `harness COMMAND --help` for the options of each command.",
+    )
+    parser.add_argument("--version", action="version", version=f"harness {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for module in (train, eval, generate, chat, report, rescore, merge, doctor):
+        module.register(sub)
+    for name in list(sub.choices):
+        sub.choices[name].add_argument("--debug", action="store_true", help="show the traceback of an error")
+        sub.choices[name].add_argument(
+            "--verbose",
+            action="store_true",
+            help="show the libraries' own messages (transformers, peft, TRL, ...) on the terminal too; "
+            "they always go to the command's log file",
+        )
+    return parser
+
+
+def _quiet_libraries() -> None:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

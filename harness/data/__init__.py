@@ -1,0 +1,1 @@
+"""Datasets in: readers, the built-in assets and presets, prompt templates."""

@@ -1,0 +1,1 @@
+"""Running models: batched generation, the static decoder, shared prefixes, likelihoods."""

@@ -1,0 +1,1 @@
+"""Triton and fused kernels the engine's forwards call (torch and triton only)."""

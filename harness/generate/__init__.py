@@ -1,0 +1,1 @@
+"""`harness generate` and `harness chat`: your own prompts through the base and its adapters."""

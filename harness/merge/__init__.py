@@ -1,0 +1,1 @@
+"""`harness merge`: fold adapters into the base, export, verify, upload."""

@@ -1,0 +1,1 @@
+"""Run directories: the store, per-sample records, rescoring and the summary tables."""

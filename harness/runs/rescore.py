@@ -1,0 +1,231 @@
+"""`harness rescore`: score a finished run again from its records, without the model stack.
+
+RUN_DIR/config.json holds the suite the run was evaluated with ("suite"); `--metric` and
+`--set` change how the records are scored, never what was generated. The per-sample values are
+recomputed with the task's own scorers (harness.tasks) and aggregated by harness.metrics.aggregate, so the
+numbers are exactly those `harness eval` would have written with the same metric settings.
+
+The records on disk and results.json are left as they are: the new figures, and every sample's
+rescored per-sample values ("sample_metrics"), go into a new results file in RUN_DIR
+(default results-rescored-<hash of the metric settings>.json) that
+`harness report RUN_DIR --results FILE` renders. Nothing here imports torch.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from harness.config import SuiteConfig, validate
+from harness.config.generation import expand_grid
+from harness.config.loader import set_dotted
+from harness.errors import ConfigError, HarnessError
+from harness.metrics.aggregate import aggregate, score_record
+from harness.metrics.registry import auto_notes
+from harness.runs.store import RunDir, content_key
+from harness.tasks import get_task
+
+# --set keys rescore accepts: they change how records are scored, not what was generated.
+SCORING_FIELDS = ("metrics", "bootstrap")
+
+
+@dataclass
+class RescoreResult:
+    path: Path
+    results: dict
+    notes: list[str]
+
+
+def parse_metric_option(text: str) -> str | dict:
+    """`--metric rouge1` → "rouge1"; `--metric rouge1:tokenizer=char,scorer=korean_competition` →
+    {name: rouge1, tokenizer: char, scorer: korean_competition} (values read as YAML)."""
+    import yaml
+
+    name, _, rest = text.partition(":")
+    name = name.strip()
+    if not name:
+        raise ConfigError(f"--metric {text!r}: expected NAME or NAME:OPTION=VALUE[,OPTION=VALUE]")
+    if not rest.strip():
+        return name
+    entry: dict[str, Any] = {"name": name}
+    for part in rest.split(","):
+        key, eq, value = part.partition("=")
+        if not eq or not key.strip():
+            raise ConfigError(f"--metric {text!r}: expected OPTION=VALUE after ':', e.g. rouge1:tokenizer=whitespace")
+        try:
+            entry[key.strip()] = yaml.safe_load(value) if value != "" else ""
+        except yaml.YAMLError:
+            entry[key.strip()] = value
+    return entry
+
+
+def apply_set(raw: dict, key: str, value: Any, default_metrics: list) -> None:
+    """Apply one `--set KEY=VALUE` to the stored suite (a plain dict).
+
+    `metrics=[...]` replaces the list; `metrics.SELECTOR.OPTION=VALUE` sets OPTION on every metric
+    entry named SELECTOR, or, when none is, on every entry whose name starts with SELECTOR
+    (`metrics.rouge.tokenizer=whitespace` reaches rouge1, rouge2, rougeL and rougeLsum; `*` reaches
+    all); VALUE null removes the option. `bootstrap.FIELD=VALUE` sets a bootstrap field.
+    """
+    parts = key.split(".")
+    if parts[0] not in SCORING_FIELDS:
+        raise ConfigError(
+            f"--set {key}: rescore only changes how the records are scored ({', '.join(f + '.*' for f in SCORING_FIELDS)}); "
+            f"'{parts[0]}' changes what the models generated, so run harness eval with it instead"
+        )
+    if parts[0] == "bootstrap":
+        set_dotted(raw, key, value)
+        return
+    if len(parts) == 1:
+        raw["metrics"] = value
+        return
+    if len(parts) != 3 or not parts[1] or not parts[2]:
+        raise ConfigError(
+            f"--set {key}: write metrics.NAME.OPTION=VALUE, e.g. --set metrics.rouge.tokenizer=whitespace"
+        )
+    selector, option = parts[1], parts[2]
+    entries = [dict(e) if isinstance(e, dict) else {"name": e} for e in (raw.get("metrics") or default_metrics)]
+    names = [str(e.get("name")) for e in entries]
+    chosen = [e for e in entries if selector == "*" or e.get("name") == selector] or [
+        e for e in entries if str(e.get("name")).startswith(selector)
+    ]
+    if not chosen:
+        raise ConfigError(
+            f"--set {key}: no metric is named or starts with '{selector}'; "
+            f"the run's metrics are {', '.join(names) or 'none'}"
+        )
+    for entry in chosen:
+        if value is None:
+            entry.pop(option, None)
+        else:
+            entry[option] = value
+    raw["metrics"] = [e if set(e) != {"name"} else e["name"] for e in entries]
+
+
+def metric_settings_hash(suite: SuiteConfig, metrics: list) -> str:
+    return content_key(metrics, suite.bootstrap.model_dump(mode="json"))[:8]
+
+
+def _output_name(name: str | None, default: str) -> str:
+    if name is None:
+        return default
+    if "/" in name or "\\" in name or name.startswith("."):
+        raise ConfigError(
+            f"-o {name}: give a file name; the results file is written inside the run directory "
+            "so that harness report RUN_DIR --results NAME finds it"
+        )
+    if not name.endswith(".json"):
+        raise ConfigError(f"-o {name}: the results file name must end in .json")
+    if name in ("results.json", "config.json", "environment.json"):
+        raise ConfigError(
+            f"-o {name}: that is the run's own file and stays as it is; choose another name, "
+            "e.g. results-whitespace.json"
+        )
+    return name
+
+
+def rescore(
+    run_dir: str | Path, metrics: list | None = None, sets: list[tuple[str, Any]] = (), output: str | None = None
+) -> RescoreResult:
+    path = Path(run_dir)
+    if not path.is_dir():
+        what = "not a directory" if path.exists() else "no such run directory"
+        raise HarnessError(f"{path}: {what}; pass a run directory written by harness eval (runs/RUN_ID)")
+    run = RunDir(path)
+    config = run.read_json("config.json")
+    stored = config.get("suite") if isinstance(config, dict) else None
+    if not isinstance(stored, dict):
+        raise HarnessError(f"{path / 'config.json'}: field 'suite' is missing; re-run the eval to rewrite it")
+    raw = copy.deepcopy(stored)
+    task = get_task(str(raw.get("task", "")), where=f"{path / 'config.json'}: field 'suite.task'")
+    if metrics:
+        raw["metrics"] = list(metrics)
+    for key, value in sets:
+        apply_set(raw, key, value, list(task.default_metrics))
+    suite = validate(SuiteConfig, raw, f"{path / 'config.json'} (with --metric/--set)")
+
+    listed = config.get("models") if isinstance(config.get("models"), list) else []
+    columns = [str(m["name"]) for m in listed if isinstance(m, dict) and m.get("name")]
+    if not columns:
+        columns = sorted(p.stem for p in run.records_dir.glob("*.jsonl"))
+    if not columns:
+        raise HarnessError(f"{run.records_dir}: no records; run harness eval to write them first")
+    records = {column: run.read_records(column) for column in columns}
+    first = records[columns[0]]
+    if not first:
+        raise HarnessError(f"{run.records_file(columns[0])}: no records; re-run the eval to complete the run")
+    try:
+        scorers = task.scorers(suite, [r.get("references") or [] for r in first])
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    notes = run.notes + auto_notes(scorers)
+
+    rescored: dict[str, list[dict]] = {}
+    for column, recs in records.items():
+        # Copies: the records on disk keep their original per-sample values.
+        rescored[column] = []
+        for r in recs:
+            try:
+                if "id" not in r:
+                    raise KeyError("id")
+                rescored[column].append({**r, "metrics": score_record(r, scorers)})
+            except HarnessError as exc:
+                raise HarnessError(f"{run.records_file(column)}: sample '{r.get('id')}': {exc}") from None
+            except (KeyError, TypeError, ValueError, AttributeError) as exc:
+                raise HarnessError(
+                    f"{run.records_file(column)}: sample '{r.get('id')}': field {exc} is missing or "
+                    "not what the eval writes; re-run the eval to rewrite the records"
+                ) from None
+    variants = expand_grid(
+        suite.generation,
+        suite.generation_grid if task.kind != "perplexity" else {},
+        f"{path / 'config.json'}: generation_grid",
+    )
+    base_column = variants[0].label("base")
+    b = suite.bootstrap
+    try:
+        aggregated = aggregate(
+            rescored,
+            scorers,
+            base_column if base_column in rescored else None,
+            b.resamples,
+            b.seed,
+            b.confidence,
+            b.correction,
+        )
+    except ValueError as exc:
+        raise HarnessError(f"{path}: {exc}") from None
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise HarnessError(
+            f"{path}: records field {exc} is missing or not what the eval writes; "
+            "re-run the eval to rewrite the records"
+        ) from None
+
+    previous = run.read_json("results.json") if (path / "results.json").is_file() else {}
+    if not isinstance(previous, dict):
+        raise HarnessError(f"{path / 'results.json'}: expected a JSON object; re-run the eval to rewrite it")
+    metric_entries = suite.metrics or list(task.default_metrics)
+    settings_hash = metric_settings_hash(suite, metric_entries)
+    name = _output_name(output, f"results-rescored-{settings_hash}.json")
+    results = {k: v for k, v in previous.items() if k not in ("metrics", "deltas", "metric_info", "bootstrap")}
+    results.update(aggregated)
+    results.setdefault("suite", suite.name)
+    results.setdefault("task", task.kind)
+    results.setdefault("run_id", path.name)
+    results.setdefault("n_samples", len(first))
+    results["rescored"] = {
+        "from": "results.json" if previous else None,
+        "at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "metrics": metric_entries,
+        "bootstrap": b.model_dump(mode="json"),
+        "settings_sha": settings_hash,
+        "notes": notes,
+    }
+    results["sample_metrics"] = {
+        column: {str(r["id"]): r["metrics"] for r in recs} for column, recs in rescored.items()
+    }
+    run.write_json(name, results)
+    return RescoreResult(path=path / name, results=results, notes=notes)

@@ -1,0 +1,1 @@
+"""The process's surroundings: hardware, distributed ranks, the terminal, files."""

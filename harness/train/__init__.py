@@ -1,0 +1,1 @@
+"""`harness train`: QLoRA supervised fine-tuning."""
