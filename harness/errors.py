@@ -30,3 +30,12 @@ def os_error_fix(exc: OSError) -> str:
     if exc.errno == errno.ENAMETOOLONG:
         return "choose a shorter name"
     return "check the path"
+
+
+def first_line(exc: BaseException, limit: int = 200) -> str:
+    """An exception as one short line for a message: its first line of text, else its type's name.
+
+    Library errors can run to pages (CUDA, tokenizers); a one-line error keeps only what names the cause.
+    """
+    lines = str(exc).strip().splitlines()
+    return lines[0][:limit] if lines and lines[0].strip() else type(exc).__name__
