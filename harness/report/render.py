@@ -482,7 +482,7 @@ def page_context(report: Report) -> dict:
         "curves": training_curves(report),
         "histograms": histograms(report, primary),
         "primary": primary,
-        "confidence": round(conf * 100),
+        "confidence": int(round(conf * 100)),  # noqa: RUF046
         "n_samples": report.n_samples,
         "kind": data["kind"],
         "interval_note": interval_note(first.get("bootstrap")),
