@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -75,6 +75,14 @@ class DataSettings(Strict):
     seed: int = Field(0, ge=0, le=MAX_SEED, description="seed of the `limit` sample and the validation split")
 
 
+# `auto`: harness decides from the hardware and the loaded model, and the plan line says what and why.
+AutoSwitch = bool | Literal["auto"]
+
+
+def _auto(description: str) -> Any:
+    return Field("auto", description=description)
+
+
 class TrainingSettings(Strict):
     epochs: float = Field(3.0, gt=0, le=10_000, description="passes over the data")
     max_steps: int = Field(-1, le=10**9, description="> 0 overrides epochs")
@@ -110,27 +118,23 @@ class TrainingSettings(Strict):
         "adafactor",
         "sgd",
     ] = Field("auto", description="auto: paged 8-bit AdamW on CUDA, AdamW elsewhere (paged optimizers need CUDA)")
-    gradient_checkpointing: bool | Literal["auto"] = Field(
-        "auto",
-        description="recompute activations in the backward; auto: on CUDA, off when one micro-step's estimated "
-        "activations fit in free GPU memory (off on CPU); `true`: the low-memory mode (the base stays 4-bit)",
+    gradient_checkpointing: AutoSwitch = _auto(
+        "recompute activations in the backward; auto: on CUDA, off when one micro-step's estimated "
+        "activations fit in free GPU memory (off on CPU); `true`: the low-memory mode (the base stays 4-bit)"
     )
-    padding_free: bool | Literal["auto"] = Field(
-        "auto",
-        description="concatenate each micro-batch's sequences without padding and run the global batch as one "
+    padding_free: AutoSwitch = _auto(
+        "concatenate each micro-batch's sequences without padding and run the global batch as one "
         "micro-step (on CUDA with varlen flash attention where torch has it); auto: on unless `data.packing`, "
-        "or where packed sequences would see each other on the loaded base (checked on the model: OPT, Bloom)",
+        "or where packed sequences would see each other on the loaded base (checked on the model: OPT, Bloom)"
     )
-    liger: bool | Literal["auto"] = Field(
-        "auto",
-        description="Liger's Triton kernels (RMSNorm, RoPE, SwiGLU); auto: on with CUDA and `liger-kernel` "
-        "installed; `true` without them is an error",
+    liger: AutoSwitch = _auto(
+        "Liger's Triton kernels (RMSNorm, RoPE, SwiGLU); auto: on with CUDA and `liger-kernel` "
+        "installed; `true` without them is an error"
     )
-    dequantize_base: bool | Literal["auto"] = Field(
-        "auto",
-        description="train against the 4-bit base's weights dequantized once to the compute dtype (same math, "
+    dequantize_base: AutoSwitch = _auto(
+        "train against the 4-bit base's weights dequantized once to the compute dtype (same math, "
         "no per-step dequantization, more memory); auto: on CUDA when they fit beside the activations and "
-        "`gradient_checkpointing` is not `true`",
+        "`gradient_checkpointing` is not `true`"
     )
     group_by_length: bool = Field(False, description="length-grouped sampling")
     eval_steps: int | None = Field(None, gt=0, description="evaluate every N steps; default: once per epoch")
