@@ -23,10 +23,9 @@ from harness.engine.kernels import fused
 # that the activations (a few GB on a 7B model) fit beside a cache sized for decoding.
 TOKENS_PER_PASS = 32768
 
-# A one-row decoder's prefill chunk. Eagerly a prompt's prefill costs ~80 ms of Python and launches
-# on a GPU machine's slow CPU for a 7B 4-bit model (bitsandbytes' 4-bit matmul alone ~200 µs per
-# call), whatever the prompt's length; a replay of the captured chunk costs ~12 ms of GPU time,
-# mostly dequantizing the weights once.
+# A one-row decoder's prefill chunk. Eagerly a prompt's prefill is bound by Python and kernel
+# launches on a GPU machine's slow CPU, whatever the prompt's length; a replay of the captured chunk
+# costs a fraction of that in GPU time, mostly dequantizing the weights once (benchmarks/RESULTS.md).
 PREFILL_CHUNK = 256
 
 
@@ -151,13 +150,11 @@ def _step_kernels(device) -> str:
     "efficient" (PyTorch's memory-efficient kernel, where Triton is missing) or "" (PyTorch's choice,
     off a GPU, where its kernels repeat anyway).
 
-    PyTorch picks cuDNN's attention on Hopper; for one query per row it does not repeat (on an H200,
-    8 identical calls differed by up to 1e-3), so greedy answers near a tie changed between two
-    identical runs: 195 of 256 on a random-weight 7B, whose logits are near-uniform, and three of
-    three streamed answers. harness.engine.kernels.decode_attention's kernels repeat exactly and were as fast as
-    cuDNN or faster (`benchmarks/gpu.py attention`); the memory-efficient kernel repeats too, but took
-    1.5× cuDNN's time at 256 rows and 2.4× at one row on an H100. cuDNN's prefill (many queries)
-    repeats and stays."""
+    PyTorch picks cuDNN's attention on Hopper; for one query per row it does not repeat, so greedy
+    answers near a tie changed between two identical runs. harness.engine.kernels.decode_attention's
+    kernels repeat exactly and were as fast as cuDNN or faster (`benchmarks/gpu.py attention`); the
+    memory-efficient kernel repeats too, but is slower (figures in benchmarks/RESULTS.md). cuDNN's
+    prefill (many queries) repeats and stays."""
     if device.type != "cuda":
         return ""
     return "triton" if fused.triton_installed() else "efficient"
