@@ -1,4 +1,4 @@
-"""Render a Report as one self-contained HTML page (inline CSS, JS, SVG) or as Markdown.
+"""Render a Report as one self-contained HTML page (inline CSS, JS, SVG).
 
 Untrusted text (model outputs, dataset text, names) reaches the page only through jinja2's
 autoescaping or through `script_json`, which escapes `<`, `>`, `&`, U+2028 and U+2029 so the
@@ -82,6 +82,7 @@ def page_context(report: Report) -> dict:
     first = report.first
     data = sample_data(report)
     primary = primary_metric(report)
+    curves = training_curves(report)
     runs = []
     for run in report.runs:
         r = run.results
@@ -121,7 +122,7 @@ def page_context(report: Report) -> dict:
         "charts": bar_charts(report),
         "repetition": repetition_rows(report),
         "verify": verify_rows(report),
-        "curves": training_curves(report),
+        "curves": curves,
         "histograms": histograms(report, primary),
         "primary": primary,
         "confidence": round(conf * 100),
@@ -132,7 +133,7 @@ def page_context(report: Report) -> dict:
         "data": data,
         "generated_at": time.strftime("%Y-%m-%d %H:%M:%S %z"),
         "version": __version__,
-        "sections": [s for s in SECTIONS if s != "training" or training_curves(report)],
+        "sections": [s for s in SECTIONS if s != "training" or curves],
         "versions": version_notes(report.metric_info),
         "results_files": sorted({run.results_file for run in report.runs} - {"results.json"}),
     }
