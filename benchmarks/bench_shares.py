@@ -34,6 +34,7 @@ def bench_shares(
     from bench_eval import _suite
 
     from harness.engine.kernels import fused
+    from harness.evaluate.execute import run_task
     from harness.evaluate.run import resolve_dataset
     from harness.model.adapters import attach_adapters
     from harness.model.loading import load_base
@@ -62,7 +63,8 @@ def bench_shares(
                     got: dict = {}
                     sync()
                     started = time.perf_counter()
-                    task.run(
+                    run_task(
+                        task,
                         model,
                         base_model.tokenizer,
                         suite,
