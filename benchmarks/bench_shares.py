@@ -1,6 +1,6 @@
 """One GPU standing in for N: what a data-parallel eval gives each rank, run rank after rank.
 
-`harness eval --num-processes N` deals whole batches to the ranks (harness.engine.generation.deal), so
+`harness eval --num-processes N` deals whole batches to the ranks (harness.engine.batching.deal), so
 each prompt meets the rows, shapes and kernels a single process gives it. This checks that on the
 GPU kind a rank would run on, without N of them: every rank's share runs in turn in this process,
 through the eval task's real `run` with a stand-in for the process group, and the merged answers are
