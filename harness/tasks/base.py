@@ -23,6 +23,9 @@ from harness.tasks.long_prompts import fit_prompt, generation_budget
 
 @dataclass
 class Request:
+    """A sample as eval keys, resumes and records it; what the engine runs for it is the task's
+    `engine_request`."""
+
     id: str
     prompt: str
     references: list[str]
