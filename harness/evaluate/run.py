@@ -19,6 +19,7 @@ from harness.config.suite import SuiteConfig
 from harness.data.readers import Dataset, load_dataset
 from harness.engine.kernels import fused
 from harness.errors import ConfigError, DataError
+from harness.evaluate.execute import run_task
 from harness.metrics.aggregate import aggregate, repetition_summary, score_record
 from harness.metrics.registry import auto_notes
 from harness.runs.store import RunDir, content_key
@@ -225,7 +226,8 @@ def run_eval(
             try:
                 if mine:
                     with models.use(name) as model:
-                        task.run(
+                        run_task(
+                            task,
                             model,
                             base.tokenizer,
                             column_suite,
@@ -329,7 +331,8 @@ def _verify(
     plain: dict[str, dict] = {}
     started = time.time()
     with models.use(name) as model:
-        task.run(
+        run_task(
+            task,
             model,
             tokenizer,
             suite.model_copy(update={"engine": "plain"}),

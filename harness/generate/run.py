@@ -183,6 +183,7 @@ def run_generate(
     `chat`: the prompts were rendered by the chat template (see `generation.encode_prompts`).
     """
     from harness.engine.generation import generate, generate_stream
+    from harness.engine.requests import GenerationRequest, RunOptions
 
     tokenizer = models.base.tokenizer
     records: list[dict] = []
@@ -220,14 +221,9 @@ def run_generate(
                         generate(
                             model,
                             tokenizer,
-                            prompts,
-                            variant.settings,
-                            batch_size,
+                            [GenerationRequest(prompt, item.id) for prompt, item in zip(prompts, items)],
+                            RunOptions(variant.settings, batch_size, engine=engine, shard=shard, chat=chat),
                             finished,
-                            ids=[i.id for i in items],
-                            engine=engine,
-                            shard=shard,
-                            chat=chat,
                         )
                     wall[variant.label(name)] = time.perf_counter() - started
     return records, wall
