@@ -17,7 +17,7 @@ import contextlib
 from collections.abc import Callable, Iterator
 
 from harness.config.generation import GenerationSettings
-from harness.engine.kernels import fused
+from harness.engine import fused
 
 # Prompt tokens per prefill forward: big enough for the matmuls to run at full speed, small enough
 # that the activations (a few GB on a 7B model) fit beside a cache sized for decoding.
@@ -167,7 +167,7 @@ def _step_attention(device):
     """The context a one-query step's attention runs in (see `_step_kernels`)."""
     kernels = _step_kernels(device)
     if kernels == "triton":
-        from harness.engine.kernels.decode_attention import one_query_steps
+        from harness.engine.attention import one_query_steps
 
         return one_query_steps()
     if kernels == "efficient":

@@ -60,23 +60,6 @@ class ModelSet:
             self.peft_model.set_adapter(name)
             yield self.peft_model
 
-    def choose_engine(self, engine: str, where: str, memory: tuple[int, int] | None = None) -> tuple[str, str]:
-        """("dense" or "4bit", a line saying why) for engine auto | fast | plain; `memory`: see dense.plan."""
-        from harness.model.dense import plan
-        from harness.runtime.env import torch_dtype
-
-        if engine == "plain":
-            return "4bit", "engine plain: the 4-bit base with adapters attached, transformers' generate"
-        p = plan(self.base.model, torch_dtype(self.base.compute_dtype), memory)
-        if p.fits:
-            return "dense", (
-                f"engine fast: base weights dequantized to {self.base.compute_dtype} once "
-                f"({_size(p.bytes_needed)}), static-cache decoding" + _kernels_note(self.base.model)
-            )
-        if engine == "fast":
-            raise ModelError(f"{where}: engine fast is not possible here: {p.reason}; use engine auto or plain")
-        return "4bit", f"engine auto: staying on the 4-bit path because {p.reason}" + _kernels_note(self.base.model)
-
     def base_fingerprint(self, announce=None) -> str:
         """The base's content hash (harness.model.fingerprint), computed once; `announce` as there."""
         if self.base_sha256 is None:
@@ -199,18 +182,6 @@ def attach_adapters(base: LoadedBase, adapters: dict[str, str]) -> ModelSet:
     else:
         base.model.eval()
     return model_set
-
-
-def _kernels_note(model) -> str:
-    from harness.engine import decoding
-    from harness.engine.kernels import fused
-
-    notes = [note for note in (fused.describe(model), decoding.step_attention_note(model)) if note]
-    return "".join(f", {note}" for note in notes)
-
-
-def _size(n: int) -> str:
-    return f"{n / 2**30:.1f} GiB" if n >= 2**30 else f"{n / 2**20:.1f} MiB"
 
 
 def _safe_resolve(ref: str) -> str | None:

@@ -18,7 +18,7 @@ import contextlib
 import math
 
 from harness.config.suite import SuiteConfig
-from harness.engine.kernels import fused
+from harness.engine import fused
 from harness.errors import ConfigError
 from harness.metrics.aggregate import Scorer
 from harness.tasks.base import Request, Task

@@ -17,7 +17,6 @@ differ from SDPA's in the last bits, as any change of kernel does.
 
 from __future__ import annotations
 
-import contextlib
 import math
 
 import torch
@@ -265,34 +264,3 @@ def attention(
 def _parts(pairs: int, slots: int) -> int:
     """Chunks per (row, head): one where rows × heads fill the GPU, else enough to, down to a block each."""
     return max(1, min(PROGRAMS // pairs, triton.cdiv(slots, BLOCK)))
-
-
-@contextlib.contextmanager
-def one_query_steps():
-    """transformers' SDPA attention with one query per row (see `qualifies`) run by `attention`,
-    everything else by SDPA as before; put back on exit."""
-    from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
-
-    local = ALL_ATTENTION_FUNCTIONS._local_mapping
-    had, before = "sdpa" in local, local.get("sdpa")
-    sdpa = ALL_ATTENTION_FUNCTIONS["sdpa"]
-
-    def dispatch(module, query, key, value, attention_mask, dropout=0.0, scaling=None, **kwargs):
-        if (
-            dropout == 0.0
-            and not kwargs.get("softcap")
-            and kwargs.get("position_bias") is None
-            and kwargs.get("cache") is None
-            and qualifies(query, key, value, attention_mask)
-        ):
-            return attention(query, key, value, attention_mask, scaling), None
-        return sdpa(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs)
-
-    local["sdpa"] = dispatch
-    try:
-        yield
-    finally:
-        if had:
-            local["sdpa"] = before
-        else:
-            local.pop("sdpa", None)

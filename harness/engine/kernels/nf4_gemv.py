@@ -17,8 +17,6 @@ last bits, as any change of kernel does (`harness eval --verify` measures what t
 
 from __future__ import annotations
 
-import functools
-
 import torch
 import triton
 import triton.language as tl
@@ -243,23 +241,6 @@ def _gemv(
     tl.store(y_ptr + rows, y, mask=row_in)
 
 
-def nf4_layers(model) -> list:
-    """The bitsandbytes 4-bit linear layers of `model` (whichever `install` then routes per call)."""
-    try:
-        from bitsandbytes.nn import Linear4bit
-    except ImportError:
-        return []
-    return [m for m in model.modules() if isinstance(m, Linear4bit)]
-
-
-def install(layers: list) -> None:
-    """Route these layers (from `nf4_layers`) through the kernel where a call qualifies (see
-    `qualifies`); every other call takes bitsandbytes' forward. Instance attributes only: the
-    caller restores them."""
-    for layer in layers:
-        layer.forward = functools.partial(_forward, layer, layer.forward)
-
-
 def warm_up(layers: list) -> None:
     """Compile the kernel for the layers' shapes now, not inside a timed step."""
     seen = set()
@@ -320,38 +301,6 @@ def _weights(layer) -> tuple:
     return (layer.weight.data,) + (state.absmax,) * 4
 
 
-def glu_mlps(model) -> list:
-    """`model`'s gated MLPs with SiLU (Llama's, Mistral's, Qwen's: gate_proj, up_proj, down_proj)
-    whose gate and up projections are both plain 4-bit layers (no LoRA on them)."""
-    try:
-        from bitsandbytes.nn import Linear4bit
-    except ImportError:
-        return []
-    return [
-        m
-        for m in model.modules()
-        if isinstance(getattr(m, "gate_proj", None), Linear4bit)
-        and isinstance(getattr(m, "up_proj", None), Linear4bit)
-        and hasattr(m, "down_proj")
-        and _is_silu(getattr(m, "act_fn", None))
-    ]
-
-
-def _is_silu(act) -> bool:
-    """torch's SiLU, or transformers' (SiLUActivation: F.silu, unless a hub kernel replaced it)."""
-    return type(act) is torch.nn.SiLU or (
-        type(act).__name__ == "SiLUActivation" and type(act).__module__ == "transformers.activations"
-    )
-
-
-def install_glu(mlps: list) -> None:
-    """Route these MLPs (from `glu_mlps`) through one kernel for gate, up and the activation where a
-    call qualifies (see `glu_matches`), then their down projection; every other call takes the
-    module's forward. Instance attributes only: the caller restores them."""
-    for mlp in mlps:
-        mlp.forward = functools.partial(_glu_forward, mlp, mlp.forward)
-
-
 def glu_matches(gate, up, x: torch.Tensor) -> bool:
     """Whether gate and up can run in one kernel on x: each qualifies, with the same layout."""
     if not (qualifies(gate, x) and qualifies(up, x)):
@@ -365,22 +314,10 @@ def glu_matches(gate, up, x: torch.Tensor) -> bool:
     )
 
 
-def _glu_forward(mlp, original, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
-    if not args and not kwargs and glu_matches(mlp.gate_proj, mlp.up_proj, x):
-        return mlp.down_proj(nf4_matvec(mlp.gate_proj, x, up_layer=mlp.up_proj))
-    return original(x, *args, **kwargs)
-
-
 def _config(state) -> tuple[int, bool]:
     """(bytes per row per loop step, whether the last step is partial). 1,024 bytes measured best;
     a partial step costs less than the short steps a width like 11,008 (5,504 bytes) divides into."""
     return 1024, (state.shape[1] // 2) % 1024 != 0
-
-
-def _forward(layer, original, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
-    if not args and not kwargs and qualifies(layer, x):
-        return nf4_matvec(layer, x)
-    return original(x, *args, **kwargs)
 
 
 def qualifies(layer, x: torch.Tensor) -> bool:
