@@ -157,17 +157,17 @@ def _row_products(
 
 @triton.jit
 def _gemv(
-    x_ptr,
-    w_ptr,
-    absmax_ptr,
-    code2_ptr,
-    absmax2_ptr,
-    offset_ptr,
-    w_up_ptr,
-    absmax_up_ptr,
-    code2_up_ptr,
-    absmax2_up_ptr,
-    offset_up_ptr,
+    x,
+    w,
+    absmax,
+    code2,
+    absmax2,
+    offset,
+    w_up,
+    absmax_up,
+    code2_up,
+    absmax2_up,
+    offset_up,
     y_ptr,
     h_ptr,
     b_ptr,
@@ -185,37 +185,21 @@ def _gemv(
     RANK: tl.constexpr,
     ROUND_FIRST: tl.constexpr,
 ):
-    """y = bf16(W x) for one row x (see `_row_products`). GLU: y = bf16(silu(bf16(W x))) · bf16(W_up x),
-    a gated MLP's activation as Liger's SwiGLU kernel computes it from the two projections. With
-    RANK > 0, plus a LoRA's up product as lora_kernels._up_add adds it: (Σ_r B[n, r] · h[r]) · lora_scale."""
+    """y = bf16(W x) for one row x (see `_row_products`, whose pointers these are; w_up … offset_up:
+    the up projection's). GLU: y = `_silu_times`(y, bf16(W_up x)). RANK > 0: plus a LoRA (`_plus_lora`)."""
     rows = tl.program_id(0) * ROWS + tl.arange(0, ROWS)
     row_in = rows < N
     rows = tl.where(row_in, rows, 0)
-    y = _row_products(
-        x_ptr,
-        w_ptr,
-        absmax_ptr,
-        code2_ptr,
-        absmax2_ptr,
-        offset_ptr,
-        rows,
-        K,
-        BLOCKSIZE,
-        NESTED,
-        BLOCK2,
-        ROWS,
-        HALF,
-        MASKED,
-        ASM,
-    ).to(tl.bfloat16)
+    y = _row_products(x, w, absmax, code2, absmax2, offset, rows, K, BLOCKSIZE, NESTED, BLOCK2, ROWS, HALF, MASKED, ASM)
+    y = y.to(tl.bfloat16)
     if GLU:
         up = _row_products(
-            x_ptr,
-            w_up_ptr,
-            absmax_up_ptr,
-            code2_up_ptr,
-            absmax2_up_ptr,
-            offset_up_ptr,
+            x,
+            w_up,
+            absmax_up,
+            code2_up,
+            absmax2_up,
+            offset_up,
             rows,
             K,
             BLOCKSIZE,
@@ -226,19 +210,33 @@ def _gemv(
             MASKED,
             ASM,
         ).to(tl.bfloat16)
-        gate = y.to(tl.float32)
-        # a product of two bf16 values is exact in fp32, so this rounds once, as a bf16 product does
-        y = ((gate * tl.sigmoid(gate)).to(tl.bfloat16).to(tl.float32) * up.to(tl.float32)).to(tl.bfloat16)
+        y = _silu_times(y, up)
     if RANK > 0:
-        ranks = tl.arange(0, RANK)
-        lora = (
-            tl.sum(tl.load(b_ptr + rows[:, None] * RANK + ranks[None, :]) * tl.load(h_ptr + ranks)[None, :], axis=1)
-            * lora_scale
-        )
-        if ROUND_FIRST:
-            lora = lora.to(tl.bfloat16).to(tl.float32)
-        y = (y.to(tl.float32) + lora).to(tl.bfloat16)
+        y = _plus_lora(y, rows, h_ptr, b_ptr, lora_scale, RANK, ROUND_FIRST)
     tl.store(y_ptr + rows, y, mask=row_in)
+
+
+@triton.jit
+def _silu_times(y, up):
+    """bf16(silu(y)) · up, rounded to bf16, for bf16 y and up: a gated MLP's activation as Liger's
+    SwiGLU kernel computes it from the two projections."""
+    gate = y.to(tl.float32)
+    # a product of two bf16 values is exact in fp32, so this rounds once, as a bf16 product does
+    return ((gate * tl.sigmoid(gate)).to(tl.bfloat16).to(tl.float32) * up.to(tl.float32)).to(tl.bfloat16)
+
+
+@triton.jit
+def _plus_lora(y, rows, h_ptr, b_ptr, lora_scale, RANK: tl.constexpr, ROUND_FIRST: tl.constexpr):
+    """bf16 y plus a LoRA's up product for these rows, as harness.engine.kernels.lora's `_up_add` adds it:
+    (Σ_r B[n, r] · h[r]) · lora_scale in fp32 (rounded to bf16 first with ROUND_FIRST), the sum rounded to bf16."""
+    ranks = tl.arange(0, RANK)
+    lora = (
+        tl.sum(tl.load(b_ptr + rows[:, None] * RANK + ranks[None, :]) * tl.load(h_ptr + ranks)[None, :], axis=1)
+        * lora_scale
+    )
+    if ROUND_FIRST:
+        lora = lora.to(tl.bfloat16).to(tl.float32)
+    return (y.to(tl.float32) + lora).to(tl.bfloat16)
 
 
 def warm_up(layers: list) -> None:
