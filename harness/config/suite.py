@@ -103,7 +103,7 @@ class SuiteConfig(Strict):
     metrics: list[MetricEntry] = Field(default_factory=list)
     models: ModelsSettings = Field(default_factory=ModelsSettings)
     batch_size: int | Literal["auto"] = "auto"
-    # fast: weights dequantized once with the adapter merged, static-cache decoding (CUDA graphs on
+    # fast: weights dequantized once, adapters kept unmerged, static-cache decoding (CUDA graphs on
     # a GPU); plain: the 4-bit base with peft adapters and transformers' generate; auto: fast
     # where it fits in memory, else plain, saying so.
     engine: Literal["auto", "fast", "plain"] = "auto"
