@@ -6,7 +6,7 @@ its activation in one.
 
 In transformers' modules each of Liger's three is a chain of elementwise kernels with float32
 round trips: in a prefill they cost about as much GPU time as the matmuls, and in a one-token step
-they are, with peft's six or seven kernels per LoRA, most of the ~2,000 kernels per token. Liger
+they are, with peft's six or seven kernels per LoRA, most of a step's kernels. Liger
 computes each in one kernel, in float32, rounding once where the chain rounds after every
 operation, so logits differ from the plain path's in the last bits, as any change of kernel does
 (`harness eval --verify` measures what that does to answers). The patches are applied for the
@@ -96,7 +96,7 @@ def _rope_as_one_sequence(q, k, cos, sin, position_ids=None, unsqueeze_dim=1):
 
     Liger's kernel takes the batch size as a compile-time constant that it never computes with, so
     each new batch size (a length-sorted eval's last batch, every shrink of a batched decode) is a
-    new compilation: about 10 s of stall per size on a cold Triton cache. As one sequence, every
+    new compilation, seconds of stall per size on a cold Triton cache. As one sequence, every
     call reaches the same compilations as a batch of one. Each row is rotated by its own cos/sin
     row either way, so the results are the same bits."""
     from liger_kernel.transformers.rope import liger_rotary_pos_emb

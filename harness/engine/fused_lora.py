@@ -21,7 +21,7 @@ def lora_layers(model) -> list:
 def warm_up(layers: list, siblings: list[list] = ()) -> None:
     """Compile the kernels for the layers' shapes and dtypes now, not inside a timed step, and the
     down product of each sibling group's stack (see `_SharedDown`) for every adapter, whichever is
-    active now (a cold machine's first adapted column stalled ~5 s compiling the stack's)."""
+    active now (a cold machine's first adapted column stalled seconds compiling the stack's)."""
     seen = set()
     for group in siblings:
         dtype = _compute_dtype(group[0])
@@ -95,8 +95,8 @@ class _SharedDown:
     computes alone, so the results are the same bits. A sibling called with another input (o_proj
     beside q/k/v) computes the stack again for itself: no saving, no harm. Once every sibling has
     taken its rows, the input and the products are let go: held per layer until the layer's next
-    call, a prefill's inputs would keep every layer's activations alive (8 GB for a 7B model's
-    32,768-token pass)."""
+    call, a prefill's inputs would keep every layer's activations alive (gigabytes in a long
+    prefill)."""
 
     _stacks: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 

@@ -1,10 +1,9 @@
 """A decoding step's attention (one query per row) in Triton kernels that give the same bits every call.
 
 PyTorch picks cuDNN's attention on Hopper, and for one query per row cuDNN's results vary between
-identical calls (up to 1e-3 on an H200): two identical eval runs gave different greedy answers near
-ties. PyTorch's memory-efficient kernel repeats exactly but read a 256-row cache at less than half
-cuDNN's speed (733 against 332 µs per layer on an H200), and a step at 256 rows is mostly reading
-the cache. Here each (row, head) reads its keys and values in a fixed order; where rows × heads are
+identical calls: two identical eval runs gave different greedy answers near ties. PyTorch's
+memory-efficient kernel repeats exactly but reads a long cache at less than half cuDNN's speed
+(benchmarks/RESULTS.md), and a step over many rows is mostly reading the cache. Here each (row, head) reads its keys and values in a fixed order; where rows × heads are
 too few to fill the GPU (a streamed answer), each one's slots are split into chunks whose partial
 softmax sums are combined by a second kernel, again in a fixed order. No atomics, so the result
 depends only on the inputs and the shapes.
