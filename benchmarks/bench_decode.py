@@ -62,7 +62,7 @@ def same_outputs(models, prompts: list[str]) -> dict:
     patches must be gone)."""
     import torch
 
-    from harness.engine.kernels import fused
+    from harness.engine import fused
 
     tokenizer = models.base.tokenizer
     device = next(models.base.model.parameters()).device
@@ -141,7 +141,7 @@ def batch1_decode(models, prompt: str, tokens: int) -> dict:
     with models.use("adapter") as model:
         for engine in ("auto", "plain"):
             out[f"{engine}_4bit_new_tokens_per_s"] = _streamed_rate(model, tokenizer, prompt, settings, engine)
-        # The same streamed answer without and with the fused kernels (harness.engine.kernels.fused), each a first
+        # The same streamed answer without and with the fused kernels (harness.engine.fused), each a first
         # answer: the switch is part of the kept decoder's key, so each builds and captures its own.
         for fused_kernels in ("0", "1"):
             os.environ["HARNESS_FUSED_KERNELS"] = fused_kernels

@@ -33,7 +33,7 @@ def bench_shares(
     import torch
     from bench_eval import _suite
 
-    from harness.engine.kernels import fused
+    from harness.engine import fused
     from harness.evaluate.execute import run_task
     from harness.evaluate.run import resolve_dataset
     from harness.model.adapters import attach_adapters

@@ -370,7 +370,7 @@ def test_micro_step_is_split_only_where_even_recomputation_does_not_fit():
 
 
 def test_varlen_attention_needs_cuda_and_16_bit():
-    from harness.engine.kernels.varlen_attention import unavailable_reason
+    from harness.engine.varlen_attention import unavailable_reason
 
     assert unavailable_reason("cpu", "fp32") == "needs CUDA"
     assert "bf16 or fp16" in unavailable_reason("cuda", "fp32")
@@ -384,7 +384,7 @@ def test_varlen_attention_falls_back_to_sdpa_without_sequence_boundaries(tiny_re
     import torch
 
     from harness.config.model import Quantization
-    from harness.engine.kernels.varlen_attention import NAME, use_varlen_attention
+    from harness.engine.varlen_attention import NAME, use_varlen_attention
     from harness.model.loading import load_base
     from harness.runtime.env import detect
 
@@ -420,7 +420,7 @@ def test_varlen_attention_equals_masked_sdpa_on_cuda():
     import torch
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
-    from harness.engine.kernels.varlen_attention import unavailable_reason, varlen_or_sdpa_attention
+    from harness.engine.varlen_attention import unavailable_reason, varlen_or_sdpa_attention
 
     if unavailable_reason("cuda", "bf16"):
         pytest.skip(unavailable_reason("cuda", "bf16"))

@@ -34,7 +34,7 @@ def register(sub) -> None:
     p.add_argument(
         "--engine",
         choices=["auto", "fast", "plain"],
-        help="fast: dequantized weights with adapters merged, static-cache decoding; plain: 4-bit + peft "
+        help="fast: dequantized weights, adapters kept unmerged, static-cache decoding; plain: 4-bit + peft "
         "+ transformers' generate; auto (default): fast where it fits in memory",
     )
     p.add_argument(

@@ -65,6 +65,7 @@ def run(args) -> int:
     from harness.config import Quantization, SuiteConfig, load_config
     from harness.config.generation import expand_grid
     from harness.data.prompts import apply_chat_template, load_template
+    from harness.engine.weights import choose_weights
     from harness.errors import ConfigError
     from harness.generate.run import (
         JsonlAppender,
@@ -125,7 +126,7 @@ def run(args) -> int:
     prompts = [apply_chat_template(base.tokenizer, i.text, system) if chat else i.text for i in items]
     check_context(base.tokenizer, base.model, prompts, [i.id for i in items], variants, chat)
     batch_size = args.batch_size or eval_batch_size(env)
-    engine, _note = models.choose_engine(args.engine, "--engine")
+    weights, _note = choose_weights(models, args.engine, "--engine")
     columns = len(names) * len(variants)
     streaming = len(items) == 1 and columns == 1 and not args.quiet and not dist.active
     if dist.main:
@@ -157,7 +158,7 @@ def run(args) -> int:
             append,
             stream=stream if streaming else None,
             engine=args.engine,
-            dense=engine == "dense",
+            dense=weights == "dense",
             shard=dist if dist.active else None,
             chat=chat,
         )

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import logging
 
 HELP = "fold adapters into the base, export safetensors + tokenizer + model card, and verify the export"
 
@@ -56,78 +58,19 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    import math
     from pathlib import Path
 
-    from harness.errors import ConfigError, HarnessError
     from harness.merge.hub import push, upload_plan
-    from harness.merge.run import MergeRequest, merge
+    from harness.merge.run import merge
     from harness.runs.tables import format_table, human_bytes
 
-    weights = None
-    if args.weights:
-        try:
-            weights = [float(w) for w in args.weights.split(",")]
-        except ValueError:
-            raise ConfigError(f"--weights {args.weights}: expected numbers separated by commas, e.g. 0.7,0.3") from None
-        if not all(math.isfinite(w) for w in weights):
-            raise ConfigError(f"--weights {args.weights}: every weight must be a finite number, e.g. 0.7,0.3")
-    probes = []
-    if args.probes:
-        from harness.data.readers import split_lines
-
-        try:
-            probes = [line for line in split_lines(Path(args.probes).read_text(encoding="utf-8")) if line.strip()]
-        except OSError as exc:
-            raise HarnessError(f"--probes {args.probes}: cannot read ({exc.strerror}); give a text file") from None
-        except UnicodeDecodeError as exc:
-            raise HarnessError(f"--probes {args.probes}: not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
-        if not probes:
-            raise HarnessError(f"--probes {args.probes}: no prompts in it; write one probe prompt per line")
-    # `not (... <= ...)` also refuses nan, which no comparison lets through
-    if not 0 < args.density <= 1:
-        raise ConfigError(f"--density {args.density}: give the fraction of weights kept, above 0 and at most 1")
-    for flag, value in (("--tolerance", args.tolerance), ("--quantization-tolerance", args.quantization_tolerance)):
-        if value is not None and not 0 <= value < float("inf"):
-            raise ConfigError(f"{flag} {value}: give a finite largest logit difference of 0 or more")
-    if args.dry_run and not args.push_to_hub:
-        raise ConfigError("--dry-run: only meaningful with --push-to-hub REPO")
+    request = _request(args)
     if args.push_to_hub:
         upload_plan(Path("."), args.push_to_hub)  # validate the repository id before minutes of merging
-    request = MergeRequest(
-        base=args.base,
-        adapters=args.adapter,
-        out=args.out,
-        weights=weights,
-        method=args.method,
-        density=args.density,
-        dtype=args.dtype,
-        dequantize=args.dequantize,
-        overwrite=args.overwrite,
-        tolerance=args.tolerance,
-        quantization_tolerance=args.quantization_tolerance,
-        probes=probes,
-        run_dir=args.run,
-    )
-    record = merge(request)
+    with _shown_on_stdout("harness.merge"):
+        record = merge(request)
     v = record["verification"]
-    rows = []
-    for label, key in (
-        ("vs base + adapter, unmerged (merge error)", "export_vs_unmerged"),
-        ("vs 4-bit base + adapter, as evaluated (quantization gap)", "export_vs_evaluated_4bit"),
-    ):
-        g = v[key]
-        tol = "-" if g["tolerance"] is None else f"{g['tolerance']:g}"
-        rows.append(
-            (
-                label,
-                f"{g['max_abs_logit_diff']:.3g}",
-                f"{g['mean_abs_logit_diff']:.3g}",
-                f"{g['greedy_token_agreement']:.1%}",
-                tol,
-            )
-        )
-    print(format_table(["export", "max |Δlogit|", "mean |Δlogit|", "greedy agree", "tolerance"], rows))
+    print(_gaps_table(v))
     if v.get("note"):
         print(f"note: {v['note']}")
     if not v["passed"]:
@@ -148,3 +91,111 @@ def run(args) -> int:
         else:
             print(f"uploaded: {push(Path(args.out), args.push_to_hub)}")
     return 0
+
+
+def _request(args):
+    """The MergeRequest the options ask for; an option that cannot be right fails here, in one line."""
+    from harness.errors import ConfigError
+    from harness.merge.run import MergeRequest
+
+    weights, probes = _weights(args.weights), _probes(args.probes)
+    # `not (... <= ...)` also refuses nan, which no comparison lets through
+    if not 0 < args.density <= 1:
+        raise ConfigError(f"--density {args.density}: give the fraction of weights kept, above 0 and at most 1")
+    for flag, value in (("--tolerance", args.tolerance), ("--quantization-tolerance", args.quantization_tolerance)):
+        if value is not None and not 0 <= value < float("inf"):
+            raise ConfigError(f"{flag} {value}: give a finite largest logit difference of 0 or more")
+    if args.dry_run and not args.push_to_hub:
+        raise ConfigError("--dry-run: only meaningful with --push-to-hub REPO")
+    return MergeRequest(
+        base=args.base,
+        adapters=args.adapter,
+        out=args.out,
+        weights=weights,
+        method=args.method,
+        density=args.density,
+        dtype=args.dtype,
+        dequantize=args.dequantize,
+        overwrite=args.overwrite,
+        tolerance=args.tolerance,
+        quantization_tolerance=args.quantization_tolerance,
+        probes=probes,
+        run_dir=args.run,
+    )
+
+
+def _weights(text: str | None) -> list[float] | None:
+    import math
+
+    from harness.errors import ConfigError
+
+    if not text:
+        return None
+    try:
+        weights = [float(w) for w in text.split(",")]
+    except ValueError:
+        raise ConfigError(f"--weights {text}: expected numbers separated by commas, e.g. 0.7,0.3") from None
+    if not all(math.isfinite(w) for w in weights):
+        raise ConfigError(f"--weights {text}: every weight must be a finite number, e.g. 0.7,0.3")
+    return weights
+
+
+def _probes(path: str | None) -> list[str]:
+    from pathlib import Path
+
+    from harness.data.readers import split_lines
+    from harness.errors import HarnessError
+
+    if not path:
+        return []
+    try:
+        probes = [line for line in split_lines(Path(path).read_text(encoding="utf-8")) if line.strip()]
+    except OSError as exc:
+        raise HarnessError(f"--probes {path}: cannot read ({exc.strerror}); give a text file") from None
+    except UnicodeDecodeError as exc:
+        raise HarnessError(f"--probes {path}: not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
+    if not probes:
+        raise HarnessError(f"--probes {path}: no prompts in it; write one probe prompt per line")
+    return probes
+
+
+def _gaps_table(v: dict) -> str:
+    from harness.runs.tables import format_table
+
+    rows = []
+    for label, key in (
+        ("vs base + adapter, unmerged (merge error)", "export_vs_unmerged"),
+        ("vs 4-bit base + adapter, as evaluated (quantization gap)", "export_vs_evaluated_4bit"),
+    ):
+        g = v[key]
+        tol = "-" if g["tolerance"] is None else f"{g['tolerance']:g}"
+        rows.append(
+            (
+                label,
+                f"{g['max_abs_logit_diff']:.3g}",
+                f"{g['mean_abs_logit_diff']:.3g}",
+                f"{g['greedy_token_agreement']:.1%}",
+                tol,
+            )
+        )
+    return format_table(["export", "max |Δlogit|", "mean |Δlogit|", "greedy agree", "tolerance"], rows)
+
+
+class _Print(logging.Handler):
+    def emit(self, record: logging.LogRecord) -> None:
+        print(record.getMessage())
+
+
+@contextlib.contextmanager
+def _shown_on_stdout(name: str):
+    """The INFO lines of the library logger `name` on stdout while the command runs (they reach the
+    command's log as well)."""
+    logger, handler = logging.getLogger(name), _Print()
+    level = logger.level
+    logger.setLevel(logging.INFO)
+    logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)

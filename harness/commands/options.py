@@ -69,7 +69,7 @@ def add_model_options(p: argparse.ArgumentParser, no_base: bool = True) -> None:
         choices=("auto", "fast", "plain"),
         default="auto",
         help="fast: static-cache decoding (CUDA graphs on a GPU), batches on weights dequantized once with "
-        "the adapter merged; plain: 4-bit + peft + transformers' generate; auto (default): fast "
+        "the adapters kept unmerged; plain: 4-bit + peft + transformers' generate; auto (default): fast "
         "where it fits in memory",
     )
 

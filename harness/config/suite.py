@@ -126,7 +126,7 @@ class SuiteConfig(Strict):
     )
     engine: Literal["auto", "fast", "plain"] = Field(
         "auto",
-        description="`fast`: the base dequantized once, static-cache decoding (CUDA graphs on a GPU); `plain`: "
+        description="`fast`: the base dequantized once, adapters kept unmerged, static-cache decoding (CUDA graphs on a GPU); `plain`: "
         "the 4-bit base with peft adapters and transformers' generate; `auto`: fast where it fits, else plain",
     )
     verify: int = Field(

@@ -19,10 +19,9 @@ from collections.abc import Callable, Iterator
 import torch
 
 from harness.config.generation import GenerationSettings
-from harness.engine import sampling
+from harness.engine import fused, sampling
 from harness.engine.batching import left_pad, passes
 from harness.engine.cache import SlotCache, cache_length
-from harness.engine.kernels import fused
 from harness.engine.model_info import end_ids, text_config
 from harness.engine.prefixes import first_width, slots, split
 from harness.engine.step_attention import step_attention

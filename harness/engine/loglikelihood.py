@@ -21,7 +21,7 @@ from collections.abc import Callable
 
 import torch
 
-from harness.engine.kernels import fused
+from harness.engine import fused
 from harness.engine.model_info import context_length
 from harness.engine.requests import (
     Loglikelihood,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 
-from harness.engine.kernels import fused
+from harness.engine import fused
 
 
 def _step_kernels(device) -> str:
@@ -27,7 +27,7 @@ def step_attention(device):
     """The context a one-query step's attention runs in (see `_step_kernels`)."""
     kernels = _step_kernels(device)
     if kernels == "triton":
-        from harness.engine.kernels.decode_attention import one_query_steps
+        from harness.engine.attention import one_query_steps
 
         return one_query_steps()
     if kernels == "efficient":

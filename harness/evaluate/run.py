@@ -17,7 +17,8 @@ from harness import __version__
 from harness.config.generation import expand_grid
 from harness.config.suite import SuiteConfig
 from harness.data.readers import Dataset, load_dataset
-from harness.engine.kernels import fused
+from harness.engine import fused
+from harness.engine.weights import choose_weights
 from harness.errors import ConfigError, DataError
 from harness.evaluate.execute import run_task
 from harness.metrics.aggregate import aggregate, repetition_summary, score_record
@@ -133,7 +134,7 @@ def run_eval(
     run = RunDir(Path(out_root) / (run_id or run_id_for(suite, dataset, identities))).create()
     keep_log_in(run.path / (f"eval-rank{dist.rank}.log" if dist.active else "eval.log"))
     batch_size = suite.batch_size if suite.batch_size != "auto" else eval_batch_size(env)
-    engine, engine_note = models.choose_engine(suite.engine, f"{source}: field 'engine'")
+    engine, engine_note = choose_weights(models, suite.engine, f"{source}: field 'engine'")
     auto_batch = suite.batch_size == "auto" and engine == "dense" and env.device == "cuda"
     if not dist.main:
         log = _quiet

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from harness.errors import HarnessError
+from harness.errors import HarnessError, first_line
 
 _REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
 
@@ -27,6 +27,7 @@ def push(folder: Path, repo_id: str, private: bool = True) -> str:
             folder_path=str(folder), repo_id=repo_id, commit_message="Upload merged model (harness)"
         )
     except Exception as exc:  # hub errors come in many types; all mean the upload did not happen
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise HarnessError(f"--push-to-hub {repo_id}: upload failed ({first}); the export stays in {folder}") from None
+        raise HarnessError(
+            f"--push-to-hub {repo_id}: upload failed ({first_line(exc)}); the export stays in {folder}"
+        ) from None
     return str(getattr(info, "commit_url", repo_id))

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness.errors import ModelError
+from harness.errors import ModelError, first_line
 from harness.model.loading import LoadedBase, base_signature, read_json, resolve_model_ref
 
 WEIGHT_FILES = ("adapter_model.safetensors", "adapter_model.bin")
@@ -59,23 +60,6 @@ class ModelSet:
         else:
             self.peft_model.set_adapter(name)
             yield self.peft_model
-
-    def choose_engine(self, engine: str, where: str, memory: tuple[int, int] | None = None) -> tuple[str, str]:
-        """("dense" or "4bit", a line saying why) for engine auto | fast | plain; `memory`: see dense.plan."""
-        from harness.model.dense import plan
-        from harness.runtime.env import torch_dtype
-
-        if engine == "plain":
-            return "4bit", "engine plain: the 4-bit base with adapters attached, transformers' generate"
-        p = plan(self.base.model, torch_dtype(self.base.compute_dtype), memory)
-        if p.fits:
-            return "dense", (
-                f"engine fast: base weights dequantized to {self.base.compute_dtype} once "
-                f"({_size(p.bytes_needed)}), static-cache decoding" + _kernels_note(self.base.model)
-            )
-        if engine == "fast":
-            raise ModelError(f"{where}: engine fast is not possible here: {p.reason}; use engine auto or plain")
-        return "4bit", f"engine auto: staying on the 4-bit path because {p.reason}" + _kernels_note(self.base.model)
 
     def base_fingerprint(self, announce=None) -> str:
         """The base's content hash (harness.model.fingerprint), computed once; `announce` as there."""
@@ -145,9 +129,8 @@ def check_weights_readable(directory: Path) -> None:
             for name in names[-1:]:  # the last tensor ends the file: a cut file fails here
                 f.get_slice(name)
     except (SafetensorError, OSError) as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
         raise ModelError(
-            f"{weights}: unreadable ({first}); the file is damaged or cut short: copy it again "
+            f"{weights}: unreadable ({first_line(exc, 160)}); the file is damaged or cut short: copy it again "
             "or train the adapter again"
         ) from None
 
@@ -179,38 +162,39 @@ def check_against(info: AdapterInfo, ref: str, path: str, actual: dict) -> None:
 
 
 def attach_adapters(base: LoadedBase, adapters: dict[str, str]) -> ModelSet:
-    from peft import PeftModel
-
     infos = {name: inspect_adapter(name, path) for name, path in adapters.items()}
     for info in infos.values():
         check_compatible(info, base)
     model_set = ModelSet(base=base, adapters=infos)
-    for info in infos.values():
-        try:
-            if model_set.peft_model is None:
-                model_set.peft_model = PeftModel.from_pretrained(base.model, info.path, adapter_name=info.name)
-            else:
-                model_set.peft_model.load_adapter(info.path, adapter_name=info.name)
-        except (RuntimeError, ValueError, KeyError) as exc:
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
-            raise ModelError(f"adapter '{info.name}' ({info.path}) does not fit base '{base.ref}': {first}") from None
-    if model_set.peft_model is not None:
+    if infos:
+        model_set.peft_model = load_adapters(base.model, list(infos.values()), base.ref)
         model_set.peft_model.eval()
     else:
         base.model.eval()
     return model_set
 
 
-def _kernels_note(model) -> str:
-    from harness.engine.kernels import fused
-    from harness.engine.step_attention import step_attention_note
+def load_adapters(model, infos: list[AdapterInfo], ref: str):
+    """`model` under peft with each adapter loaded by its name (the first one active); an adapter that
+    does not fit the base `ref` is refused in one line."""
+    from peft import PeftModel
 
-    notes = [note for note in (fused.describe(model), step_attention_note(model)) if note]
-    return "".join(f", {note}" for note in notes)
-
-
-def _size(n: int) -> str:
-    return f"{n / 2**30:.1f} GiB" if n >= 2**30 else f"{n / 2**20:.1f} MiB"
+    peft_model = None
+    for info in infos:
+        try:
+            with warnings.catch_warnings():
+                # An adapter trained on a 4-bit GPT-2 saw its Conv1D layers in nn.Linear layout; on the Conv1D
+                # itself peft flips fan_in_fan_out to match, which is right, and says so on stderr.
+                warnings.filterwarnings("ignore", message="fan_in_fan_out is set to False", category=UserWarning)
+                if peft_model is None:
+                    peft_model = PeftModel.from_pretrained(model, info.path, adapter_name=info.name)
+                else:
+                    peft_model.load_adapter(info.path, adapter_name=info.name)
+        except (RuntimeError, ValueError, KeyError) as exc:
+            raise ModelError(
+                f"adapter '{info.name}' ({info.path}) does not fit base '{ref}': {first_line(exc)}"
+            ) from None
+    return peft_model
 
 
 def _safe_resolve(ref: str) -> str | None:

@@ -22,7 +22,6 @@ from harness.runtime.env import release_cuda_memory
 class DensePlan:
     fits: bool
     bytes_needed: int
-    bytes_free: int | None
     reason: str  # why the dense path is not taken ("" when it is)
 
 
@@ -35,11 +34,11 @@ def plan(model, dtype, memory: tuple[int, int] | None = None) -> DensePlan:
 
     needed = dequantized_bytes(model, dtype)
     if not needed:  # nothing to dequantize: the model already computes densely
-        return DensePlan(True, 0, None, "")
+        return DensePlan(True, 0, "")
     device = next(model.parameters()).device
     if memory is None:
         if device.type != "cuda":
-            return DensePlan(True, needed, None, "")
+            return DensePlan(True, needed, "")
         memory = torch.cuda.mem_get_info(device)
     free, total = memory
     # Keep room beside the copy for the KV cache and activations of a useful batch.
@@ -48,12 +47,11 @@ def plan(model, dtype, memory: tuple[int, int] | None = None) -> DensePlan:
         return DensePlan(
             False,
             needed,
-            free,
             f"a {dtype_name(dtype)} copy of the base needs {needed / 2**30:.1f} GiB "
             f"plus {headroom / 2**30:.1f} GiB of room and {free / 2**30:.1f} GiB "
             f"are free",
         )
-    return DensePlan(True, needed, free, "")
+    return DensePlan(True, needed, "")
 
 
 def dtype_name(dtype) -> str:

@@ -60,7 +60,7 @@ def use_varlen_attention(plan: Plan, model) -> str | None:
     """Switch to varlen attention where the plan says so; returns the implementation to restore."""
     if not plan.varlen_attention:
         return None
-    from harness.engine.kernels.varlen_attention import use_varlen_attention as switch
+    from harness.engine.varlen_attention import use_varlen_attention as switch
 
     try:
         return switch(model)

@@ -229,7 +229,7 @@ def _varlen_attention(
     # Only in place of sdpa: flash or flex attention already attend within sequences, eager is a choice.
     if not padding_free or attention != "sdpa" or env.device != "cuda":
         return False
-    from harness.engine.kernels.varlen_attention import unavailable_reason
+    from harness.engine.varlen_attention import unavailable_reason
 
     reason = unavailable_reason(env.device, compute_dtype_name(env, config.quantization.compute_dtype))
     why["attention"] = (

@@ -231,11 +231,12 @@ def test_engine_is_part_of_the_record_key(tmp_path, eval_adapter, suite_config, 
 
 def test_too_little_memory_keeps_the_4bit_path_and_says_why(models):
     """A GPU too small for the dense copy: auto falls back, fast is a one-line error."""
+    from harness.engine.weights import choose_weights
     from harness.errors import ModelError
 
     needed = 4 << 20  # the tiny model's fp32 copy is ~1 MiB; pretend a GPU with almost nothing free
-    kind, note = models.choose_engine("auto", "suite.yaml: field 'engine'", memory=(needed, 8 << 30))
-    assert kind == "4bit" and "staying on the 4-bit path" in note and "GiB are free" in note
+    weights, note = choose_weights(models, "auto", "suite.yaml: field 'engine'", memory=(needed, 8 << 30))
+    assert weights == "4bit" and "staying on the 4-bit path" in note and "GiB are free" in note
     with pytest.raises(ModelError, match="engine fast is not possible here"):
-        models.choose_engine("fast", "suite.yaml: field 'engine'", memory=(needed, 8 << 30))
-    assert models.choose_engine("auto", "x", memory=(64 << 30, 80 << 30))[0] == "dense"
+        choose_weights(models, "fast", "suite.yaml: field 'engine'", memory=(needed, 8 << 30))
+    assert choose_weights(models, "auto", "x", memory=(64 << 30, 80 << 30))[0] == "dense"

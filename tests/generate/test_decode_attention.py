@@ -75,6 +75,7 @@ def test_kernel_computes_softmax_attention_and_repeats_its_bits(rows, heads, kv_
 def test_transformers_sdpa_runs_the_kernel_for_one_query_only(monkeypatch):
     from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
+    from harness.engine.attention import one_query_steps
     from harness.engine.kernels import decode_attention
 
     sdpa = ALL_ATTENTION_FUNCTIONS["sdpa"]
@@ -87,7 +88,7 @@ def test_transformers_sdpa_runs_the_kernel_for_one_query_only(monkeypatch):
     k = torch.randn(2, 4, 40, 64, dtype=torch.bfloat16, device="cuda")
     v = torch.randn_like(k)
     with torch.inference_mode():
-        with decode_attention.one_query_steps():
+        with one_query_steps():
             one, _ = ALL_ATTENTION_FUNCTIONS["sdpa"](module, q1, k, v, None, scaling=0.125, is_causal=False)
             assert len(calls) == 1
             ALL_ATTENTION_FUNCTIONS["sdpa"](module, q8, k, v, None, scaling=0.125, is_causal=False)

@@ -19,8 +19,9 @@ pytestmark = pytest.mark.skipif(
 @pytest.mark.parametrize("dense", [False, True], ids=["4bit", "dense"])
 def test_lora_kernels_compute_what_peft_computes(gen_adapter, tiny_ref, dense):
     from harness.config.model import Quantization
-    from harness.engine.kernels import fused
-    from harness.engine.kernels.lora import MAX_ROWS, install, lora_layers
+    from harness.engine import fused
+    from harness.engine.fused_lora import install, lora_layers
+    from harness.engine.kernels.lora import MAX_ROWS
     from harness.model.adapters import attach_adapters
     from harness.model.loading import load_base
     from harness.runtime.env import detect
@@ -50,6 +51,7 @@ def test_lora_kernels_compute_what_peft_computes(gen_adapter, tiny_ref, dense):
 @pytest.mark.parametrize("rows", [3, 3000])
 def test_siblings_reading_one_input_share_one_down_kernel(gen_adapter, tiny_ref, monkeypatch, rows):
     from harness.config.model import Quantization
+    from harness.engine import fused_lora
     from harness.engine.kernels import lora as lora_kernels
     from harness.model.adapters import attach_adapters
     from harness.model.loading import load_base
@@ -58,8 +60,8 @@ def test_siblings_reading_one_input_share_one_down_kernel(gen_adapter, tiny_ref,
     models = attach_adapters(load_base(tiny_ref, Quantization(compute_dtype="bf16"), detect()), {"a": gen_adapter})
     torch.manual_seed(0)
     with models.use("a") as model, torch.inference_mode():
-        layers = lora_kernels.lora_layers(model)
-        groups = lora_kernels.sibling_groups(model.get_base_model(), layers)
+        layers = fused_lora.lora_layers(model)
+        groups = fused_lora.sibling_groups(model.get_base_model(), layers)
         assert groups and all(len(group) > 1 for group in groups)
         group = groups[0]
         x = torch.randn(rows, 1, group[0].in_features, dtype=torch.bfloat16, device="cuda")
@@ -67,7 +69,7 @@ def test_siblings_reading_one_input_share_one_down_kernel(gen_adapter, tiny_ref,
         ranks = []
         down = lora_kernels.down
         monkeypatch.setattr(lora_kernels, "down", lambda x, a: ranks.append(a.shape[0]) or down(x, a))
-        lora_kernels.install(layers, siblings=groups)
+        fused_lora.install(layers, siblings=groups)
         try:
             actual = [layer(x) for layer in group]
         finally:

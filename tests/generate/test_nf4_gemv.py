@@ -95,8 +95,9 @@ def test_a_lora_in_the_epilogue_adds_what_the_lora_kernels_add():
 
 def test_fused_kernels_run_an_adapted_4bit_layers_token_in_the_nf4_kernel(gen_adapter, tiny_ref, monkeypatch):
     from harness.config.model import Quantization
-    from harness.engine.kernels import fused, nf4_gemv
-    from harness.engine.kernels.lora import lora_layers
+    from harness.engine import fused
+    from harness.engine.fused_lora import lora_layers
+    from harness.engine.kernels import nf4_gemv
     from harness.model.adapters import attach_adapters
     from harness.model.loading import load_base
     from harness.runtime.env import detect
@@ -120,7 +121,8 @@ def test_fused_kernels_run_an_adapted_4bit_layers_token_in_the_nf4_kernel(gen_ad
 
 
 def test_install_routes_one_row_calls_and_nothing_else():
-    from harness.engine.kernels.nf4_gemv import install, nf4_layers, nf4_matvec
+    from harness.engine.fused_nf4 import install, nf4_layers
+    from harness.engine.kernels.nf4_gemv import nf4_matvec
 
     torch.manual_seed(0)
     layer = _layer(256, 1024, 64, True)
@@ -156,7 +158,8 @@ class _GatedMLP(torch.nn.Module):
 
 
 def test_a_gated_mlp_runs_gate_up_and_silu_in_one_kernel():
-    from harness.engine.kernels.nf4_gemv import glu_mlps, install, install_glu, nf4_layers, nf4_matvec
+    from harness.engine.fused_nf4 import glu_mlps, install, install_glu, nf4_layers
+    from harness.engine.kernels.nf4_gemv import nf4_matvec
 
     torch.manual_seed(0)
     mlp = _GatedMLP(1024, 2816)

@@ -42,7 +42,7 @@ def adapters(tmp_path_factory, harness_cache) -> tuple[Path, Path]:
 def _merge(**kwargs):
     from harness.merge.run import MergeRequest, merge
 
-    return merge(MergeRequest(**{"base": "tiny:llama-ko", "dtype": "fp32", **kwargs}), log=quiet)
+    return merge(MergeRequest(**{"base": "tiny:llama-ko", "dtype": "fp32", **kwargs}))
 
 
 def _logits_and_greedy(model, tokenizer):

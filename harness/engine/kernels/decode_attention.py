@@ -1,9 +1,9 @@
 """A decoding step's attention (one query per row) in Triton kernels that give the same bits every call.
 
 PyTorch picks cuDNN's attention on Hopper, and for one query per row cuDNN's results vary between
-identical calls (up to 1e-3 on an H200): two identical eval runs gave different greedy answers near
-ties. PyTorch's memory-efficient kernel repeats exactly but read a 256-row cache at less than half
-cuDNN's speed (benchmarks/RESULTS.md), and a step at 256 rows is mostly reading the cache. Here each (row, head) reads its keys and values in a fixed order; where rows × heads are
+identical calls: two identical eval runs gave different greedy answers near ties. PyTorch's
+memory-efficient kernel repeats exactly but reads a long cache at less than half cuDNN's speed
+(benchmarks/RESULTS.md), and a step over many rows is mostly reading the cache. Here each (row, head) reads its keys and values in a fixed order; where rows × heads are
 too few to fill the GPU (a streamed answer), each one's slots are split into chunks whose partial
 softmax sums are combined by a second kernel, again in a fixed order. No atomics, so the result
 depends only on the inputs and the shapes.
@@ -16,7 +16,6 @@ differ from SDPA's in the last bits, as any change of kernel does.
 
 from __future__ import annotations
 
-import contextlib
 import math
 
 import torch
@@ -92,9 +91,29 @@ def _partial(
     mask_row = mask_ptr + b * mask_b + h * mask_h
     start = part * chunk
     stop = tl.minimum(start + chunk, slots)
-    # The live range: from the first slot the mask shows to the last. A first pass over the mask
-    # alone (2 bytes a slot against the 4·D of keys and values) leaves the main loop free of
-    # branches, so Triton can pipeline its loads.
+    lo, hi = _live_range(mask_row, mask_s, start, stop, hidden, BLOCK, HAS_MASK, BOOL_MASK)
+    q = tl.load(q_ptr + b * q_b + h * q_h + d).to(tl.float32) * (scale * 1.4426950408889634)
+    k_row = k_ptr + b * k_b + kv * k_h
+    v_row = v_ptr + b * v_b + kv * v_h
+    m, total, acc = _softmax_sums(
+        q, k_row, k_s, v_row, v_s, d, mask_row, mask_s, lo, hi, hidden, D, BLOCK, STAGES, HAS_MASK, BOOL_MASK
+    )
+    if SPLIT:
+        at = bh * tl.num_programs(1) + part
+        tl.store(m_ptr + at, m)
+        tl.store(l_ptr + at, total)
+        tl.store(acc_ptr + at * D + d, acc)
+    else:
+        tl.store(out_ptr + b * o_b + h * o_h + d, (acc / total).to(out_ptr.dtype.element_ty))
+
+
+@triton.jit
+def _live_range(
+    mask_row, mask_s, start, stop, hidden, BLOCK: tl.constexpr, HAS_MASK: tl.constexpr, BOOL_MASK: tl.constexpr
+):
+    """The live range of slots start … stop: from the first slot the mask shows to the last. A first
+    pass over the mask alone (2 bytes a slot against the 4·D of keys and values) leaves the main loop
+    free of branches, so Triton can pipeline its loads."""
     lo = stop
     hi = start
     for first in range(start, stop, BLOCK):
@@ -102,7 +121,30 @@ def _partial(
         live = _bias(mask_row, s * mask_s, s < stop, hidden, HAS_MASK, BOOL_MASK) > float("-inf")
         lo = tl.minimum(lo, tl.min(tl.where(live, s, stop), 0))
         hi = tl.maximum(hi, tl.max(tl.where(live, s + 1, start), 0))
-    q = tl.load(q_ptr + b * q_b + h * q_h + d).to(tl.float32) * (scale * 1.4426950408889634)
+    return lo, hi
+
+
+@triton.jit
+def _softmax_sums(
+    q,
+    keys_ptr,
+    k_s,
+    values_ptr,
+    v_s,
+    d,
+    mask_row,
+    mask_s,
+    lo,
+    hi,
+    hidden,
+    D: tl.constexpr,
+    BLOCK: tl.constexpr,
+    STAGES: tl.constexpr,
+    HAS_MASK: tl.constexpr,
+    BOOL_MASK: tl.constexpr,
+):
+    """(running max, sum of exponentials, weighted sum of values) over slots lo … hi of one (row, head),
+    in fp32 and log2 units; q is scaled to them. keys_ptr and values_ptr: the row's kv head's slot 0."""
     # A finite floor, so a part with nothing live leaves its sums at zero instead of NaN.
     m = tl.full((), -1.0e30, tl.float32)
     total = tl.zeros((), tl.float32)
@@ -111,8 +153,8 @@ def _partial(
         s = first + tl.arange(0, BLOCK)
         bias = _bias(mask_row, s * mask_s, s < hi, hidden, HAS_MASK, BOOL_MASK)
         live = (bias > float("-inf"))[:, None]  # hidden slots inside the range are not read either
-        keys = tl.load(k_ptr + b * k_b + kv * k_h + s[:, None] * k_s + d[None, :], mask=live, other=0.0)
-        values = tl.load(v_ptr + b * v_b + kv * v_h + s[:, None] * v_s + d[None, :], mask=live, other=0.0)
+        keys = tl.load(keys_ptr + s[:, None] * k_s + d[None, :], mask=live, other=0.0)
+        values = tl.load(values_ptr + s[:, None] * v_s + d[None, :], mask=live, other=0.0)
         score = tl.sum(keys.to(tl.float32) * q[None, :], 1) + bias
         top = tl.maximum(m, tl.max(score, 0))
         p = tl.exp2(score - top)
@@ -120,13 +162,7 @@ def _partial(
         acc = acc * keep + tl.sum(p[:, None] * values.to(tl.float32), 0)
         total = total * keep + tl.sum(p, 0)
         m = top
-    if SPLIT:
-        at = bh * tl.num_programs(1) + part
-        tl.store(m_ptr + at, m)
-        tl.store(l_ptr + at, total)
-        tl.store(acc_ptr + at * D + d, acc)
-    else:
-        tl.store(out_ptr + b * o_b + h * o_h + d, (acc / total).to(out_ptr.dtype.element_ty))
+    return m, total, acc
 
 
 @triton.jit
@@ -192,23 +228,8 @@ def attention(
     parts = _parts(rows * heads, slots)
     chunk = triton.cdiv(triton.cdiv(slots, parts), BLOCK) * BLOCK
     parts = triton.cdiv(slots, chunk)
-    if mask is None:
-        mask_args = (query, 0, 0, 0)
-    else:
-        if mask.dtype == torch.bool:
-            mask = mask.view(torch.uint8)
-        mask_args = (
-            mask,
-            mask.stride(0) if mask.shape[0] > 1 else 0,
-            mask.stride(1) if mask.shape[1] > 1 else 0,
-            mask.stride(3),
-        )
-    if parts > 1:
-        m = torch.empty((rows * heads, parts), dtype=torch.float32, device=query.device)
-        total = torch.empty_like(m)
-        acc = torch.empty((rows * heads, parts, size), dtype=torch.float32, device=query.device)
-    else:
-        m = total = acc = out
+    mask_args = _mask_args(query, mask)
+    m, total, acc = _partial_sums(out, rows * heads, parts)
     _partial[(rows * heads, parts)](
         query,
         key,
@@ -224,14 +245,9 @@ def attention(
         chunk,
         scale,
         torch.finfo(mask_args[0].dtype).min if mask_args[0].is_floating_point() else 0.0,
-        query.stride(0),
-        query.stride(1),
-        key.stride(0),
-        key.stride(1),
-        key.stride(2),
-        value.stride(0),
-        value.stride(1),
-        value.stride(2),
+        *query.stride()[:2],
+        *key.stride()[:3],
+        *value.stride()[:3],
         *mask_args[1:],
         out.stride(0),
         out.stride(2),
@@ -239,7 +255,7 @@ def attention(
         BLOCK=BLOCK,
         STAGES=STAGES,
         HAS_MASK=mask is not None,
-        BOOL_MASK=mask is not None and mask.dtype == torch.uint8,
+        BOOL_MASK=mask is not None and mask_args[0].dtype == torch.uint8,
         SPLIT=parts > 1,
         num_warps=WARPS,
     )
@@ -260,37 +276,30 @@ def attention(
     return out
 
 
+def _partial_sums(out: torch.Tensor, pairs: int, parts: int) -> tuple:
+    """Where a split's parts leave their running max, sum and weighted values (fp32, per (row, head)
+    and part) for `_combine`; with one part the kernel writes `out` and these are not read."""
+    if parts <= 1:
+        return out, out, out
+    m = torch.empty((pairs, parts), dtype=torch.float32, device=out.device)
+    return m, torch.empty_like(m), torch.empty((pairs, parts, out.shape[-1]), dtype=torch.float32, device=out.device)
+
+
+def _mask_args(query: torch.Tensor, mask: torch.Tensor | None) -> tuple:
+    """(the mask, its row, head and slot strides), a bool mask as bytes; the query and zeros for no mask
+    (the kernel reads none). A dimension of one broadcasts: stride 0."""
+    if mask is None:
+        return (query, 0, 0, 0)
+    if mask.dtype == torch.bool:
+        mask = mask.view(torch.uint8)
+    return (
+        mask,
+        mask.stride(0) if mask.shape[0] > 1 else 0,
+        mask.stride(1) if mask.shape[1] > 1 else 0,
+        mask.stride(3),
+    )
+
+
 def _parts(pairs: int, slots: int) -> int:
     """Chunks per (row, head): one where rows × heads fill the GPU, else enough to, down to a block each."""
     return max(1, min(PROGRAMS // pairs, triton.cdiv(slots, BLOCK)))
-
-
-@contextlib.contextmanager
-def one_query_steps():
-    """transformers' SDPA attention with one query per row (see `qualifies`) run by `attention`,
-    everything else by SDPA as before; put back on exit."""
-    from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
-
-    local = ALL_ATTENTION_FUNCTIONS._local_mapping
-    had, before = "sdpa" in local, local.get("sdpa")
-    sdpa = ALL_ATTENTION_FUNCTIONS["sdpa"]
-
-    def dispatch(module, query, key, value, attention_mask, dropout=0.0, scaling=None, **kwargs):
-        if (
-            dropout == 0.0
-            and not kwargs.get("softcap")
-            and kwargs.get("position_bias") is None
-            and kwargs.get("cache") is None
-            and qualifies(query, key, value, attention_mask)
-        ):
-            return attention(query, key, value, attention_mask, scaling), None
-        return sdpa(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs)
-
-    local["sdpa"] = dispatch
-    try:
-        yield
-    finally:
-        if had:
-            local["sdpa"] = before
-        else:
-            local.pop("sdpa", None)

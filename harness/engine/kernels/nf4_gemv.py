@@ -16,8 +16,6 @@ last bits, as any change of kernel does (`harness eval --verify` measures what t
 
 from __future__ import annotations
 
-import functools
-
 import torch
 import triton
 import triton.language as tl
@@ -157,17 +155,17 @@ def _row_products(
 
 @triton.jit
 def _gemv(
-    x_ptr,
-    w_ptr,
-    absmax_ptr,
-    code2_ptr,
-    absmax2_ptr,
-    offset_ptr,
-    w_up_ptr,
-    absmax_up_ptr,
-    code2_up_ptr,
-    absmax2_up_ptr,
-    offset_up_ptr,
+    x,
+    w,
+    absmax,
+    code2,
+    absmax2,
+    offset,
+    w_up,
+    absmax_up,
+    code2_up,
+    absmax2_up,
+    offset_up,
     y_ptr,
     h_ptr,
     b_ptr,
@@ -185,37 +183,21 @@ def _gemv(
     RANK: tl.constexpr,
     ROUND_FIRST: tl.constexpr,
 ):
-    """y = bf16(W x) for one row x (see `_row_products`). GLU: y = bf16(silu(bf16(W x))) · bf16(W_up x),
-    a gated MLP's activation as Liger's SwiGLU kernel computes it from the two projections. With
-    RANK > 0, plus a LoRA's up product as lora_kernels._up_add adds it: (Σ_r B[n, r] · h[r]) · lora_scale."""
+    """y = bf16(W x) for one row x (see `_row_products`, whose pointers these are; w_up … offset_up:
+    the up projection's). GLU: y = `_silu_times`(y, bf16(W_up x)). RANK > 0: plus a LoRA (`_plus_lora`)."""
     rows = tl.program_id(0) * ROWS + tl.arange(0, ROWS)
     row_in = rows < N
     rows = tl.where(row_in, rows, 0)
-    y = _row_products(
-        x_ptr,
-        w_ptr,
-        absmax_ptr,
-        code2_ptr,
-        absmax2_ptr,
-        offset_ptr,
-        rows,
-        K,
-        BLOCKSIZE,
-        NESTED,
-        BLOCK2,
-        ROWS,
-        HALF,
-        MASKED,
-        ASM,
-    ).to(tl.bfloat16)
+    y = _row_products(x, w, absmax, code2, absmax2, offset, rows, K, BLOCKSIZE, NESTED, BLOCK2, ROWS, HALF, MASKED, ASM)
+    y = y.to(tl.bfloat16)
     if GLU:
         up = _row_products(
-            x_ptr,
-            w_up_ptr,
-            absmax_up_ptr,
-            code2_up_ptr,
-            absmax2_up_ptr,
-            offset_up_ptr,
+            x,
+            w_up,
+            absmax_up,
+            code2_up,
+            absmax2_up,
+            offset_up,
             rows,
             K,
             BLOCKSIZE,
@@ -226,36 +208,33 @@ def _gemv(
             MASKED,
             ASM,
         ).to(tl.bfloat16)
-        gate = y.to(tl.float32)
-        # a product of two bf16 values is exact in fp32, so this rounds once, as a bf16 product does
-        y = ((gate * tl.sigmoid(gate)).to(tl.bfloat16).to(tl.float32) * up.to(tl.float32)).to(tl.bfloat16)
+        y = _silu_times(y, up)
     if RANK > 0:
-        ranks = tl.arange(0, RANK)
-        lora = (
-            tl.sum(tl.load(b_ptr + rows[:, None] * RANK + ranks[None, :]) * tl.load(h_ptr + ranks)[None, :], axis=1)
-            * lora_scale
-        )
-        if ROUND_FIRST:
-            lora = lora.to(tl.bfloat16).to(tl.float32)
-        y = (y.to(tl.float32) + lora).to(tl.bfloat16)
+        y = _plus_lora(y, rows, h_ptr, b_ptr, lora_scale, RANK, ROUND_FIRST)
     tl.store(y_ptr + rows, y, mask=row_in)
 
 
-def nf4_layers(model) -> list:
-    """The bitsandbytes 4-bit linear layers of `model` (whichever `install` then routes per call)."""
-    try:
-        from bitsandbytes.nn import Linear4bit
-    except ImportError:
-        return []
-    return [m for m in model.modules() if isinstance(m, Linear4bit)]
+@triton.jit
+def _silu_times(y, up):
+    """bf16(silu(y)) · up, rounded to bf16, for bf16 y and up: a gated MLP's activation as Liger's
+    SwiGLU kernel computes it from the two projections."""
+    gate = y.to(tl.float32)
+    # a product of two bf16 values is exact in fp32, so this rounds once, as a bf16 product does
+    return ((gate * tl.sigmoid(gate)).to(tl.bfloat16).to(tl.float32) * up.to(tl.float32)).to(tl.bfloat16)
 
 
-def install(layers: list) -> None:
-    """Route these layers (from `nf4_layers`) through the kernel where a call qualifies (see
-    `qualifies`); every other call takes bitsandbytes' forward. Instance attributes only: the
-    caller restores them."""
-    for layer in layers:
-        layer.forward = functools.partial(_forward, layer, layer.forward)
+@triton.jit
+def _plus_lora(y, rows, h_ptr, b_ptr, lora_scale, RANK: tl.constexpr, ROUND_FIRST: tl.constexpr):
+    """bf16 y plus a LoRA's up product for these rows, as harness.engine.kernels.lora's `_up_add` adds it:
+    (Σ_r B[n, r] · h[r]) · lora_scale in fp32 (rounded to bf16 first with ROUND_FIRST), the sum rounded to bf16."""
+    ranks = tl.arange(0, RANK)
+    lora = (
+        tl.sum(tl.load(b_ptr + rows[:, None] * RANK + ranks[None, :]) * tl.load(h_ptr + ranks)[None, :], axis=1)
+        * lora_scale
+    )
+    if ROUND_FIRST:
+        lora = lora.to(tl.bfloat16).to(tl.float32)
+    return (y.to(tl.float32) + lora).to(tl.bfloat16)
 
 
 def warm_up(layers: list) -> None:
@@ -318,38 +297,6 @@ def _weights(layer) -> tuple:
     return (layer.weight.data,) + (state.absmax,) * 4
 
 
-def glu_mlps(model) -> list:
-    """`model`'s gated MLPs with SiLU (Llama's, Mistral's, Qwen's: gate_proj, up_proj, down_proj)
-    whose gate and up projections are both plain 4-bit layers (no LoRA on them)."""
-    try:
-        from bitsandbytes.nn import Linear4bit
-    except ImportError:
-        return []
-    return [
-        m
-        for m in model.modules()
-        if isinstance(getattr(m, "gate_proj", None), Linear4bit)
-        and isinstance(getattr(m, "up_proj", None), Linear4bit)
-        and hasattr(m, "down_proj")
-        and _is_silu(getattr(m, "act_fn", None))
-    ]
-
-
-def _is_silu(act) -> bool:
-    """torch's SiLU, or transformers' (SiLUActivation: F.silu, unless a hub kernel replaced it)."""
-    return type(act) is torch.nn.SiLU or (
-        type(act).__name__ == "SiLUActivation" and type(act).__module__ == "transformers.activations"
-    )
-
-
-def install_glu(mlps: list) -> None:
-    """Route these MLPs (from `glu_mlps`) through one kernel for gate, up and the activation where a
-    call qualifies (see `glu_matches`), then their down projection; every other call takes the
-    module's forward. Instance attributes only: the caller restores them."""
-    for mlp in mlps:
-        mlp.forward = functools.partial(_glu_forward, mlp, mlp.forward)
-
-
 def glu_matches(gate, up, x: torch.Tensor) -> bool:
     """Whether gate and up can run in one kernel on x: each qualifies, with the same layout."""
     if not (qualifies(gate, x) and qualifies(up, x)):
@@ -363,22 +310,10 @@ def glu_matches(gate, up, x: torch.Tensor) -> bool:
     )
 
 
-def _glu_forward(mlp, original, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
-    if not args and not kwargs and glu_matches(mlp.gate_proj, mlp.up_proj, x):
-        return mlp.down_proj(nf4_matvec(mlp.gate_proj, x, up_layer=mlp.up_proj))
-    return original(x, *args, **kwargs)
-
-
 def _config(state) -> tuple[int, bool]:
     """(bytes per row per loop step, whether the last step is partial). 1,024 bytes measured best;
     a partial step costs less than the short steps a width like 11,008 (5,504 bytes) divides into."""
     return 1024, (state.shape[1] // 2) % 1024 != 0
-
-
-def _forward(layer, original, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
-    if not args and not kwargs and qualifies(layer, x):
-        return nf4_matvec(layer, x)
-    return original(x, *args, **kwargs)
 
 
 def qualifies(layer, x: torch.Tensor) -> bool:

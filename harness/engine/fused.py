@@ -1,11 +1,12 @@
 """Fused kernels inside the fast engine's forwards on a GPU: Liger's RMSNorm, rotary embedding and
-SwiGLU, LoRA in two Triton kernels (harness.engine.kernels.lora), and one-token products with NF4 weights
-in one Triton kernel (harness.engine.kernels.nf4_gemv) for decoding on the 4-bit base, with a gated MLP's gate
-and up projections and its activation in one.
+SwiGLU, LoRA in two Triton kernels (harness.engine.kernels.lora, routed by harness.engine.fused_lora), and
+one-token products with NF4 weights in one Triton kernel (harness.engine.kernels.nf4_gemv, routed by
+harness.engine.fused_nf4) for decoding on the 4-bit base, with a gated MLP's gate and up projections and
+its activation in one.
 
 In transformers' modules each of Liger's three is a chain of elementwise kernels with float32
 round trips: in a prefill they cost about as much GPU time as the matmuls, and in a one-token step
-they are, with peft's six or seven kernels per LoRA, most of the ~2,000 kernels per token. Liger
+they are, with peft's six or seven kernels per LoRA, most of a step's kernels. Liger
 computes each in one kernel, in float32, rounding once where the chain rounds after every
 operation, so logits differ from the plain path's in the last bits, as any change of kernel does
 (`harness eval --verify` measures what that does to answers). The patches are applied for the
@@ -71,14 +72,14 @@ def fused_kernels(model):
                 modeling.apply_rotary_pos_emb = _rope_as_one_sequence
         nf4_layers = _nf4_layers(model)
         if nf4_layers:
-            from harness.engine.kernels import nf4_gemv
+            from harness.engine import fused_nf4
 
-            nf4_gemv.install(nf4_layers)
-            nf4_gemv.install_glu(nf4_gemv.glu_mlps(inner))
+            fused_nf4.install(nf4_layers)
+            fused_nf4.install_glu(fused_nf4.glu_mlps(inner))
         if layers := _lora_layers(model):
-            from harness.engine.kernels import lora as lora_kernels
+            from harness.engine import fused_lora
 
-            lora_kernels.install(layers, nf4=bool(nf4_layers), siblings=lora_kernels.sibling_groups(inner, layers))
+            fused_lora.install(layers, nf4=bool(nf4_layers), siblings=fused_lora.sibling_groups(inner, layers))
         yield model
     finally:
         for name, value in saved_globals.items():
@@ -95,7 +96,7 @@ def _rope_as_one_sequence(q, k, cos, sin, position_ids=None, unsqueeze_dim=1):
 
     Liger's kernel takes the batch size as a compile-time constant that it never computes with, so
     each new batch size (a length-sorted eval's last batch, every shrink of a batched decode) is a
-    new compilation: about 10 s of stall per size on a cold Triton cache. As one sequence, every
+    new compilation, seconds of stall per size on a cold Triton cache. As one sequence, every
     call reaches the same compilations as a batch of one. Each row is rotated by its own cos/sin
     row either way, so the results are the same bits."""
     from liger_kernel.transformers.rope import liger_rotary_pos_emb
@@ -132,7 +133,7 @@ def _lora_layers(model) -> list:
     """The model's LoRA linear layers, where Triton is installed to run them fused."""
     if not triton_installed():
         return []
-    from harness.engine.kernels.lora import lora_layers
+    from harness.engine.fused_lora import lora_layers
 
     return lora_layers(_inner(model))
 
@@ -141,7 +142,7 @@ def _nf4_layers(model) -> list:
     """The model's 4-bit linear layers, where Triton is installed to run their one-token products."""
     if not triton_installed():
         return []
-    from harness.engine.kernels.nf4_gemv import nf4_layers
+    from harness.engine.fused_nf4 import nf4_layers
 
     return nf4_layers(_inner(model))
 
@@ -189,8 +190,8 @@ def warm_up(model) -> float:
         for length in (1, 16, 17):
             model(input_ids=torch.ones((1, length), dtype=torch.long, device=device), use_cache=False)
     if layers := _lora_layers(model):
-        from harness.engine.kernels.lora import sibling_groups
-        from harness.engine.kernels.lora import warm_up as lora_warm_up
+        from harness.engine.fused_lora import sibling_groups
+        from harness.engine.fused_lora import warm_up as lora_warm_up
 
         lora_warm_up(layers, sibling_groups(_inner(model), layers))
     if layers := _nf4_layers(model):
