@@ -9,6 +9,7 @@ import time
 from harness import __version__
 from harness.config import TrainConfig
 from harness.model.loading import base_signature
+from harness.model.probe import prompt_logits
 from harness.runtime.env import Environment, peak_memory_bytes
 from harness.train.plan import Plan
 
@@ -57,16 +58,9 @@ def history_from_logs(log_history: list[dict]) -> list[dict]:
 
 def probe_logits(model, tokenizer, row: dict, top: int = 10) -> dict:
     """Last-position logits on one training prompt, so a reload can be checked against them."""
-    import torch
-
     text = row.get("text") or (row["prompt"] if isinstance(row.get("prompt"), str) else json.dumps(row["prompt"]))
     ids = tokenizer(text, return_tensors="pt", add_special_tokens=False).input_ids[:, -256:]
-    was_training = model.training
-    model.eval()
-    with torch.no_grad():
-        logits = model(input_ids=ids.to(model.device)).logits[0, -1].float().cpu()
-    if was_training:
-        model.train()
+    logits = prompt_logits(model, ids)[-1]
     values, indices = logits.topk(min(top, logits.numel()))
     return {
         "text": text,
