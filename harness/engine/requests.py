@@ -46,6 +46,7 @@ class Generated:
     stop_reason: str  # stop | eos | length | interrupted
     time_s: float = 0.0  # wall time of the batch (or the single streamed answer) that produced it
     batch_size: int = 1
+    tokens: tuple[int, ...] = ()  # the new tokens the output was decoded from (end tokens and padding dropped)
 
 
 @dataclass(frozen=True)

@@ -69,7 +69,9 @@ def decode_answer(
         # stops only every few steps may have gone further, which must not count.
         while kept and cut_at_stop(tokenizer.decode(kept[:-1], skip_special_tokens=True), settings.stop)[1]:
             kept.pop()
-    return Generated(output=cut, prompt_tokens=prompt_tokens, generated_tokens=len(kept), stop_reason=stop_reason)
+    return Generated(
+        output=cut, prompt_tokens=prompt_tokens, generated_tokens=len(kept), stop_reason=stop_reason, tokens=tuple(kept)
+    )
 
 
 def held_back(text: str, stops: list[str]) -> int:

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from harness.config.generation import GenerationSettings
 from harness.config.model import Quantization
+from harness.engine.requests import GenerationRequest, RunOptions
 from harness.errors import HarnessError
 from harness.merge.combine import combined
 from harness.model.loading import load_base
@@ -15,8 +17,6 @@ from harness.runtime.env import release_cuda_memory
 
 # Merging is exact in real arithmetic; what is left is rounding in the export dtype.
 MERGE_TOLERANCE = {"fp32": 1e-3, "bf16": 0.25, "fp16": 0.05}
-# Greedy decoding, with neutral values so a model's own generation_config cannot turn sampling knobs on.
-GREEDY = {"do_sample": False, "temperature": None, "top_p": None, "top_k": None}
 PROBES = [
     "### 문맥:\n은솔마을은 1962년에 광산 노동자들이 모여 만든 마을이다.\n\n### 질문:\n은솔마을은 언제 생겼는가?\n\n### 답변:\n",
     "한국의 수도는 서울이며, 가장 큰 항구 도시는",
@@ -26,25 +26,26 @@ PROBES = [
 
 
 def probe_outputs(model, tokenizer, prompts: list[str], greedy_tokens: int) -> list[dict]:
-    """Per prompt: the logits over the prompt (float32, CPU) and the greedy continuation."""
+    """Per prompt: the logits over the prompt (float32, CPU) and the greedy continuation of exactly
+    `greedy_tokens` tokens (end tokens held off), through the engine's plain path."""
     import torch
 
-    device = next(model.parameters()).device
+    from harness.engine.generation import generate
+
     outputs = []
     model.eval()
     for prompt in prompts:
-        ids = tokenizer(prompt, return_tensors="pt").input_ids.to(device)
-        logits = prompt_logits(model, ids)
-        exactly = {"max_new_tokens": greedy_tokens, "min_new_tokens": greedy_tokens}
-        with torch.inference_mode():
-            generated = model.generate(
-                input_ids=ids,
-                attention_mask=torch.ones_like(ids),
-                pad_token_id=tokenizer.pad_token_id,
-                **exactly,
-                **GREEDY,
-            )
-        outputs.append({"logits": logits, "greedy": generated[0, ids.shape[1] :].tolist()})
+        ids = tokenizer(prompt, return_tensors="pt").input_ids
+        outputs.append({"logits": prompt_logits(model, ids)})
+    exactly = GenerationSettings(max_new_tokens=greedy_tokens, min_new_tokens=greedy_tokens)
+    options = RunOptions(settings=exactly, batch_size=1, engine="plain")
+
+    def keep(index: int, result) -> None:
+        outputs[index]["greedy"] = list(result.tokens)
+
+    # The engine seeds its generator; a dare merge draws from the global one after verification.
+    with torch.random.fork_rng(devices=range(torch.cuda.device_count())):
+        generate(model, tokenizer, [GenerationRequest(p) for p in prompts], options, keep)
     return outputs
 
 
