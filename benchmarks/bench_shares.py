@@ -34,7 +34,7 @@ def bench_shares(
     from bench_eval import _suite
 
     from harness.engine.kernels import fused
-    from harness.evaluate.run import resolve_dataset
+    from harness.evaluate.plan import resolve_dataset
     from harness.model.adapters import attach_adapters
     from harness.model.loading import load_base
     from harness.runtime.env import detect
