@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.config.model import Quantization
-from harness.errors import ModelError
+from harness.errors import ModelError, first_line
 from harness.model.tiny import is_tiny, tiny_model_path
 from harness.runtime.env import Environment, block_hub_kernels, compute_dtype_name, torch_dtype
 
@@ -62,7 +62,7 @@ def load_tokenizer(ref: str, path: str | None = None):
         tokenizer = AutoTokenizer.from_pretrained(path)
     except (OSError, ValueError) as exc:
         raise ModelError(
-            f"{ref}: cannot load tokenizer ({_first_line(exc)}); check the reference or HF_HUB_OFFLINE"
+            f"{ref}: cannot load tokenizer ({first_line(exc)}); check the reference or HF_HUB_OFFLINE"
         ) from None
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
@@ -113,7 +113,7 @@ def load_base(
         model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
     except (OSError, ValueError) as exc:
         raise ModelError(
-            f"{ref}: cannot load model ({_first_line(exc)}); check the reference or HF_HUB_OFFLINE"
+            f"{ref}: cannot load model ({first_line(exc)}); check the reference or HF_HUB_OFFLINE"
         ) from None
     if quant is not None and env.device == "cpu":
         _keep_plain_4bit_layout(model)
@@ -162,9 +162,4 @@ def read_json(path: Path) -> dict:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as exc:
-        raise ModelError(f"{path}: unreadable JSON ({_first_line(exc)})") from None
-
-
-def _first_line(exc: Exception) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
+        raise ModelError(f"{path}: unreadable JSON ({first_line(exc)})") from None
