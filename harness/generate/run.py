@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from harness.config.generation import Variant
+from harness.engine.generation import context_length, encode_prompts, generate, generate_stream
 from harness.generate.prompts import PromptItem
 from harness.metrics.repetition import repetition_stats
 from harness.runs.jsonl import RecordAppender
@@ -45,8 +46,6 @@ def check_context(
     tokenizer, model, prompts: list[str], ids: list[str], variants: list[Variant], chat: bool = False
 ) -> None:
     """Refuse a too-long prompt before anything is generated (the longest max_new_tokens of the grid)."""
-    from harness.engine.generation import context_length, encode_prompts
-
     longest = max(variants, key=lambda v: v.settings.max_new_tokens).settings
     encode_prompts(tokenizer, prompts, ids, longest, context_length(model), chat)
 
@@ -106,8 +105,6 @@ class _Answers:
         self.engine, self.chat = engine, chat
 
     def streamed(self, settings, stream: Callable[[str], None]):
-        from harness.engine.generation import generate_stream
-
         return generate_stream(
             self.model,
             self.tokenizer,
@@ -120,8 +117,6 @@ class _Answers:
         )
 
     def batched(self, settings, batch_size: int, finished, shard) -> None:
-        from harness.engine.generation import generate
-
         ids = [i.id for i in self.items]
         generate(
             self.model,
