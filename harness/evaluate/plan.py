@@ -12,8 +12,13 @@ from harness.config.suite import SuiteConfig
 from harness.data.readers import Dataset, load_dataset
 from harness.engine.generation import context_length
 from harness.errors import ConfigError, DataError
+from harness.metrics.aggregate import Scorer
 from harness.metrics.registry import auto_notes
+from harness.model.adapters import ModelSet
 from harness.runs.store import RunDir, content_key
+from harness.runtime.distributed import Dist
+from harness.runtime.env import Environment
+from harness.tasks.base import Request, Task
 from harness.tasks.long_prompts import overflow_counts
 
 
@@ -33,16 +38,16 @@ class EvalPlan:
 
     suite: SuiteConfig
     source: str  # where the suite came from, for messages
-    task: object
+    task: Task
     dataset: Dataset
-    env: object  # harness.runtime.env.Environment
-    dist: object  # harness.runtime.distributed.Dist
-    models: object  # harness.model.adapters.ModelSet
+    env: Environment
+    dist: Dist
+    models: ModelSet
     log: Callable[[str], None]
     progress_bars: bool = True
-    requests: list = field(default_factory=list)
-    overflow: dict = field(default_factory=dict)
-    scorers: list = field(default_factory=list)
+    requests: list[Request] = field(default_factory=list)
+    overflow: dict = field(default_factory=dict)  # long prompts truncated or skipped (tasks.long_prompts)
+    scorers: list[Scorer] = field(default_factory=list)
     identities: dict[str, dict] = field(default_factory=dict)
     variants: list[Variant] = field(default_factory=list)
     columns: dict[str, Column] = field(default_factory=dict)  # by label
