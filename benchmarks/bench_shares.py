@@ -1,6 +1,6 @@
 """One GPU standing in for N: what a data-parallel eval gives each rank, run rank after rank.
 
-`harness eval --num-processes N` deals whole batches to the ranks (harness.engine.generation.deal), so
+`harness eval --num-processes N` deals whole batches to the ranks (harness.engine.batching.deal), so
 each prompt meets the rows, shapes and kernels a single process gives it. This checks that on the
 GPU kind a rank would run on, without N of them: every rank's share runs in turn in this process,
 through the eval task's real `run` with a stand-in for the process group, and the merged answers are
@@ -34,6 +34,7 @@ def bench_shares(
     from bench_eval import _suite
 
     from harness.engine.kernels import fused
+    from harness.evaluate.execute import run_task
     from harness.evaluate.plan import resolve_dataset
     from harness.model.adapters import attach_adapters
     from harness.model.loading import load_base
@@ -62,7 +63,8 @@ def bench_shares(
                     got: dict = {}
                     sync()
                     started = time.perf_counter()
-                    task.run(
+                    run_task(
+                        task,
                         model,
                         base_model.tokenizer,
                         suite,

@@ -18,7 +18,9 @@ $OUT/bench-train.json as they finish.
 from __future__ import annotations
 
 import json
+import logging
 import os
+import sys
 import time
 import traceback
 from pathlib import Path
@@ -159,7 +161,16 @@ def harness_train(config) -> dict:
     from harness.train.recipe import train
 
     free()
-    record = train(config, overwrite=True, log=lambda m: print(m, flush=True))
+    shown = logging.getLogger(
+        "harness.train.recipe"
+    )  # its lines (examples, plan) on stdout, as harness train shows them
+    handler = logging.StreamHandler(sys.stdout)
+    shown.addHandler(handler)
+    shown.setLevel(logging.INFO)
+    try:
+        record = train(config, overwrite=True)
+    finally:
+        shown.removeHandler(handler)
     losses = {h["step"]: h["loss"] for h in record["history"] if "loss" in h}
     result = {
         "tokens_per_second": record["tokens_per_second"],
@@ -180,7 +191,7 @@ def bench_train(base: str, data: str, work: Path, smoke: bool, harness_first: bo
 
     import torch
 
-    from harness.train.recipe import build_examples
+    from harness.train.data import build_examples
 
     cuda = torch.cuda.is_available()
     seed = train_config(base, data, work / "harness-seed", smoke)

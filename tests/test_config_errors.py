@@ -157,7 +157,7 @@ def test_data_error_with_debug_shows_where_it_was_raised(workdir, run_cli):
     code, _, err = run_cli(_argv(workdir, config, files, extra) + ["--debug"])
     assert code == 2
     assert "Traceback (most recent call last)" in err and "DataError" in err
-    assert "harness/data.py" in err.replace("\\", "/")
+    assert "harness/data/readers.py" in err.replace("\\", "/")
 
 
 def test_bad_config_in_a_real_process(workdir, run_subprocess):

@@ -49,7 +49,7 @@ def test_the_readme_loop_prints_only_harness_output(workdir, run_subprocess, tin
     train = run_subprocess(["train", "--overwrite", "--set", "training.max_steps=2", "--set", "training.eval_steps=2"])
     train_log = workdir / "adapters" / "tiny-ko-qa" / "train.log"
     _assert_only_ours(train, [train_log])
-    assert "harness.train.recipe: step 2:" in train_log.read_text(encoding="utf-8")  # the trainer's entries, kept
+    assert "harness.train.progress: step 2:" in train_log.read_text(encoding="utf-8")  # the trainer's entries, kept
     assert "train: 100%|" in train.stderr  # harness's bar stays
 
     suite = Path(__file__).resolve().parents[1] / "suites" / "korquad_sample.yaml"

@@ -13,7 +13,9 @@ import pytest
 
 from harness.config import TrainConfig, load_config
 from harness.errors import HarnessError
-from harness.train.recipe import RECORD_FILE, build_examples, train
+from harness.train.data import build_examples
+from harness.train.recipe import train
+from harness.train.record import RECORD_FILE
 
 PRESET = Path(__file__).resolve().parents[1] / "harness" / "data" / "presets" / "tiny-ko-qa.yaml"
 
@@ -22,10 +24,6 @@ pytestmark = pytest.mark.slow
 
 def preset_config(output_dir: Path, **overrides) -> TrainConfig:
     return load_config(TrainConfig, PRESET, {"output_dir": str(output_dir), **overrides})
-
-
-def quiet(*_args, **_kwargs) -> None:
-    pass
 
 
 def load_adapter_tensors(directory: Path) -> dict:
@@ -51,7 +49,7 @@ def memorised(tmp_path_factory, harness_cache):
     """A run that memorises four examples; returns (config, record)."""
     out = tmp_path_factory.mktemp("memorise") / "adapter"
     config = preset_config(out, **MEMORISE)
-    return config, train(config, log=quiet)
+    return config, train(config)
 
 
 RESUME_K = 3
@@ -71,7 +69,7 @@ def uninterrupted(tmp_path_factory, harness_cache):
     """Run A: 2k steps with a checkpoint every k steps and a validation split."""
     out = tmp_path_factory.mktemp("run-a") / "adapter"
     config = preset_config(out, **RESUMABLE)
-    return config, train(config, log=quiet)
+    return config, train(config)
 
 
 # ---------------------------------------------------------------- (a) it learns
@@ -170,9 +168,9 @@ def test_resume_equals_uninterrupted_run(uninterrupted, tmp_path):
 
     # A directory holding only checkpoints is an unfinished run: plain train refuses.
     with pytest.raises(HarnessError, match="--resume"):
-        train(config_b, log=quiet)
+        train(config_b)
 
-    record_b = train(config_b, resume=True, log=quiet)
+    record_b = train(config_b, resume=True)
     assert record_b["global_steps"] == record_a["global_steps"] == 2 * RESUME_K
 
     tensors_a, tensors_b = load_adapter_tensors(out_a), load_adapter_tensors(out_b)
@@ -247,14 +245,14 @@ def test_existing_adapter_needs_overwrite(memorised, tmp_path):
     out = Path(config.output_dir)
     before = (out / "adapter_model.safetensors").read_bytes()
     with pytest.raises(HarnessError, match="--overwrite"):
-        train(config, log=quiet)
+        train(config)
     assert (out / "adapter_model.safetensors").read_bytes() == before
 
     # With overwrite the same place is replaced by the new run (a copy, to keep the fixture intact).
     copy = tmp_path / "copy"
     shutil.copytree(out, copy)
     config2 = preset_config(copy, **{**MEMORISE, "training.max_steps": 2})
-    record2 = train(config2, overwrite=True, log=quiet)
+    record2 = train(config2, overwrite=True)
     assert record2["global_steps"] == 2
     assert json.loads((copy / RECORD_FILE).read_text())["global_steps"] == 2
 
@@ -269,7 +267,7 @@ def test_overwrite_keeps_the_previous_run_until_the_new_one_starts(uninterrupted
     before = sorted(p.name for p in (copy / "checkpoints").iterdir())
     bad = preset_config(copy, **{**RESUMABLE, "data.path": str(tmp_path / "missing.jsonl")})
     with pytest.raises(DataError):
-        train(bad, overwrite=True, log=quiet)
+        train(bad, overwrite=True)
     assert sorted(p.name for p in (copy / "checkpoints").iterdir()) == before
     assert (copy / "tensorboard").is_dir() and (copy / "adapter_model.safetensors").is_file()
 
@@ -287,7 +285,7 @@ def test_weights_gone_non_finite_stop_training_and_keep_the_last_good_checkpoint
         },
     )
     with pytest.raises(HarnessError, match="NaN or infinite at step 2") as caught:
-        train(config, log=quiet)
+        train(config)
     assert "checkpoint-1" in str(caught.value) and "training.learning_rate" in str(caught.value)
     assert [p.name for p in (out / "checkpoints").iterdir() if p.name.startswith("checkpoint-")] == ["checkpoint-1"]
     weights = load_adapter_tensors(out / "checkpoints" / "checkpoint-1")
@@ -300,17 +298,17 @@ def test_a_max_length_that_leaves_nothing_to_learn_is_a_config_error(tmp_path):
 
     config = preset_config(tmp_path / "short", **{"data.limit": 8, "data.max_length": 1, "training.max_steps": 2})
     with pytest.raises(ConfigError, match=r"data.max_length: 1 tokens leave no training example"):
-        train(config, log=quiet)
+        train(config)
     assert not (tmp_path / "short" / "tensorboard").exists()
 
 
 def test_resume_without_checkpoint_is_an_error(tmp_path):
     config = preset_config(tmp_path / "never-trained", **MEMORISE)
     with pytest.raises(HarnessError, match="no checkpoint"):
-        train(config, resume=True, log=quiet)
+        train(config, resume=True)
     (tmp_path / "never-trained" / "checkpoints").mkdir(parents=True)
     with pytest.raises(HarnessError, match="no checkpoint"):
-        train(config, resume=True, log=quiet)
+        train(config, resume=True)
 
 
 def test_cli_refuses_existing_adapter(memorised, run_cli):

@@ -121,10 +121,7 @@ def split_runs(tmp_path_factory, harness_cache, one_thread) -> dict[str, dict]:
         "padding_free": {"training.padding_free": True, "training.dequantize_base": False},
         "dequantized": {"training.padding_free": True, "training.dequantize_base": True},
     }
-    return {
-        name: train(preset_config(root / name, **SPLIT, **extra), log=lambda *_: None)
-        for name, extra in settings.items()
-    }
+    return {name: train(preset_config(root / name, **SPLIT, **extra)) for name, extra in settings.items()}
 
 
 # ---------------------------------------------------------------- padding-free equals padded accumulation
@@ -239,12 +236,12 @@ def test_bf16_training_keeps_the_frozen_weights_bf16(tiny_ref):
 
     from harness.model.loading import load_base
     from harness.runtime.env import detect
-    from harness.train.recipe import _wrap_with_lora
+    from harness.train.lora import wrap_with_lora
 
     config = preset_config(**{"quantization.compute_dtype": "bf16"})
     plan = plan_training(config, detect())
     base = load_base(tiny_ref, config.quantization, detect())
-    model = _wrap_with_lora(config, base.model, plan)
+    model = wrap_with_lora(config, base.model, plan)
     frozen = {name: p.dtype for name, p in model.named_parameters() if not p.requires_grad}
     trained = [name for name, p in model.named_parameters() if p.requires_grad]
     assert {frozen[n] for n in frozen if "embed_tokens" in n or "lm_head" in n or "norm" in n} == {torch.bfloat16}

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import logging
+from contextlib import contextmanager
 from pathlib import Path
 
 from harness.commands.options import add_num_processes_option
 from harness.runs.tables import format_table, human_bytes
 
 DEFAULT_PRESET = str(Path(__file__).resolve().parents[1] / "data" / "presets" / "tiny-ko-qa.yaml")
+# The Trainer's log entries (loss, learning rate, … every logging_steps) stay in the run's log file; the
+# progress bar shows the latest losses.
+LOG_FILE_ONLY = "harness.train.progress"
 HELP = "QLoRA fine-tune a base model into adapters/NAME/ (no CONFIG: tiny model on the built-in Korean sample)"
 
 
@@ -44,6 +49,7 @@ def register(sub) -> None:
 
 def run(args) -> int:
     from harness.config import TrainConfig, load_config, parse_set_option
+    from harness.runtime.distributed import Dist
     from harness.train.recipe import train
 
     overrides = dict(parse_set_option(s) for s in args.set)
@@ -55,11 +61,40 @@ def run(args) -> int:
         config_path = DEFAULT_PRESET
         print(f"harness train: no config given; using the built-in preset {config_path}")
     config = load_config(TrainConfig, config_path, overrides)
-    record = train(config, resume=args.resume, overwrite=args.overwrite)
+    with _train_lines_on_stdout(Dist.current().main):  # the other ranks' lines stay in their log files
+        record = train(config, resume=args.resume, overwrite=args.overwrite)
     if not record:  # a rank other than 0: rank 0 saved and reports
         return 0
     print(summary(record, config.output_dir))
     return 0
+
+
+class _StdoutLines(logging.Handler):
+    """A log record's message alone, on stdout, as harness's own lines are."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.name != LOG_FILE_ONLY and super().filter(record)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        print(record.getMessage())
+
+
+@contextmanager
+def _train_lines_on_stdout(show: bool):
+    """harness.train's INFO lines (examples, plan, resumption, out-of-memory retries) on stdout as well as
+    in the log file, while training runs."""
+    if not show:
+        yield
+        return
+    logger = logging.getLogger("harness.train")
+    handler, level = _StdoutLines(), logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
 
 
 def summary(record: dict, output_dir: str) -> str:

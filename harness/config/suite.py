@@ -13,31 +13,35 @@ from harness.errors import ConfigError
 
 
 class DatasetSettings(Strict):
-    # A path, a hub id or builtin:NAME. When `path_env` names a set environment variable, it wins.
-    path: str | None = None
-    path_env: str | None = None
-    format: Literal["auto", "korquad", "squad", "jsonl", "csv", "hub"] = "auto"
-    split: str = "validation"
-    fields: dict[str, str] = Field(default_factory=dict)
-    limit: int | None = Field(None, gt=0)
-    seed: int = Field(0, ge=0, le=MAX_SEED)
+    path: str | None = Field(None, description="a path, hub id or `builtin:NAME`")
+    path_env: str | None = Field(
+        None, description="an environment variable whose value, when set, wins over `path` (e.g. `KORQUAD_DEV`)"
+    )
+    format: Literal["auto", "korquad", "squad", "jsonl", "csv", "hub"] = Field(
+        "auto", description="the file's format; auto: from the extension"
+    )
+    split: str = Field("validation", description="the split to evaluate (hub datasets)")
+    fields: dict[str, str] = Field(
+        default_factory=dict, description="template field → dataset column, e.g. `{question: q}`"
+    )
+    limit: int | None = Field(None, gt=0, description="a seeded sample of this many examples (order kept)")
+    seed: int = Field(0, ge=0, le=MAX_SEED, description="seed of the `limit` sample")
 
 
 class FewShot(Strict):
-    k: int = Field(0, ge=0)
-    # Where the examples come from; default: the suite's own dataset (the sample itself is excluded).
-    path: str | None = None
-    split: str = "train"
-    seed: int = Field(1234, ge=0, le=MAX_SEED)
-    separator: str = "\n\n"
+    k: int = Field(0, ge=0, description="examples put before each prompt (never the sample itself)")
+    path: str | None = Field(None, description="where the examples come from; default: the suite's own dataset")
+    split: str = Field("train", description="the split the examples come from (hub datasets)")
+    seed: int = Field(1234, ge=0, le=MAX_SEED, description="seed of the examples' draw")
+    separator: str = Field("\n\n", description="text between the examples and the prompt")
 
 
 class PromptSettings(Strict):
-    template: str = "qa-ko"
+    template: str = Field("qa-ko", description="a built-in template name (as in train) or a template file")
     text: str | None = Field(None, description="inline jinja2 prompt; overrides the template's prompt")
     chat: bool = Field(False, description="wrap the prompt in the model's chat template")
-    system: str | None = None
-    fewshot: FewShot = Field(default_factory=FewShot)
+    system: str | None = Field(None, description="a system message for the chat template")
+    fewshot: FewShot = Field(default_factory=FewShot, description="few-shot examples")
     overflow: Literal["truncate", "skip", "error"] = Field(
         "truncate",
         description="a prompt longer than the model's context less max_new_tokens: cut "
@@ -49,22 +53,24 @@ class PromptSettings(Strict):
 
 
 class PerplexitySettings(Strict):
-    field: str = "text"
-    context_length: int = Field(512, gt=1)
-    stride: int = Field(256, gt=0)
+    field: str = Field("text", description="the dataset column holding each document")
+    context_length: int = Field(512, gt=1, description="tokens in each sliding window")
+    stride: int = Field(256, gt=0, description="tokens the window moves by; only the new tokens are scored")
 
 
 class ModelsSettings(Strict):
-    base: str = "tiny:llama-ko"
-    quantization: Quantization = Field(default_factory=Quantization)
-    # name -> adapter directory
-    adapters: dict[str, str] = Field(default_factory=dict)
-    include_base: bool = True
-    # "single": the whole base on one device (each process's own GPU under accelerate launch);
-    # "auto": one process spreads a base too large for one GPU over the visible GPUs.
-    device_map: Literal["single", "auto"] = "single"
-    # with device_map auto: the most each GPU may hold, e.g. "70GiB" (None: accelerate's own estimate)
-    max_memory_per_gpu: str | None = None
+    base: str = Field("tiny:llama-ko", description="hub id, local directory, or a built-in `tiny:` model")
+    quantization: Quantization = Field(default_factory=Quantization, description="how the base is loaded")
+    adapters: dict[str, str] = Field(default_factory=dict, description="adapter name → adapter directory")
+    include_base: bool = Field(True, description="score the base itself as a column")
+    device_map: Literal["single", "auto"] = Field(
+        "single",
+        description="`single`: the whole base on one device (each process's own GPU under accelerate launch); "
+        "`auto`: one process spreads a base too large for one GPU over the visible GPUs",
+    )
+    max_memory_per_gpu: str | None = Field(
+        None, description="with device_map auto: the most each GPU may hold, e.g. `70GiB` (null: accelerate's estimate)"
+    )
 
     @field_validator("adapters")
     @classmethod
@@ -77,39 +83,58 @@ class ModelsSettings(Strict):
 
 
 class BootstrapSettings(Strict):
-    resamples: int = Field(1000, gt=0, le=1_000_000)
-    seed: int = Field(0, ge=0, le=MAX_SEED)
-    confidence: float = Field(0.95, gt=0, lt=1)
-    # Every metric of every column is compared with the base at once: holm adjusts their p-values
-    # together before a delta is marked improved or regressed; none marks each on its own.
-    correction: Literal["holm", "none"] = "holm"
+    resamples: int = Field(1000, gt=0, le=1_000_000, description="bootstrap resamples per interval")
+    seed: int = Field(0, ge=0, le=MAX_SEED, description="seed of the resamples")
+    confidence: float = Field(0.95, gt=0, lt=1, description="confidence level of every interval")
+    # Every metric of every column is compared with the base at once.
+    correction: Literal["holm", "none"] = Field(
+        "holm",
+        description="`holm`: ▲/▼ only for deltas whose p-value survives Holm's correction over all of the "
+        "run's deltas; `none`: each delta on its own",
+    )
 
 
 MetricEntry = Union[str, dict[str, Any]]  # noqa: UP007
 
 
 class SuiteConfig(Strict):
-    name: str
-    task: str
-    description: str = ""
-    dataset: DatasetSettings = Field(default_factory=DatasetSettings)
-    prompt: PromptSettings = Field(default_factory=PromptSettings)
-    generation: GenerationSettings = Field(default_factory=GenerationSettings)
-    # Decoding variants compared as extra columns: generation field -> values, e.g.
-    # {repetition_penalty: [1.0, 1.15]}; every model runs every combination.
-    generation_grid: dict[str, list[Any]] = Field(default_factory=dict)
-    perplexity: PerplexitySettings = Field(default_factory=PerplexitySettings)
-    # Names, or {name: rouge1, tokenizer: mecab}; empty: the task's defaults.
-    metrics: list[MetricEntry] = Field(default_factory=list)
-    models: ModelsSettings = Field(default_factory=ModelsSettings)
-    batch_size: int | Literal["auto"] = "auto"
-    # fast: weights dequantized once with the adapter merged, static-cache decoding (CUDA graphs on
-    # a GPU); plain: the 4-bit base with peft adapters and transformers' generate; auto: fast
-    # where it fits in memory, else plain, saying so.
-    engine: Literal["auto", "fast", "plain"] = "auto"
-    # Re-run this many samples per model on the plain path (batch 1) and record how many agree.
-    verify: int = Field(0, ge=0)
-    bootstrap: BootstrapSettings = Field(default_factory=BootstrapSettings)
+    name: str = Field(description="the suite's name; part of the run directory's name")
+    task: str = Field(description="the task kind: `qa`, `summarization` or `perplexity`")
+    description: str = Field("", description="free text about the suite, kept in the run's config.json")
+    dataset: DatasetSettings = Field(default_factory=DatasetSettings, description="what to evaluate on")
+    prompt: PromptSettings = Field(default_factory=PromptSettings, description="how each sample becomes a prompt")
+    generation: GenerationSettings = Field(
+        default_factory=GenerationSettings, description="decoding settings (also `harness generate`'s flags)"
+    )
+    generation_grid: dict[str, list[Any]] = Field(
+        default_factory=dict,
+        description="generation field → list of values, e.g. `{repetition_penalty: [1.0, 1.15]}`; every "
+        "combination runs for every model as a column `MODEL@FIELD=VALUE`, deltas against `base` at the first values",
+    )
+    perplexity: PerplexitySettings = Field(
+        default_factory=PerplexitySettings, description="the perplexity task's windows"
+    )
+    metrics: list[MetricEntry] = Field(
+        default_factory=list,
+        description="names, or `{name: rouge1, tokenizer: mecab}` (see docs/metrics.md); empty: the task's defaults",
+    )
+    models: ModelsSettings = Field(default_factory=ModelsSettings, description="the base and its adapters")
+    batch_size: int | Literal["auto"] = Field(
+        "auto",
+        description="generation batch (auto: from free GPU memory per batch with the fast engine, else from "
+        "the hardware)",
+    )
+    engine: Literal["auto", "fast", "plain"] = Field(
+        "auto",
+        description="`fast`: the base dequantized once, static-cache decoding (CUDA graphs on a GPU); `plain`: "
+        "the 4-bit base with peft adapters and transformers' generate; `auto`: fast where it fits, else plain",
+    )
+    verify: int = Field(
+        0, ge=0, description="samples per model re-run on the plain path (batch 1); agreement goes to results.json"
+    )
+    bootstrap: BootstrapSettings = Field(
+        default_factory=BootstrapSettings, description="confidence intervals and deltas"
+    )
 
     @field_validator("name")
     @classmethod

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -12,13 +12,18 @@ from harness.config.model import Quantization
 
 class LoraSettings(Strict):
     r: int = Field(16, gt=0, description="LoRA rank")
-    alpha: float = Field(32, gt=0)
-    dropout: float = Field(0.05, ge=0, lt=1)
-    bias: Literal["none", "all", "lora_only"] = "none"
-    # Names of linear modules (suffix match, as peft does) or the string `all-linear`.
-    target_modules: Literal["all-linear"] | list[str] = ["q_proj", "k_proj", "v_proj", "o_proj"]
-    # Per-module ranks, e.g. {"v_proj": 32}: keys are peft rank_pattern regexes or suffixes.
-    rank_pattern: dict[str, int] = Field(default_factory=dict)
+    alpha: float = Field(32, gt=0, description="LoRA scaling numerator: the update is scaled by alpha / r")
+    dropout: float = Field(0.05, ge=0, lt=1, description="dropout on the LoRA input")
+    bias: Literal["none", "all", "lora_only"] = Field("none", description="which biases train (peft's `bias`)")
+    target_modules: Literal["all-linear"] | list[str] = Field(
+        ["q_proj", "k_proj", "v_proj", "o_proj"],
+        description="linear module names (suffix match, as peft does), or `all-linear`; "
+        "a name the model lacks is an error",
+    )
+    rank_pattern: dict[str, int] = Field(
+        default_factory=dict,
+        description="per-module ranks, e.g. `{v_proj: 32}`: keys are peft rank_pattern regexes or suffixes",
+    )
 
     @field_validator("target_modules")
     @classmethod
@@ -37,34 +42,57 @@ class LoraSettings(Strict):
 
 
 class DataSettings(Strict):
-    # `builtin:NAME` names a dataset shipped in harness/data/assets; otherwise a path or a hub id.
-    path: str = "builtin:korquad_sample"
-    format: Literal["auto", "korquad", "squad", "jsonl", "csv", "hub"] = "auto"
-    split: str = "train"
-    # Held out from `split` for eval loss when no `validation_split` is given.
-    validation_fraction: float = Field(0.1, ge=0, lt=1)
-    validation_split: str | None = None
-    # Template field name -> dataset column, e.g. {"question": "q"}.
-    fields: dict[str, str] = Field(default_factory=dict)
-    # A built-in template name (qa-ko, qa-en, alpaca, prompt-response, summarize-ko, text),
-    # or a path to a YAML file with `prompt:` and `response:`.
-    template: str = "qa-ko"
+    path: str = Field(
+        "builtin:korquad_sample",
+        description="KorQuAD/SQuAD JSON, JSONL, CSV, a hub dataset id, or `builtin:NAME` "
+        "(a dataset shipped in harness/data/assets)",
+    )
+    format: Literal["auto", "korquad", "squad", "jsonl", "csv", "hub"] = Field(
+        "auto", description="the file's format; auto: from the extension"
+    )
+    split: str = Field("train", description="the split to train on (hub datasets)")
+    validation_fraction: float = Field(
+        0.1, ge=0, lt=1, description="held out from `split` for eval loss when no `validation_split` is given"
+    )
+    validation_split: str | None = Field(None, description="a hub split for eval loss instead of a held-out fraction")
+    fields: dict[str, str] = Field(
+        default_factory=dict, description="template field → dataset column, e.g. `{question: q}`"
+    )
+    template: str = Field(
+        "qa-ko",
+        description="a built-in template (`qa-ko`, `qa-en`, `alpaca`, `prompt-response`, `summarize-ko`, "
+        "`summarize-en`, `text`) or a YAML file with `prompt:` and `response:`",
+    )
     prompt: str | None = Field(None, description="inline jinja2 prompt; overrides the template's")
     response: str | None = Field(None, description="inline jinja2 response; overrides the template's")
     chat: bool = Field(False, description="wrap prompt and response in the model's chat template")
-    loss_on: Literal["response", "all"] = "response"
+    loss_on: Literal["response", "all"] = Field(
+        "response", description="`response`: loss on the answer only; `all`: on prompt and answer"
+    )
     max_length: int = Field(512, gt=0, le=2**20, description="longest example in tokens; longer ones are cut")
-    packing: bool = False
-    limit: int | None = Field(None, gt=0)
-    seed: int = Field(0, ge=0, le=MAX_SEED)
+    packing: bool = Field(False, description="TRL's packing of examples into full rows (turns padding-free off)")
+    limit: int | None = Field(None, gt=0, description="train on a seeded sample of this many examples")
+    seed: int = Field(0, ge=0, le=MAX_SEED, description="seed of the `limit` sample and the validation split")
+
+
+# `auto`: harness decides from the hardware and the loaded model, and the plan line says what and why.
+AutoSwitch = bool | Literal["auto"]
+
+
+def _auto(description: str) -> Any:
+    return Field("auto", description=description)
 
 
 class TrainingSettings(Strict):
-    epochs: float = Field(3.0, gt=0, le=10_000)
+    epochs: float = Field(3.0, gt=0, le=10_000, description="passes over the data")
     max_steps: int = Field(-1, le=10**9, description="> 0 overrides epochs")
-    batch_size: int | Literal["auto"] = "auto"
-    gradient_accumulation: int = Field(1, gt=0)
-    learning_rate: float = Field(2e-4, gt=0)
+    batch_size: int | Literal["auto"] = Field(
+        "auto",
+        description="micro-batch (auto: from the hardware); batch_size × gradient_accumulation is the global "
+        "batch, kept under `accelerate launch`",
+    )
+    gradient_accumulation: int = Field(1, gt=0, description="micro-batches per optimizer step")
+    learning_rate: float = Field(2e-4, gt=0, description="peak learning rate")
     scheduler: Literal[
         "linear",
         "cosine",
@@ -76,12 +104,10 @@ class TrainingSettings(Strict):
         "reduce_lr_on_plateau",
         "cosine_with_min_lr",
         "warmup_stable_decay",
-    ] = "cosine"
-    # A fraction of the total steps when < 1, a number of steps otherwise.
-    warmup: float = Field(0.03, ge=0)
-    weight_decay: float = Field(0.0, ge=0)
-    max_grad_norm: float = Field(0.3, ge=0)
-    # auto: paged 8-bit AdamW on CUDA, plain AdamW elsewhere (paged optimizers need CUDA).
+    ] = Field("cosine", description="learning-rate schedule (transformers' `lr_scheduler_type`)")
+    warmup: float = Field(0.03, ge=0, description="a fraction of the total steps when < 1, a number of steps otherwise")
+    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay")
+    max_grad_norm: float = Field(0.3, ge=0, description="gradient clipping norm")
     optimizer: Literal[
         "auto",
         "adamw_torch",
@@ -91,24 +117,31 @@ class TrainingSettings(Strict):
         "paged_adamw_32bit",
         "adafactor",
         "sgd",
-    ] = "auto"
-    # auto: on CUDA, off when one micro-step's estimated activations fit in free GPU memory, else on; off
-    # elsewhere. An explicit `true` asks for the low-memory mode: the 4-bit base stays 4-bit too.
-    gradient_checkpointing: bool | Literal["auto"] = "auto"
-    # auto: on unless data.packing. Sequences are concatenated into one row with per-sequence position ids
-    # (no compute on padding), so the whole global batch runs as one micro-step.
-    padding_free: bool | Literal["auto"] = "auto"
-    # auto: Liger's Triton kernels (RMSNorm, RoPE, SwiGLU) on CUDA when liger-kernel is installed.
-    liger: bool | Literal["auto"] = "auto"
-    # auto (CUDA): replace the frozen 4-bit linear layers by their bf16 dequantization when they fit in free
-    # memory, unless gradient_checkpointing is explicitly true. Same QLoRA math, minus a dequantization per use.
-    dequantize_base: bool | Literal["auto"] = "auto"
-    group_by_length: bool = False
+    ] = Field("auto", description="auto: paged 8-bit AdamW on CUDA, AdamW elsewhere (paged optimizers need CUDA)")
+    gradient_checkpointing: AutoSwitch = _auto(
+        "recompute activations in the backward; auto: on CUDA, off when one micro-step's estimated "
+        "activations fit in free GPU memory (off on CPU); `true`: the low-memory mode (the base stays 4-bit)"
+    )
+    padding_free: AutoSwitch = _auto(
+        "concatenate each micro-batch's sequences without padding and run the global batch as one "
+        "micro-step (on CUDA with varlen flash attention where torch has it); auto: on unless `data.packing`, "
+        "or where packed sequences would see each other on the loaded base (checked on the model: OPT, Bloom)"
+    )
+    liger: AutoSwitch = _auto(
+        "Liger's Triton kernels (RMSNorm, RoPE, SwiGLU); auto: on with CUDA and `liger-kernel` "
+        "installed; `true` without them is an error"
+    )
+    dequantize_base: AutoSwitch = _auto(
+        "train against the 4-bit base's weights dequantized once to the compute dtype (same math, "
+        "no per-step dequantization, more memory); auto: on CUDA when they fit beside the activations and "
+        "`gradient_checkpointing` is not `true`"
+    )
+    group_by_length: bool = Field(False, description="length-grouped sampling")
     eval_steps: int | None = Field(None, gt=0, description="evaluate every N steps; default: once per epoch")
-    logging_steps: int = Field(10, gt=0)
-    save_steps: int = Field(100, gt=0)
-    save_total_limit: int | None = Field(2, gt=0)
-    seed: int = Field(42, ge=0, le=MAX_SEED)
+    logging_steps: int = Field(10, gt=0, description="log the loss every N steps")
+    save_steps: int = Field(100, gt=0, description="save a checkpoint every N steps (`--resume` continues from it)")
+    save_total_limit: int | None = Field(2, gt=0, description="checkpoints kept (null: all)")
+    seed: int = Field(42, ge=0, le=MAX_SEED, description="training seed (initialisation, shuffling, dropout)")
 
     @field_validator("batch_size")
     @classmethod
@@ -119,13 +152,13 @@ class TrainingSettings(Strict):
 
 
 class TrainConfig(Strict):
-    name: str = "tiny-ko-qa"
-    base: str = "tiny:llama-ko"
-    output_dir: str | None = Field(None, description="default: adapters/<name>")
-    quantization: Quantization = Field(default_factory=Quantization)
-    lora: LoraSettings = Field(default_factory=LoraSettings)
-    data: DataSettings = Field(default_factory=DataSettings)
-    training: TrainingSettings = Field(default_factory=TrainingSettings)
+    name: str = Field("tiny-ko-qa", description="adapter name; output goes to `adapters/NAME`")
+    base: str = Field("tiny:llama-ko", description="hub id, local directory, or a built-in `tiny:` model")
+    output_dir: str | None = Field(None, description="where the adapter and record go; default: adapters/<name>")
+    quantization: Quantization = Field(default_factory=Quantization, description="how the base is loaded")
+    lora: LoraSettings = Field(default_factory=LoraSettings, description="the adapter's shape")
+    data: DataSettings = Field(default_factory=DataSettings, description="what to train on and how it is rendered")
+    training: TrainingSettings = Field(default_factory=TrainingSettings, description="the optimisation")
 
     @field_validator("name")
     @classmethod

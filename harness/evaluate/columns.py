@@ -9,6 +9,7 @@ import time
 from tqdm.auto import tqdm
 
 from harness.engine.kernels import fused
+from harness.evaluate.execute import run_task
 from harness.evaluate.plan import Column, EvalPlan
 from harness.metrics.aggregate import score_record
 from harness.runs.store import content_key
@@ -112,7 +113,7 @@ def generate(plan: EvalPlan, column: Column, keys: list[str], todo: list[int], m
 def _run_task(plan: EvalPlan, column: Column, requests: list, on_record, progress, shard) -> None:
     tokenizer, batch_size = plan.models.base.tokenizer, plan.batch_size
     with plan.models.use(column.model) as model:
-        plan.task.run(model, tokenizer, column.suite, requests, batch_size, on_record, progress, shard=shard)
+        run_task(plan.task, model, tokenizer, column.suite, requests, batch_size, on_record, progress, shard=shard)
 
 
 def _throughput(samples: int, todo: int, fresh: dict[str, dict], wall: float) -> dict:

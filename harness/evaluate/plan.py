@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from harness.config.generation import Variant, expand_grid
 from harness.config.suite import SuiteConfig
 from harness.data.readers import Dataset, load_dataset
-from harness.engine.generation import context_length
+from harness.engine.model_info import context_length
 from harness.errors import ConfigError, DataError
 from harness.metrics.aggregate import Scorer
 from harness.metrics.registry import auto_notes

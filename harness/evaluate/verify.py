@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 
+from harness.evaluate.execute import run_task
 from harness.evaluate.plan import Column, EvalPlan
 
 AGAINST = "4-bit base + peft adapter, transformers generate, batch 1"
@@ -24,10 +25,12 @@ def verify(plan: EvalPlan, column: Column, requests: list, fast: dict[str, dict]
     plain: dict[str, dict] = {}
     started = time.time()
     suite, tokenizer = column.suite.model_copy(update={"engine": "plain"}), plan.models.base.tokenizer
+
+    def keep(record: dict) -> None:
+        plain[record["id"]] = record
+
     with plan.models.use(column.model) as model:
-        plan.task.run(
-            model, tokenizer, suite, requests, 1, lambda record: plain.__setitem__(record["id"], record), None
-        )
+        run_task(plan.task, model, tokenizer, suite, requests, 1, keep)
     ids = [r.id for r in requests]
     out = {"samples": len(ids), "engine": plan.engine, "against": AGAINST, "wall_s": round(time.time() - started, 3)}
     if plan.task.kind == "perplexity":

@@ -15,7 +15,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from harness.config.generation import Variant
-from harness.engine.generation import context_length, encode_prompts, generate, generate_stream
+from harness.engine.model_info import context_length
+from harness.engine.requests import GenerationRequest, RunOptions
+from harness.engine.text import encode_prompts
 from harness.generate.prompts import PromptItem
 from harness.metrics.repetition import repetition_stats
 from harness.runs.jsonl import RecordAppender
@@ -73,6 +75,11 @@ def run_generate(
     `shard`: a world of processes, each running its share of the batches (`generation.generate`).
     `chat`: the prompts were rendered by the chat template (see `generation.encode_prompts`).
     """
+    # The model stack (torch) loads once a model runs.
+    from harness.engine.generation import generate, generate_stream
+
+    tokenizer = models.base.tokenizer
+    requests = [GenerationRequest(prompt, item.id) for prompt, item in zip(prompts, items)]
     records: list[dict] = []
     wall: dict[str, float] = {}
     streaming = stream is not None and len(prompts) == 1 and len(names) * len(variants) == 1
@@ -88,48 +95,23 @@ def run_generate(
                         records.append(record)
                         append(record)
 
-                    run = _Answers(model, models.base.tokenizer, items, prompts, engine, chat)
                     if streaming:
-                        finished(0, run.streamed(variant.settings, stream))
+                        answer = generate_stream(
+                            model,
+                            tokenizer,
+                            prompts[0],
+                            variant.settings,
+                            stream,
+                            prompt_id=items[0].id,
+                            engine=engine,
+                            chat=chat,
+                        )
+                        finished(0, answer)
                     else:
-                        run.batched(variant.settings, batch_size, finished, shard)
+                        options = RunOptions(variant.settings, batch_size, engine=engine, shard=shard, chat=chat)
+                        generate(model, tokenizer, requests, options, finished)
                     wall[variant.label(name)] = time.perf_counter() - started
     return records, wall
-
-
-class _Answers:
-    """One model's answers to the prompts: streamed (one prompt) or in batches."""
-
-    def __init__(self, model, tokenizer, items: list[PromptItem], prompts: list[str], engine: str, chat: bool):
-        self.model, self.tokenizer, self.items, self.prompts = model, tokenizer, items, prompts
-        self.engine, self.chat = engine, chat
-
-    def streamed(self, settings, stream: Callable[[str], None]):
-        return generate_stream(
-            self.model,
-            self.tokenizer,
-            self.prompts[0],
-            settings,
-            stream,
-            prompt_id=self.items[0].id,
-            engine=self.engine,
-            chat=self.chat,
-        )
-
-    def batched(self, settings, batch_size: int, finished, shard) -> None:
-        ids = [i.id for i in self.items]
-        generate(
-            self.model,
-            self.tokenizer,
-            self.prompts,
-            settings,
-            batch_size,
-            finished,
-            ids=ids,
-            engine=self.engine,
-            shard=shard,
-            chat=self.chat,
-        )
 
 
 def generate_to_file(

@@ -170,7 +170,7 @@ def _require_finite_weights(info: AdapterInfo) -> None:
 
     for file in sorted(Path(info.path).glob("*.safetensors")):
         with safe_open(str(file), framework="pt") as weights:
-            for key in weights:
+            for key in weights.keys():  # noqa: SIM118 (safe_open has keys(), not __iter__)
                 if not bool(weights.get_tensor(key).isfinite().all()):
                     raise HarnessError(
                         f"{file}: tensor '{key}' holds NaN or infinite values (the training "

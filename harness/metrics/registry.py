@@ -1,4 +1,4 @@
-"""Name -> Metric, so adding a metric means adding one builder here.
+"""Name -> Metric, so adding a metric means adding one builder here (and its declaration in catalog.py).
 
 A Metric carries a ``label`` that states how it was computed (``rouge1[mecab]``,
 ``bleu[13a]``), so numbers computed differently never share a column.
@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from harness.metrics.bleu import corpus_bleu, corpus_chrf, resolve_bleu_tokenize
+from harness.metrics.catalog import BY_NAME, ROUGE_SCORERS
 from harness.metrics.errors import MetricError, check_aligned
 from harness.metrics.korquad import korquad_exact_match, korquad_f1
 from harness.metrics.rouge import ROUGE_TYPES, TOKENIZERS, KoreanRouge, get_kiwi, tokenize, tokenizer_version
@@ -36,7 +37,8 @@ class Metric:
 References = Sequence[Sequence[str]] | None
 
 
-def _check_options(name: str, options: Mapping[str, Any], allowed: Sequence[str]) -> None:
+def _check_options(name: str, options: Mapping[str, Any]) -> None:
+    allowed = BY_NAME[name].option_names
     unknown = sorted(set(options) - set(allowed))
     if unknown:
         hint = f"allowed: {', '.join(allowed)}" if allowed else "it takes no options"
@@ -53,19 +55,15 @@ def _mean_of(per_sample: PerSample) -> Corpus:
 
 def _qa(name: str, fn: PerSample) -> Callable[[Mapping[str, Any], References], Metric]:
     def build(options: Mapping[str, Any], _refs: References) -> Metric:
-        _check_options(name, options, ())
+        _check_options(name, options)
         return Metric(name, name, fn, _mean_of(fn))
 
     return build
 
 
-ROUGE_SCORERS: tuple[str, ...] = ("rouge-score", "korean_competition")
-
-
 def _rouge(rouge_type: str) -> Callable[[Mapping[str, Any], References], Metric]:
     def build(options: Mapping[str, Any], refs: References) -> Metric:
-        allowed = ("tokenizer", "scorer") + (("sentence_split",) if rouge_type == "rougeLsum" else ())
-        _check_options(rouge_type, options, allowed)
+        _check_options(rouge_type, options)
         which = options.get("scorer", "rouge-score")
         if which not in ROUGE_SCORERS:
             raise MetricError(
@@ -125,7 +123,7 @@ def _rouge_score_version() -> str:
 
 
 def _bleu(options: Mapping[str, Any], refs: References) -> Metric:
-    _check_options("bleu", options, ("tokenize",))
+    _check_options("bleu", options)
     tokenize = resolve_bleu_tokenize(options.get("tokenize", "auto"), refs)
 
     def corpus(predictions: list[str], references: list[list[str]]) -> float:
@@ -137,7 +135,7 @@ def _bleu(options: Mapping[str, Any], refs: References) -> Metric:
 def _chrf(options: Mapping[str, Any], _refs: References) -> Metric:
     # chrF scores character n-grams and ignores whitespace: there is nothing
     # to tokenize, so 'tokenize' is rejected rather than silently ignored.
-    _check_options("chrf", options, ("word_order",))
+    _check_options("chrf", options)
     word_order = options.get("word_order", 0)
     if word_order not in (0, 1, 2) or isinstance(word_order, bool):
         raise MetricError(f"metric 'chrf': word_order must be 0, 1 or 2, got {word_order!r}")

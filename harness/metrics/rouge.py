@@ -77,7 +77,7 @@ def _mecab_tokens(text: str) -> tuple[str, ...]:
 
 @functools.lru_cache(maxsize=1)
 def get_kiwi():
-    """One shared Kiwi analyser (kiwipiepy is an optional extra: ~10x slower than MeCab, ~0.5 GB)."""
+    """One shared Kiwi analyser (kiwipiepy is an optional extra: much slower than MeCab and large)."""
     try:
         from kiwipiepy import Kiwi
     except ImportError as exc:

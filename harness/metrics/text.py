@@ -51,7 +51,7 @@ def split_sentences(text: str) -> list[str]:
 def get_mecab():
     """One shared python-mecab-ko tagger, loaded on first use.
 
-    Loading the dictionary costs ~100 ms and English-only runs never need it.
+    Loading the dictionary takes a noticeable moment and English-only runs never need it.
     """
     try:
         import mecab

@@ -202,10 +202,10 @@ def attach_adapters(base: LoadedBase, adapters: dict[str, str]) -> ModelSet:
 
 
 def _kernels_note(model) -> str:
-    from harness.engine import decoding
     from harness.engine.kernels import fused
+    from harness.engine.step_attention import step_attention_note
 
-    notes = [note for note in (fused.describe(model), decoding.step_attention_note(model)) if note]
+    notes = [note for note in (fused.describe(model), step_attention_note(model)) if note]
     return "".join(f", {note}" for note in notes)
 
 

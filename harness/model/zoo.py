@@ -235,8 +235,58 @@ def _tokenizer(family: Family, bpe):
     return tokenizer
 
 
+# Each config class's names for SHAPE's sizes.
+_LLAMA_LIKE = {
+    "hidden_size": "hidden",
+    "intermediate_size": "intermediate",
+    "num_hidden_layers": "layers",
+    "num_attention_heads": "heads",
+    "num_key_value_heads": "kv_heads",
+    "max_position_embeddings": "positions",
+}
+_SIZE_NAMES = {
+    "LlamaConfig": _LLAMA_LIKE,
+    "MistralConfig": _LLAMA_LIKE,
+    "Qwen2Config": _LLAMA_LIKE,
+    "GemmaConfig": _LLAMA_LIKE,
+    "GPTNeoXConfig": {
+        "hidden_size": "hidden",
+        "intermediate_size": "intermediate",
+        "num_hidden_layers": "layers",
+        "num_attention_heads": "heads",
+        "max_position_embeddings": "positions",
+    },
+    "GPT2Config": {
+        "n_embd": "hidden",
+        "n_inner": "intermediate",
+        "n_layer": "layers",
+        "n_head": "heads",
+        "n_positions": "positions",
+    },
+    "OPTConfig": {
+        "hidden_size": "hidden",
+        "ffn_dim": "intermediate",
+        "num_hidden_layers": "layers",
+        "num_attention_heads": "heads",
+        "max_position_embeddings": "positions",
+        "word_embed_proj_dim": "hidden",
+    },
+    "BloomConfig": {"hidden_size": "hidden", "n_layer": "layers", "n_head": "heads"},
+    "T5Config": {"d_model": "hidden", "d_ff": "intermediate", "num_layers": "layers", "num_heads": "heads"},
+    "BartConfig": {
+        "d_model": "hidden",
+        "encoder_ffn_dim": "intermediate",
+        "decoder_ffn_dim": "intermediate",
+        "encoder_layers": "layers",
+        "decoder_layers": "layers",
+        "encoder_attention_heads": "heads",
+        "decoder_attention_heads": "heads",
+        "max_position_embeddings": "positions",
+    },
+}
+
+
 def _config_fields(family: Family, vocab: int, ids: dict) -> dict:
-    s = SHAPE
     common = dict(
         vocab_size=vocab,
         bos_token_id=ids.get("bos"),
@@ -244,67 +294,19 @@ def _config_fields(family: Family, vocab: int, ids: dict) -> dict:
         pad_token_id=ids.get("pad"),
         tie_word_embeddings=family.tied,
     )
-    if family.config in ("LlamaConfig", "MistralConfig", "Qwen2Config", "GemmaConfig"):
-        shape = dict(
-            hidden_size=s["hidden"],
-            intermediate_size=s["intermediate"],
-            num_hidden_layers=s["layers"],
-            num_attention_heads=s["heads"],
-            num_key_value_heads=s["kv_heads"],
-            max_position_embeddings=s["positions"],
-        )
-        if family.config == "MistralConfig":
-            shape["sliding_window"] = None  # v0.2 onwards attends to the whole context
-    elif family.config == "GPTNeoXConfig":
-        shape = dict(
-            hidden_size=s["hidden"],
-            intermediate_size=s["intermediate"],
-            num_hidden_layers=s["layers"],
-            num_attention_heads=s["heads"],
-            max_position_embeddings=s["positions"],
-        )
-    elif family.config == "GPT2Config":
-        shape = dict(
-            n_embd=s["hidden"],
-            n_inner=s["intermediate"],
-            n_layer=s["layers"],
-            n_head=s["heads"],
-            n_positions=s["positions"],
-        )
-    elif family.config == "OPTConfig":
-        shape = dict(
-            hidden_size=s["hidden"],
-            ffn_dim=s["intermediate"],
-            num_hidden_layers=s["layers"],
-            num_attention_heads=s["heads"],
-            max_position_embeddings=s["positions"],
-            word_embed_proj_dim=s["hidden"],
-        )
-    elif family.config == "BloomConfig":
-        shape = dict(hidden_size=s["hidden"], n_layer=s["layers"], n_head=s["heads"])
-    elif family.config == "T5Config":
-        shape = dict(
-            d_model=s["hidden"],
-            d_ff=s["intermediate"],
-            d_kv=16,
-            num_layers=s["layers"],
-            num_heads=s["heads"],
-            decoder_start_token_id=ids["pad"],
-        )
-    else:  # BartConfig
-        shape = dict(
-            d_model=s["hidden"],
-            encoder_ffn_dim=s["intermediate"],
-            decoder_ffn_dim=s["intermediate"],
-            encoder_layers=s["layers"],
-            decoder_layers=s["layers"],
-            encoder_attention_heads=s["heads"],
-            decoder_attention_heads=s["heads"],
-            max_position_embeddings=s["positions"],
-            decoder_start_token_id=ids["eos"],
-            forced_eos_token_id=ids["eos"],
-        )
-    return {**common, **shape, **family.options}
+    sizes = {name: SHAPE[size] for name, size in _SIZE_NAMES[family.config].items()}
+    return {**common, **sizes, **_config_extras(family.config, ids), **family.options}
+
+
+def _config_extras(config: str, ids: dict) -> dict:
+    """Fields a config class needs beyond the sizes."""
+    if config == "MistralConfig":
+        return {"sliding_window": None}  # v0.2 onwards attends to the whole context
+    if config == "T5Config":
+        return {"d_kv": 16, "decoder_start_token_id": ids["pad"]}
+    if config == "BartConfig":
+        return {"decoder_start_token_id": ids["eos"], "forced_eos_token_id": ids["eos"]}
+    return {}
 
 
 def _widen_output(model, seed: int) -> None:

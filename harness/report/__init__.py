@@ -6,7 +6,8 @@ jinja2 and the standard library, so a report opens on any machine that has the r
 
 from harness.report.load import Model, Report, Run, load_report, load_run, merge_runs
 from harness.report.markdown import render_markdown
-from harness.report.render import render_html, sample_data, script_json
+from harness.report.render import render_html, script_json
+from harness.report.samples import sample_data
 
 __all__ = [
     "Model",

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from harness import __version__
 from harness.report.load import Report
-from harness.report.render import train_summary
+from harness.report.rows import train_summary
 from harness.runs.summary import fmt_interval, interval_note, long_prompts_note, version_notes
 
 # Characters that start Markdown syntax (emphasis, code, links, images, tables, escapes), and HTML,
@@ -33,7 +33,6 @@ def _md_code(text) -> str:
 
 def render_markdown(report: Report) -> str:
     first = report.first
-    labels = list(report.metric_info)
     ds = first.get("dataset") or {}
     lines = [
         f"## {_md_escape(report.suite)} ({_md_escape(report.task)}) — {report.n_samples} samples"
@@ -46,43 +45,10 @@ def render_markdown(report: Report) -> str:
         "paired by sample."
     )
     lines.append("")
-    arrows = {True: "↑", False: "↓"}
-    header = ["model"] + [f"{l} {arrows[bool(report.metric_info[l].get('higher_is_better', True))]}" for l in labels]
-    lines.append("| " + " | ".join(_md_escape(h) for h in header) + " |")
-    lines.append("|" + "---|" * len(header))
-    for m in report.models:
-        cells = []
-        for l in labels:
-            e = m.metrics.get(l) or {}
-            cells.append(_interval_md(e))
-        lines.append("| " + " | ".join([f"**{_md_escape(m.name)}**"] + cells) + " |")
-        if m.delta:
-            cells = []
-            for l in labels:
-                d = m.delta.get(l) or {}
-                mark = " ▲" if d.get("improved") else " ▼" if d.get("regressed") else ""
-                cells.append(_interval_md(d, signed=True) + mark)
-            lines.append("| " + " | ".join([f"Δ {_md_escape(m.name)} vs base"] + cells) + " |")
+    lines.extend(_metrics_table(report))
     lines.append("")
     lines.append("Models:")
-    for m in report.models:
-        info = m.info
-        if m.kind == "base":
-            lines.append(
-                f"- {_md_code(m.name)}: base {_md_code(info.get('ref', '?'))}"
-                + (
-                    f", {_md_escape(info['quantization'].get('mode'))}"
-                    if isinstance(info.get("quantization"), dict)
-                    else ""
-                )
-            )
-        else:
-            t = train_summary(info)
-            extra = f"; trained {_md_escape(t['steps'])} steps on {_md_code(t['data'])}" if t and t.get("steps") else ""
-            lines.append(
-                f"- {_md_code(m.name)}: adapter {_md_code(info.get('path', '?'))} "
-                f"(sha256 {_md_code(str(info.get('sha256', '?'))[:12])}){extra}"
-            )
+    lines.extend(_model_line(m) for m in report.models)
     notes = version_notes(report.metric_info)
     rescored = sorted({run.results_file for run in report.runs} - {"results.json"})
     if rescored:
@@ -94,6 +60,39 @@ def render_markdown(report: Report) -> str:
     lines.append("")
     lines.append(f"Runs: {runs}; harness {_md_escape(first.get('harness_version', __version__))}.")
     return "\n".join(lines) + "\n"
+
+
+def _metrics_table(report: Report) -> list[str]:
+    """One row per model and, under an adapter, its delta against the base."""
+    labels = list(report.metric_info)
+    arrows = {True: "↑", False: "↓"}
+    header = ["model"] + [f"{l} {arrows[bool(report.metric_info[l].get('higher_is_better', True))]}" for l in labels]
+    lines = ["| " + " | ".join(_md_escape(h) for h in header) + " |", "|" + "---|" * len(header)]
+    for m in report.models:
+        cells = [_interval_md(m.metrics.get(l) or {}) for l in labels]
+        lines.append("| " + " | ".join([f"**{_md_escape(m.name)}**"] + cells) + " |")
+        if m.delta:
+            cells = []
+            for l in labels:
+                d = m.delta.get(l) or {}
+                mark = " ▲" if d.get("improved") else " ▼" if d.get("regressed") else ""
+                cells.append(_interval_md(d, signed=True) + mark)
+            lines.append("| " + " | ".join([f"Δ {_md_escape(m.name)} vs base"] + cells) + " |")
+    return lines
+
+
+def _model_line(m) -> str:
+    info = m.info
+    if m.kind == "base":
+        quantization = info.get("quantization")
+        mode = f", {_md_escape(quantization.get('mode'))}" if isinstance(quantization, dict) else ""
+        return f"- {_md_code(m.name)}: base {_md_code(info.get('ref', '?'))}" + mode
+    t = train_summary(info)
+    extra = f"; trained {_md_escape(t['steps'])} steps on {_md_code(t['data'])}" if t and t.get("steps") else ""
+    return (
+        f"- {_md_code(m.name)}: adapter {_md_code(info.get('path', '?'))} "
+        f"(sha256 {_md_code(str(info.get('sha256', '?'))[:12])}){extra}"
+    )
 
 
 def _interval_md(entry: dict, signed: bool = False) -> str:

@@ -154,8 +154,8 @@ def eval_batch_size(env: Environment) -> int:
     if env.device != "cuda" or not env.gpu_memory_bytes:
         return 8
     gib = env.gpu_memory_bytes / 2**30
-    # On an 80 GB H100 a 7B NF4 model with ~200-token prompts ran out of memory at 128 and
-    # fitted at 64; the engine still halves on out-of-memory, but a retry costs a batch.
+    # A 7B NF4 model with short prompts ran out of memory at twice the largest of these on an 80 GB
+    # H100 (benchmarks/RESULTS.md); the engine still halves on out-of-memory, but a retry costs a batch.
     return 16 if gib < 20 else 32 if gib < 40 else 64
 
 

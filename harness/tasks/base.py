@@ -1,5 +1,8 @@
 """What every task kind provides, and the shared flow of generative tasks:
-build prompt → generate → extract → score → record."""
+build prompt → (the engine generates) → extract → record → score.
+
+A task builds its samples' requests to the engine (harness.engine.requests) and turns the engine's
+results into records; it never calls the model (harness.evaluate.execute runs the requests)."""
 
 from __future__ import annotations
 
@@ -8,6 +11,8 @@ from dataclasses import dataclass, field
 
 from harness.config.suite import SuiteConfig
 from harness.data.prompts import apply_chat_template, load_template
+from harness.engine.requests import GenerationRequest, Result
+from harness.engine.requests import Request as EngineRequest
 from harness.errors import ConfigError, DataError
 from harness.metrics.aggregate import Scorer
 from harness.metrics.errors import MetricError
@@ -18,6 +23,9 @@ from harness.tasks.long_prompts import fit_prompt, generation_budget
 
 @dataclass
 class Request:
+    """A sample as eval keys, resumes and records it; what the engine runs for it is the task's
+    `engine_request`."""
+
     id: str
     prompt: str
     references: list[str]
@@ -27,7 +35,7 @@ class Request:
 class Task:
     kind = ""
     default_metrics: list = []
-    # Whether `run` takes a `shard` (a world of processes) and deals it whole batches itself.
+    # Whether the engine deals whole batches of this task's requests to a world of processes itself.
     deals_batches = False
 
     def build_requests(
@@ -45,17 +53,12 @@ class Task:
     def scorers(self, suite: SuiteConfig, references: list[list[str]]) -> list[Scorer]:
         raise NotImplementedError
 
-    def run(
-        self,
-        model,
-        tokenizer,
-        suite: SuiteConfig,
-        requests: list[Request],
-        batch_size: int,
-        on_record,
-        progress,
-        shard=None,
-    ):
+    def engine_request(self, suite: SuiteConfig, request: Request) -> EngineRequest:
+        """What the engine runs for `request`."""
+        raise NotImplementedError
+
+    def record(self, request: Request, result: Result) -> dict:
+        """The record of `request` from the engine's `result` (scored later by the task's scorers)."""
         raise NotImplementedError
 
 
@@ -139,42 +142,23 @@ class GenerativeTask(Task):
             )
         return scorers
 
-    def run(self, model, tokenizer, suite, requests, batch_size, on_record, progress, shard=None):
-        from harness.engine.generation import generate
+    def engine_request(self, suite, request):
+        return GenerationRequest(prompt=request.prompt, id=request.id)
 
-        def finished(index: int, generated) -> None:
-            request = requests[index]
-            on_record(
-                {
-                    "id": request.id,
-                    "prompt": request.prompt,
-                    "references": request.references,
-                    "output": generated.output,
-                    "prediction": self.extract(generated.output),
-                    "prompt_tokens": generated.prompt_tokens,
-                    "generated_tokens": generated.generated_tokens,
-                    "stop_reason": generated.stop_reason,
-                    "repetition": repetition_stats(generated.output).to_dict(),
-                    "truncated_tokens": request.extra.get("truncated_tokens", 0),
-                    "truncated_chars": request.extra.get("truncated_chars", 0),
-                }
-            )
-
-        # batch_size None: sized from free GPU memory per batch (the fast engine on a GPU).
-        generate(
-            model,
-            tokenizer,
-            [r.prompt for r in requests],
-            suite.generation,
-            batch_size or 1,
-            finished,
-            engine=suite.engine,
-            auto_batch=batch_size is None,
-            ids=[r.id for r in requests],
-            progress=progress,
-            shard=shard,
-            chat=suite.prompt.chat,
-        )
+    def record(self, request, result):
+        return {
+            "id": request.id,
+            "prompt": request.prompt,
+            "references": request.references,
+            "output": result.output,
+            "prediction": self.extract(result.output),
+            "prompt_tokens": result.prompt_tokens,
+            "generated_tokens": result.generated_tokens,
+            "stop_reason": result.stop_reason,
+            "repetition": repetition_stats(result.output).to_dict(),
+            "truncated_tokens": request.extra.get("truncated_tokens", 0),
+            "truncated_chars": request.extra.get("truncated_chars", 0),
+        }
 
 
 class _FewShot:

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 from harness.errors import HarnessError
 
+logger = logging.getLogger(__name__)
 
-def last_checkpoint(out: Path, log=None) -> str | None:
+
+def last_checkpoint(out: Path, note_skipped: bool = False) -> str | None:
     """The newest complete checkpoint. A run killed while saving leaves a directory without the
-    trainer state the Trainer writes last; resuming from it would fail, so it is passed over."""
+    trainer state the Trainer writes last; resuming from it would fail, so it is passed over (and
+    logged as such with `note_skipped`, where the run resumes)."""
     from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
     ckpt_dir = out / "checkpoints"
@@ -25,8 +29,8 @@ def last_checkpoint(out: Path, log=None) -> str | None:
         missing = _checkpoint_missing(path)
         if not missing:
             return str(path)
-        if log is not None:
-            log(f"harness train: skipping {path}: incomplete ({missing}; interrupted while saving?)")
+        if note_skipped:
+            logger.info("harness train: skipping %s: incomplete (%s; interrupted while saving?)", path, missing)
     return None
 
 
@@ -53,7 +57,7 @@ def check_output(out: Path, resume: bool, overwrite: bool, record_file: str) -> 
             )
         return
     if overwrite:
-        return  # the old run's files go only once the new run starts (train._clear_previous_run)
+        return  # the old run's files go only once the new run starts (recipe._clear_previous_run)
     if not out.exists():
         return
     if (out / record_file).exists() or (out / "adapter_config.json").exists():

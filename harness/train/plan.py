@@ -126,8 +126,8 @@ def fit_to_memory(
     Recomputation costs about a third more compute per step; dequantizing saves less, so the memory goes
     to the activations first. An explicit `gradient_checkpointing: true` is the low-memory mode: the base
     then stays 4-bit unless `dequantize_base: true` says otherwise. The micro-step stays as large as fits:
-    on the H100 bench (7B, 4-bit, recomputation) each of two micro-steps of 8 sequences took as long as
-    one of 16, so a split to save memory halves the speed. The out-of-memory back-off covers an estimate
+    on the H100 bench (7B, 4-bit, recomputation) a micro-step of half the sequences took as long as the
+    whole one (benchmarks/RESULTS.md), so a split to save memory halves the speed. The out-of-memory back-off covers an estimate
     too low."""
     t = config.training
     residual = 2 if plan.compute_dtype == "bf16" else 4  # fp16 bases are upcast for training (train.py)

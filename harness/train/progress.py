@@ -14,7 +14,7 @@ from transformers import TrainerCallback
 
 from harness.runtime.console import terminal
 
-logger = logging.getLogger("harness.train.recipe")
+logger = logging.getLogger(__name__)
 
 
 class TrainProgress(TrainerCallback):

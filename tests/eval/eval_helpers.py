@@ -39,7 +39,7 @@ def train_adapter(output_dir: Path, **overrides):
 
     config = load_config(TrainConfig, PRESET, {"output_dir": str(output_dir), **ADAPTER_TRAINING, **overrides})
     with one_torch_thread():
-        return train(config, overwrite=True, log=quiet)
+        return train(config, overwrite=True)
 
 
 def read_records(run_dir: Path, model: str) -> list[dict]:

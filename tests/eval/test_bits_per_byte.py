@@ -63,6 +63,7 @@ def direct_sliding_nll(model, ids: list[int], context: int, stride: int) -> tupl
 def _run_task(model, tokenizer, documents, suite_config):
     import torch
 
+    from harness.evaluate.execute import run_task
     from harness.tasks import Request, get_task
 
     suite, _ = suite_config("perplexity_ko.yaml", {"engine": "plain"})
@@ -70,7 +71,7 @@ def _run_task(model, tokenizer, documents, suite_config):
     task = get_task("perplexity")
     requests = task.build_requests(suite, documents, tokenizer, [])
     torch.set_num_threads(1)
-    task.run(model, tokenizer, suite, requests, 2, records.append, None)
+    run_task(task, model, tokenizer, suite, requests, 2, records.append)
     assert all(isinstance(r, Request) for r in requests)
     return {r["id"]: r for r in records}
 

@@ -43,9 +43,11 @@ def prompts():
 def _tokens(model, tokenizer, prompts, settings, batch, engine):
     """Generated results per prompt (through the engine's own batching and stop handling)."""
     from harness.engine.generation import generate
+    from harness.engine.requests import GenerationRequest, RunOptions
 
     out = {}
-    generate(model, tokenizer, prompts, settings, batch, lambda i, g: out.__setitem__(i, g), engine=engine)
+    requests = [GenerationRequest(p) for p in prompts]
+    generate(model, tokenizer, requests, RunOptions(settings, batch, engine=engine), lambda i, g: out.__setitem__(i, g))
     return [out[i] for i in range(len(prompts))]
 
 
@@ -145,24 +147,24 @@ def test_prefill_in_chunks_of_rows_gives_the_same_answers(models, prompts, monke
     """A batch's prefill runs in passes of at most TOKENS_PER_PASS tokens (memory stays bounded
     beside a large cache); with passes of a few rows the answers are unchanged."""
     from harness.config.generation import GenerationSettings
-    from harness.engine import decoding
+    from harness.engine import batching
 
     tokenizer = models.base.tokenizer
     batch = prompts + ["질문: 한국의 수도는 어디인가?\n답:"]
     settings = GenerationSettings(max_new_tokens=12)
     with models.use(ADAPTER_NAME) as model:
         whole = _tokens(model, tokenizer, batch, settings, len(batch), "auto")
-        monkeypatch.setattr(decoding, "TOKENS_PER_PASS", 200)  # two distinct first parts per pass
+        monkeypatch.setattr(batching, "TOKENS_PER_PASS", 200)  # two distinct first parts per pass
         chunked = _tokens(model, tokenizer, batch, settings, len(batch), "auto")
     assert [(g.output, g.generated_tokens) for g in chunked] == [(g.output, g.generated_tokens) for g in whole]
 
 
 def test_prefill_passes_pad_each_pass_to_its_own_longest_row(monkeypatch):
-    from harness.engine import decoding
+    from harness.engine import batching
 
-    monkeypatch.setattr(decoding, "TOKENS_PER_PASS", 1000)
+    monkeypatch.setattr(batching, "TOKENS_PER_PASS", 1000)
     lengths = [900, 400, 300, 300, 120, 100, 100, 100, 90, 5000, 1]
-    passes = decoding._passes(lengths)
+    passes = batching.passes(lengths)
     assert passes == [(0, 1, 900), (1, 3, 400), (3, 6, 300), (6, 9, 100), (9, 10, 5000), (10, 11, 1)]
     for lo, hi, width in passes:
         assert width == max(lengths[lo:hi]) and ((hi - lo) * width <= 1000 or hi - lo == 1)

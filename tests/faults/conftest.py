@@ -19,7 +19,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "eval"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from eval_helpers import PRESET, SUITES, one_torch_thread, quiet
+from eval_helpers import PRESET, SUITES, one_torch_thread
 from fault_helpers import ADAPTER, EVAL_ARGS, RUN_ID
 
 
@@ -42,7 +42,7 @@ def fault_adapter(tmp_path_factory, harness_cache) -> Path:
         {"output_dir": str(out), "data.limit": 4, "training.max_steps": 2, "data.validation_fraction": 0},
     )
     with one_torch_thread():
-        train(config, overwrite=True, log=quiet)
+        train(config, overwrite=True)
     assert (out / "adapter_model.safetensors").is_file()
     return out
 

@@ -10,7 +10,9 @@ from dataclasses import dataclass
 import pytest
 
 from harness.config import GenerationSettings
-from harness.engine.generation import Batch, deal, generate
+from harness.engine.batching import Batch, deal
+from harness.engine.generation import generate
+from harness.engine.requests import GenerationRequest, RunOptions
 
 PROMPTS = [
     "한국의 수도는 어디인가?",
@@ -69,7 +71,8 @@ def test_ranks_run_the_single_process_batches(tiny_model, world):
 
     def run(shard=None) -> dict[int, object]:
         out: dict[int, object] = {}
-        generate(model, tokenizer, PROMPTS, settings, 2, lambda i, g: out.__setitem__(i, g), shard=shard)
+        requests = [GenerationRequest(p) for p in PROMPTS]
+        generate(model, tokenizer, requests, RunOptions(settings, 2, shard=shard), lambda i, g: out.__setitem__(i, g))
         return out
 
     single = run()

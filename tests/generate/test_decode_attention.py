@@ -102,7 +102,8 @@ def test_batched_greedy_answers_repeat_exactly(gen_adapter, tiny_ref):
     give the same tokens."""
     from harness.config.generation import GenerationSettings
     from harness.config.model import Quantization
-    from harness.engine.decoding import StaticDecoder, step_attention_note
+    from harness.engine.decoding import StaticDecoder
+    from harness.engine.step_attention import step_attention_note
     from harness.model.adapters import attach_adapters
     from harness.model.loading import load_base
     from harness.runtime.env import detect

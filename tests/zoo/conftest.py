@@ -11,7 +11,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from zoo_helpers import ADAPTER, PROMPTS, USUAL_TARGETS, answer, load_reference, one_torch_thread, quiet
+from zoo_helpers import ADAPTER, PROMPTS, USUAL_TARGETS, answer, load_reference, one_torch_thread
 
 PRESET = Path(__file__).resolve().parents[2] / "harness" / "data" / "presets" / "tiny-ko-qa.yaml"
 
@@ -60,7 +60,7 @@ def zoo_adapter(tmp_path_factory, harness_cache):
             out = tmp_path_factory.mktemp(f"{family}-{kind}") / ADAPTER
             targets = USUAL_TARGETS[family] if kind == "usual" else "all-linear"
             with one_torch_thread():
-                record = train(train_config(family, out, targets), log=quiet)
+                record = train(train_config(family, out, targets))
             trained[family, kind] = out, record
         return trained[family, kind]
 

@@ -5,6 +5,7 @@ sequence its own logits; `--resume` passes over a checkpoint half-written by a k
 
 from __future__ import annotations
 
+import logging
 import shutil
 
 import pytest
@@ -102,7 +103,7 @@ def test_padding_free_only_where_packing_is_exact(family, zoo_adapter, run_cli):
 
 
 @pytest.mark.parametrize("family", DECODERS)
-def test_resume_passes_over_a_half_written_checkpoint(family, zoo_adapter, tmp_path):
+def test_resume_passes_over_a_half_written_checkpoint(family, zoo_adapter, tmp_path, caplog):
     """A run killed while saving checkpoint-4 resumes from checkpoint-2 and ends where the
     uninterrupted run ended."""
     from safetensors.torch import load_file
@@ -116,9 +117,9 @@ def test_resume_passes_over_a_half_written_checkpoint(family, zoo_adapter, tmp_p
     half = out / "checkpoints" / "checkpoint-4"
     shutil.copytree(whole / "checkpoints" / "checkpoint-4", half)
     (half / "trainer_state.json").unlink()  # the Trainer writes it last
-    lines: list[str] = []
-    with one_torch_thread():
-        train(train_config(family, out, USUAL_TARGETS[family]), resume=True, log=lines.append)
+    with one_torch_thread(), caplog.at_level(logging.INFO, logger="harness.train"):
+        train(train_config(family, out, USUAL_TARGETS[family]), resume=True)
+    lines = [record.getMessage() for record in caplog.records]
     skipped = [line for line in lines if "skipping" in line]
     assert len(skipped) == 1 and "checkpoint-4" in skipped[0] and "incomplete" in skipped[0], lines
     expected, got = (load_file(str(d / "adapter_model.safetensors")) for d in (whole, out))

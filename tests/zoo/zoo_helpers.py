@@ -42,10 +42,6 @@ ADAPTER = "zoo"
 LOGIT_TOLERANCE = 1e-3
 
 
-def quiet(*_args, **_kwargs) -> None:
-    pass
-
-
 def plain_4bit_layout(model) -> None:
     """bitsandbytes repacks 4-bit weights for its AVX512-BF16 kernel on the first eval forward and
     then computes in bf16 whatever compute dtype was asked for; the reference keeps the exact

@@ -3,8 +3,7 @@
 PyTorch picks cuDNN's attention on Hopper, and for one query per row cuDNN's results vary between
 identical calls (up to 1e-3 on an H200): two identical eval runs gave different greedy answers near
 ties. PyTorch's memory-efficient kernel repeats exactly but read a 256-row cache at less than half
-cuDNN's speed (733 against 332 µs per layer on an H200), and a step at 256 rows is mostly reading
-the cache. Here each (row, head) reads its keys and values in a fixed order; where rows × heads are
+cuDNN's speed (benchmarks/RESULTS.md), and a step at 256 rows is mostly reading the cache. Here each (row, head) reads its keys and values in a fixed order; where rows × heads are
 too few to fill the GPU (a streamed answer), each one's slots are split into chunks whose partial
 softmax sums are combined by a second kernel, again in a fixed order. No atomics, so the result
 depends only on the inputs and the shapes.
@@ -24,9 +23,8 @@ import torch
 import triton
 import triton.language as tl
 
-# Slots per loop step, warps per program and the loop's pipeline depth: measured on an H100 over
-# 256 rows × 32 heads × 352 slots (`.bench/attn_tune.py`, scratch): 446 µs per layer at 32 slots,
-# one warp, 2-4 stages; 4 warps without pipelining took 692 µs, cuDNN 480.
+# Slots per loop step, warps per program and the loop's pipeline depth: the fastest measured on an
+# H100 over 256 rows × 32 heads × 352 slots (figures in benchmarks/RESULTS.md).
 BLOCK = 32
 WARPS = 1
 STAGES = 3

@@ -4,8 +4,8 @@ peft computes an unmerged LoRA as six or seven kernels per layer (the input cast
 down and up products, the scale, a cast back, the sum, and for 4-bit bases a defensive clone). In
 a decoding step, where each kernel has only a few rows to work on, they cost more than the layer's
 own matrix product: with q/k/v/o adapted they are most of a 7B model's ~2,000 kernels per token.
-In a prefill or a perplexity forward they move the activations through memory five times in fp32:
-a quarter of a 7B forward's GPU time with q/k/v/o adapted. Here the down product (with the cast)
+In a prefill or a perplexity forward they move the activations through memory five times in fp32,
+a large share of a forward's GPU time with q/k/v/o adapted (benchmarks/RESULTS.md). Here the down product (with the cast)
 is one kernel and the up product, scale, rounding and sum another, written into the base layer's
 fresh output; a few rows take one program per row, thousands take tiles of rows.
 
@@ -74,7 +74,7 @@ def _up_add(
 
 
 # The row count is not specialised: Triton would compile anew for counts divisible by 16, in the
-# middle of an eval column (a 5 s stall measured on the H100).
+# middle of an eval column (a stall of seconds, benchmarks/RESULTS.md).
 @triton.jit(do_not_specialize=["M"])
 def _down_tiles(
     x_ptr,

@@ -1,11 +1,10 @@
 """One-token products with NF4 weights in one Triton kernel, for decoding on the 4-bit base.
 
 In a one-token decoding step every linear layer is a matrix-vector product, bound by reading its
-packed 4-bit weights: a 7B model's are 3.4 GB per token. bitsandbytes' kernel reads them at
-0.8-0.95 TB/s on an H100, about a third of the memory's bandwidth, and was 70 % of a batch-1 step.
-The work per byte is the lookup of two 4-bit codes in the 16-value NF4 table; here it is done with
-PTX byte permutes (`prmt`), which look up four codes at once in a table held in two registers, so
-the kernel reads the same bytes at 1.1-1.3 TB/s (RESULTS.md, 2026-11-24, third session).
+packed 4-bit weights. bitsandbytes' kernel reads them at about a third of the memory's bandwidth,
+and was most of a batch-1 step. The work per byte is the lookup of two 4-bit codes in the 16-value
+NF4 table; here it is done with PTX byte permutes (`prmt`), which look up four codes at once in a
+table held in two registers, so the kernel reads the same bytes faster (benchmarks/RESULTS.md).
 
 The arithmetic: each code's NF4 value in bf16 (bitsandbytes' kernel holds its table in bf16 too)
 times the input, in fp32, summed per quantization block and multiplied by the block's scale, which
@@ -42,9 +41,8 @@ NF4 = (
     0.7229568362236023,
     1.0,
 )
-# Output rows per program and warps: measured as a 7B step runs the kernel (32 layers' distinct
-# weights, so nothing is served from L2; .bench/nf4_tune.py, scratch): 4 rows 3.00 ms per step,
-# 8 rows 3.13, 16 rows 3.32; 2 or 8 warps no better than 4.
+# Output rows per program and warps: the fastest measured as a 7B step runs the kernel (32 layers'
+# distinct weights, so nothing is served from L2); the figures are in benchmarks/RESULTS.md.
 ROWS = 4
 WARPS = 4
 

@@ -1,9 +1,9 @@
 """Attention within each sequence of a padding-free row (CUDA), through PyTorch's varlen flash attention.
 
 A padding-free row concatenates a micro-batch's sequences. sdpa then attends over the whole row under
-a block-diagonal causal mask: work and mask memory grow with the square of the row's length (16
-sequences of ~220 tokens: ~16 times the work of attending within each sequence, a fifth of a 7B
-step), and the masked kernel is slower than flash attention. PyTorch's `varlen_attn` runs flash
+a block-diagonal causal mask: work and mask memory grow with the square of the row's length (n
+sequences in a row: about n times the work of attending within each sequence), and the masked
+kernel is slower than flash attention. PyTorch's `varlen_attn` runs flash
 attention over each sequence alone, from the boundaries TRL's padding-free collator already passes
 (`cu_seq_lens_q`/`_k`, `max_length_q`/`_k`). Same math as the masked sdpa; anything else (no
 boundaries, a batch of several rows, dropout, windows) goes to transformers' sdpa unchanged.

@@ -1,0 +1,182 @@
+"""How likely the model finds a text: the log-likelihood of a continuation given a context (multiple
+choice), and the rolling log-likelihood of a whole text over a sliding window (perplexity).
+
+Both score right-padded rows in one forward each: under a causal mask a token never sees the
+padding after it, so no attention mask is needed and the attention kernel runs in its fastest,
+maskless form. Log-probabilities are summed in float64, exactly per token.
+
+Rolling: each window scores only tokens no earlier window scored, with up to `context_length -
+stride` tokens of context before them (the transformers perplexity guide's method). The first
+token of a text has nothing before it to be predicted from. Where the tokenizer has a BOS token,
+the text starts with it (added if the tokenizer does not add it itself, as lm-evaluation-harness's
+rolling log-likelihood does), so every token of the text is scored and every byte counts. Where it
+has none, the first token goes unscored and its bytes leave the result's `bytes`: the bytes of the
+tokens that were scored, never more.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+
+import torch
+
+from harness.engine.kernels import fused
+from harness.engine.model_info import context_length
+from harness.engine.requests import (
+    Loglikelihood,
+    LoglikelihoodRequest,
+    RollingLoglikelihood,
+    RollingLoglikelihoodRequest,
+    RunOptions,
+)
+
+# Tokens per forward when the batch size is left to the engine (on a GPU, ~16k keeps it busy).
+TOKENS_PER_FORWARD = 16384
+
+
+def loglikelihood(
+    model,
+    tokenizer,
+    requests: list[LoglikelihoodRequest],
+    options: RunOptions,
+    on_result: Callable[[int, Loglikelihood], None],
+) -> None:
+    """Every request's summed log-probability of its continuation and whether greedy decoding would
+    produce it, batched longest first; `on_result(index, Loglikelihood)` as each batch finishes."""
+    rows = [_continuation_row(tokenizer, r, context_length(model)) for r in requests]
+    order = sorted(range(len(rows)), key=lambda i: (-len(rows[i][0]), i))
+    size = options.batch_size or max(1, TOKENS_PER_FORWARD // max((len(ids) for ids, _ in rows), default=1))
+    with _kernels(model, options):
+        for lo in range(0, len(order), size):
+            chunk = order[lo : lo + size]
+            scores = score_rows(model, [rows[i][0] for i in chunk], [rows[i][1] for i in chunk])
+            for i, (logprob, greedy) in zip(chunk, scores):
+                on_result(i, Loglikelihood(logprob=logprob, is_greedy=greedy, tokens=len(rows[i][0]) - rows[i][1]))
+                if options.progress is not None:
+                    options.progress.update(1)
+
+
+def _continuation_row(tokenizer, request: LoglikelihoodRequest, limit: int | None) -> tuple[list[int], int]:
+    """(ids, where the continuation starts) of a request. Context and continuation are tokenized
+    together and the continuation's tokens are those past the context's own (a token across the
+    boundary belongs to the continuation); the context's trailing spaces go to the continuation,
+    as lm-evaluation-harness moves them. An empty context is the BOS token (or eos, where there is
+    none). Longer than the model's context, the row keeps its end."""
+    context, continuation = request.context, request.continuation
+    spaces = len(context) - len(context.rstrip())
+    if spaces:
+        context, continuation = context[:-spaces], context[-spaces:] + continuation
+    whole = tokenizer(context + continuation, add_special_tokens=True)["input_ids"]
+    start = len(tokenizer(context, add_special_tokens=True)["input_ids"]) if context else 0
+    if start == 0:
+        prefix = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
+        whole = whole if whole and whole[0] == prefix else [prefix, *whole]
+        start = 1
+    if limit and len(whole) > limit:
+        start, whole = max(1, start - (len(whole) - limit)), whole[-limit:]
+    return whole, start
+
+
+def rolling_loglikelihood(
+    model,
+    tokenizer,
+    requests: list[RollingLoglikelihoodRequest],
+    options: RunOptions,
+    on_result: Callable[[int, RollingLoglikelihood], None],
+) -> None:
+    """Every window of every text, batched longest first; a text's result is handed over as soon as
+    its last window is scored (a text with nothing to score, first)."""
+    encoded = [encode_text(tokenizer, r.text) for r in requests]
+    windows = [
+        (d, w)
+        for d, ((ids, _), r) in enumerate(zip(encoded, requests))
+        for w in plan_windows(len(ids), r.context_length, r.stride)
+    ]
+    left = [0] * len(encoded)
+    for d, _ in windows:
+        left[d] += 1
+    totals = [[0.0, 0] for _ in encoded]
+
+    def finish(d: int) -> None:
+        scored = totals[d][1]
+        on_result(d, RollingLoglikelihood(nll=totals[d][0], tokens=scored, bytes=encoded[d][1] if scored else 0))
+        if options.progress is not None:
+            options.progress.update(1)
+
+    for d in range(len(encoded)):
+        if not left[d]:  # nothing to score (a one-token text)
+            finish(d)
+    windows.sort(key=lambda item: (-(item[1][1] - item[1][0]), item[0]))
+    longest = max((r.context_length for r in requests), default=1)
+    size = options.batch_size or max(1, TOKENS_PER_FORWARD // longest)
+    with _kernels(model, options):
+        for start in range(0, len(windows), size):
+            chunk = windows[start : start + size]
+            rows = [encoded[d][0][w[0] : w[1]] for d, w in chunk]
+            scores = score_rows(model, rows, [w[2] + 1 for _, w in chunk])
+            for (d, w), row, (logprob, _) in zip(chunk, rows, scores):
+                totals[d][0] -= logprob
+                totals[d][1] += len(row) - 1 - w[2]
+                left[d] -= 1
+                if not left[d]:
+                    finish(d)
+
+
+def encode_text(tokenizer, text: str) -> tuple[list[int], int]:
+    """The ids a text is scored on, and the UTF-8 bytes of the text its scored tokens cover."""
+    ids = tokenizer(text, add_special_tokens=True)["input_ids"]
+    bos = tokenizer.bos_token_id
+    if bos is not None:
+        return (ids if ids and ids[0] == bos else [bos, *ids]), len(text.encode("utf-8"))
+    if not ids:
+        return ids, 0
+    return ids, len(text.encode("utf-8")) - len(_first_token_text(tokenizer, text, ids).encode("utf-8"))
+
+
+def _first_token_text(tokenizer, text: str, ids: list[int]) -> str:
+    try:
+        offsets = tokenizer(text, add_special_tokens=True, return_offsets_mapping=True)["offset_mapping"]
+        return text[: offsets[0][1]]
+    except (NotImplementedError, KeyError, TypeError, ValueError):  # slow tokenizers have no offsets
+        return tokenizer.decode(ids[:1])
+
+
+def plan_windows(n_tokens: int, context_length: int, stride: int) -> list[tuple[int, int, int]]:
+    """(begin, end, first new target) of each window: the targets ids[begin+1:end] from index
+    `first new` on are the ones no earlier window scored."""
+    windows, prev_end = [], 0
+    if n_tokens < 2:
+        return windows
+    for begin in range(0, n_tokens, stride):
+        end = min(begin + context_length, n_tokens)
+        windows.append((begin, end, max(prev_end, begin + 1) - (begin + 1)))
+        prev_end = end
+        if end == n_tokens:
+            break
+    return windows
+
+
+def score_rows(model, rows: list[list[int]], starts: list[int]) -> list[tuple[float, bool]]:
+    """(summed log-probability in nats of row[t] for t from starts[i] on, whether each such token
+    is the model's most likely one) of every row, in one forward of right-padded rows."""
+    device = next(model.parameters()).device
+    width = max(len(r) for r in rows)
+    ids = torch.tensor([r + [r[-1]] * (width - len(r)) for r in rows], device=device)
+    with torch.inference_mode():
+        logits = model(input_ids=ids, use_cache=False).logits  # a cache would copy every key and value once more
+        sums, greedy = [], []
+        for row, (tokens, start) in enumerate(zip(rows, starts)):
+            logprobs = torch.log_softmax(logits[row, start - 1 : len(tokens) - 1].float(), dim=-1)
+            targets = ids[row, start : len(tokens)]
+            sums.append(logprobs.gather(1, targets.unsqueeze(1)).squeeze(1).double().sum())
+            greedy.append((logprobs.argmax(dim=-1) == targets).all())
+        # One wait for the GPU per forward, not one per row.
+        return list(zip(torch.stack(sums).tolist(), torch.stack(greedy).tolist()))
+
+
+def _kernels(model, options: RunOptions):
+    """Fused kernels for the forwards where the engine is not "plain" and the model has them."""
+    return (
+        fused.fused_kernels(model) if options.engine != "plain" and fused.available(model) else contextlib.nullcontext()
+    )

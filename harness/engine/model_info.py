@@ -1,0 +1,46 @@
+"""What the engine reads off a model and its tokenizer: its context, its decoder's config, the
+tokens that end an answer, and whether the static-cache decoder can run it."""
+
+from __future__ import annotations
+
+from harness.config.generation import GenerationSettings
+from harness.model.families import explicit_mask_mismatch
+
+
+def context_length(model) -> int | None:
+    config = model.config
+    for name in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length"):
+        value = getattr(config, name, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
+
+
+def text_config(model):
+    """The decoder's config (a multimodal model nests it)."""
+    config = model.config
+    return config.get_text_config(decoder=True) if hasattr(config, "get_text_config") else config
+
+
+def end_ids(model, tokenizer) -> list[int]:
+    """The tokens that end an answer: the tokenizer's eos and those the model's generation config
+    names, on which `generate` stops by default (an instruction-tuned Llama-3 or Qwen2 ends a turn
+    on one token and a text on another)."""
+    ids = []
+    for source in (tokenizer.eos_token_id, getattr(getattr(model, "generation_config", None), "eos_token_id", None)):
+        ids += source if isinstance(source, list) else [source]
+    return list(dict.fromkeys(i for i in ids if i is not None))
+
+
+def supported(model, settings: GenerationSettings) -> str:
+    """Why the static-cache decoder cannot run `settings` on `model` ("" when it can)."""
+    if settings.num_beams > 1:
+        return "beam search"
+    impl = getattr(model.config, "_attn_implementation", None)
+    if impl not in ("sdpa", "eager"):
+        return f"attention implementation {impl}"
+    if getattr(model.config, "sliding_window", None) or (
+        getattr(model.config, "layer_types", None) and any(t != "full_attention" for t in model.config.layer_types)
+    ):
+        return "sliding-window attention"
+    return explicit_mask_mismatch(model)

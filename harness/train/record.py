@@ -1,0 +1,76 @@
+"""What a training run leaves beside its adapter: `train_record.json`, with the config, the plan, the
+data's identity, the loss history, throughput, and the logits of one prompt so a reload can be checked."""
+
+from __future__ import annotations
+
+import json
+import time
+
+from harness import __version__
+from harness.config import TrainConfig
+from harness.model.loading import base_signature
+from harness.runtime.env import Environment, peak_memory_bytes
+from harness.train.plan import Plan
+
+RECORD_FILE = "train_record.json"
+
+
+def train_record(
+    config: TrainConfig, base, plan: Plan, data_info: dict, env: Environment, state, runtime: float, probe: dict
+) -> dict:
+    """The record of how the adapter was made, from the finished Trainer's `state`."""
+    tokens = int(getattr(state, "num_input_tokens_seen", 0) or 0)
+    return {
+        "harness_version": __version__,
+        "name": config.name,
+        "base_model": config.base,
+        "base_model_path": base.path,
+        "base_signature": base_signature(base.model),
+        "config": config.model_dump(mode="json"),
+        "plan": plan.__dict__,
+        "data": data_info,
+        "environment": env.to_dict(),
+        "history": history_from_logs(state.log_history),
+        "global_steps": state.global_step,
+        "train_runtime_s": round(runtime, 3),
+        "tokens_seen": tokens,
+        "tokens_per_second": round(tokens / runtime, 2) if runtime > 0 else None,
+        "peak_memory_bytes": peak_memory_bytes(env.device),
+        "probe": probe,
+        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+
+
+def history_from_logs(log_history: list[dict]) -> list[dict]:
+    """Trainer logs → one entry per step with `loss`, and `eval_loss` where evaluated."""
+    by_step: dict[int, dict] = {}
+    for entry in log_history:
+        step = entry.get("step")
+        if step is None:
+            continue
+        row = by_step.setdefault(step, {"step": step})
+        for key in ("loss", "eval_loss", "learning_rate", "grad_norm"):
+            if key in entry:
+                row[key] = entry[key]
+    return [by_step[s] for s in sorted(by_step) if "loss" in by_step[s] or "eval_loss" in by_step[s]]
+
+
+def probe_logits(model, tokenizer, row: dict, top: int = 10) -> dict:
+    """Last-position logits on one training prompt, so a reload can be checked against them."""
+    import torch
+
+    text = row.get("text") or (row["prompt"] if isinstance(row.get("prompt"), str) else json.dumps(row["prompt"]))
+    ids = tokenizer(text, return_tensors="pt", add_special_tokens=False).input_ids[:, -256:]
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        logits = model(input_ids=ids.to(model.device)).logits[0, -1].float().cpu()
+    if was_training:
+        model.train()
+    values, indices = logits.topk(min(top, logits.numel()))
+    return {
+        "text": text,
+        "n_tokens": int(ids.shape[1]),
+        "top_token_ids": indices.tolist(),
+        "top_logits": [round(v, 6) for v in values.tolist()],
+    }

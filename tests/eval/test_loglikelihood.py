@@ -1,0 +1,123 @@
+"""The engine's log-likelihood requests against plain references computed here with transformers on
+the tiny model: a continuation's summed log-probability and whether it is greedy (context and
+continuation tokenized together, as lm-evaluation-harness does), and a text's rolling
+log-likelihood over a sliding window."""
+
+from __future__ import annotations
+
+import pytest
+from test_bits_per_byte import direct_sliding_nll
+
+from harness.engine.requests import LoglikelihoodRequest, RollingLoglikelihoodRequest, RunOptions
+
+PAIRS = [
+    ("문맥: 서울은 한국의 수도이다.\n질문: 한국의 수도는 어디인가?\n답:", " 서울"),
+    ("The capital of Korea is", " Seoul, a large city."),
+    ("한국어", "는 재미있다"),
+    ("", "빈 문맥에서 시작하는 글"),
+]
+
+
+@pytest.fixture(scope="module")
+def model(tiny_path):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM.from_pretrained(tiny_path, torch_dtype=torch.float32).eval()
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tiny_path):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(tiny_path)
+
+
+def reference(model, tokenizer, context: str, continuation: str) -> tuple[float, bool, int]:
+    """One row alone: log_softmax at the continuation's positions, summed; greedy if every
+    continuation token is the argmax."""
+    import torch
+
+    whole = tokenizer(context + continuation)["input_ids"]
+    start = len(tokenizer(context)["input_ids"]) if context else 0
+    if start == 0:  # nothing to condition the first token on: BOS first (the tiny tokenizer adds none)
+        whole, start = [tokenizer.bos_token_id, *whole], 1
+    with torch.inference_mode():
+        logits = model(input_ids=torch.tensor([whole])).logits[0].double()
+    logprobs = torch.log_softmax(logits, dim=-1)
+    targets = whole[start:]
+    total = sum(float(logprobs[t - 1, whole[t]]) for t in range(start, len(whole)))
+    greedy = all(int(logprobs[t - 1].argmax()) == whole[t] for t in range(start, len(whole)))
+    return total, greedy, len(targets)
+
+
+def _run(model, tokenizer, requests, batch_size=2) -> dict:
+    from harness.engine.run import run_requests
+
+    out: dict = {}
+    run_requests(model, tokenizer, requests, RunOptions(batch_size=batch_size), out.__setitem__)
+    assert sorted(out) == list(range(len(requests)))
+    return out
+
+
+def _greedy_pair(model, tokenizer) -> tuple[str, str]:
+    """A context and the continuation the model itself would write (3 greedy tokens)."""
+    import torch
+
+    context = "한국의 수도는"
+    ids = tokenizer(context)["input_ids"]
+    with torch.inference_mode():
+        for _ in range(3):
+            ids.append(int(model(input_ids=torch.tensor([ids])).logits[0, -1].argmax()))
+    return context, tokenizer.decode(ids[-3:], skip_special_tokens=True)
+
+
+@pytest.mark.parametrize("batch_size", [1, 2, None])
+def test_continuation_loglikelihood_equals_a_plain_computation(model, tokenizer, batch_size):
+    pairs = [*PAIRS, _greedy_pair(model, tokenizer)]
+    results = _run(model, tokenizer, [LoglikelihoodRequest(c, x) for c, x in pairs], batch_size)
+    for i, (context, continuation) in enumerate(pairs):
+        logprob, greedy, tokens = reference(model, tokenizer, context, continuation)
+        assert results[i].logprob == pytest.approx(logprob, rel=1e-5)
+        assert (results[i].is_greedy, results[i].tokens) == (greedy, tokens)
+    assert results[len(pairs) - 1].is_greedy  # the model's own continuation
+
+
+def test_a_contexts_trailing_space_moves_to_the_continuation(model, tokenizer):
+    requests = [
+        LoglikelihoodRequest("The capital of Korea is ", "Seoul"),
+        LoglikelihoodRequest("The capital of Korea is", " Seoul"),
+    ]
+    results = _run(model, tokenizer, requests, 1)
+    assert results[0] == results[1]
+    assert results[0].logprob == pytest.approx(reference(model, tokenizer, "The capital of Korea is", " Seoul")[0])
+
+
+@pytest.mark.parametrize(("context", "stride"), [(32, 16), (48, 40)])
+def test_rolling_loglikelihood_equals_a_plain_sliding_window(model, tokenizer, context, stride):
+    texts = [
+        "서울은 한국의 수도이며 가장 큰 도시이다. " * 6,
+        "The quick brown fox jumps over the lazy dog. " * 5,
+        "짧은 글",
+        "",
+    ]
+    results = _run(model, tokenizer, [RollingLoglikelihoodRequest(t, context, stride) for t in texts], None)
+    for i, text in enumerate(texts):
+        ids = [tokenizer.bos_token_id, *tokenizer(text)["input_ids"]]  # every token of the text is scored
+        nll, scored = direct_sliding_nll(model, ids, context, stride) if len(ids) > 1 else (0.0, 0)
+        assert results[i].tokens == scored == len(ids) - 1
+        assert results[i].nll == pytest.approx(nll, rel=1e-5, abs=1e-9)
+        assert results[i].bytes == (len(text.encode("utf-8")) if scored else 0)
+
+
+def test_one_kind_of_request_at_a_time(model, tokenizer):
+    from harness.engine.run import run_requests
+
+    with pytest.raises(ValueError, match="one kind"):
+        run_requests(
+            model,
+            tokenizer,
+            [LoglikelihoodRequest("a", "b"), RollingLoglikelihoodRequest("a b", 8, 4)],
+            RunOptions(),
+            lambda i, r: None,
+        )
