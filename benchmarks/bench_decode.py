@@ -226,7 +226,7 @@ def perplexity_harness(base: str, adapter: str, docs: Path) -> dict:
     )
     suite.models.adapters = {"adapter": adapter}
     started = time.time()
-    result = run_eval(suite, "perplexity", docs.parent / "runs", run_id=f"ppl-{int(started)}")
+    result = run_eval(suite, "perplexity", docs.parent / "runs", run_id=f"ppl-{int(started)}", log=print)
     wall = time.time() - started
     records = [
         json.loads(line)

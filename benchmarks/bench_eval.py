@@ -153,7 +153,7 @@ def harness_eval(
 
     suite = _suite(base, adapter, data, n, new, batch, {"verify": verify})
     started = time.time()
-    result = run_eval(suite, "suites/korquad.yaml", work / "runs", run_id=f"bench-{int(started)}")
+    result = run_eval(suite, "suites/korquad.yaml", work / "runs", run_id=f"bench-{int(started)}", log=print)
     wall = time.time() - started
     t = result.results["throughput"]
     records = [

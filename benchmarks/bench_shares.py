@@ -35,7 +35,7 @@ def bench_shares(
 
     from harness.engine import fused
     from harness.evaluate.execute import run_task
-    from harness.evaluate.run import resolve_dataset
+    from harness.evaluate.plan import resolve_dataset
     from harness.model.adapters import attach_adapters
     from harness.model.loading import load_base
     from harness.runtime.env import detect

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import argparse
 import os
+import subprocess
 import sys
 import traceback
 
 from harness import __version__
-from harness.errors import HarnessError
+from harness.errors import HarnessError, first_line
 
 EXIT_USER_ERROR = 2
 
@@ -22,7 +23,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USER_ERROR
     _quiet_libraries()
     from harness.runtime.console import divert_library_output
-    from harness.runtime.distributed import leave_process_group, rank_label, relaunch, wants_relaunch
+    from harness.runtime.distributed import leave_process_group, rank_label, wants_relaunch
     from harness.runtime.env import block_hub_kernels
 
     if wants_relaunch(args):
@@ -55,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.debug or where:
             traceback.print_exc()
         print(
-            f"harness {args.command}: error{where}: {type(exc).__name__}: {_first_line(exc)} (an internal "
+            f"harness {args.command}: error{where}: {type(exc).__name__}: {first_line(exc, 300)} (an internal "
             f"error; the traceback is in {log}, or re-run with --debug to see it)",
             file=sys.stderr,
         )
@@ -67,17 +68,34 @@ def main(argv: list[str] | None = None) -> int:
         leave_process_group()
 
 
+def relaunch(argv: list[str], num_processes: int) -> int:
+    """Run `harness ARGV` (without --num-processes) in `num_processes` processes through accelerate."""
+    from harness.runtime.distributed import launch_command, strip_option
+
+    argv = strip_option(argv, "--num-processes")
+    print(
+        f"harness: launching {num_processes} processes: accelerate launch --multi_gpu --num_processes "
+        f"{num_processes} -m harness {' '.join(argv)}",
+        file=sys.stderr,
+        flush=True,
+    )
+    code = subprocess.run(launch_command(argv, num_processes)).returncode
+    if code != 0:
+        print(
+            f"harness: accelerate launch ended with exit code {code}; the failing rank's error is the "
+            f"'(on rank R of {num_processes})' line above. Records already written stay; the same command resumes.",
+            file=sys.stderr,
+            flush=True,
+        )
+    return code
+
+
 def describe_os_error(exc: OSError) -> str:
     """'PATH: what went wrong; what to do' for an OSError that reached the command line."""
     from harness.errors import os_error_fix
 
     path = exc.filename if exc.filename is not None else "a file"
     return f"{path}: {exc.strerror or type(exc).__name__}; {os_error_fix(exc)}"
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return lines[0][:300] if lines else ""
 
 
 def _log_name(command: str) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from harness.commands.options import add_num_processes_option, parse_adapters  # shared with generate and chat
+from harness.commands.options import add_num_processes_option, parse_adapters, progress_printer
 
 HELP = "evaluate the base (4-bit) and adapters on a suite: KorQuAD EM/F1, ROUGE, perplexity"
 
@@ -64,7 +64,6 @@ def run(args) -> int:
     from harness.errors import ConfigError
     from harness.evaluate.run import run_eval
     from harness.runs.summary import results_table
-    from harness.runtime.console import terminal
 
     overrides = dict(parse_set_option(s) for s in args.set)
     if args.base:
@@ -88,8 +87,7 @@ def run(args) -> int:
     if args.adapter:
         suite.models.adapters = {**suite.models.adapters, **parse_adapters(args.adapter)}
     # With --json, stdout carries only the JSON document; the progress line goes to stderr.
-    log = (lambda message: print(message, file=terminal())) if args.json else print
-    result = run_eval(suite, args.suite, args.out, args.run_id, log=log)
+    result = run_eval(suite, args.suite, args.out, args.run_id, log=progress_printer(args.json))
     from harness.runtime.distributed import Dist
 
     if not Dist.current().main:  # rank 0 prints the merged results

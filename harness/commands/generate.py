@@ -3,8 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import shutil
+import sys
 
-from harness.commands.options import add_generation_options, add_model_options, add_num_processes_option
+from harness.commands.options import (
+    add_generation_options,
+    add_model_options,
+    add_num_processes_option,
+    generation_settings,
+    parse_adapters,
+    parse_compare,
+)
+from harness.errors import ConfigError
 
 HELP = "answer your own prompts with the base and adapters side by side (also batch inference to JSONL)"
 
@@ -58,39 +68,76 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    import shutil
-    import sys
-
-    from harness.commands.options import generation_settings, parse_adapters, parse_compare
-    from harness.config import Quantization, SuiteConfig, load_config
+    from harness.config import SuiteConfig, load_config
     from harness.config.generation import expand_grid
-    from harness.data.prompts import apply_chat_template, load_template
+    from harness.data.prompts import apply_chat_template
     from harness.engine.weights import choose_weights
-    from harness.errors import ConfigError
-    from harness.generate.run import (
-        JsonlAppender,
-        build_prompts,
-        check_context,
-        read_prompt_file,
-        render_prompt,
-        run_generate,
-        summary_table,
-    )
-    from harness.model.adapters import attach_adapters
-    from harness.model.loading import load_base
+    from harness.generate.run import check_context, generate_to_file
+    from harness.runtime.distributed import Dist
     from harness.runtime.env import detect, eval_batch_size
 
     # Everything a user can get wrong is checked before the model loads.
+    suite = load_config(SuiteConfig, args.suite) if args.suite else None
+    adapters, names = _models(args)
+    settings = generation_settings(args, suite.generation if suite else None)
+    grid = {**(suite.generation_grid if suite else {}), **parse_compare(args.compare)}
+    variants = expand_grid(settings, grid, "--compare")
+    items = _prompt_items(args, suite)
+    chat = args.chat or bool(suite and suite.prompt.chat)
+    system = args.system if args.system is not None else (suite.prompt.system if suite else None)
+
+    env = detect()
+    dist = Dist.current()  # under accelerate launch: each rank answers its share of the prompts
+    models = _load_models(args, adapters, env, dist)
+    tokenizer = models.base.tokenizer
+    prompts = [apply_chat_template(tokenizer, i.text, system) if chat else i.text for i in items]
+    check_context(tokenizer, models.base.model, prompts, [i.id for i in items], variants, chat)
+    weights, _note = choose_weights(models, args.engine, "--engine")
+    labels = [v.label(n) for n in names for v in variants]
+    streaming = len(items) == 1 and len(labels) == 1 and not args.quiet and not dist.active
+    if dist.main:
+        print(
+            f"harness generate: {len(items)} prompt(s) × {len(labels)} model(s) "
+            f"[{', '.join(labels)}], {env.device}/{models.base.compute_dtype}"
+            + (f" × {dist.world} processes" if dist.active else "")
+            + (f" → {args.out}" if args.out else "")
+        )
+    if streaming:
+        print(f"━━ prompt {items[0].id} ▸ {labels[0]}")
+    # Every rank plans the batches of all prompts and runs its share of them (`generation.generate`).
+    answered = generate_to_file(
+        models,
+        items,
+        prompts,
+        args.out,
+        dist,
+        names=names,
+        variants=variants,
+        batch_size=args.batch_size or eval_batch_size(env),
+        stream=_stream if streaming else None,
+        engine=args.engine,
+        dense=weights == "dense",
+        chat=chat,
+    )
+    if answered is not None:  # rank 0 shows every rank's answers
+        _show(args, items, labels, *answered, streaming)
+    return 0
+
+
+def _models(args) -> tuple[dict[str, str], list[str]]:
+    """The adapters to attach and the names of the models that answer."""
     adapters = parse_adapters(args.adapter)
     names = ([] if args.no_base else ["base"]) + list(adapters)
     if not names:
         raise ConfigError("--no-base without --adapter: nothing would answer; give an adapter or drop --no-base")
     if args.batch_size is not None and args.batch_size <= 0:
         raise ConfigError(f"--batch-size {args.batch_size}: must be a positive number")
-    suite = load_config(SuiteConfig, args.suite) if args.suite else None
-    settings = generation_settings(args, suite.generation if suite else None)
-    grid = {**(suite.generation_grid if suite else {}), **parse_compare(args.compare)}
-    variants = expand_grid(settings, grid, "--compare")
+    return adapters, names
+
+
+def _prompt_items(args, suite):
+    from harness.data.prompts import load_template
+    from harness.generate.prompts import build_prompts, read_prompt_file
 
     sources = sum([bool(args.prompt), bool(args.prompts), bool(args.stdin)])
     if sources == 0:
@@ -106,14 +153,14 @@ def run(args) -> int:
         template = load_template(args.template, where="--template")
     elif suite is not None:
         template = load_template(suite.prompt.template, suite.prompt.text, where=f"{args.suite}: prompt.template")
-    items = build_prompts(raw, template, suite.dataset.fields if suite else None)
-    chat = args.chat or bool(suite and suite.prompt.chat)
-    system = args.system if args.system is not None else (suite.prompt.system if suite else None)
+    return build_prompts(raw, template, suite.dataset.fields if suite else None)
 
-    from harness.runtime.distributed import Dist
 
-    env = detect()
-    dist = Dist.current()  # under accelerate launch: each rank answers its share of the prompts
+def _load_models(args, adapters: dict[str, str], env, dist):
+    from harness.config import Quantization
+    from harness.model.adapters import attach_adapters
+    from harness.model.loading import load_base
+
     base = load_base(
         args.base,
         Quantization(mode=args.quantization),
@@ -122,86 +169,25 @@ def run(args) -> int:
         device_map=args.device_map,
         max_memory_per_gpu=args.max_memory_per_gpu,
     )
-    models = attach_adapters(base, adapters)
-    prompts = [apply_chat_template(base.tokenizer, i.text, system) if chat else i.text for i in items]
-    check_context(base.tokenizer, base.model, prompts, [i.id for i in items], variants, chat)
-    batch_size = args.batch_size or eval_batch_size(env)
-    weights, _note = choose_weights(models, args.engine, "--engine")
-    columns = len(names) * len(variants)
-    streaming = len(items) == 1 and columns == 1 and not args.quiet and not dist.active
-    if dist.main:
-        print(
-            f"harness generate: {len(items)} prompt(s) × {columns} model(s) "
-            f"[{', '.join(v.label(n) for n in names for v in variants)}], {env.device}/{base.compute_dtype}"
-            + (f" × {dist.world} processes" if dist.active else "")
-            + (f" → {args.out}" if args.out else "")
-        )
+    return attach_adapters(base, adapters)
 
-    def stream(text: str) -> None:
-        sys.stdout.write(text)
-        sys.stdout.flush()
+
+def _stream(text: str) -> None:
+    sys.stdout.write(text)
+    sys.stdout.flush()
+
+
+def _show(args, items, labels: list[str], records: list[dict], wall: dict[str, float], streaming: bool) -> None:
+    from harness.generate.terminal import render_answers, stats_line, summary_table
 
     if streaming:
-        print(f"━━ prompt {items[0].id} ▸ {variants[0].label(names[0])}")
-    # Each rank appends to its own shard of --out as answers finish; rank 0 then appends them all to --out.
-    shard_out = _shard_path(args.out, dist.rank) if dist.active and args.out else None
-    append = JsonlAppender(shard_out or args.out)
-    try:
-        # Every rank plans the batches of all prompts and runs its share of them (`generation.generate`).
-        records, wall = run_generate(
-            models,
-            names,
-            items,
-            prompts,
-            variants,
-            batch_size,
-            append,
-            stream=stream if streaming else None,
-            engine=args.engine,
-            dense=weights == "dense",
-            shard=dist if dist.active else None,
-            chat=chat,
-        )
-    finally:
-        append.close()
-    if dist.active:
-        parts = dist.all_gather((records, wall))
-        if not dist.main:
-            return 0
-        position = {item.id: n for n, item in enumerate(items)}
-        records = sorted((r for part, _ in parts for r in part), key=lambda r: position[r["prompt_id"]])
-        wall = {column: max(w.get(column, 0.0) for _, w in parts) for column in parts[0][1]}
-        if args.out:
-            merged = JsonlAppender(args.out)
-            for record in records:
-                merged(record)
-            merged.close()
-            for rank in range(dist.world):
-                _shard_path(args.out, rank).unlink(missing_ok=True)
-
-    if streaming:
-        from harness.generate.run import stats_line
-
         print("\n  · " + stats_line(records[0]))
     elif not args.quiet:
         width = shutil.get_terminal_size((100, 24)).columns
-        side = sys.stdout.isatty() and width >= 44 * columns
-        by_prompt: dict[str, list[dict]] = {}
-        for record in records:
-            by_prompt.setdefault(record["prompt_id"], []).append(record)
-        order = {v.label(n): k for k, (n, v) in enumerate((n, v) for n in names for v in variants)}
-        for item in items:
-            recs = sorted(by_prompt.get(item.id, []), key=lambda r: order[r["column"]])
-            print(render_prompt(item, recs, width, side) + "\n")
+        side = sys.stdout.isatty() and width >= 44 * len(labels)
+        for block in render_answers(items, records, labels, width, side):
+            print(block + "\n")
     if not streaming:
         print(summary_table(records, wall))
     if args.out:
         print(f"\nrecords: {args.out}")
-    return 0
-
-
-def _shard_path(out: str, rank: int):
-    from pathlib import Path
-
-    path = Path(out)
-    return path.with_name(f"{path.stem}.rank{rank}{path.suffix}")

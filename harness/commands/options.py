@@ -197,3 +197,10 @@ def parse_compare(values: list[str]) -> dict[str, list[Any]]:
                 parsed.append(raw)
         grid[name] = parsed
     return grid
+
+
+def progress_printer(json_output: bool):
+    """How a command prints its progress lines: to stdout, or to stderr when stdout carries only --json's document."""
+    from harness.runtime.console import terminal
+
+    return (lambda message: print(message, file=terminal())) if json_output else print

@@ -50,15 +50,15 @@ def register(sub) -> None:
 def run(args) -> int:
     import json
 
+    from harness.commands.options import progress_printer
     from harness.config import parse_set_option
     from harness.runs.rescore import parse_metric_option, rescore
     from harness.runs.summary import results_table
-    from harness.runtime.console import terminal
 
     sets = [parse_set_option(s) for s in args.set]
     metrics = [parse_metric_option(m) for m in args.metric]
     result = rescore(args.run_dir, metrics, sets, args.output)
-    log = (lambda message: print(message, file=terminal())) if args.json else print
+    log = progress_printer(args.json)
     for note in result.notes:
         log(note)
     if args.json:

@@ -136,74 +136,16 @@ def rescore(
         raise HarnessError(f"{path}: {what}; pass a run directory written by harness eval (runs/RUN_ID)")
     run = RunDir(path)
     config = run.read_json("config.json")
-    stored = config.get("suite") if isinstance(config, dict) else None
-    if not isinstance(stored, dict):
-        raise HarnessError(f"{path / 'config.json'}: field 'suite' is missing; re-run the eval to rewrite it")
-    raw = copy.deepcopy(stored)
-    task = get_task(str(raw.get("task", "")), where=f"{path / 'config.json'}: field 'suite.task'")
-    if metrics:
-        raw["metrics"] = list(metrics)
-    for key, value in sets:
-        apply_set(raw, key, value, list(task.default_metrics))
-    suite = validate(SuiteConfig, raw, f"{path / 'config.json'} (with --metric/--set)")
-
-    listed = config.get("models") if isinstance(config.get("models"), list) else []
-    columns = [str(m["name"]) for m in listed if isinstance(m, dict) and m.get("name")]
-    if not columns:
-        columns = sorted(p.stem for p in run.records_dir.glob("*.jsonl"))
-    if not columns:
-        raise HarnessError(f"{run.records_dir}: no records; run harness eval to write them first")
-    records = {column: run.read_records(column) for column in columns}
-    first = records[columns[0]]
-    if not first:
-        raise HarnessError(f"{run.records_file(columns[0])}: no records; re-run the eval to complete the run")
+    task, suite = _rescoring_suite(path, config, metrics, sets)
+    records = _read_columns(run, config)
+    first = next(iter(records.values()))
     try:
         scorers = task.scorers(suite, [r.get("references") or [] for r in first])
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from None
     notes = run.notes + auto_notes(scorers)
-
-    rescored: dict[str, list[dict]] = {}
-    for column, recs in records.items():
-        # Copies: the records on disk keep their original per-sample values.
-        rescored[column] = []
-        for r in recs:
-            try:
-                if "id" not in r:
-                    raise KeyError("id")
-                rescored[column].append({**r, "metrics": score_record(r, scorers)})
-            except HarnessError as exc:
-                raise HarnessError(f"{run.records_file(column)}: sample '{r.get('id')}': {exc}") from None
-            except (KeyError, TypeError, ValueError, AttributeError) as exc:
-                raise HarnessError(
-                    f"{run.records_file(column)}: sample '{r.get('id')}': field {exc} is missing or "
-                    "not what the eval writes; re-run the eval to rewrite the records"
-                ) from None
-    variants = expand_grid(
-        suite.generation,
-        suite.generation_grid if task.kind != "perplexity" else {},
-        f"{path / 'config.json'}: generation_grid",
-    )
-    base_column = variants[0].label("base")
-    b = suite.bootstrap
-    try:
-        aggregated = aggregate(
-            rescored,
-            scorers,
-            base_column if base_column in rescored else None,
-            b.resamples,
-            b.seed,
-            b.confidence,
-            b.correction,
-        )
-    except ValueError as exc:
-        raise HarnessError(f"{path}: {exc}") from None
-    except (KeyError, TypeError, AttributeError) as exc:
-        raise HarnessError(
-            f"{path}: records field {exc} is missing or not what the eval writes; "
-            "re-run the eval to rewrite the records"
-        ) from None
-
+    rescored = {column: _rescore_records(run, column, recs, scorers) for column, recs in records.items()}
+    aggregated = _aggregate(path, task, suite, rescored, scorers)
     previous = run.read_json("results.json") if (path / "results.json").is_file() else {}
     if not isinstance(previous, dict):
         raise HarnessError(f"{path / 'results.json'}: expected a JSON object; re-run the eval to rewrite it")
@@ -220,7 +162,7 @@ def rescore(
         "from": "results.json" if previous else None,
         "at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "metrics": metric_entries,
-        "bootstrap": b.model_dump(mode="json"),
+        "bootstrap": suite.bootstrap.model_dump(mode="json"),
         "settings_sha": settings_hash,
         "notes": notes,
     }
@@ -229,3 +171,76 @@ def rescore(
     }
     run.write_json(name, results)
     return RescoreResult(path=path / name, results=results, notes=notes)
+
+
+def _rescoring_suite(path: Path, config, metrics: list | None, sets) -> tuple:
+    """(task, suite): the suite the run was evaluated with, its scoring changed by --metric and --set."""
+    stored = config.get("suite") if isinstance(config, dict) else None
+    if not isinstance(stored, dict):
+        raise HarnessError(f"{path / 'config.json'}: field 'suite' is missing; re-run the eval to rewrite it")
+    raw = copy.deepcopy(stored)
+    task = get_task(str(raw.get("task", "")), where=f"{path / 'config.json'}: field 'suite.task'")
+    if metrics:
+        raw["metrics"] = list(metrics)
+    for key, value in sets:
+        apply_set(raw, key, value, list(task.default_metrics))
+    return task, validate(SuiteConfig, raw, f"{path / 'config.json'} (with --metric/--set)")
+
+
+def _read_columns(run: RunDir, config: dict) -> dict[str, list[dict]]:
+    """Every column's records, in the order config.json lists the models (else by file name)."""
+    listed = config.get("models") if isinstance(config.get("models"), list) else []
+    columns = [str(m["name"]) for m in listed if isinstance(m, dict) and m.get("name")]
+    if not columns:
+        columns = sorted(p.stem for p in run.records_dir.glob("*.jsonl"))
+    if not columns:
+        raise HarnessError(f"{run.records_dir}: no records; run harness eval to write them first")
+    records = {column: run.read_records(column) for column in columns}
+    if not records[columns[0]]:
+        raise HarnessError(f"{run.records_file(columns[0])}: no records; re-run the eval to complete the run")
+    return records
+
+
+def _rescore_records(run: RunDir, column: str, records: list[dict], scorers) -> list[dict]:
+    """Copies of the records with their per-sample values computed again (those on disk keep theirs)."""
+    rescored = []
+    for r in records:
+        try:
+            if "id" not in r:
+                raise KeyError("id")
+            rescored.append({**r, "metrics": score_record(r, scorers)})
+        except HarnessError as exc:
+            raise HarnessError(f"{run.records_file(column)}: sample '{r.get('id')}': {exc}") from None
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise HarnessError(
+                f"{run.records_file(column)}: sample '{r.get('id')}': field {exc} is missing or "
+                "not what the eval writes; re-run the eval to rewrite the records"
+            ) from None
+    return rescored
+
+
+def _aggregate(path: Path, task, suite: SuiteConfig, rescored: dict[str, list[dict]], scorers) -> dict:
+    variants = expand_grid(
+        suite.generation,
+        suite.generation_grid if task.kind != "perplexity" else {},
+        f"{path / 'config.json'}: generation_grid",
+    )
+    base_column = variants[0].label("base")
+    b = suite.bootstrap
+    try:
+        return aggregate(
+            rescored,
+            scorers,
+            base_column if base_column in rescored else None,
+            b.resamples,
+            b.seed,
+            b.confidence,
+            b.correction,
+        )
+    except ValueError as exc:
+        raise HarnessError(f"{path}: {exc}") from None
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise HarnessError(
+            f"{path}: records field {exc} is missing or not what the eval writes; "
+            "re-run the eval to rewrite the records"
+        ) from None

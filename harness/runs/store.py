@@ -19,7 +19,8 @@ import json
 import os
 from pathlib import Path
 
-from harness.errors import HarnessError
+from harness.errors import HarnessError, first_line
+from harness.runs.jsonl import RecordAppender, dumps_record, ends_with_newline, line_count, read_jsonl_records
 from harness.runtime.files import atomic_write_json, write_failure
 
 
@@ -75,18 +76,9 @@ class RunDir:
         return found
 
     def appender(self, model: str, rank: int | None = None):
-        """(append, close): each record is written whole and synced, or not at all: a write that fails
-        (a full disk) is cut back off, so the records before it stay a readable file."""
-        path = self.records_file(model, rank)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
-        end = os.lseek(fd, 0, os.SEEK_END)
-        if end and os.pread(fd, 1, end - 1) != b"\n":  # a killed run left half a line: start a line of our own
-            _write_whole(fd, path, b"\n", end)
-
-        def append(record: dict) -> None:
-            _write_whole(fd, path, (dumps_record(record) + "\n").encode("utf-8"), os.lseek(fd, 0, os.SEEK_END))
-
-        return append, lambda: os.close(fd)
+        """(append, close) for a model's records (or one rank's shard of them), each written whole and synced."""
+        append = RecordAppender(self.records_file(model, rank))
+        return append, append.close
 
     def write_records(self, model: str, records: list[dict]) -> None:
         """Rewrite a model's records in sample order (after resume, stale keys are dropped)."""
@@ -105,6 +97,13 @@ class RunDir:
         for shard in self.shard_files(model):  # merged into `path` now
             shard.unlink(missing_ok=True)
 
+    def merge_records(self, model: str, records: list[dict], world) -> None:
+        """In a world of processes (harness.runtime.distributed.Dist) that each hold every rank's records:
+        rank 0 writes them (its ranks' shards merged in), and every rank waits until it has."""
+        if world.main:
+            self.write_records(model, records)
+        world.barrier()
+
     def write_json(self, name: str, data) -> None:
         atomic_write_json(self.path / name, data)
 
@@ -115,7 +114,7 @@ class RunDir:
         except FileNotFoundError:
             raise HarnessError(f"{path}: not found; is {self.path} a run directory written by harness eval?") from None
         except (OSError, ValueError, RecursionError) as exc:
-            reason = exc.strerror if isinstance(exc, OSError) else str(exc).splitlines()[0][:120]
+            reason = exc.strerror if isinstance(exc, OSError) else first_line(exc, 120)
             raise HarnessError(f"{path}: unreadable ({reason}); re-run the eval to rewrite it") from None
 
     def read_records(self, model: str) -> list[dict]:
@@ -128,9 +127,9 @@ class RunDir:
             records, skipped = read_jsonl_records(path)
         except OSError as exc:
             raise HarnessError(f"{path}: unreadable ({exc.strerror or exc}); re-run the eval to rewrite it") from None
-        last = path.stat().st_size and not _ends_with_newline(path)
+        last = path.stat().st_size and not ends_with_newline(path)
         for number in skipped:
-            if not (last and number == skipped[-1] == _line_count(path)):
+            if not (last and number == skipped[-1] == line_count(path)):
                 raise HarnessError(
                     f"{path} line {number}: not a JSON record; re-run the eval to rewrite the run's "
                     "records (it resumes from the readable ones)"
@@ -165,59 +164,6 @@ def _unsafe_in_name(ch: str) -> bool:
 
 # File names are at most 255 bytes; a shard adds ".rank12345.jsonl".
 MAX_STEM_BYTES = 200
-
-
-def dumps_record(record: dict) -> str:
-    """One record as one line. ensure_ascii off keeps Korean readable; lone surrogates (from JSON escapes
-    in a dataset) cannot be UTF-8, so they stay escaped."""
-    text = json.dumps(record, ensure_ascii=False)
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        text = json.dumps(record, ensure_ascii=True)
-    return text
-
-
-def read_jsonl_records(path: Path) -> tuple[list[dict], list[int]]:
-    """(records, numbers of the lines that are not a JSON object), splitting on "\n" only, each line
-    decoded on its own: a line cut inside a UTF-8 character spoils that line, not the file."""
-    records, skipped = [], []
-    for number, raw in enumerate(Path(path).read_bytes().split(b"\n"), start=1):
-        if not raw.strip():
-            continue
-        try:
-            record = json.loads(raw.decode("utf-8"))
-        except (UnicodeDecodeError, ValueError, RecursionError):
-            record = None
-        if isinstance(record, dict):
-            records.append(record)
-        else:
-            skipped.append(number)
-    return records, skipped
-
-
-def _ends_with_newline(path: Path) -> bool:
-    with path.open("rb") as fh:
-        fh.seek(-1, os.SEEK_END)
-        return fh.read(1) == b"\n"
-
-
-def _line_count(path: Path) -> int:
-    return Path(path).read_bytes().count(b"\n") + 1
-
-
-def _write_whole(fd: int, path: Path, data: bytes, start: int) -> None:
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-        os.fsync(fd)
-    except OSError as exc:
-        try:
-            os.ftruncate(fd, start)
-        except OSError:
-            pass  # the reader leaves a torn last line out
-        raise HarnessError(write_failure(path, exc)) from None
 
 
 def check_results(results, where: Path) -> None:

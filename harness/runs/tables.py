@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+import unicodedata
+
 
 def format_table(header: list[str], rows: list[tuple]) -> str:
     cells = [[str(c) for c in header]] + [[str(c) for c in row] for row in rows]
-    widths = [max(_width(r[i]) for r in cells) for i in range(len(header))]
+    widths = [max(display_width(r[i]) for r in cells) for i in range(len(header))]
     lines = []
     for n, row in enumerate(cells):
-        lines.append("  ".join(_pad(c, widths[i]) for i, c in enumerate(row)).rstrip())
+        lines.append("  ".join(pad(c, widths[i]) for i, c in enumerate(row)).rstrip())
         if n == 0:
             lines.append("  ".join("-" * w for w in widths))
     return "\n".join(lines)
 
 
 def human_bytes(n: int | None) -> str:
+    """A size for people: `1.5 GiB`, `-` when unknown."""
     if not n:
         return "-"
     value = float(n)
@@ -25,12 +28,11 @@ def human_bytes(n: int | None) -> str:
     return f"{n} B"
 
 
-def _width(text: str) -> int:
-    # Hangul and other wide characters take two terminal columns.
-    import unicodedata
-
+def display_width(text: str) -> int:
+    """Terminal columns `text` takes: Hangul and other wide characters take two."""
     return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
 
 
-def _pad(text: str, width: int) -> str:
-    return text + " " * (width - _width(text))
+def pad(text: str, width: int) -> str:
+    """`text` filled with spaces to `width` terminal columns (as it is, when wider)."""
+    return text + " " * max(0, width - display_width(text))

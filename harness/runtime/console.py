@@ -195,3 +195,7 @@ def _append_to_fallback(command: str, text: str) -> None:
             out.write(text)
     except OSError:
         pass  # an unwritable cache must not turn a finished command into a failed one
+
+
+def quiet(*_args, **_kwargs) -> None:
+    """A `log` that shows nothing: what the other ranks of a world are given, rank 0 speaking for them."""

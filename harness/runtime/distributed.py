@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import socket
-import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,15 +72,12 @@ class Dist:
         tdist.all_gather_object(out, obj)
         return out
 
-    def broadcast(self, obj):
-        """Rank 0's `obj` on every rank."""
-        if not self.active:
-            return obj
-        import torch.distributed as tdist
-
-        box = [obj]
-        tdist.broadcast_object_list(box, src=0)
-        return box[0]
+    def union(self, part: dict) -> dict:
+        """Every rank's `part` merged into one dict, on every rank."""
+        merged = dict(part)
+        for other in self.all_gather(part):
+            merged.update(other)
+        return merged
 
 
 def rank_label() -> str | None:
@@ -181,26 +177,6 @@ def launch_command(argv: list[str], num_processes: int) -> list[str]:
         str(_free_port()),
     ]
     return cmd + ["-m", "harness", *argv]
-
-
-def relaunch(argv: list[str], num_processes: int) -> int:
-    """Run `harness ARGV` (without --num-processes) in `num_processes` processes through accelerate."""
-    cmd = launch_command(strip_option(argv, "--num-processes"), num_processes)
-    print(
-        f"harness: launching {num_processes} processes: accelerate launch --multi_gpu --num_processes "
-        f"{num_processes} -m harness {' '.join(strip_option(argv, '--num-processes'))}",
-        file=sys.stderr,
-        flush=True,
-    )
-    code = subprocess.run(cmd).returncode
-    if code != 0:
-        print(
-            f"harness: accelerate launch ended with exit code {code}; the failing rank's error is the "
-            f"'(on rank R of {num_processes})' line above. Records already written stay; the same command resumes.",
-            file=sys.stderr,
-            flush=True,
-        )
-    return code
 
 
 def wants_relaunch(args) -> bool:

@@ -25,7 +25,8 @@ def eval_reference(tmp_path_factory, gen_adapter, suites_dir, harness_cache):
     from eval_helpers import one_torch_thread
 
     from harness.config import SuiteConfig, load_config
-    from harness.evaluate.run import resolve_dataset, run_eval
+    from harness.evaluate.plan import resolve_dataset
+    from harness.evaluate.run import run_eval
 
     root = tmp_path_factory.mktemp("gen-eval")
     source = suites_dir / "korquad_sample.yaml"

@@ -68,9 +68,10 @@ def test_suite_grid_with_unknown_field_is_one_line(gen_error, workdir):
 
 def test_side_by_side_layout_fits_the_terminal():
     """Wide terminals get one column per model × variant; Hangul counts two columns."""
-    from harness.generate.run import PromptItem, render_prompt
+    from harness.generate.prompts import PromptItem
+    from harness.generate.terminal import render_prompt
     from harness.metrics.repetition import repetition_stats
-    from harness.runs.tables import _width
+    from harness.runs.tables import display_width
 
     def record(column, output):
         return {
@@ -88,7 +89,7 @@ def test_side_by_side_layout_fits_the_terminal():
     records = [record("base", "서울은 대한민국의 수도이다. " * 6), record("tiny@top_k=5", "Seoul is the capital. " * 5)]
     text = render_prompt(PromptItem("1", "한국의 수도는?"), records, width=100, side_by_side=True)
     lines = text.splitlines()
-    assert all(_width(line) <= 100 for line in lines), text
+    assert all(display_width(line) <= 100 for line in lines), text
     assert "▸ base" in lines[1] and "▸ tiny@top_k=5" in lines[1]
     assert "hit max_new_tokens" in text
     stacked = render_prompt(PromptItem("1", "한국의 수도는?"), records, width=100)

@@ -62,7 +62,7 @@ def test_suite_without_grid_keeps_its_run_id():
     """An empty generation_grid, the engine and verify are not part of the run id (old runs still resume)."""
     from harness.config import SuiteConfig, validate
     from harness.data.readers import Dataset
-    from harness.evaluate.run import run_id_for
+    from harness.evaluate.plan import run_id_for
 
     suite = validate(SuiteConfig, {"name": "s", "task": "qa"}, "s.yaml")
     dataset = Dataset(source="x", path="x", format="jsonl", sha256="0" * 64, examples=[])

@@ -1,0 +1,56 @@
+"""`verify: N`: the first N samples of every column again on the plain path (4-bit base + peft adapter,
+transformers' generate, batch 1), compared with what the run recorded: the evidence that the fast path
+computes the same model."""
+
+from __future__ import annotations
+
+import time
+
+from harness.evaluate.execute import run_task
+from harness.evaluate.plan import Column, EvalPlan
+
+AGAINST = "4-bit base + peft adapter, transformers generate, batch 1"
+
+
+def verify_columns(plan: EvalPlan, records: dict[str, list[dict]]) -> dict[str, dict]:
+    verified = {}
+    for column in plan.columns.values():
+        fast = {r["id"]: r for r in records[column.label]}
+        verified[column.label] = verify(plan, column, plan.requests[: plan.suite.verify], fast)
+        plan.log(f"harness eval: verify {column.label}: {verified[column.label]['summary']}")
+    return verified
+
+
+def verify(plan: EvalPlan, column: Column, requests: list, fast: dict[str, dict]) -> dict:
+    plain: dict[str, dict] = {}
+    started = time.time()
+    suite, tokenizer = column.suite.model_copy(update={"engine": "plain"}), plan.models.base.tokenizer
+
+    def keep(record: dict) -> None:
+        plain[record["id"]] = record
+
+    with plan.models.use(column.model) as model:
+        run_task(plan.task, model, tokenizer, suite, requests, 1, keep)
+    ids = [r.id for r in requests]
+    out = {"samples": len(ids), "engine": plan.engine, "against": AGAINST, "wall_s": round(time.time() - started, 3)}
+    if plan.task.kind == "perplexity":
+        return {**out, **_compare_nll(ids, plain, fast)}
+    return {**out, **_compare_answers(ids, plain, fast)}
+
+
+def _compare_nll(ids: list[str], plain: dict[str, dict], fast: dict[str, dict]) -> dict:
+    worst = max(abs(plain[i]["nll"] - fast[i]["nll"]) / max(abs(plain[i]["nll"]), 1e-12) for i in ids)
+    return {
+        "max_relative_nll_difference": worst,
+        "summary": f"{len(ids)} documents, NLL within {worst:.2e} (relative) of the plain path",
+    }
+
+
+def _compare_answers(ids: list[str], plain: dict[str, dict], fast: dict[str, dict]) -> dict:
+    differ = [i for i in ids if plain[i]["output"] != fast[i]["output"]]
+    return {
+        "agree": len(ids) - len(differ),
+        "agreement": (len(ids) - len(differ)) / len(ids),
+        "differ": differ[:50],
+        "summary": f"{len(ids) - len(differ)}/{len(ids)} answers equal the plain path's",
+    }
