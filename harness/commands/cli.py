@@ -9,7 +9,7 @@ import sys
 import traceback
 
 from harness import __version__
-from harness.errors import HarnessError, first_line
+from harness.errors import HarnessError, describe
 
 EXIT_USER_ERROR = 2
 
@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.debug or where:
             traceback.print_exc()
         print(
-            f"harness {args.command}: error{where}: {type(exc).__name__}: {first_line(exc, 300)} (an internal "
+            f"harness {args.command}: error{where}: {describe(exc, 300)} (an internal "
             f"error; the traceback is in {log}, or re-run with --debug to see it)",
             file=sys.stderr,
         )

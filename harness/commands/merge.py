@@ -10,7 +10,7 @@ HELP = "fold adapters into the base, export safetensors + tokenizer + model card
 
 
 def register(sub) -> None:
-    from harness.merge.run import DTYPES, METHODS
+    from harness.merge.options import DTYPES, METHODS
 
     p = sub.add_parser(
         "merge",

@@ -115,10 +115,10 @@ class _SharedDown:
         """The group's shared down products, or None when a sibling's LoRA is not one the kernels run."""
         matrices = []
         for layer in layers:
-            lora = _lora_of(layer, None, {})
-            if lora is None:
+            found = _lora_of(layer, None, {})
+            if found is None:
                 return None
-            matrices.append(lora[0])
+            matrices.append(found[0])
         if len({a.device for a in matrices}) != 1:  # the widths are equal: see `sibling_groups`
             return None
         key = tuple(a.data_ptr() for a in matrices)
@@ -162,10 +162,10 @@ def _rounding_by_class() -> dict:
 
 
 def _forward(module, original, round_first: bool, nf4: bool, shared, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
-    lora = _lora_of(module, x, kwargs)
-    if lora is None:
+    found = _lora_of(module, x, kwargs)
+    if found is None:
         return original(x, *args, **kwargs)
-    a, b, scale = lora
+    a, b, scale = found
     h = shared.down(module, a, x) if shared is not None else None
     if nf4 and not args and not kwargs and nf4_gemv.qualifies(module.base_layer, x):
         h = lora.down(x, a) if h is None else h

@@ -3,6 +3,8 @@ tokens that end an answer, and whether the static-cache decoder can run it."""
 
 from __future__ import annotations
 
+import functools
+
 from harness.config.generation import GenerationSettings
 from harness.model.families import explicit_mask_mismatch
 
@@ -43,4 +45,21 @@ def supported(model, settings: GenerationSettings) -> str:
         getattr(model.config, "layer_types", None) and any(t != "full_attention" for t in model.config.layer_types)
     ):
         return "sliding-window attention"
+    if settings.repetition_penalty != 1.0 and not penalty_skips_padding():
+        return "repetition_penalty with this transformers version (it cannot skip each row's own padding)"
     return explicit_mask_mismatch(model)
+
+
+@functools.cache
+def penalty_skips_padding() -> bool:
+    """Whether transformers' repetition penalty takes a per-row `prompt_ignore_length`, which the
+    decoder passes so left padding does not count as text a row holds; older releases in harness's
+    range take a single int and refuse the rows' tensor."""
+    import torch
+    from transformers import RepetitionPenaltyLogitsProcessor
+
+    try:
+        RepetitionPenaltyLogitsProcessor(penalty=1.5, prompt_ignore_length=torch.tensor([0, 1]))
+    except (ValueError, TypeError):
+        return False
+    return True

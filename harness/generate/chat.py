@@ -18,7 +18,7 @@ import threading
 from pathlib import Path
 
 from harness.config.generation import GenerationSettings, check_field, format_value, with_overrides
-from harness.errors import ConfigError, HarnessError, first_line
+from harness.errors import ConfigError, HarnessError, describe
 
 HELP_TEXT = """commands:
   /model [NAME]       show the loaded models, or switch to NAME (history is kept)
@@ -106,7 +106,7 @@ class ChatSession:
                 self.say(f"error: {exc}")
             except Exception as exc:
                 self.say(
-                    f"\nerror: {type(exc).__name__}: {first_line(exc)}; the conversation is kept (/set to change a setting, "
+                    f"\nerror: {describe(exc)}; the conversation is kept (/set to change a setting, "
                     "/save FILE to keep it)"
                 )
 

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from harness.errors import HarnessError, first_line
+from harness.merge.options import DENSITY_METHODS
 from harness.model.adapters import AdapterInfo, load_adapters
 from harness.model.loading import LoadedBase
-
-DENSITY_METHODS = {"ties", "dare_linear", "dare_ties"}  # the methods that keep a `density` of the weights
 
 
 def combined(base: LoadedBase, infos: list[AdapterInfo], req):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from harness import __version__
 from harness.errors import HarnessError
-from harness.merge.combine import DENSITY_METHODS
+from harness.merge.options import DENSITY_METHODS
 from harness.runs.store import RunDir, check_results
 
 

@@ -25,6 +25,7 @@ from harness.errors import ConfigError, HarnessError, first_line
 from harness.merge import verify
 from harness.merge.card import model_card
 from harness.merge.combine import combined
+from harness.merge.options import DTYPES, METHODS
 from harness.merge.record import eval_results, merge_record
 from harness.model.adapters import AdapterInfo, check_against, inspect_adapter
 from harness.model.dequantize import dequantize_for_export
@@ -35,9 +36,6 @@ from harness.runtime.files import atomic_write_json
 from harness.runtime.staging import release, staging_dir
 
 logger = logging.getLogger(__name__)
-
-METHODS = ("linear", "cat", "ties", "dare_linear", "dare_ties")
-DTYPES = ("bf16", "fp16", "fp32")
 
 
 @dataclass

@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from harness.errors import ModelError, first_line
+from harness.errors import ModelError, describe
 
 # A packed sequence's logits may differ from its own by rounding only: kernels see other shapes.
 PACKING_TOLERANCE = {"float32": 1e-3, "bfloat16": 5e-2, "float16": 2e-2}
@@ -98,7 +98,7 @@ def packing_mismatch(model, pad_token_id: int) -> str:
             alone = model(input_ids=torch.tensor([second], device=device), use_cache=False).logits[0].float()
             packed = model(**{k: v.to(device) if hasattr(v, "to") else v for k, v in batch.items()}, use_cache=False)
     except (TypeError, ValueError, RuntimeError) as exc:
-        return f"its forward does not take packed batches ({type(exc).__name__}: {first_line(exc, 100)})"
+        return f"its forward does not take packed batches ({describe(exc, 100)})"
     finally:
         model.train(was_training)
     got = packed.logits[0, len(first) :].float()

@@ -5,7 +5,7 @@ the LoRA wrapping of the (possibly dequantized) 4-bit base."""
 from __future__ import annotations
 
 from harness.config import TrainConfig
-from harness.errors import ConfigError, ModelError
+from harness.errors import ConfigError, ModelError, describe
 from harness.model.families import check_base
 from harness.model.loading import linear_module_names, load_tokenizer, resolve_model_ref
 from harness.runtime.env import torch_dtype
@@ -66,7 +66,7 @@ def use_varlen_attention(plan: Plan, model) -> str | None:
         return switch(model)
     except Exception as exc:
         plan.varlen_attention = False
-        plan.why["attention"] = f"varlen attention off: {type(exc).__name__}: {exc}"
+        plan.why["attention"] = f"varlen attention off: {describe(exc)}"
         return None
 
 
