@@ -17,7 +17,8 @@ def register(sub) -> None:
 def run(args) -> int:
     import json
 
-    from harness.runs.tables import format_table, human_bytes
+    from harness.runs.tables import format_table
+    from harness.runtime.console import human_bytes
     from harness.runtime.env import compute_dtype_name, detect, eval_batch_size, train_batch_size
     from harness.runtime.tested_set import LOCK_FILE, outside_tested_set
 

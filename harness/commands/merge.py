@@ -62,7 +62,8 @@ def run(args) -> int:
 
     from harness.merge.hub import push, upload_plan
     from harness.merge.run import merge
-    from harness.runs.tables import format_table, human_bytes
+    from harness.runs.tables import format_table
+    from harness.runtime.console import human_bytes
 
     request = _request(args)
     if args.push_to_hub:

@@ -8,7 +8,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from harness.commands.options import add_num_processes_option
-from harness.runs.tables import format_table, human_bytes
+from harness.runs.tables import format_table
+from harness.runtime.console import human_bytes
 
 DEFAULT_PRESET = str(Path(__file__).resolve().parents[1] / "data" / "presets" / "tiny-ko-qa.yaml")
 # The Trainer's log entries (loss, learning rate, … every logging_steps) stay in the run's log file; the

@@ -12,6 +12,7 @@ from harness.engine.step_attention import step_attention_note
 from harness.errors import ModelError
 from harness.model.adapters import ModelSet
 from harness.model.dense import plan
+from harness.runtime.console import human_bytes
 from harness.runtime.env import torch_dtype
 
 
@@ -24,7 +25,7 @@ def choose_weights(models: ModelSet, engine: str, where: str, memory: tuple[int,
     if p.fits:
         return "dense", (
             f"engine fast: base weights dequantized to {base.compute_dtype} once "
-            f"({_size(p.bytes_needed)}), static-cache decoding" + _kernels_note(base.model)
+            f"({human_bytes(p.bytes_needed)}), static-cache decoding" + _kernels_note(base.model)
         )
     if engine == "fast":
         raise ModelError(f"{where}: engine fast is not possible here: {p.reason}; use engine auto or plain")
@@ -34,7 +35,3 @@ def choose_weights(models: ModelSet, engine: str, where: str, memory: tuple[int,
 def _kernels_note(model) -> str:
     notes = [note for note in (fused.describe(model), step_attention_note(model)) if note]
     return "".join(f", {note}" for note in notes)
-
-
-def _size(n: int) -> str:
-    return f"{n / 2**30:.1f} GiB" if n >= 2**30 else f"{n / 2**20:.1f} MiB"

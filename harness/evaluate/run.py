@@ -31,8 +31,7 @@ from harness.evaluate.verify import verify_columns
 from harness.model.adapters import attach_adapters
 from harness.model.loading import load_base
 from harness.runs.store import RunDir
-from harness.runs.tables import human_bytes
-from harness.runtime.console import keep_log_in, quiet
+from harness.runtime.console import human_bytes, keep_log_in, quiet
 from harness.runtime.distributed import Dist
 from harness.runtime.env import detect, eval_batch_size
 from harness.tasks import get_task

@@ -16,18 +16,6 @@ def format_table(header: list[str], rows: list[tuple]) -> str:
     return "\n".join(lines)
 
 
-def human_bytes(n: int | None) -> str:
-    """A size for people: `1.5 GiB`, `-` when unknown."""
-    if not n:
-        return "-"
-    value = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if value < 1024 or unit == "TiB":
-            return f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{n} B"
-
-
 def display_width(text: str) -> int:
     """Terminal columns `text` takes: Hangul and other wide characters take two."""
     return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)

@@ -199,3 +199,15 @@ def _append_to_fallback(command: str, text: str) -> None:
 
 def quiet(*_args, **_kwargs) -> None:
     """A `log` that shows nothing: what the other ranks of a world are given, rank 0 speaking for them."""
+
+
+def human_bytes(n: int | None) -> str:
+    """A size for people: `1.5 GiB`, `-` when unknown."""
+    if not n:
+        return "-"
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{n} B"
