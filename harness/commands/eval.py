@@ -10,12 +10,15 @@ HELP = "evaluate the base (4-bit) and adapters on a suite: KorQuAD EM/F1, ROUGE,
 
 
 def register(sub) -> None:
+    from harness.tasks import TASKS
+
+    kinds = "".join(f"\n  {t.kind}: {t.summary}" for t in TASKS.values())
     p = sub.add_parser(
         "eval",
         help=HELP,
         description=HELP + ".",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="Suite fields are documented in README.md (Config reference: suite). "
+        epilog=f"Task kinds (docs/tasks.md):{kinds}\nSuite fields: docs/configuration.md. "
         "Re-running the same command resumes from the records on disk.",
     )
     p.add_argument("suite", help="suite YAML, e.g. suites/korquad_sample.yaml")

@@ -24,7 +24,7 @@ def register(sub) -> None:
         help=HELP,
         description=HELP + ".",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="Every config field is documented in README.md (Config reference: train).",
+        epilog="Every config field is documented in docs/configuration.md.",
     )
     p.add_argument(
         "config",

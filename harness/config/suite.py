@@ -99,7 +99,7 @@ MetricEntry = Union[str, dict[str, Any]]  # noqa: UP007
 
 class SuiteConfig(Strict):
     name: str = Field(description="the suite's name; part of the run directory's name")
-    task: str = Field(description="the task kind: `qa`, `summarization` or `perplexity`")
+    task: str = Field(description="the task kind: `qa`, `summarization` or `perplexity` (docs/tasks.md)")
     description: str = Field("", description="free text about the suite, kept in the run's config.json")
     dataset: DatasetSettings = Field(default_factory=DatasetSettings, description="what to evaluate on")
     prompt: PromptSettings = Field(default_factory=PromptSettings, description="how each sample becomes a prompt")

@@ -33,10 +33,21 @@ class Request:
 
 
 class Task:
+    """A task kind's declaration (the class attributes, from which the suite's validation, `harness
+    eval --help` and docs/tasks.md come) and its behaviour (the methods)."""
+
     kind = ""
-    default_metrics: list = []
+    summary = ""  # what the kind measures, one line
+    request_kind = ""  # what the engine is asked for each sample
+    references_field = ""  # the dataset column holding the references ("" : none)
+    default_metrics: list = []  # the metrics scored when the suite names none
+    sections: tuple[str, ...] = ()  # the suite sections that configure the kind
     # Whether the engine deals whole batches of this task's requests to a world of processes itself.
     deals_batches = False
+
+    @property
+    def reported_metrics(self) -> tuple[str, ...]:
+        return tuple(self.default_metrics)
 
     def build_requests(
         self,
@@ -65,7 +76,8 @@ class Task:
 class GenerativeTask(Task):
     """QA and summarization: the model writes text that is scored against references."""
 
-    references_field = ""
+    request_kind = "generation"
+    sections = ("dataset", "prompt", "generation", "generation_grid", "metrics")
     # The passage `prompt.overflow: truncate` cuts when the suite names none.
     truncate_field = "context"
     deals_batches = True

@@ -30,6 +30,10 @@ def _bpb(recs: list[dict]) -> float:
 
 class PerplexityTask(Task):
     kind = "perplexity"
+    summary = "perplexity and bits per byte of whole documents, scored with a sliding window"
+    request_kind = "rolling log-likelihood"
+    reported_metrics = ("perplexity", "bits_per_byte")  # fixed: the suite's `metrics` must stay empty
+    sections = ("dataset", "perplexity")
 
     def build_requests(self, suite: SuiteConfig, examples, tokenizer, fewshot_pool, context_limit=None):
         field = suite.perplexity.field
