@@ -18,6 +18,7 @@ import threading
 from pathlib import Path
 
 from harness.config.generation import GenerationSettings, check_field, format_value, with_overrides
+from harness.data.prompts import apply_chat_template
 from harness.errors import ConfigError, HarnessError, describe
 
 HELP_TEXT = """commands:
@@ -204,7 +205,6 @@ class ChatSession:
 
     def fit(self, user: str, limit: int | None) -> tuple[str, int] | None:
         """The prompt with as much history as fits the context; drops the oldest turns first."""
-        from harness.data.prompts import apply_chat_template
 
         if not getattr(self.tokenizer, "chat_template", None):
             apply_chat_template(self.tokenizer, user)  # raises the one-line error

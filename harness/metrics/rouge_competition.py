@@ -48,6 +48,7 @@ from collections import Counter
 from collections.abc import Callable, Hashable, Sequence
 
 from harness.metrics.errors import MetricError
+from harness.metrics.rouge import mean_of_samples
 from harness.metrics.text import get_mecab
 
 COMPETITION_TYPES: tuple[str, ...] = ("rouge1", "rouge2", "rougeL")
@@ -223,6 +224,5 @@ class CompetitionRouge:
 
     def corpus(self, predictions: Sequence[str], references: Sequence[Sequence[str] | str]) -> dict[str, float]:
         """Mean of the per-sample F values (x 100), as the competition reports."""
-        from harness.metrics.rouge import mean_of_samples
 
         return mean_of_samples(self.score, self.rouge_types, predictions, references)

@@ -13,7 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness.errors import ModelError, first_line
+from harness.model.dense import dense_model
 from harness.model.loading import LoadedBase, base_signature, read_json, resolve_model_ref
+from harness.runtime.env import torch_dtype
 
 WEIGHT_FILES = ("adapter_model.safetensors", "adapter_model.bin")
 
@@ -40,8 +42,6 @@ class ModelSet:
     def dense(self):
         """The base dequantized once for whatever runs inside (see harness.model.dense); adapters stay
         attached, so `use(name)` inside computes every model on it."""
-        from harness.model.dense import dense_model
-        from harness.runtime.env import torch_dtype
 
         with dense_model(self.base.model, torch_dtype(self.base.compute_dtype)):
             yield

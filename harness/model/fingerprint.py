@@ -13,6 +13,9 @@ import os
 import re
 from pathlib import Path
 
+from harness.errors import HarnessError
+from harness.runtime.files import atomic_write_json, cache_root
+
 # What can change a model's outputs: weights, configs, tokenizer files, templates, remote code.
 CONTENT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".json", ".model", ".txt", ".jinja", ".tiktoken", ".py")
 # Written beside a model by harness or by hand; none changes what it computes.
@@ -65,7 +68,6 @@ def _file_sha256(file: Path, cache: dict) -> str:
 
 
 def _cache_path() -> Path:
-    from harness.runtime.files import cache_root
 
     return cache_root() / _CACHE_FILE
 
@@ -79,8 +81,6 @@ def _read_cache() -> dict:
 
 
 def _write_cache(cache: dict) -> None:
-    from harness.errors import HarnessError
-    from harness.runtime.files import atomic_write_json
 
     try:
         atomic_write_json(_cache_path(), cache)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from harness.config.model import Quantization
 from harness.errors import ModelError, first_line
+from harness.model.families import check_base, is_linear
 from harness.model.tiny import is_tiny, tiny_model_path
 from harness.runtime.env import Environment, block_hub_kernels, compute_dtype_name, torch_dtype
 
@@ -82,8 +83,6 @@ def load_base(
     `max_memory_per_gpu` (e.g. "70GiB"), for a base too large for one GPU."""
     from transformers import AutoModelForCausalLM
 
-    from harness.model.families import check_base
-
     block_hub_kernels()
     path = resolve_model_ref(ref)
     check_base(ref, path)
@@ -153,7 +152,6 @@ def config_signature(config, fallback_architecture: str = "?") -> dict:
 
 def linear_module_names(model) -> set[str]:
     """Suffixes of the linear layers LoRA can target (4-bit layers and GPT-2's Conv1D included)."""
-    from harness.model.families import is_linear
 
     return {name.rsplit(".", 1)[-1] for name, module in model.named_modules() if is_linear(module)}
 

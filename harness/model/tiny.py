@@ -17,6 +17,7 @@ from pathlib import Path
 
 from harness.data.builtin import assets_dir
 from harness.errors import ModelError
+from harness.model import zoo
 from harness.runtime.files import cache_root
 
 TINY_PREFIX = "tiny:"
@@ -49,14 +50,12 @@ def is_tiny(ref: str) -> bool:
 
 
 def tiny_names() -> list[str]:
-    from harness.model import zoo
 
     return [TINY_PREFIX + name for name in [*VARIANTS, *zoo.FAMILIES]]
 
 
 def tiny_model_path(ref: str) -> Path:
     """The directory holding the tiny model `ref`, building it on first use."""
-    from harness.model import zoo
 
     name = ref[len(TINY_PREFIX) :]
     if name not in VARIANTS and name not in zoo.FAMILIES:

@@ -20,6 +20,8 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
+from harness.runtime.files import cache_root
+
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 # Read by huggingface_hub, transformers and datasets when they are imported: their bars would only
 # fill the log with carriage returns. --verbose keeps them (on the terminal, beside harness's).
@@ -183,7 +185,6 @@ def _close_log(command: str) -> None:
 
 
 def _append_to_fallback(command: str, text: str) -> None:
-    from harness.runtime.files import cache_root
 
     path = cache_root() / "logs" / f"{command}.log"
     try:
