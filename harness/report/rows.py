@@ -3,7 +3,6 @@ repetition statistics, and the summary of how an adapter was trained."""
 
 from __future__ import annotations
 
-from harness.metrics.aggregate import repetition_summary
 from harness.report.charts import as_mapping, color, delta_state
 from harness.report.load import Report
 
@@ -43,6 +42,7 @@ def verify_rows(report: Report) -> list[dict]:
 def repetition_rows(report: Report) -> list[dict]:
     """Mean degeneration statistics per model (distinct-1/2, longest repeat, share that hit the token
     limit), from the records; empty when no record carries repetition statistics."""
+    from harness.metrics.aggregate import repetition_summary  # numpy: only when a report has such records
 
     rows = []
     for i, m in enumerate(report.models):
