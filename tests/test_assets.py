@@ -7,6 +7,7 @@ broken offset or a malformed line would surface far away from its cause.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -90,6 +91,7 @@ def test_assets_dir_exists():
         "korquad_sample.json",
         "squad_sample_en.json",
         "summarization_ko.jsonl",
+        "dialogue_summarization_ko.jsonl",
         "perplexity_ko.jsonl",
         "tokenizer_corpus_extra.txt",
         "README.md",
@@ -132,6 +134,28 @@ def test_summarization_ko():
         assert _hangul_ratio(r["document"]) > 0.8
         assert _hangul_ratio(r["summary"]) > 0.8
         assert r["summary"].count("\n") <= 1
+    assert sum("\n" in r["summary"] for r in rows) >= 3  # ROUGE-Lsum cases
+
+
+def test_dialogue_summarization_ko():
+    rows = _load_jsonl("dialogue_summarization_ko.jsonl")
+    assert len(rows) == 69
+    ids = [r["id"] for r in rows]
+    assert len(set(ids)) == len(ids)
+    assert all(re.fullmatch(r"dlg-\d{2}", i) for i in ids)
+    speakers = []
+    for r in rows:
+        assert set(r) == {"id", "dialogue", "summary"}
+        assert r["dialogue"].strip() and r["summary"].strip()
+        assert len(r["summary"]) < len(r["dialogue"])
+        turns = r["dialogue"].split("\n")
+        assert 4 <= len(turns) <= 12, r["id"]
+        assert all(re.match(r"[ABC]: \S", t) for t in turns), r["id"]
+        speakers.append(len({t[0] for t in turns}))
+        assert _hangul_ratio(r["dialogue"]) > 0.8
+        assert _hangul_ratio(r["summary"]) > 0.8
+        assert r["summary"].count("\n") <= 1
+    assert set(speakers) == {2, 3}
     assert sum("\n" in r["summary"] for r in rows) >= 3  # ROUGE-Lsum cases
 
 

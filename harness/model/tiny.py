@@ -87,10 +87,17 @@ def tiny_model_path(ref: str) -> Path:
     return target
 
 
+# Assets added after the tiny models' corpus was frozen: training the tokenizer on them would
+# change every tiny model, and with it the goldens and the README's figures, so they stay out.
+CORPUS_EXCLUDED = ("dialogue_summarization_ko.jsonl",)
+
+
 def _corpus_lines() -> list[str]:
-    """Every text the project ships, in a fixed order."""
+    """Every text the project ships, in a fixed order, less CORPUS_EXCLUDED."""
     lines: list[str] = []
     for path in sorted(assets_dir().iterdir()):
+        if path.name in CORPUS_EXCLUDED:
+            continue
         if path.suffix == ".txt":
             lines.extend(path.read_text(encoding="utf-8").splitlines())
         elif path.suffix == ".json":
