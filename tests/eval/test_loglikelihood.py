@@ -39,9 +39,10 @@ def reference(model, tokenizer, context: str, continuation: str) -> tuple[float,
     import torch
 
     whole = tokenizer(context + continuation)["input_ids"]
-    start = len(tokenizer(context)["input_ids"]) if context else 0
-    if start == 0:  # nothing to condition the first token on: BOS first (the tiny tokenizer adds none)
-        whole, start = [tokenizer.bos_token_id, *whole], 1
+    start = len(tokenizer(context)["input_ids"])  # an empty context is the BOS a tokenizer adds itself
+    if start == 0:  # nothing to condition the first token on: BOS first (eos where a tokenizer has none)
+        first = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
+        whole, start = [first, *whole], 1
     with torch.inference_mode():
         logits = model(input_ids=torch.tensor([whole])).logits[0].double()
     logprobs = torch.log_softmax(logits, dim=-1)
@@ -81,6 +82,25 @@ def test_continuation_loglikelihood_equals_a_plain_computation(model, tokenizer,
         assert results[i].logprob == pytest.approx(logprob, rel=1e-5)
         assert (results[i].is_greedy, results[i].tokens) == (greedy, tokens)
     assert results[len(pairs) - 1].is_greedy  # the model's own continuation
+
+
+@pytest.mark.parametrize("family", ["gpt2", "qwen2", "gemma", "gpt-neox", "opt"])
+def test_continuation_loglikelihood_on_other_families(harness_cache, family):
+    """The same plain reference on families whose tokenizers add BOS (Gemma, OPT), have none
+    (Qwen2) or share it with eos (GPT-2), and on models with other position schemes."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from harness.model.tiny import tiny_model_path
+
+    path = tiny_model_path(f"tiny:{family}")
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    results = _run(model, tokenizer, [LoglikelihoodRequest(c, x) for c, x in PAIRS], 2)
+    for i, (context, continuation) in enumerate(PAIRS):
+        logprob, greedy, tokens = reference(model, tokenizer, context, continuation)
+        assert results[i].logprob == pytest.approx(logprob, rel=1e-5)
+        assert (results[i].is_greedy, results[i].tokens) == (greedy, tokens)
 
 
 def test_a_contexts_trailing_space_moves_to_the_continuation(model, tokenizer):
