@@ -37,11 +37,15 @@ def first_line(exc: BaseException, limit: int = 200) -> str:
 
     Library errors can run to pages (CUDA, tokenizers); a one-line error keeps only what names the cause.
     """
-    lines = str(exc).strip().splitlines()
-    return lines[0][:limit] if lines and lines[0].strip() else type(exc).__name__
+    return _message(exc, limit) or type(exc).__name__
 
 
 def describe(exc: BaseException, limit: int = 200) -> str:
     """An exception as "Type: first line", or just "Type" when it carries no message (a bare KeyError)."""
-    line = first_line(exc, limit)
-    return type(exc).__name__ if line == type(exc).__name__ else f"{type(exc).__name__}: {line}"
+    message = _message(exc, limit)
+    return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
+
+
+def _message(exc: BaseException, limit: int) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0][:limit] if lines else ""

@@ -26,6 +26,7 @@ from harness.engine.model_info import end_ids, text_config
 from harness.engine.prefixes import first_width, slots, split
 from harness.engine.step_attention import step_attention
 from harness.engine.text import holds_stop
+from harness.errors import first_line
 
 logger = logging.getLogger(__name__)
 
@@ -125,7 +126,7 @@ class StaticDecoder:
                 body()
         except Exception as exc:
             self.use_graph = False
-            self.log(f"decoding without CUDA graphs: capture failed ({str(exc).splitlines()[0][:120]})")
+            self.log(f"decoding without CUDA graphs: capture failed ({first_line(exc, 120)})")
             return None
         return graph
 

@@ -24,6 +24,7 @@ from harness.engine.decoding import StaticDecoder
 from harness.engine.model_info import context_length, end_ids, supported
 from harness.engine.requests import Generated, GenerationRequest, RunOptions
 from harness.engine.text import Detokenizer, Shown, decode_answer, encode_prompts
+from harness.errors import first_line
 from harness.runtime.env import release_cuda_memory
 
 # context_length and encode_prompts are imported from here by harness.generate and the chat.
@@ -73,7 +74,7 @@ def generate(
             queue = planner.back_off(planned, queue)
             if progress is not None:
                 progress.write(
-                    f"CUDA out of memory ({str(exc).splitlines()[0][:120]}); generation batch size is now "
+                    f"CUDA out of memory ({first_line(exc, 120)}); generation batch size is now "
                     f"{planner.batch_size}" + (" (fewer rows from now on)" if planner.budget else "")
                 )
             continue

@@ -27,6 +27,7 @@ from dataclasses import asdict, dataclass
 
 from sacrebleu.metrics import BLEU, CHRF
 
+from harness.errors import first_line
 from harness.metrics.errors import MetricError, check_aligned
 from harness.metrics.text import get_mecab, hangul_ratio
 
@@ -103,7 +104,7 @@ def corpus_bleu(
         except RuntimeError as exc:  # sacrebleu's way of saying an extra is missing
             raise MetricError(
                 f"bleu: sacrebleu tokenizer {tokenize!r} is unavailable "
-                f"({str(exc).strip().splitlines()[0]}); use tokenize='mecab' for Korean"
+                f"({first_line(exc)}); use tokenize='mecab' for Korean"
             ) from exc
         suffix = ""
     result = metric.corpus_score(hyps, streams)
