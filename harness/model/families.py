@@ -1,8 +1,10 @@
 """What differs between model families, decided where possible by checking the model itself.
 
-- Encoder-decoder bases (T5, BART, …) are refused before any work: harness loads causal LMs, and
-  `AutoModelForCausalLM` on such a config builds the decoder alone (BART) and would train and
-  score a model without its encoder.
+- Encoder-decoder bases (T5, mT5, BART, mBART, …) load as `AutoModelForSeq2SeqLM`, train with peft's
+  sequence-to-sequence task type and generate on transformers' `generate`: `AutoModelForCausalLM`
+  on such a config would build the decoder alone (BART) and score a model without its encoder. One
+  without a sequence-to-sequence class in transformers (speech or vision encoders) is refused
+  before any work.
 - Padding-free batches are exact only where the model honours per-sequence position ids and the
   block-diagonal mask they imply; OPT, Bloom and others ignore them and let packed sequences see
   each other. `packing_mismatch` runs two sequences packed and apart through the loaded model.
@@ -28,7 +30,7 @@ def check_base(ref: str, path: str) -> None:
     """Refuse a base harness cannot serve, from its config.json alone (before any weight loads)."""
     config = _config(path)
     if config is not None:
-        refuse_encoder_decoder(ref, config)
+        refuse_unservable(ref, config)
 
 
 def _config(path: str) -> dict | None:
@@ -45,15 +47,38 @@ def _config(path: str) -> dict | None:
         return None
 
 
-def refuse_encoder_decoder(ref: str, config: dict) -> None:
-    if not config.get("is_encoder_decoder"):
+def is_encoder_decoder(config) -> bool:
+    """Whether a model config (an object or its dict) describes an encoder-decoder."""
+    value = config.get("is_encoder_decoder") if isinstance(config, dict) else getattr(config, "is_encoder_decoder", 0)
+    return bool(value)
+
+
+def model_class(config):
+    """The transformers auto class a base of `config` loads with."""
+    from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM
+
+    return AutoModelForSeq2SeqLM if is_encoder_decoder(config) else AutoModelForCausalLM
+
+
+def peft_task_type(config) -> str:
+    return "SEQ_2_SEQ_LM" if is_encoder_decoder(config) else "CAUSAL_LM"
+
+
+def refuse_unservable(ref: str, config: dict) -> None:
+    """An encoder-decoder transformers has no text-to-text class for (speech, vision) cannot be trained or
+    scored as one."""
+    if not is_encoder_decoder(config):
         return
+    from transformers.models.auto.modeling_auto import MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING_NAMES
+
     family = config.get("model_type", "?")
+    if family in MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING_NAMES:
+        return
     architecture = (config.get("architectures") or ["?"])[0]
     raise ModelError(
-        f"{ref}: {family} ({architecture}) is an encoder-decoder model; harness trains, evaluates and merges "
-        f"decoder-only causal LMs, and loading it as one would drop its encoder (encoder-decoder support is "
-        f"tracked separately); use a decoder-only base such as Llama, Qwen2, Gemma or GPT-NeoX"
+        f"{ref}: {family} ({architecture}) is an encoder-decoder without a text-to-text class in transformers "
+        f"(AutoModelForSeq2SeqLM); harness serves decoder-only LMs and text encoder-decoders such as T5, mT5, "
+        f"BART and mBART"
     )
 
 

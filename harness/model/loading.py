@@ -9,7 +9,7 @@ from pathlib import Path
 
 from harness.config.model import Quantization
 from harness.errors import ModelError, first_line
-from harness.model.families import check_base, is_linear
+from harness.model.families import check_base, is_linear, model_class
 from harness.model.tiny import is_tiny, tiny_model_path
 from harness.runtime.env import Environment, block_hub_kernels, compute_dtype_name, torch_dtype
 
@@ -81,7 +81,7 @@ def load_base(
     """`local_rank`: the GPU of this process under `accelerate launch` (each rank holds its own copy).
     `device_map="auto"`: one process splits the base over every visible GPU, each capped at
     `max_memory_per_gpu` (e.g. "70GiB"), for a base too large for one GPU."""
-    from transformers import AutoModelForCausalLM
+    from transformers import AutoConfig
 
     block_hub_kernels()
     path = resolve_model_ref(ref)
@@ -109,7 +109,7 @@ def load_base(
     elif env.device != "cpu":
         kwargs["device_map"] = {"": local_rank if env.device == "cuda" else env.device}
     try:
-        model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+        model = model_class(AutoConfig.from_pretrained(path)).from_pretrained(path, **kwargs)
     except (OSError, ValueError) as exc:
         raise ModelError(
             f"{ref}: cannot load model ({first_line(exc)}); check the reference or HF_HUB_OFFLINE"

@@ -1,6 +1,7 @@
-"""The built-in tiny model: a Llama of about a million parameters with a byte-level BPE
-tokenizer trained on the project's own texts, built deterministically from a seed so every
-command runs offline on a CPU in seconds.
+"""The built-in tiny models: a Llama of about a million parameters (`tiny:llama-ko`), a T5 and
+a BART of that size (`tiny:t5-ko`, `tiny:bart-ko`) and the zoo's family stand-ins, each with a
+byte-level BPE tokenizer trained on the project's own texts, built deterministically from a seed
+so every command runs offline on a CPU in seconds.
 
 Two builds give identical files, so the cache directory is named by a fingerprint of
 everything that goes into the build; a changed corpus or shape builds a new model.
@@ -51,17 +52,18 @@ def is_tiny(ref: str) -> bool:
 
 def tiny_names() -> list[str]:
 
-    return [TINY_PREFIX + name for name in [*VARIANTS, *zoo.FAMILIES]]
+    return [TINY_PREFIX + name for name in [*VARIANTS, *zoo.KOREAN, *zoo.FAMILIES]]
 
 
 def tiny_model_path(ref: str) -> Path:
     """The directory holding the tiny model `ref`, building it on first use."""
 
     name = ref[len(TINY_PREFIX) :]
-    if name not in VARIANTS and name not in zoo.FAMILIES:
+    if ref not in tiny_names():
         raise ModelError(f"{ref}: unknown tiny model; available: {', '.join(tiny_names())}")
     spec = VARIANTS[name] if name in VARIANTS else zoo.spec(name)
-    corpus = _corpus_lines()
+    # The encoder-decoders came with the dialogues, so their tokenizers learn from every asset.
+    corpus = _corpus_lines(excluded=() if name in zoo.KOREAN else CORPUS_EXCLUDED)
     fingerprint = hashlib.sha256(
         json.dumps({"v": BUILD_VERSION, "name": name, "spec": spec, "corpus": corpus}, ensure_ascii=False).encode()
     ).hexdigest()[:12]
@@ -92,11 +94,11 @@ def tiny_model_path(ref: str) -> Path:
 CORPUS_EXCLUDED = ("dialogue_summarization_ko.jsonl",)
 
 
-def _corpus_lines() -> list[str]:
-    """Every text the project ships, in a fixed order, less CORPUS_EXCLUDED."""
+def _corpus_lines(excluded: tuple[str, ...]) -> list[str]:
+    """Every text the project ships, in a fixed order, less `excluded`."""
     lines: list[str] = []
     for path in sorted(assets_dir().iterdir()):
-        if path.name in CORPUS_EXCLUDED:
+        if path.name in excluded:
             continue
         if path.suffix == ".txt":
             lines.extend(path.read_text(encoding="utf-8").splitlines())

@@ -48,6 +48,10 @@ GEMMA_CHAT = (
 )
 
 SHAPE = dict(vocab_size=1024, hidden=64, intermediate=128, layers=2, heads=4, kv_heads=2, positions=1024)
+# The built-in encoder-decoders of the dialogue summarization loop: a zoo family at the size of
+# tiny:llama-ko, with room to learn the built-in dialogues.
+KOREAN_SHAPE = dict(vocab_size=4096, hidden=128, intermediate=256, layers=2, heads=4, kv_heads=2, positions=1024)
+KOREAN = {"t5-ko": "t5", "bart-ko": "bart"}
 
 
 @dataclass(frozen=True)
@@ -171,10 +175,10 @@ FAMILIES = {
 
 def spec(name: str) -> dict:
     """What goes into the build's fingerprint."""
-    family = FAMILIES[name]
+    family = FAMILIES[KOREAN.get(name, name)]
     return {
-        "family": name,
-        "shape": SHAPE,
+        "family": KOREAN.get(name, name),
+        "shape": KOREAN_SHAPE if name in KOREAN else SHAPE,
         "architecture": family.architecture,
         "specials": family.specials,
         "roles": family.roles,
@@ -193,11 +197,11 @@ def build(out: Path, name: str, corpus: list[str], train_bpe) -> None:
     import torch
     import transformers
 
-    family = FAMILIES[name]
-    tokenizer = _tokenizer(family, train_bpe(corpus, SHAPE["vocab_size"], list(family.specials)))
+    family, shape = FAMILIES[KOREAN.get(name, name)], spec(name)["shape"]
+    tokenizer = _tokenizer(family, train_bpe(corpus, shape["vocab_size"], list(family.specials)), shape)
     tokenizer.save_pretrained(out)
     ids = {role: tokenizer.convert_tokens_to_ids(token) for role, token in family.roles.items()}
-    config = getattr(transformers, family.config)(**_config_fields(family, len(tokenizer), ids))
+    config = getattr(transformers, family.config)(**_config_fields(family, shape, len(tokenizer), ids))
     torch.manual_seed(spec(name)["seed"])
     model = getattr(transformers, family.architecture)(config)
     _widen_output(model, spec(name)["seed"])
@@ -212,7 +216,7 @@ def build(out: Path, name: str, corpus: list[str], train_bpe) -> None:
     model.save_pretrained(out)
 
 
-def _tokenizer(family: Family, bpe):
+def _tokenizer(family: Family, bpe, shape: dict):
     from tokenizers import processors
     from transformers import PreTrainedTokenizerFast
 
@@ -228,7 +232,7 @@ def _tokenizer(family: Family, bpe):
         )
     tokenizer = PreTrainedTokenizerFast(
         tokenizer_object=bpe,
-        model_max_length=SHAPE["positions"],
+        model_max_length=shape["positions"],
         **{f"{role}_token": token for role, token in roles.items()},
     )
     tokenizer.chat_template = family.chat_template
@@ -286,7 +290,7 @@ _SIZE_NAMES = {
 }
 
 
-def _config_fields(family: Family, vocab: int, ids: dict) -> dict:
+def _config_fields(family: Family, shape: dict, vocab: int, ids: dict) -> dict:
     common = dict(
         vocab_size=vocab,
         bos_token_id=ids.get("bos"),
@@ -294,16 +298,16 @@ def _config_fields(family: Family, vocab: int, ids: dict) -> dict:
         pad_token_id=ids.get("pad"),
         tie_word_embeddings=family.tied,
     )
-    sizes = {name: SHAPE[size] for name, size in _SIZE_NAMES[family.config].items()}
-    return {**common, **sizes, **_config_extras(family.config, ids), **family.options}
+    sizes = {name: shape[size] for name, size in _SIZE_NAMES[family.config].items()}
+    return {**common, **sizes, **_config_extras(family.config, shape, ids), **family.options}
 
 
-def _config_extras(config: str, ids: dict) -> dict:
+def _config_extras(config: str, shape: dict, ids: dict) -> dict:
     """Fields a config class needs beyond the sizes."""
     if config == "MistralConfig":
         return {"sliding_window": None}  # v0.2 onwards attends to the whole context
     if config == "T5Config":
-        return {"d_kv": 16, "decoder_start_token_id": ids["pad"]}
+        return {"d_kv": shape["hidden"] // shape["heads"], "decoder_start_token_id": ids["pad"]}
     if config == "BartConfig":
         return {"decoder_start_token_id": ids["eos"], "forced_eos_token_id": ids["eos"]}
     return {}

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from harness.config import TrainConfig
 from harness.errors import ConfigError, ModelError, describe
-from harness.model.families import check_base
+from harness.model.families import check_base, model_class, peft_task_type
 from harness.model.loading import linear_module_names, load_tokenizer, resolve_model_ref
 from harness.runtime.env import torch_dtype
 from harness.train.plan import Plan
@@ -42,7 +42,7 @@ def check_target_modules(config: TrainConfig, model) -> None:
 def skeleton(ref: str):
     """The base's module tree on the meta device (no weights); None where that cannot be built."""
     from accelerate import init_empty_weights
-    from transformers import AutoConfig, AutoModelForCausalLM
+    from transformers import AutoConfig
 
     try:
         path = resolve_model_ref(ref)
@@ -51,7 +51,7 @@ def skeleton(ref: str):
     try:
         model_config = AutoConfig.from_pretrained(path)
         with init_empty_weights():
-            return AutoModelForCausalLM.from_config(model_config)
+            return model_class(model_config).from_config(model_config)
     except Exception:
         return None
 
@@ -102,7 +102,7 @@ def wrap_with_lora(config: TrainConfig, model, plan: Plan):
         bias=lora.bias,
         target_modules=lora.target_modules,
         rank_pattern=dict(lora.rank_pattern),
-        task_type="CAUSAL_LM",
+        task_type=peft_task_type(model.config),
     )
     return get_peft_model(model, peft_config)
 

@@ -75,4 +75,25 @@ def test_stand_in_keeps_its_family_quirks(family):
 def test_zoo_names_every_family():
     from harness.model.tiny import tiny_names
 
-    assert {f"tiny:{f}" for f in DECODERS + ENCODER_DECODERS} | {"tiny:llama-ko"} == set(tiny_names())
+    built_in = {"tiny:llama-ko", "tiny:t5-ko", "tiny:bart-ko"}
+    assert {f"tiny:{f}" for f in DECODERS + ENCODER_DECODERS} | built_in == set(tiny_names())
+
+
+@pytest.mark.parametrize(
+    ("name", "architecture"), [("t5-ko", "T5ForConditionalGeneration"), ("bart-ko", "BartForConditionalGeneration")]
+)
+def test_korean_encoder_decoders_know_the_dialogues(name, architecture):
+    """The built-in encoder-decoders are their zoo family at tiny:llama-ko's size, with a tokenizer that
+    learnt the dialogue sample too (the decoder-only tiny models' corpus stays frozen without it)."""
+    import transformers
+    from transformers import AutoTokenizer
+
+    from harness.model.tiny import tiny_model_path
+
+    path = tiny_model_path(f"tiny:{name}")
+    model = getattr(transformers, architecture).from_pretrained(path)
+    assert model.config.is_encoder_decoder and model.config.vocab_size == 4096
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    zoo_tokenizer = AutoTokenizer.from_pretrained(tiny_model_path(f"tiny:{name.removesuffix('-ko')}"))
+    speaker_line = "민지: 오늘 회의 자료 다 정리했어?"
+    assert len(tokenizer(speaker_line).input_ids) < len(zoo_tokenizer(speaker_line).input_ids)
