@@ -13,11 +13,10 @@ from harness.commands.train import summary
 from harness.config import TrainConfig, load_config
 from harness.report.load import Model, Report
 from harness.report.memory_chart import memory_charts
+from harness.train.batch_probe import candidate_sizes, probe_reason
 from harness.train.recipe import train
 
 PRESET = Path(__file__).resolve().parents[1] / "harness" / "data" / "presets" / "tiny-ko-qa.yaml"
-
-pytestmark = pytest.mark.slow
 
 # Padded batches, so that the micro-batch the probe picks is the one the Trainer runs (padding-free runs
 # merge the accumulation into one micro-step before the probe); LoRA dropout stays on, so a random state
@@ -52,6 +51,7 @@ def adapter_tensors(directory: Path) -> dict:
     return load_file(str(directory / "adapter_model.safetensors"))
 
 
+@pytest.mark.slow
 def test_find_records_its_probes_and_keeps_the_global_batch(probed):
     _out, record = probed
     plan = record["plan"]
@@ -65,6 +65,7 @@ def test_find_records_its_probes_and_keeps_the_global_batch(probed):
     assert "found by probing" in summary(record, "out")
 
 
+@pytest.mark.slow
 def test_training_after_the_probe_equals_training_with_the_chosen_micro_batch(probed, tmp_path):
     out, record = probed
     direct = run(tmp_path / "direct", **{"training.batch_size": 8, "training.gradient_accumulation": 1})
@@ -76,6 +77,7 @@ def test_training_after_the_probe_equals_training_with_the_chosen_micro_batch(pr
     assert [h["loss"] for h in record["history"]] == [h["loss"] for h in direct["history"]]
 
 
+@pytest.mark.slow
 def test_memory_at_every_logging_step_in_the_record_and_tensorboard(probed):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -93,6 +95,7 @@ def test_memory_at_every_logging_step_in_the_record_and_tensorboard(probed):
     assert [s.value for s in scalars] == pytest.approx([h["process_rss_mib"] for h in history], rel=1e-6)
 
 
+@pytest.mark.slow
 def test_memory_chart_and_summary_name_what_was_measured(probed):
     _out, record = probed
     model = Model(
@@ -103,3 +106,17 @@ def test_memory_chart_and_summary_name_what_was_measured(probed):
     assert line["key"] == "process_rss_mib" and "resident memory (RSS)" in line["legend"]
     assert chart["unit"] == "MiB" and len(line["dots"]) == 3
     assert "process resident (RSS)" in summary(record, "out")
+
+
+def test_candidate_micro_batches_each_leave_a_whole_accumulation():
+    assert candidate_sizes(1) == [1]
+    assert candidate_sizes(16) == [1, 2, 4, 8, 16]
+    assert candidate_sizes(12) == [1, 2, 4, 12]
+    assert candidate_sizes(6) == [1, 2, 6]
+
+
+def test_the_plan_line_names_the_sizes_tried_and_the_one_that_ran_out():
+    probes = [{"micro_batch": size, "fit": size < 16} for size in (1, 2, 4, 8, 16)]
+    assert probe_reason(probes, 8, cuda=True) == "micro-batch 8 found by probing 1,2,4,8,16(OOM)"
+    # another process found less: every process takes the smallest
+    assert probe_reason(probes, 4, cuda=True).endswith("16(OOM); 8 fit here but 4 on another process, so all take 4")

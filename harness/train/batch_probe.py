@@ -63,7 +63,8 @@ def candidate_sizes(share: int) -> list[int]:
 def probe_reason(probes: list[dict], chosen: int, cuda: bool) -> str:
     tried = ",".join(f"{p['micro_batch']}{'' if p['fit'] else '(OOM)'}" for p in probes)
     bound = "" if cuda else " up to the global batch: no out-of-memory to find on this device"
-    agreed = "" if chosen in (p["micro_batch"] for p in probes if p["fit"]) else f"; {chosen} on every process"
+    own = max((p["micro_batch"] for p in probes if p["fit"]), default=0)
+    agreed = "" if own == chosen else f"; {own} fit here but {chosen} on another process, so all take {chosen}"
     return f"micro-batch {chosen} found by probing {tried}{bound}{agreed}"
 
 
