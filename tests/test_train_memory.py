@@ -19,17 +19,10 @@ from harness.train.recipe import train
 PRESET = Path(__file__).resolve().parents[1] / "harness" / "data" / "presets" / "tiny-ko-qa.yaml"
 
 # Padded batches, so that the micro-batch the probe picks is the one the Trainer runs (padding-free runs
-# merge the accumulation into one micro-step before the probe); LoRA dropout stays on, so a random state
-# left changed by the probe would show in the weights.
-SETTINGS = {
-    "data.limit": 8,
-    "data.validation_fraction": 0,
-    "training.max_steps": 3,
-    "training.logging_steps": 1,
-    "training.save_steps": 1000,
-    "training.padding_free": False,
-    "training.learning_rate": 0.003,
-}
+# merge the accumulation into one micro-step before the probe); LoRA dropout stays on, so the probe's steps
+# draw from the random generators as training does.
+SETTINGS = {"data.limit": 8, "data.validation_fraction": 0, "training.max_steps": 3, "training.logging_steps": 1}
+SETTINGS |= {"training.save_steps": 1000, "training.padding_free": False, "training.learning_rate": 0.003}
 ACCUMULATION = 2
 AUTO_MICRO_BATCH_ON_CPU = 4  # harness.runtime.env.train_batch_size
 

@@ -36,9 +36,9 @@ def find_micro_batch(config: TrainConfig, plan: Plan, model, tokenizer, train_ro
     fitted = [p["micro_batch"] for p in probes if p["fit"]]
     chosen = min(dist.all_gather(fitted[-1] if fitted else 0))
     if chosen == 0:
+        fix = "lower data.max_length" if plan.gradient_checkpointing else "set training.gradient_checkpointing: true"
         raise ConfigError(
-            "training.batch_size: find: a micro-batch of one of the longest examples ran out of GPU memory; "
-            "set training.gradient_checkpointing: true or lower data.max_length"
+            f"training.batch_size: find: a micro-batch of one of the longest examples ran out of GPU memory; {fix}"
         )
     plan.batch_size, plan.gradient_accumulation = chosen, share // chosen
     cuda = plan.device == "cuda"
