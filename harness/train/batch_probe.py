@@ -17,7 +17,6 @@ from harness.config import TrainConfig
 from harness.errors import ConfigError, first_line
 from harness.runtime.distributed import Dist
 from harness.runtime.env import release_cuda_memory
-from harness.train.data import row_token_lengths
 from harness.train.memory import resident_bytes
 from harness.train.plan import Plan
 from harness.train.trainer import build_trainer
@@ -29,10 +28,7 @@ def find_micro_batch(config: TrainConfig, plan: Plan, model, tokenizer, train_ro
     """Settle the plan's micro-batch and accumulation by probing (in place); every rank takes the
     smallest micro-batch any rank found, so that all of them step together."""
     share = plan.batch_size * plan.gradient_accumulation  # this process's examples per optimizer step
-    sizes = candidate_sizes(share)
-    lengths = row_token_lengths(train_rows, tokenizer, config.data.max_length)
-    longest = sorted(range(len(train_rows)), key=lambda i: -lengths[i])[:share]
-    probes = probe_steps(config, plan, model, tokenizer, [train_rows[i] for i in longest], sizes)
+    probes = probe_steps(config, plan, model, tokenizer, train_rows, candidate_sizes(share))
     fitted = [p["micro_batch"] for p in probes if p["fit"]]
     chosen = min(dist.all_gather(fitted[-1] if fitted else 0))
     if chosen == 0:
@@ -69,10 +65,12 @@ def probe_reason(probes: list[dict], chosen: int, cuda: bool) -> str:
 
 
 def probe_steps(config: TrainConfig, plan: Plan, model, tokenizer, rows: list[dict], sizes: list[int]) -> list[dict]:
-    """One training step per micro-batch size, largest rows first, until one runs out of memory."""
+    """One training step per micro-batch size, largest rows first, until one runs out of memory. All the
+    rows are prepared as training prepares them (tokenized, truncated, those left without a target dropped),
+    so that the longest are those training will see."""
     with tempfile.TemporaryDirectory() as tmp:  # the probe's Trainer never saves, but it needs a directory
         trainer = build_trainer(config, plan, model, tokenizer, (rows, []), Path(tmp), tensorboard=False)
-        features = _longest_first(trainer.train_dataset)
+        features = _longest_first(trainer.train_dataset, sizes[-1])
         restore = _snapshot(model)
         try:
             _prepare_as_train_does(trainer)
@@ -137,11 +135,12 @@ def _outcome(probe: dict) -> str:
     return f"fit: {probe['step_s']:.2f} s a step{memory}"
 
 
-def _longest_first(dataset) -> list[dict]:
+def _longest_first(dataset, n: int) -> list[dict]:
     # The columns the Trainer's dataloader passes to TRL's collator (SFTTrainer._set_signature_columns_if_needed).
     keep = [c for c in ("input_ids", "labels", "seq_lengths") if c in dataset.column_names]
-    rows = [{c: row[c] for c in keep} for row in dataset]
-    return sorted(rows, key=lambda row: -len(row["input_ids"]))
+    lengths = [len(ids) for ids in dataset["input_ids"]]
+    longest = sorted(range(len(lengths)), key=lambda i: -lengths[i])[:n]
+    return [{c: dataset[i][c] for c in keep} for i in longest]
 
 
 def _prepare_as_train_does(trainer) -> None:
