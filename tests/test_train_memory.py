@@ -97,6 +97,7 @@ def test_memory_chart_and_summary_name_what_was_measured(probed):
     (chart,) = memory_charts(Report(runs=[], models=[model], metric_info={}, suite="s", task="qa"))
     (line,) = chart["lines"]
     assert line["key"] == "process_rss_mib" and "resident memory (RSS)" in line["legend"]
+    assert chart["when"] == "at the log"
     assert chart["unit"] == "MiB" and len(line["dots"]) == 3
     assert "process resident (RSS)" in summary(record, "out")
 

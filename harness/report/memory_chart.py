@@ -7,11 +7,12 @@ from __future__ import annotations
 from harness.report.charts import as_mapping, curve_chart, history_series
 from harness.report.load import Report
 
-# The history keys harness.train.memory writes → (legend, colour).
+# The history keys harness.train.memory writes → (legend, colour, when it was measured).
+_BETWEEN_LOGS = "peak since the previous log"
 MEMORY_SERIES = {
-    "gpu_peak_allocated_mib": ("GPU allocated, peak since the previous log", "#4e79a7"),
-    "gpu_peak_reserved_mib": ("GPU reserved by torch's allocator, peak since the previous log", "#f28e2b"),
-    "process_rss_mib": ("process resident memory (RSS) at the log", "#59a14f"),
+    "gpu_peak_allocated_mib": ("GPU allocated", "#4e79a7", _BETWEEN_LOGS),
+    "gpu_peak_reserved_mib": ("GPU reserved (torch's allocator)", "#f28e2b", _BETWEEN_LOGS),
+    "process_rss_mib": ("process resident memory (RSS)", "#59a14f", "at the log"),
 }
 
 
@@ -29,8 +30,7 @@ def memory_charts(report: Report) -> list[dict]:
         chart = curve_chart(m.name, series)
         chart["unit"] = unit
         for line in chart["lines"]:
-            legend, line["color"] = MEMORY_SERIES[line["key"]]
-            line["legend"] = legend
+            line["legend"], line["color"], chart["when"] = MEMORY_SERIES[line["key"]]
             line["peak"] = round(max(v for _, v in series[line["key"]]), 2)
         charts.append(chart)
     return charts

@@ -25,10 +25,10 @@ def with_gpu_memory(run) -> None:
 def test_memory_chart_per_adapter_with_what_was_measured(qa_run):
     with_gpu_memory(qa_run)
     html = render_html(load_report([qa_run]))
-    figures = re.findall(r'<figure class="chart memory">(.*?)</figure>', html, re.S)
+    figures = re.findall(r'<figure class="chart memory"[^>]*>(.*?)</figure>', html, re.S)
     assert len(figures) == 2  # the two adapters; the base has no train record
-    assert "GPU allocated, peak since the previous log" in figures[0]
-    assert "GPU reserved by torch&#39;s allocator, peak since the previous log" in figures[0]
+    assert "GPU allocated (max 5.37)" in figures[0] and "GPU reserved (torch&#39;s allocator)" in figures[0]
+    assert "peak since the previous log; x: step" in figures[0]
     assert len(re.findall(r"<polyline", figures[0])) == 2 and ", GiB —" in figures[0]
     assert 'data-section="training"' in html and "Memory during training" in html
 
