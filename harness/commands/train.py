@@ -111,10 +111,18 @@ def summary(record: dict, output_dir: str) -> str:
         ("run as", _run_as(record.get("plan", {}))),
         ("runtime", f"{record['train_runtime_s']:.1f} s"),
         ("tokens/s", f"{record['tokens_per_second']:.0f}" if record["tokens_per_second"] else "-"),
-        ("peak memory", human_bytes(record["peak_memory_bytes"])),
+        ("peak memory", _peak_memory(record)),
         ("adapter", output_dir),
     ]
     return format_table(["train", ""], rows)
+
+
+def _peak_memory(record: dict) -> str:
+    memory = record.get("memory") or {}
+    peak = human_bytes(record["peak_memory_bytes"])
+    if memory.get("kind") == "gpu":
+        return f"{peak} GPU allocated ({human_bytes(memory['peak_reserved_bytes'])} reserved)"
+    return f"{peak} process resident (RSS)" if memory else peak
 
 
 def _run_as(plan: dict) -> str:
@@ -130,4 +138,7 @@ def _run_as(plan: dict) -> str:
         )
         if plan.get(key)
     ]
-    return f"micro-batch {plan['batch_size']} × {plan['gradient_accumulation']}" + "".join(f", {f}" for f in flags)
+    found = " (found by probing)" if plan.get("batch_probe") else ""
+    return f"micro-batch {plan['batch_size']} × {plan['gradient_accumulation']}{found}" + "".join(
+        f", {f}" for f in flags
+    )

@@ -18,6 +18,7 @@ from markupsafe import Markup
 from harness import __version__
 from harness.report.charts import bar_charts, color, histograms, training_curves
 from harness.report.load import Report
+from harness.report.memory_chart import memory_charts
 from harness.report.rows import metrics_rows, repetition_rows, train_summary, verify_rows
 from harness.report.samples import primary_metric, sample_data
 from harness.runs.summary import interval_note, long_prompts_note, version_notes
@@ -82,7 +83,7 @@ def page_context(report: Report) -> dict:
     first = report.first
     data = sample_data(report)
     primary = primary_metric(report)
-    curves = training_curves(report)
+    curves, memory = training_curves(report), memory_charts(report)
     runs = []
     for run in report.runs:
         r = run.results
@@ -123,6 +124,7 @@ def page_context(report: Report) -> dict:
         "repetition": repetition_rows(report),
         "verify": verify_rows(report),
         "curves": curves,
+        "memory": memory,
         "histograms": histograms(report, primary),
         "primary": primary,
         "confidence": int(round(conf * 100)),  # noqa: RUF046
@@ -133,7 +135,7 @@ def page_context(report: Report) -> dict:
         "data": data,
         "generated_at": time.strftime("%Y-%m-%d %H:%M:%S %z"),
         "version": __version__,
-        "sections": [s for s in SECTIONS if s != "training" or curves],
+        "sections": [s for s in SECTIONS if s != "training" or curves or memory],
         "versions": version_notes(report.metric_info),
         "results_files": sorted({run.results_file for run in report.runs} - {"results.json"}),
     }
