@@ -47,7 +47,7 @@ def register(sub) -> None:
         action="append",
         default=[],
         metavar="FIELD=V1,V2,...",
-        help="train one adapter per value into OUTPUT_DIR/FIELD=VALUE/, e.g. --sweep lora.r=4,8,16 (repeatable: "
+        help="train one adapter per value, each into OUTPUT_DIR/POINT/ (e.g. --sweep lora.r=4,8,16: r=4/, r=8/, r=16/; repeatable: "
         "a grid; values read as YAML); a record of the points goes to OUTPUT_DIR/sweep.json",
     )
     p.add_argument(
@@ -95,7 +95,7 @@ def _run_sweep(args, config_path: str, overrides: dict) -> int:
     main = Dist.current().main
     print(f"harness train: sweep of {len(sweep.points)} points into {sweep.directory}")
     with _train_lines_on_stdout(main):
-        record = run_sweep(sweep, resume=args.resume, overwrite=args.overwrite, log=print)
+        record = run_sweep(sweep, resume=args.resume, overwrite=args.overwrite)
     if not main:
         return 0
     print(sweep_summary(record, sweep.directory))

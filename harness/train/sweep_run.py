@@ -13,7 +13,6 @@ import json
 import logging
 import time
 import traceback
-from collections.abc import Callable
 from pathlib import Path
 
 from harness import __version__
@@ -33,8 +32,9 @@ from harness.train.sweep import Sweep, SweepPoint
 logger = logging.getLogger(__name__)
 
 
-def run_sweep(sweep: Sweep, *, resume: bool, overwrite: bool, log: Callable[[str], None]) -> dict:
-    """Train every point not yet finished; returns the sweep record (as written to sweep.json)."""
+def run_sweep(sweep: Sweep, *, resume: bool, overwrite: bool) -> dict:
+    """Train every point not yet finished; returns the sweep record (as written to sweep.json). Each
+    point's start is an INFO line of this module's logger, so the sweep's log shows where it begins."""
     dist = Dist.current()
     check_points(sweep, dist.world)
     record = _start_record(sweep, resume=resume, overwrite=overwrite) if dist.main else _fresh_record(sweep)
@@ -44,9 +44,9 @@ def run_sweep(sweep: Sweep, *, resume: bool, overwrite: bool, log: Callable[[str
     for i, (point, entry) in enumerate(zip(sweep.points, record["points"]), 1):
         if resume and _finished(point):
             entry.update(status="ok", error=None, **_outcome(_read_train_record(point)))
-            log(f"sweep point {i}/{total}: {point.name} (finished earlier; skipped)")
+            logger.info("sweep point %d/%d: %s (finished earlier; skipped)", i, total, point.name)
             continue
-        log(f"sweep point {i}/{total}: {point.name}")
+        logger.info("sweep point %d/%d: %s", i, total, point.name)
         retry = entry["status"] == "failed"
         entry.update(status="running", error=None)
         _write(sweep, record, dist)
