@@ -76,6 +76,7 @@ def _train_point(point: SweepPoint, *, resume: bool, overwrite: bool) -> dict:
     """Train one point; what its sweep entry becomes (status, error, losses, runtime)."""
     out = Path(point.config.output_dir)
     resume = resume and last_checkpoint(out) is not None
+    _reset_peak_memory()  # each point's train record has its own peak, not the sweep's so far
     try:
         record = train(point.config, resume=resume, overwrite=overwrite and not resume)
     except Exception as exc:  # recorded, and the next point goes on
@@ -88,6 +89,13 @@ def _train_point(point: SweepPoint, *, resume: bool, overwrite: bool) -> dict:
         outcome = {"status": "ok", "error": None, **_outcome(record)}
     release_cuda_memory()  # the point's model and optimizer are unreachable now: free them for the next
     return outcome
+
+
+def _reset_peak_memory() -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
 
 
 def _outcome(record: dict) -> dict:
