@@ -94,9 +94,28 @@ def test_failed_point_is_recorded_the_others_finish_and_resume_retries_it(tmp_pa
     assert hashlib.sha256((directory / good["dir"] / "adapter_model.safetensors").read_bytes()).hexdigest() == weights
     assert [p["status"] for p in read_json(directory / "sweep.json")["points"]] == ["ok", "failed"]
 
-    # a sweep without a finished point has nothing to evaluate
-    code, _out, err = harness("eval", REPO / "suites" / "perplexity_ko.yaml", "--sweep", directory / bad["dir"])
+    # a point's own directory is not a sweep
+    code, _out, err = harness("eval", REPO / "suites" / "perplexity_ko.yaml", "--sweep", directory / good["dir"])
     assert code == 2 and "no sweep.json" in err
+
+
+def test_eval_refuses_a_sweep_without_a_finished_point(tmp_path, harness_cache):
+    directory = tmp_path / "nan"
+    code, _out, err = harness(
+        "train",
+        "--sweep",
+        "training.learning_rate=1e30",
+        "--set",
+        "training.max_steps=3",
+        "--set",
+        "data.limit=8",
+        "--output-dir",
+        directory,
+    )
+    assert code == 1, err
+    code, _out, err = harness("eval", REPO / "suites" / "perplexity_ko.yaml", "--sweep", directory, "--out", tmp_path)
+    assert code == 2 and "no finished point to evaluate (learning_rate=1e30: failed)" in err, err
+    assert len(err.strip().splitlines()) == 1 and not list(tmp_path.glob("perplexity*"))
 
 
 @pytest.mark.parametrize(
