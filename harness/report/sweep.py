@@ -124,7 +124,8 @@ def _chart(view: SweepView, label: str, higher: bool) -> dict:
     ]
     lo, hi = (min(known), max(known)) if known else (0.0, 1.0)
     pad = (hi - lo) * 0.08 or max(abs(hi) * 0.1, 0.5)
-    lo, hi = lo - pad, hi + pad
+    # values that are all zero or above keep the axis there: the padding does not invent negative scores
+    lo, hi = (max(lo - pad, 0.0) if lo >= 0 else lo - pad), hi + pad
 
     def px(i: int) -> float:
         return round(left + (width - left - right) * (i + 0.5) / len(xs), 1)
@@ -165,7 +166,9 @@ def _series(view: SweepView, label: str, best, xs: list, px, py) -> list[dict]:
     """One line per combination of the other fields' values (one line without a grid)."""
     others = view.fields[1:]
     series = []
-    for n, combo in enumerate(itertools.product(*(view.values[f] for f in others))):
+    combos = list(itertools.product(*(view.values[f] for f in others)))
+    for n, combo in enumerate(combos):
+        dodge = (n - (len(combos) - 1) / 2) * 6  # lines side by side, so their whiskers do not overlap
         wanted = dict(zip(others, combo))
         dots = []
         for m, values in view.points:
@@ -174,7 +177,7 @@ def _series(view: SweepView, label: str, best, xs: list, px, py) -> list[dict]:
                 continue
             if not finite(entry.get("value")):
                 continue
-            dot = {"x": px(xs.index(values[view.fields[0]])), "y": py(entry["value"]), "name": m.name}
+            dot = {"x": round(px(xs.index(values[view.fields[0]])) + dodge, 1), "y": py(entry["value"]), "name": m.name}
             dot.update(value=entry["value"], best=m is best)
             if finite(entry.get("low")) and finite(entry.get("high")) and entry["low"] != entry["high"]:
                 dot.update(ylow=py(entry["low"]), yhigh=py(entry["high"]))
