@@ -21,6 +21,7 @@ from harness.report.load import Report
 from harness.report.memory_chart import memory_charts
 from harness.report.rows import metrics_rows, repetition_rows, train_summary, verify_rows
 from harness.report.samples import primary_metric, sample_data
+from harness.report.sweep import sweep_context
 from harness.runs.summary import interval_note, long_prompts_note, version_notes
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -121,6 +122,7 @@ def page_context(report: Report) -> dict:
         "metric_info": report.metric_info,
         "rows": metrics_rows(report),
         "charts": bar_charts(report),
+        "sweep": sweep_context(report),
         "repetition": repetition_rows(report),
         "verify": verify_rows(report),
         "curves": curves,
