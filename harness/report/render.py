@@ -80,31 +80,30 @@ def _num(value, digits: int = 2, signed: bool = False) -> str:
     return f"{value:{'+' if signed else ''}.{digits}f}"
 
 
+def _run_context(run) -> dict:
+    r, env = run.results, run.environment or {}
+    return {
+        "id": run.run_id,
+        "path": str(run.path),
+        "finished_at": r.get("finished_at"),
+        "harness_version": r.get("harness_version"),
+        "source": (run.config or {}).get("source"),
+        "device": env.get("device"),
+        "device_name": env.get("device_name"),
+        "python": env.get("python"),
+        "versions": env.get("versions") or {},
+        "generation": r.get("generation") or {},
+        "prompt": r.get("prompt") or {},
+        "bootstrap": r.get("bootstrap") or {},
+    }
+
+
 def page_context(report: Report) -> dict:
     first = report.first
     data = sample_data(report)
     primary = primary_metric(report)
     curves, memory = training_curves(report), memory_charts(report)
-    runs = []
-    for run in report.runs:
-        r = run.results
-        env = run.environment or {}
-        runs.append(
-            {
-                "id": run.run_id,
-                "path": str(run.path),
-                "finished_at": r.get("finished_at"),
-                "harness_version": r.get("harness_version"),
-                "source": (run.config or {}).get("source"),
-                "device": env.get("device"),
-                "device_name": env.get("device_name"),
-                "python": env.get("python"),
-                "versions": env.get("versions") or {},
-                "generation": r.get("generation") or {},
-                "prompt": r.get("prompt") or {},
-                "bootstrap": r.get("bootstrap") or {},
-            }
-        )
+    runs = [_run_context(run) for run in report.runs]
     models = [
         {"m": m, "color": color(i), "train": train_summary(m.info), "tp": m.throughput or {}}
         for i, m in enumerate(report.models)
