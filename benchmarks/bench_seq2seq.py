@@ -8,6 +8,8 @@ first sentence), as JSONL with `document` and `summary`, so lengths are those of
 (b) harness_train          harness train with the same settings
 (c) plain_generate         4-bit base + PeftModel, `generate` over length-sorted batches
 (d) harness_eval           harness eval (summarization task) of base and adapter
+(e) harness_train_find     harness train with `batch_size: find` over a large global batch (auto's
+                           micro-batch × 32): the micro-batches it probed, which ran out of memory, the one chosen
 
 Training tokens/s count the source and target tokens of every example (each is seen once); generation
 tokens/s count new tokens (min_new_tokens = max_new_tokens, so every row makes the same number).
@@ -330,11 +332,15 @@ def bench_seq2seq(data: str, work: Path, shape: str, smoke: bool) -> dict:
         prompts.extend(result.pop("_prompts"))
         return result
 
+    settings = train_settings(base, summaries, work / "adapter-find", shape, smoke)
+    settings["training"].update(batch_size="find", gradient_accumulation=2 if smoke else 32, max_steps=2)
+    find = validate(TrainConfig, settings, "benchmark")
     planned = [
         ("plain_seq2seq_trainer", lambda: plain_trainer(config, rows, tokens)),
         ("harness_train", lambda: harness_train(config, tokens)),
         ("harness_eval", evaluate),
         ("plain_generate", lambda: plain_generate(base, config.output_dir, prompts)),
+        ("harness_train_find", lambda: harness_train(find, tokens)),
     ]
     for name, row in planned:
         print(f"bench seq2seq: {name}", flush=True)
