@@ -21,7 +21,7 @@ USUAL_TARGETS = {
     "bloom": ["query_key_value"],
 }
 DECODERS = list(USUAL_TARGETS)
-ENCODER_DECODERS = ["t5", "bart"]
+ENCODER_DECODERS = ["t5", "bart", "mt5", "mbart"]
 WITH_CHAT_TEMPLATE = {"llama2", "llama3", "mistral", "qwen2", "gemma"}
 
 # Prompts of different lengths, so a batch of eight is left-padded.
