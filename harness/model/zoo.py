@@ -9,7 +9,7 @@ train, evaluate and merge every family on a CPU in seconds.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 LLAMA2_CHAT = (
@@ -170,27 +170,25 @@ FAMILIES = {
         ("bos", "eos"),
         tied=True,
     ),
-    # T5's vocabulary roles with a gated-GELU feed-forward and an output layer of its own.
-    "mt5": Family(
-        "MT5ForConditionalGeneration",
-        "MT5Config",
-        ("<pad>", "</s>", "<unk>"),
-        {"eos": "</s>", "pad": "<pad>", "unk": "<unk>"},
-        ("eos",),
-        options={"feed_forward_proj": "gated-gelu"},
-    ),
-    # BART's tokens, but layer norm before each block, scaled embeddings, and a tokenizer that
-    # ends a text with </s> and starts none with <s>.
-    "mbart": Family(
-        "MBartForConditionalGeneration",
-        "MBartConfig",
-        ("<s>", "<pad>", "</s>", "<unk>"),
-        {"bos": "<s>", "eos": "</s>", "pad": "<pad>", "unk": "<unk>"},
-        ("eos",),
-        tied=True,
-        options={"scale_embedding": True},
-    ),
 }
+
+# mT5: T5's tokens and tokenizer, a gated-GELU feed-forward and an output layer of its own.
+FAMILIES["mt5"] = replace(
+    FAMILIES["t5"],
+    architecture="MT5ForConditionalGeneration",
+    config="MT5Config",
+    tied=False,
+    options={"feed_forward_proj": "gated-gelu"},
+)
+# mBART: BART's tokens, but layer norm before each block, scaled embeddings, and a tokenizer that
+# ends a text with </s> and starts none with <s>.
+FAMILIES["mbart"] = replace(
+    FAMILIES["bart"],
+    architecture="MBartForConditionalGeneration",
+    config="MBartConfig",
+    adds=("eos",),
+    options={"scale_embedding": True},
+)
 
 
 def spec(name: str) -> dict:

@@ -19,17 +19,11 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "zoo"))
 
-from zoo_helpers import LOGIT_TOLERANCE, decoder_logits, greedy, load_reference, one_torch_thread, seq2seq_adapter
+from zoo_helpers import LOGIT_TOLERANCE, decoder_logits, greedy, load_reference, seq2seq_adapter
 
 pytestmark = pytest.mark.slow
 BASES = {"t5-ko": ["q", "v", "wo"], "bart-ko": ["q_proj", "v_proj", "fc2"]}
 SOURCE = "민지: 오늘 회의 자료 다 정리했어?\n준호: 응, 방금 끝내서 공유 폴더에 올렸어."
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    with one_torch_thread():
-        yield
 
 
 @pytest.fixture(scope="module")
