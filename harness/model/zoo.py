@@ -49,7 +49,9 @@ GEMMA_CHAT = (
 
 SHAPE = dict(vocab_size=1024, hidden=64, intermediate=128, layers=2, heads=4, kv_heads=2, positions=1024)
 # The built-in encoder-decoders of the dialogue summarization loop: a zoo family at the size of
-# tiny:llama-ko, with room to learn the built-in dialogues.
+# tiny:llama-ko, with room to learn the built-in dialogues. Their output layer is their own: tied to
+# the input embeddings, the widened output weights (_widen_output) would widen the inputs too and T5
+# would scale its logits down by the model width, and LoRA could not fit the sample.
 KOREAN_SHAPE = dict(vocab_size=4096, hidden=128, intermediate=256, layers=2, heads=4, kv_heads=2, positions=1024)
 KOREAN = {"t5-ko": "t5", "bart-ko": "bart"}
 
@@ -191,9 +193,16 @@ FAMILIES["mbart"] = replace(
 )
 
 
+def family_of(name: str) -> Family:
+    """The family a tiny model `name` stands in for, as built (the Korean encoder-decoders untied)."""
+    if name in KOREAN:
+        return replace(FAMILIES[KOREAN[name]], tied=False)
+    return FAMILIES[name]
+
+
 def spec(name: str) -> dict:
     """What goes into the build's fingerprint."""
-    family = FAMILIES[KOREAN.get(name, name)]
+    family = family_of(name)
     return {
         "family": KOREAN.get(name, name),
         "shape": KOREAN_SHAPE if name in KOREAN else SHAPE,
@@ -215,7 +224,7 @@ def build(out: Path, name: str, corpus: list[str], train_bpe) -> None:
     import torch
     import transformers
 
-    family, shape = FAMILIES[KOREAN.get(name, name)], spec(name)["shape"]
+    family, shape = family_of(name), spec(name)["shape"]
     tokenizer = _tokenizer(family, train_bpe(corpus, shape["vocab_size"], list(family.specials)), shape)
     tokenizer.save_pretrained(out)
     ids = {role: tokenizer.convert_tokens_to_ids(token) for role, token in family.roles.items()}
