@@ -1,0 +1,126 @@
+"""`harness eval`, `generate`, `rescore`, `report` and `chat` on the built-in encoder-decoders
+(tiny:t5-ko, tiny:bart-ko) with a real peft adapter made here: every greedy answer of the base and
+of the adapter, batched over prompts of different lengths, equals `generate` on the single
+un-padded prompt of the 4-bit base + PeftModel (transformers and peft alone)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from seq2seq_reference import TARGETS, family, greedy, load_reference, make_adapter
+
+SUITE = Path(__file__).resolve().parents[2] / "suites" / "summarization_dialogue_ko.yaml"
+BASES = ["tiny:t5-ko", "tiny:bart-ko"]
+NEW_TOKENS = 12
+PENALTY = 1.1  # the suite's
+STOPS = ("\n\n", "###")  # the suite's
+ADAPTER = "s2s"
+
+
+@pytest.fixture(scope="module")
+def setups(tmp_path_factory, harness_cache):
+    """`setups(ref)`: (adapter directory, 4-bit base + PeftModel, tokenizer), made once per base."""
+    from harness.model.tiny import tiny_model_path
+
+    made = {}
+
+    def get(ref: str):
+        if ref not in made:
+            path = str(tiny_model_path(ref))
+            adapter = make_adapter(path, TARGETS[family(ref)], tmp_path_factory.mktemp(family(ref)) / ADAPTER)
+            made[ref] = (adapter, *load_reference(path, adapter))
+        return made[ref]
+
+    return get
+
+
+def _expected(model, tokenizer, prompt: str, adapter: bool, penalty: float) -> dict:
+    def answer():
+        return greedy(model, tokenizer, prompt, NEW_TOKENS, penalty)
+
+    if adapter:
+        new = answer()
+    else:
+        with model.disable_adapter():
+            new = answer()
+    text = tokenizer.decode(new, skip_special_tokens=True)
+    cut = min([text.find(s) for s in STOPS if s in text], default=len(text))
+    return {"output": text[:cut], "generated_tokens": len(new), "prompt_tokens": len(tokenizer(prompt).input_ids)}
+
+
+def _read(path) -> list[dict]:
+    return [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+@pytest.mark.parametrize("ref", BASES)
+def test_eval_answers_equal_reference(ref, setups, run_cli, workdir):
+    adapter, model, tokenizer = setups(ref)
+    args = ["eval", SUITE, "--base", ref, "--adapter", f"{ADAPTER}={adapter}", "--limit", 5, "--batch-size", 4]
+    args += ["--set", f"generation.max_new_tokens={NEW_TOKENS}", "--verify", 2, "--out", "runs", "--run-id", "r"]
+    code, out, err = run_cli(args)
+    assert code == 0, err
+    assert f"engine plain: {type(model.get_base_model()).__name__} is an encoder-decoder" in out + err
+    wrong, outputs = [], {}
+    for name in ("base", ADAPTER):
+        records = _read(workdir / "runs" / "r" / "records" / f"{name}.jsonl")
+        assert len(records) == 5 and len({r["prompt_tokens"] for r in records}) > 1  # batches are padded
+        for record in records:
+            expected = _expected(model, tokenizer, record["prompt"], name == ADAPTER, PENALTY)
+            wrong += [f"{name} {record['id']} {k}" for k, v in expected.items() if record[k] != v]
+        outputs[name] = [r["output"] for r in records]
+    assert not wrong, wrong
+    assert outputs["base"] != outputs[ADAPTER]  # the adapter is applied
+    results = json.loads((workdir / "runs" / "r" / "results.json").read_text())
+    for name in ("base", ADAPTER):
+        assert {"rouge1[mecab]", "rouge2[mecab]", "rougeL[mecab]", "rougeLsum[mecab]"} <= set(results["metrics"][name])
+        # Batch 1 gives the same answers; the run was on the plain path too, and the summary says so.
+        assert results["verify"][name]["agree"] == 2 and "batching" in results["verify"][name]["summary"]
+    assert run_cli(["rescore", workdir / "runs" / "r"])[0] == 0
+    code, _out, err = run_cli(["report", workdir / "runs" / "r", "-o", "report.html"])
+    assert code == 0, err
+
+
+@pytest.mark.parametrize("ref", BASES)
+def test_generate_equals_reference(ref, setups, run_cli, workdir):
+    adapter, model, tokenizer = setups(ref)
+    prompts = [
+        "서울",
+        "A: 내일 회의 몇 시예요?\nB: 오후 세 시요. 자료는 제가 준비할게요.",
+        "요약해 주세요: 오늘은 비가 왔다.",
+    ]
+    (workdir / "prompts.jsonl").write_text(
+        "".join(json.dumps({"id": f"p{n}", "prompt": p}, ensure_ascii=False) + "\n" for n, p in enumerate(prompts)),
+        encoding="utf-8",
+    )
+    args = ["generate", "--base", ref, "--adapter", f"{ADAPTER}={adapter}", "--prompts", "prompts.jsonl"]
+    args += ["--max-new-tokens", NEW_TOKENS, "--compare", "repetition_penalty=1.0,1.3", "--batch-size", 3]
+    code, _out, err = run_cli([*args, "--out", "out.jsonl", "--quiet"])
+    assert code == 0, err
+    records = _read("out.jsonl")
+    assert len(records) == 3 * 2 * 2
+    texts = dict(enumerate(prompts))
+    wrong = []
+    for record in records:
+        prompt = texts[int(record["prompt_id"][1:])]
+        expected = _expected(
+            model, tokenizer, prompt, record["model"] == ADAPTER, record["settings"]["repetition_penalty"]
+        )
+        wrong += [f"{record['column']} {record['prompt_id']} {k}" for k, v in expected.items() if record[k] != v]
+    assert not wrong, wrong
+    # One prompt and one model: the answer is streamed, and equals the batched one.
+    code, out, err = run_cli(["generate", "--base", ref, "--prompt", prompts[1], "--max-new-tokens", NEW_TOKENS])
+    assert code == 0, err
+    assert _expected(model, tokenizer, prompts[1], False, 1.0)["output"] in out
+
+
+def test_engine_fast_and_chat_refused(run_cli):
+    code, _out, err = run_cli(["eval", SUITE, "--base", "tiny:bart-ko", "--limit", 1, "--engine", "fast"])
+    assert code == 2 and "engine" in err and "BartForConditionalGeneration is an encoder-decoder" in err, err
+    code, _out, err = run_cli(["chat", "--base", "tiny:t5-ko"])
+    assert code == 2 and "encoder-decoder without a chat template" in err and "harness generate" in err, err
