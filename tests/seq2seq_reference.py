@@ -3,7 +3,13 @@ bitsandbytes alone), and a real LoRA adapter made with peft for a tiny T5 or BAR
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent / "zoo"))
+
+from zoo_helpers import NEW_TOKENS  # noqa: F401 - the tests import it from here
+from zoo_helpers import greedy as zoo_greedy
 
 # Each family's usual LoRA targets (T5: q/k/v/o; BART: its projections and feed-forward).
 TARGETS = {"t5": ["q", "k", "v", "o"], "bart": ["q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2"]}
@@ -57,22 +63,10 @@ def load_reference(path: str, adapter: Path | None = None):
     return model.eval(), AutoTokenizer.from_pretrained(path)
 
 
-def greedy(model, tokenizer, text: str, max_new_tokens: int, repetition_penalty: float = 1.0) -> list[int]:
-    """`generate` on the single un-padded prompt: the decoder's tokens after its start token, up to
-    (not including) the first end token."""
-    import torch
-
-    ids = tokenizer(text, return_tensors="pt").input_ids
-    with torch.inference_mode():
-        out = model.generate(
-            input_ids=ids,
-            attention_mask=torch.ones_like(ids),
-            max_new_tokens=max_new_tokens,
-            do_sample=False,
-            repetition_penalty=repetition_penalty if repetition_penalty != 1.0 else None,
-        )
-    new = out[0, 1:].tolist()
-    return new[: new.index(tokenizer.eos_token_id)] if tokenizer.eos_token_id in new else new
+def greedy(model, tokenizer, text: str, repetition_penalty: float = 1.0) -> list[int]:
+    """`generate` on the single un-padded prompt (`zoo_helpers.greedy`, NEW_TOKENS of them): the
+    decoder's tokens after its start token, up to (not including) the first end token."""
+    return zoo_greedy(model, tokenizer, tokenizer(text).input_ids, repetition_penalty)
 
 
 def target_logprob(model, tokenizer, source: str, target: str) -> tuple[float, bool, int]:

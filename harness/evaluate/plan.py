@@ -90,6 +90,8 @@ def run_id_for(suite: SuiteConfig, dataset: Dataset, identities: dict[str, dict]
         del settings["prompt"]["overflow"], settings["prompt"]["truncate_field"]
     if settings["bootstrap"]["correction"] == "holm":
         del settings["bootstrap"]["correction"]
+    if settings["perplexity"]["source_field"] is None:
+        del settings["perplexity"]["source_field"]
     return f"{suite.name}-{content_key(settings, dataset.sha256, identities)[:10]}"
 
 

@@ -13,36 +13,18 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from seq2seq_reference import TARGETS, family, greedy, load_reference, make_adapter
+from seq2seq_reference import NEW_TOKENS, greedy
 
 SUITE = Path(__file__).resolve().parents[2] / "suites" / "summarization_dialogue_ko.yaml"
 BASES = ["tiny:t5-ko", "tiny:bart-ko"]
-NEW_TOKENS = 12
 PENALTY = 1.1  # the suite's
 STOPS = ("\n\n", "###")  # the suite's
 ADAPTER = "s2s"
 
 
-@pytest.fixture(scope="module")
-def setups(tmp_path_factory, harness_cache):
-    """`setups(ref)`: (adapter directory, 4-bit base + PeftModel, tokenizer), made once per base."""
-    from harness.model.tiny import tiny_model_path
-
-    made = {}
-
-    def get(ref: str):
-        if ref not in made:
-            path = str(tiny_model_path(ref))
-            adapter = make_adapter(path, TARGETS[family(ref)], tmp_path_factory.mktemp(family(ref)) / ADAPTER)
-            made[ref] = (adapter, *load_reference(path, adapter))
-        return made[ref]
-
-    return get
-
-
 def _expected(model, tokenizer, prompt: str, adapter: bool, penalty: float) -> dict:
     def answer():
-        return greedy(model, tokenizer, prompt, NEW_TOKENS, penalty)
+        return greedy(model, tokenizer, prompt, penalty)
 
     if adapter:
         new = answer()
@@ -59,8 +41,8 @@ def _read(path) -> list[dict]:
 
 
 @pytest.mark.parametrize("ref", BASES)
-def test_eval_answers_equal_reference(ref, setups, run_cli, workdir):
-    adapter, model, tokenizer = setups(ref)
+def test_eval_answers_equal_reference(ref, seq2seq_setup, run_cli, workdir):
+    adapter, model, tokenizer = seq2seq_setup(ref)
     args = ["eval", SUITE, "--base", ref, "--adapter", f"{ADAPTER}={adapter}", "--limit", 5, "--batch-size", 4]
     args += ["--set", f"generation.max_new_tokens={NEW_TOKENS}", "--verify", 2, "--out", "runs", "--run-id", "r"]
     code, out, err = run_cli(args)
@@ -87,8 +69,8 @@ def test_eval_answers_equal_reference(ref, setups, run_cli, workdir):
 
 
 @pytest.mark.parametrize("ref", BASES)
-def test_generate_equals_reference(ref, setups, run_cli, workdir):
-    adapter, model, tokenizer = setups(ref)
+def test_generate_equals_reference(ref, seq2seq_setup, run_cli, workdir):
+    adapter, model, tokenizer = seq2seq_setup(ref)
     prompts = [
         "서울",
         "A: 내일 회의 몇 시예요?\nB: 오후 세 시요. 자료는 제가 준비할게요.",

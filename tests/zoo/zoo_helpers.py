@@ -95,7 +95,8 @@ def greedy(model, tokenizer, prompt_ids: list[int], repetition_penalty: float = 
             pad_token_id=pad,
             repetition_penalty=repetition_penalty if repetition_penalty != 1.0 else None,
         )
-    new = out[0, ids.shape[1] :].tolist()
+    # An encoder-decoder's output is its decoder's: the start token, then the answer.
+    new = out[0, 1 if model.config.is_encoder_decoder else ids.shape[1] :].tolist()
     ends = stop_ids(model, tokenizer)
     for n, token in enumerate(new):
         if token in ends:
