@@ -41,7 +41,9 @@ class PerplexityTask(Task):
     reported_metrics = ("perplexity", "bits_per_byte")  # fixed: the suite's `metrics` must stay empty
     sections = ("dataset", "perplexity")
 
-    def build_requests(self, suite: SuiteConfig, examples, tokenizer, fewshot_pool, context_limit=None):
+    def build_requests(
+        self, suite: SuiteConfig, examples, tokenizer, fewshot_pool, context_limit=None, encoder_decoder=False
+    ):
         field, source_field = suite.perplexity.field, suite.perplexity.source_field
         requests = []
         for example in examples:

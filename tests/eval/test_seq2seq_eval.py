@@ -106,3 +106,24 @@ def test_engine_fast_and_chat_refused(run_cli):
     assert code == 2 and "engine" in err and "BartForConditionalGeneration is an encoder-decoder" in err, err
     code, _out, err = run_cli(["chat", "--base", "tiny:t5-ko"])
     assert code == 2 and "encoder-decoder without a chat template" in err and "harness generate" in err, err
+
+
+def test_context_checks_on_an_encoder_decoder(run_cli, workdir):
+    """The prompt alone must fit the encoder (BART's learned positions; T5 has no limit) and
+    max_new_tokens the decoder; a too-long dialogue in eval is cut to the encoder's context."""
+    long = "A: 안녕하세요 반갑습니다 " * 400  # far past 1,024 tokens
+    code, _out, err = run_cli(["generate", "--base", "tiny:bart-ko", "--prompt", long, "--max-new-tokens", 2])
+    assert code == 2 and "more than the encoder's context of 1024" in err, err
+    code, _out, err = run_cli(["generate", "--base", "tiny:bart-ko", "--prompt", "서울", "--max-new-tokens", 1024])
+    assert code == 2 and "max_new_tokens=1024 exceeds the decoder's context of 1024" in err, err
+    code, _out, err = run_cli(["generate", "--base", "tiny:t5-ko", "--prompt", long, "--max-new-tokens", 2])
+    assert code == 0, err
+    data = workdir / "long.jsonl"
+    data.write_text(json.dumps({"id": "long", "dialogue": long, "summary": "인사"}, ensure_ascii=False) + "\n")
+    args = ["eval", SUITE, "--base", "tiny:bart-ko", "--data", data, "--out", "runs", "--run-id", "long"]
+    code, _out, err = run_cli([*args, "--set", "generation.max_new_tokens=1024"])
+    assert code == 2 and "generation.max_new_tokens=1024 exceeds the decoder's context" in err, err
+    code, _out, err = run_cli([*args, "--set", "generation.max_new_tokens=4"])
+    assert code == 0, err
+    (record,) = _read(workdir / "runs" / "long" / "records" / "base.jsonl")
+    assert record["truncated_tokens"] > 0 and 1000 < record["prompt_tokens"] <= 1024
