@@ -80,3 +80,21 @@ def target_logprob(model, tokenizer, source: str, target: str) -> tuple[float, b
         logits = model(input_ids=ids, labels=labels).logits[0].float()
     logprobs = torch.log_softmax(logits, dim=-1).gather(1, labels[0][:, None])[:, 0]
     return float(logprobs.double().sum()), bool((logits.argmax(-1) == labels[0]).all()), labels.shape[1]
+
+
+def setups(tmp_path_factory):
+    """`get(ref)`: (a peft LoRA adapter made on the 4-bit base of `ref`, the 4-bit base + PeftModel
+    reference, its tokenizer), each made on first request: the `seq2seq_setup` fixture."""
+    from harness.model.tiny import tiny_model_path
+
+    made = {}
+
+    def get(ref: str):
+        if ref not in made:
+            path = str(tiny_model_path(ref))
+            out = tmp_path_factory.mktemp(ref.replace(":", "-")) / "s2s"
+            adapter = make_adapter(path, TARGETS[family(ref)], out)
+            made[ref] = (adapter, *load_reference(path, adapter))
+        return made[ref]
+
+    return get

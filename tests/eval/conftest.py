@@ -80,20 +80,7 @@ def copy_run(tmp_path):
 
 @pytest.fixture(scope="session")
 def seq2seq_setup(tmp_path_factory, harness_cache):
-    """`seq2seq_setup("tiny:t5-ko")`: (a peft LoRA adapter made on the 4-bit base, the 4-bit base +
-    PeftModel reference, its tokenizer), made once per base."""
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from seq2seq_reference import TARGETS, family, load_reference, make_adapter
+    """`seq2seq_setup("tiny:t5-ko")`: adapter, reference and tokenizer (`seq2seq_reference.setups`)."""
+    from seq2seq_reference import setups
 
-    from harness.model.tiny import tiny_model_path
-
-    made = {}
-
-    def get(ref: str):
-        if ref not in made:
-            path = str(tiny_model_path(ref))
-            adapter = make_adapter(path, TARGETS[family(ref)], tmp_path_factory.mktemp(family(ref)) / "s2s")
-            made[ref] = (adapter, *load_reference(path, adapter))
-        return made[ref]
-
-    return get
+    return setups(tmp_path_factory)

@@ -8,7 +8,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from zoo_helpers import ADAPTER, DECODERS, one_torch_thread, read_jsonl
+from seq2seq_reference import target_logprob
+from zoo_helpers import ADAPTER, DECODERS, ENCODER_DECODERS, one_torch_thread, read_jsonl
 
 pytestmark = pytest.mark.slow
 SUITE = Path(__file__).resolve().parents[2] / "suites" / "perplexity_ko.yaml"
@@ -77,4 +78,29 @@ def test_perplexity_equals_reference(family, engine, zoo_adapter, reference, run
                     f"{model_name} {record['id']}: harness {record['nll']:.6f} over {record['tokens']} "
                     f"tokens vs reference {nll:.6f} over {tokens}"
                 )
+    assert not wrong, "\n".join(wrong)
+
+
+@pytest.mark.parametrize("family", ENCODER_DECODERS)
+def test_encoder_decoder_perplexity_equals_reference(family, seq2seq_setup, run_cli, workdir):
+    """T5 and BART without a source: each document is the decoder's text after an empty encoder input,
+    every token scored, equal to one forward of AutoModelForSeq2SeqLM with the document as `labels`."""
+    adapter, model, tokenizer = seq2seq_setup(f"tiny:{family}")
+    args = ["eval", SUITE, "--base", f"tiny:{family}", "--adapter", f"{ADAPTER}={adapter}", "--limit", 4]
+    args += ["--batch-size", 4, "--out", "runs", "--run-id", "ppl"]
+    code, _out, err = run_cli([*args, "--set", "perplexity.context_length=1024", "--set", "perplexity.stride=512"])
+    assert code == 0, err
+    wrong = []
+    for model_name in ("base", ADAPTER):
+        records = read_jsonl(workdir / "runs" / "ppl" / "records" / f"{model_name}.jsonl")
+        assert len(records) == 4
+        for record in records:
+            with one_torch_thread():
+                if model_name == ADAPTER:
+                    logprob, _greedy, tokens = target_logprob(model, tokenizer, "", record["prompt"])
+                else:
+                    with model.disable_adapter():
+                        logprob, _greedy, tokens = target_logprob(model, tokenizer, "", record["prompt"])
+            if record["tokens"] != tokens or abs(record["nll"] + logprob) > RELATIVE_TOLERANCE * -logprob:
+                wrong.append(f"{model_name} {record['id']}: harness {record['nll']:.6f} vs reference {-logprob:.6f}")
     assert not wrong, "\n".join(wrong)
