@@ -5,6 +5,7 @@ with its own special tokens and starting from BOS where the tokenizer has one.""
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import pytest
@@ -62,22 +63,7 @@ def test_perplexity_equals_reference(family, engine, zoo_adapter, reference, run
     )
     assert code == 0, err
     ref = reference(family)
-    wrong = []
-    for model_name in ("base", ADAPTER):
-        records = read_jsonl(workdir / "runs" / "ppl" / "records" / f"{model_name}.jsonl")
-        assert len(records) == 4
-        for record in records:
-            with one_torch_thread():
-                if model_name == ADAPTER:
-                    nll, tokens = _direct_nll(ref.model, ref.tokenizer, record["prompt"])
-                else:
-                    with ref.model.disable_adapter():
-                        nll, tokens = _direct_nll(ref.model, ref.tokenizer, record["prompt"])
-            if record["tokens"] != tokens or abs(record["nll"] - nll) > RELATIVE_TOLERANCE * nll:
-                wrong.append(
-                    f"{model_name} {record['id']}: harness {record['nll']:.6f} over {record['tokens']} "
-                    f"tokens vs reference {nll:.6f} over {tokens}"
-                )
+    wrong = _differences(workdir, ref.model, lambda text: _direct_nll(ref.model, ref.tokenizer, text))
     assert not wrong, "\n".join(wrong)
 
 
@@ -90,17 +76,29 @@ def test_encoder_decoder_perplexity_equals_reference(family, seq2seq_setup, run_
     args += ["--batch-size", 4, "--out", "runs", "--run-id", "ppl"]
     code, _out, err = run_cli([*args, "--set", "perplexity.context_length=1024", "--set", "perplexity.stride=512"])
     assert code == 0, err
+
+    def direct(text: str) -> tuple[float, int]:
+        logprob, _greedy, tokens = target_logprob(model, tokenizer, "", text)
+        return -logprob, tokens
+
+    wrong = _differences(workdir, model, direct)
+    assert not wrong, "\n".join(wrong)
+
+
+def _differences(workdir: Path, model, direct) -> list[str]:
+    """Each record of the base and the adapter whose NLL or token count differs from `direct(text)` on
+    the reference `model` (its adapter switched off for the base)."""
     wrong = []
     for model_name in ("base", ADAPTER):
         records = read_jsonl(workdir / "runs" / "ppl" / "records" / f"{model_name}.jsonl")
         assert len(records) == 4
         for record in records:
-            with one_torch_thread():
-                if model_name == ADAPTER:
-                    logprob, _greedy, tokens = target_logprob(model, tokenizer, "", record["prompt"])
-                else:
-                    with model.disable_adapter():
-                        logprob, _greedy, tokens = target_logprob(model, tokenizer, "", record["prompt"])
-            if record["tokens"] != tokens or abs(record["nll"] + logprob) > RELATIVE_TOLERANCE * -logprob:
-                wrong.append(f"{model_name} {record['id']}: harness {record['nll']:.6f} vs reference {-logprob:.6f}")
-    assert not wrong, "\n".join(wrong)
+            adapter_off = model.disable_adapter() if model_name != ADAPTER else contextlib.nullcontext()
+            with one_torch_thread(), adapter_off:
+                nll, tokens = direct(record["prompt"])
+            if record["tokens"] != tokens or abs(record["nll"] - nll) > RELATIVE_TOLERANCE * nll:
+                wrong.append(
+                    f"{model_name} {record['id']}: harness {record['nll']:.6f} over {record['tokens']} "
+                    f"tokens vs reference {nll:.6f} over {tokens}"
+                )
+    return wrong
