@@ -127,3 +127,41 @@ def test_context_checks_on_an_encoder_decoder(run_cli, workdir):
     assert code == 0, err
     (record,) = _read(workdir / "runs" / "long" / "records" / "base.jsonl")
     assert record["truncated_tokens"] > 0 and 1000 < record["prompt_tokens"] <= 1024
+
+
+@pytest.mark.parametrize("ref", BASES)
+def test_beams_min_tokens_and_stop_equal_reference(ref, seq2seq_setup, run_cli, workdir):
+    """Beam search, min_new_tokens, no_repeat_ngram_size and a stop string the answer holds, batched:
+    the same text as `generate` with those settings on each single un-padded prompt."""
+    import torch
+
+    _adapter, model, tokenizer = seq2seq_setup(ref)
+    prompts = ["서울", "A: 내일 회의 몇 시예요?\nB: 오후 세 시요. 자료는 제가 준비할게요.", "요약: 비가 왔다."]
+    settings = {"num_beams": 3, "min_new_tokens": 6, "no_repeat_ngram_size": 2}
+
+    def reference(prompt: str, stop: list[str]) -> str:
+        ids = tokenizer(prompt, return_tensors="pt").input_ids
+        extra = {"stop_strings": stop, "tokenizer": tokenizer} if stop else {}
+        with torch.inference_mode(), model.disable_adapter():
+            out = model.generate(
+                input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=NEW_TOKENS, **settings, **extra
+            )
+        new = out[0, 1:].tolist()
+        new = new[: new.index(tokenizer.eos_token_id)] if tokenizer.eos_token_id in new else new
+        text = tokenizer.decode(new, skip_special_tokens=True)
+        return text[: min([text.find(s) for s in stop if s in text], default=len(text))]
+
+    words = reference(prompts[1], []).split()
+    assert words, "the beam answer is empty: no stop string to take from it"
+    stop = [words[len(words) // 2]]
+    (workdir / "prompts.jsonl").write_text(
+        "".join(json.dumps({"id": f"p{n}", "prompt": p}, ensure_ascii=False) + "\n" for n, p in enumerate(prompts)),
+        encoding="utf-8",
+    )
+    args = ["generate", "--base", ref, "--prompts", "prompts.jsonl", "--max-new-tokens", NEW_TOKENS, "--quiet"]
+    args += [f"--{k.replace('_', '-')}={v}" for k, v in settings.items()] + ["--stop", stop[0], "--out", "out.jsonl"]
+    code, _out, err = run_cli([*args, "--batch-size", 3])
+    assert code == 0, err
+    records = {r["prompt_id"]: r for r in _read("out.jsonl")}
+    outputs = [records[f"p{n}"]["output"] for n in range(3)]
+    assert outputs == [reference(p, stop) for p in prompts] and not any(stop[0] in o for o in outputs)
