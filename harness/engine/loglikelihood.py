@@ -207,7 +207,7 @@ def score_rows(model, rows: list[list[int]], starts: list[int], sources=None) ->
     ids = torch.tensor([r + [r[-1]] * (width - len(r)) for r in rows], device=device)
     with torch.inference_mode():
         if sources is not None:
-            logits = seq2seq.logits(model, sources, rows)
+            logits = seq2seq.logits(model, sources, ids)
         else:
             logits = model(input_ids=ids, use_cache=False).logits  # a cache would copy every key and value once more
         sums, greedy = [], []

@@ -10,11 +10,10 @@ without a source is the tokenizer's encoding of the empty text (its special toke
 
 from __future__ import annotations
 
-import torch
-
 from harness.engine.batching import right_pad
 from harness.engine.model_info import context_length
 from harness.engine.requests import LoglikelihoodRequest, RollingLoglikelihoodRequest
+from harness.errors import HarnessError
 
 
 def decoder_start(model) -> int:
@@ -37,19 +36,23 @@ def continuation_row(model, tokenizer, request: LoglikelihoodRequest) -> tuple[l
 def rolling_row(model, tokenizer, request: RollingLoglikelihoodRequest) -> tuple[list[int], tuple[list[int], int, int]]:
     """(encoder input, (decoder row: the start token then the text, the text's UTF-8 bytes, the first
     scored position)): every token of the text is scored."""
+    limit = context_length(model)
+    if limit and request.context_length > limit:
+        raise HarnessError(
+            f"perplexity.context_length={request.context_length} exceeds the decoder's context of {limit} "
+            f"tokens; lower it to {limit} or less"
+        )
     target = tokenizer(request.text, add_special_tokens=True)["input_ids"]
     source = encoder_input(model, tokenizer, request.source or "")
     return source, ([decoder_start(model), *target], len(request.text.encode("utf-8")), 1)
 
 
-def logits(model, sources: list[list[int]], rows: list[list[int]]):
-    """The decoder's logits over `rows` (right-padded with their last token: under the decoder's
-    causal mask no scored position sees it), each row conditioned on its encoder input."""
-    device = next(model.parameters()).device
+def logits(model, sources: list[list[int]], decoder_ids):
+    """The decoder's logits over `decoder_ids` (rows right-padded with their last token: under the
+    decoder's causal mask no scored position sees it), each row conditioned on its encoder input."""
+    device = decoder_ids.device
     pad = model.config.pad_token_id if model.config.pad_token_id is not None else 0
     encoder_ids, attention = right_pad(sources, pad)
-    width = max(len(r) for r in rows)
-    decoder_ids = torch.tensor([r + [r[-1]] * (width - len(r)) for r in rows], device=device)
     return model(
         input_ids=encoder_ids.to(device),
         attention_mask=attention.to(device),

@@ -129,6 +129,9 @@ def test_perplexity_without_source_reads_an_empty_input(seq2seq_setup, run_cli, 
         with model.disable_adapter():
             logprob, _greedy, tokens = target_logprob(model, tokenizer, "", record["prompt"])
         assert record["tokens"] == tokens and record["nll"] == pytest.approx(-logprob, rel=RELATIVE)
+    # Windows longer than BART's learned decoder positions are refused in one line.
+    code, _out, err = run_cli(["eval", workdir / "ppl.yaml", "--set", "perplexity.context_length=2048"])
+    assert code == 2 and "perplexity.context_length=2048 exceeds the decoder's context of 1024" in err, err
 
 
 def test_perplexity_given_source_on_a_decoder_only_base(tiny_path, run_cli, workdir):
