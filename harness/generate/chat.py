@@ -19,6 +19,7 @@ from pathlib import Path
 
 from harness.config.generation import GenerationSettings, check_field, format_value, with_overrides
 from harness.data.prompts import apply_chat_template
+from harness.engine.model_info import encoder_decoder
 from harness.errors import ConfigError, HarnessError, ModelError, describe
 
 HELP_TEXT = """commands:
@@ -291,8 +292,6 @@ class ChatSession:
 def refuse_encoder_decoder(ref: str, model, tokenizer) -> None:
     """An encoder-decoder without a chat template (T5, BART) has no conversation format to render: say
     so by name, and where its single-prompt answers are, rather than the generic missing-template line."""
-    from harness.engine.model_info import encoder_decoder
-
     if encoder_decoder(model) and not getattr(tokenizer, "chat_template", None):
         raise ModelError(
             f"--base {ref}: {type(model).__name__} is an encoder-decoder without a chat template, so there "
