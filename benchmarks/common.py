@@ -39,12 +39,32 @@ def korquad_path(arg: str | None) -> str:
 def build_model(directory: Path, data: str) -> str:
     """A Llama-2-7B-shaped checkpoint with random bf16 weights and a KorQuAD-trained tokenizer."""
     import torch
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+    from transformers import LlamaConfig, LlamaForCausalLM
 
     if (directory / "config.json").is_file():
         return str(directory)
     started = time.time()
+    tokenizer = train_tokenizer(data, padding_side="left")
+    config = LlamaConfig(**LLAMA2_7B, bos_token_id=1, eos_token_id=2, pad_token_id=0)
+    torch.manual_seed(0)
+    torch.set_default_dtype(torch.bfloat16)
+    with torch.device("cuda"):
+        model = LlamaForCausalLM(config)
+    torch.set_default_dtype(torch.float32)
+    model.save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    del model
+    free()
+    print(f"built 7B-shaped model in {time.time() - started:.0f} s → {directory}", flush=True)
+    return str(directory)
+
+
+def train_tokenizer(data: str, padding_side: str, adds_eos: bool = False):
+    """A 32,000-token byte-level BPE trained on KorQuAD's passages and questions (<pad> <s> </s> <unk>
+    first); `adds_eos`: it ends every text with </s>, as an encoder-decoder's tokenizer does."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
     doc = json.loads(Path(data).read_text(encoding="utf-8"))
     texts = [p["context"] for a in doc["data"] for p in a["paragraphs"]]
     texts += [q["question"] for a in doc["data"] for p in a["paragraphs"] for q in p["qas"]]
@@ -60,26 +80,16 @@ def build_model(directory: Path, data: str) -> str:
             show_progress=False,
         ),
     )
-    tokenizer = PreTrainedTokenizerFast(
+    if adds_eos:
+        bpe.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", 2)])
+    return PreTrainedTokenizerFast(
         tokenizer_object=bpe,
         bos_token="<s>",
         eos_token="</s>",
         pad_token="<pad>",
         unk_token="<unk>",
-        padding_side="left",
+        padding_side=padding_side,
     )
-    config = LlamaConfig(**LLAMA2_7B, bos_token_id=1, eos_token_id=2, pad_token_id=0)
-    torch.manual_seed(0)
-    torch.set_default_dtype(torch.bfloat16)
-    with torch.device("cuda"):
-        model = LlamaForCausalLM(config)
-    torch.set_default_dtype(torch.float32)
-    model.save_pretrained(directory)
-    tokenizer.save_pretrained(directory)
-    del model
-    free()
-    print(f"built 7B-shaped model in {time.time() - started:.0f} s → {directory}", flush=True)
-    return str(directory)
 
 
 def free():

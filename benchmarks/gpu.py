@@ -6,6 +6,7 @@
     python benchmarks/gpu.py scale [--korquad PATH]   # harness eval and train on 1 GPU and on 2 (accelerate launch)
     python benchmarks/gpu.py attention                # a decoding step's attention: harness's kernel vs SDPA's
     python benchmarks/gpu.py shares [--korquad PATH]  # one GPU: each rank's share of an eval in turn, vs one process
+    python benchmarks/gpu.py seq2seq [--shape bart-large|t5-base]  # an encoder-decoder: harness vs Seq2SeqTrainer, generate
 
 The model has Llama-2-7B's shape with random weights (the cost of a step does not depend on
 their values), and a 32,000-token byte-level BPE trained on the KorQuAD passages so prompts
@@ -27,6 +28,7 @@ from bench_attention import bench_attention
 from bench_decode import bench_decode
 from bench_eval import bench_eval, random_adapter
 from bench_scale import bench_scale
+from bench_seq2seq import SHAPES, bench_seq2seq
 from bench_shares import bench_shares
 from bench_train import bench_train
 from common import build_model, korquad_path
@@ -36,10 +38,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
         "what",
-        choices=["train", "eval", "decode", "all", "scale", "attention", "shares"],
+        choices=["train", "eval", "decode", "all", "scale", "attention", "shares", "seq2seq"],
         help="scale is not part of all: it needs --processes GPUs (or CPU gloo processes with "
-        "--smoke); nor are attention (no model, a CUDA GPU) and shares",
+        "--smoke); nor are attention (no model, a CUDA GPU), shares and seq2seq (its own model)",
     )
+    parser.add_argument("--shape", choices=sorted(SHAPES), default="bart-large", help="seq2seq: the model's shape")
     parser.add_argument("--smoke", action="store_true", help="tiny:llama-ko, a few steps and prompts (CPU or GPU)")
     parser.add_argument("--korquad", help="KorQuAD 1.0 dev JSON")
     parser.add_argument("--work", default="/tmp/harness-bench", help="scratch directory (model, adapters, runs)")
@@ -76,6 +79,12 @@ def main() -> None:
     data = korquad_path(args.korquad)
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
+    if args.what == "seq2seq":
+        figures = {"versions": _versions(), "command": " ".join(sys.argv)}
+        figures["seq2seq"] = bench_seq2seq(data, work, args.shape, args.smoke)
+        if os.environ.get("OUT"):
+            Path(os.environ["OUT"], "bench-seq2seq.json").write_text(json.dumps(figures, indent=2, default=str))
+        return
     started = time.time()
     base = "tiny:llama-ko" if args.smoke else build_model(work / "llama2-7b-shape", data)
     figures: dict = {"versions": _versions(), "command": " ".join(sys.argv), "build_s": time.time() - started}

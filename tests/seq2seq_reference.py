@@ -1,66 +1,29 @@
 """The plain references the encoder-decoder tests check harness against (transformers, peft and
-bitsandbytes alone), and a real LoRA adapter made with peft for a tiny T5 or BART."""
+bitsandbytes alone: the 4-bit base + PeftModel of `zoo_helpers.load_reference`), and a real LoRA
+adapter made with peft for a T5 or BART of any size."""
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "zoo"))
 
-from zoo_helpers import NEW_TOKENS  # noqa: F401 - the tests import it from here
+from zoo_helpers import (
+    NEW_TOKENS,  # noqa: F401 - the tests import it from here
+    load_reference,
+    seq2seq_adapter,
+)
 from zoo_helpers import greedy as zoo_greedy
 
-# Each family's usual LoRA targets (T5: q/k/v/o; BART: its projections and feed-forward).
+# LoRA targets of the T5 family (T5, mT5: q/k/v/o) and of the BART family (BART, mBART: the
+# attention projections and the feed-forward), as their fine-tuning recipes name them.
 TARGETS = {"t5": ["q", "k", "v", "o"], "bart": ["q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2"]}
 
 
 def family(ref: str) -> str:
     return "t5" if "t5" in ref else "bart"
-
-
-def _quantized(path: str):
-    import torch
-    from transformers import AutoModelForSeq2SeqLM, BitsAndBytesConfig
-
-    model = AutoModelForSeq2SeqLM.from_pretrained(
-        path,
-        dtype=torch.float32,
-        quantization_config=BitsAndBytesConfig(
-            load_in_4bit=True,
-            bnb_4bit_quant_type="nf4",
-            bnb_4bit_use_double_quant=True,
-            bnb_4bit_compute_dtype=torch.float32,
-        ),
-    )
-    # bitsandbytes would repack for its bf16 CPU kernel on the first eval forward: keep float32 exact.
-    for module in model.modules():
-        if hasattr(module, "support_avx512bf16_for_cpu"):
-            module.support_avx512bf16_for_cpu = False
-    return model
-
-
-def make_adapter(path: str, targets: list[str], out: Path) -> Path:
-    """A peft LoRA adapter on the 4-bit base with random (not zero) B matrices, so it moves the logits."""
-    import torch
-    from peft import LoraConfig, get_peft_model
-
-    torch.manual_seed(0)
-    config = LoraConfig(task_type="SEQ_2_SEQ_LM", r=8, lora_alpha=32, target_modules=targets, init_lora_weights=False)
-    get_peft_model(_quantized(path), config).save_pretrained(str(out))
-    return out
-
-
-def load_reference(path: str, adapter: Path | None = None):
-    """(model, tokenizer): the 4-bit base, with peft's PeftModel on top where an adapter is given."""
-    from transformers import AutoTokenizer
-
-    model = _quantized(path)
-    if adapter is not None:
-        from peft import PeftModel
-
-        model = PeftModel.from_pretrained(model, str(adapter))
-    return model.eval(), AutoTokenizer.from_pretrained(path)
 
 
 def greedy(model, tokenizer, text: str, repetition_penalty: float = 1.0) -> list[int]:
@@ -83,8 +46,9 @@ def target_logprob(model, tokenizer, source: str, target: str) -> tuple[float, b
 
 
 def setups(tmp_path_factory):
-    """`get(ref)`: (a peft LoRA adapter made on the 4-bit base of `ref`, the 4-bit base + PeftModel
-    reference, its tokenizer), each made on first request: the `seq2seq_setup` fixture."""
+    """`get(ref)`: (a LoRA adapter made by peft alone on `ref`, at random so it moves the logits, the
+    4-bit base + PeftModel reference, its tokenizer), each made on first request: the
+    `seq2seq_setup` fixture."""
     from harness.model.tiny import tiny_model_path
 
     made = {}
@@ -93,7 +57,11 @@ def setups(tmp_path_factory):
         if ref not in made:
             path = str(tiny_model_path(ref))
             out = tmp_path_factory.mktemp(ref.replace(":", "-")) / "s2s"
-            adapter = make_adapter(path, TARGETS[family(ref)], out)
+            adapter = seq2seq_adapter(path, out, TARGETS[family(ref)])
+            # Scaled up so that it changes the tiny models' greedy answers, not only their logits.
+            config_file = adapter / "adapter_config.json"
+            config = json.loads(config_file.read_text(encoding="utf-8"))
+            config_file.write_text(json.dumps({**config, "lora_alpha": 8 * config["r"]}), encoding="utf-8")
             made[ref] = (adapter, *load_reference(path, adapter))
         return made[ref]
 

@@ -30,6 +30,12 @@ def register(sub) -> None:
         metavar="NAME=PATH",
         help="add an adapter to compare (repeatable; a bare PATH is named after its directory)",
     )
+    p.add_argument(
+        "--sweep",
+        metavar="DIR",
+        help="add every finished adapter of a `harness train --sweep` directory, named after its point "
+        "(e.g. r=8); the report then plots each metric against the swept field",
+    )
     p.add_argument("--no-base", action="store_true", help="score only the adapters (no deltas are computed)")
     p.add_argument("--data", help="dataset path or hub id (overrides dataset.path and its environment variable)")
     p.add_argument("--limit", type=int, help="evaluate a seeded sample of N examples (overrides dataset.limit)")
@@ -89,8 +95,20 @@ def run(args) -> int:
     suite = load_config(SuiteConfig, args.suite, overrides)
     if args.adapter:
         suite.models.adapters = {**suite.models.adapters, **parse_adapters(args.adapter)}
+    sweep = None
+    if args.sweep:
+        from harness.evaluate.sweep import sweep_models
+
+        adapters, sweep = sweep_models(args.sweep)
+        clash = sorted(set(adapters) & set(suite.models.adapters))
+        if clash:
+            raise ConfigError(
+                f"--sweep {args.sweep}: the adapter name '{clash[0]}' is also given in the suite or by --adapter; "
+                "rename that adapter"
+            )
+        suite.models.adapters = {**suite.models.adapters, **adapters}
     # With --json, stdout carries only the JSON document; the progress line goes to stderr.
-    result = run_eval(suite, args.suite, args.out, args.run_id, log=progress_printer(args.json))
+    result = run_eval(suite, args.suite, args.out, args.run_id, log=progress_printer(args.json), sweep=sweep)
     from harness.runtime.distributed import Dist
 
     if not Dist.current().main:  # rank 0 prints the merged results

@@ -86,10 +86,13 @@ def _auto(description: str) -> Any:
 class TrainingSettings(Strict):
     epochs: float = Field(3.0, gt=0, le=10_000, description="passes over the data")
     max_steps: int = Field(-1, le=10**9, description="> 0 overrides epochs")
-    batch_size: int | Literal["auto"] = Field(
+    batch_size: int | Literal["auto", "find"] = Field(
         "auto",
-        description="micro-batch (auto: from the hardware); batch_size × gradient_accumulation is the global "
-        "batch, kept under `accelerate launch`",
+        description="micro-batch; batch_size × gradient_accumulation is the global batch, kept under "
+        "`accelerate launch`. auto: from the hardware, split further where the estimated activations do not "
+        "fit; find: the global batch of auto (its micro-batch × gradient_accumulation), split by probing real "
+        "training steps of micro-batch 1, 2, 4, … on the longest examples until one runs out of GPU memory "
+        "(on CPU: up to the global batch)",
     )
     gradient_accumulation: int = Field(1, gt=0, description="micro-batches per optimizer step")
     learning_rate: float = Field(2e-4, gt=0, description="peak learning rate")
@@ -147,7 +150,7 @@ class TrainingSettings(Strict):
     @classmethod
     def _positive_batch(cls, value):
         if isinstance(value, int) and value <= 0:
-            raise ValueError("expected a positive integer or 'auto'")
+            raise ValueError("expected a positive integer, 'auto' or 'find'")
         return value
 
 

@@ -55,6 +55,7 @@ class EvalPlan:
     engine: str = "plain"
     batch_size: int | None = None  # None: the engine sizes the batches itself
     position: dict[str, int] = field(default_factory=dict)  # a sample's place in `requests`, by id
+    sweep: dict | None = None  # the training sweep the adapters come from (harness.evaluate.sweep)
 
 
 def resolve_dataset(suite: SuiteConfig, source: str) -> Dataset:

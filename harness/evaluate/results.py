@@ -34,6 +34,8 @@ def build_results(
         results["verify"] = verified
     if len(plan.variants) > 1:
         results["generation_grid"] = suite.generation_grid
+    if plan.sweep:
+        results["sweep"] = plan.sweep
     if plan.dist.active:
         results["world_size"] = plan.dist.world
     return results

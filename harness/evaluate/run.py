@@ -52,9 +52,11 @@ def run_eval(
     run_id: str | None = None,
     log: Callable[[str], None] | None = None,
     progress_bars: bool = True,
+    sweep: dict | None = None,
 ) -> EvalResult:
-    """Evaluate the suite's models; `log` receives the progress lines (default: this module's logger)."""
-    plan = plan_eval(suite, source, out_root, run_id, log or logger.info, progress_bars)
+    """Evaluate the suite's models; `log` receives the progress lines (default: this module's logger).
+    `sweep`: the training sweep the adapters come from (harness.evaluate.sweep), kept in the results."""
+    plan = plan_eval(suite, source, out_root, run_id, log or logger.info, progress_bars, sweep)
     records, throughput = run_columns(plan)
     verified = verify_columns(plan, records) if suite.verify and plan.dist.main else {}
     plan.dist.barrier()
@@ -65,7 +67,9 @@ def run_eval(
     return EvalResult(run_dir=plan.run.path, results=results)
 
 
-def plan_eval(suite: SuiteConfig, source: str, out_root, run_id, log, progress_bars: bool) -> EvalPlan:
+def plan_eval(
+    suite: SuiteConfig, source: str, out_root, run_id, log, progress_bars: bool, sweep: dict | None = None
+) -> EvalPlan:
     """Everything checked and settled before the first sample is generated; the run directory made."""
     task = get_task(suite.task, where=f"{source}: field 'task'")
     dataset = resolve_dataset(suite, source)
@@ -75,7 +79,7 @@ def plan_eval(suite: SuiteConfig, source: str, out_root, run_id, log, progress_b
     # rank 0 merges the records and writes the run's JSON files. A world of one is the plain path.
     dist = Dist.current()
     models = load_models(suite, env, dist)
-    plan = EvalPlan(suite, source, task, dataset, env, dist, models, log, progress_bars)
+    plan = EvalPlan(suite, source, task, dataset, env, dist, models, log, progress_bars, sweep=sweep)
     build_requests(plan, fewshot)
     build_scorers(plan)
     names = model_names(suite, source)
@@ -130,6 +134,7 @@ def write_config(plan: EvalPlan) -> None:
             "source": plan.source,
             "dataset": dataset_info(plan.dataset),
             "models": models_info(plan.models, plan.columns),
+            **({"sweep": plan.sweep} if plan.sweep else {}),
         },
     )
     world = {"world_size": plan.dist.world} if plan.dist.active else {}

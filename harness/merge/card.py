@@ -9,12 +9,32 @@ GAPS = (
     ("4-bit base + adapter, as evaluated (quantization gap)", "export_vs_evaluated_4bit"),
 )
 
+# An encoder-decoder export loads with the sequence-to-sequence class; AutoModelForCausalLM would
+# build its decoder alone (BART) or refuse it (T5).
+SEQ2SEQ_USAGE = [
+    "",
+    "## Usage",
+    "",
+    "An encoder-decoder (text-to-text): load it with `AutoModelForSeq2SeqLM`.",
+    "",
+    "```python",
+    "from transformers import AutoModelForSeq2SeqLM, AutoTokenizer",
+    "",
+    'model = AutoModelForSeq2SeqLM.from_pretrained("EXPORT_DIR_OR_REPO_ID")',
+    'tokenizer = AutoTokenizer.from_pretrained("EXPORT_DIR_OR_REPO_ID")',
+    'inputs = tokenizer("...", return_tensors="pt")',
+    "print(tokenizer.decode(model.generate(**inputs)[0], skip_special_tokens=True))",
+    "```",
+]
 
-def model_card(record: dict, run_dir: str | None) -> str:
+
+def model_card(record: dict, run_dir: str | None, encoder_decoder: bool = False) -> str:
+    """The card of an export; an encoder-decoder's says it is text-to-text and how to load it."""
     lines = [
         "---",
         f"base_model: {record['base']}",
         "library_name: transformers",
+        *(["pipeline_tag: text2text-generation"] if encoder_decoder else []),
         "tags: [harness, qlora, merged]",
         "---",
         "",
@@ -31,6 +51,8 @@ def model_card(record: dict, run_dir: str | None) -> str:
         "",
     ]
     lines += _adapter_lines(record)
+    if encoder_decoder:
+        lines += SEQ2SEQ_USAGE
     lines += _verification_lines(record["verification"])
     if record.get("eval_run"):
         lines += [

@@ -29,7 +29,7 @@ from harness.merge.options import DTYPES, METHODS
 from harness.merge.record import eval_results, merge_record
 from harness.model.adapters import AdapterInfo, check_against, inspect_adapter
 from harness.model.dequantize import dequantize_for_export
-from harness.model.families import check_base
+from harness.model.families import check_base, is_encoder_decoder
 from harness.model.loading import config_signature, load_base, resolve_model_ref
 from harness.runtime.env import detect, release_cuda_memory, torch_dtype
 from harness.runtime.files import atomic_write_json
@@ -96,11 +96,12 @@ def merge(req: MergeRequest) -> dict:
     try:
         merged.save_pretrained(tmp, safe_serialization=True, max_shard_size="2GB")
         tokenizer.save_pretrained(tmp)
+        encoder_decoder = is_encoder_decoder(merged.config)
         del merged
         release_cuda_memory()
         record = _verified_record(req, tmp, infos, quant, env, probes, reference)
         atomic_write_json(tmp / "merge_record.json", record)
-        (tmp / "README.md").write_text(model_card(record, req.run_dir), encoding="utf-8")
+        (tmp / "README.md").write_text(model_card(record, req.run_dir, encoder_decoder), encoding="utf-8")
         release(tmp)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -133,9 +134,9 @@ def _verified_record(req: MergeRequest, tmp: Path, infos, quant: Quantization, e
     """The merge record of the export written in `tmp`, verified against the unmerged `reference` and
     the 4-bit base + adapters as evaluated."""
     out = Path(req.out)
-    export_out = verify.export_outputs(tmp, probes, torch_dtype(req.dtype), req.greedy_tokens)
+    export_out = verify.export_outputs(tmp, probes, torch_dtype(req.dtype), req.greedy_tokens, reference)
     verify.require_finite(export_out, "the export", f"{out} was left as it was")
-    evaluated = verify.evaluated_outputs(req, infos, quant, env, probes)
+    evaluated = verify.evaluated_outputs(req, infos, quant, env, probes, reference)
     verify.require_finite(
         evaluated, f"the {quant.mode} base + the adapters, as evaluated,", f"{out} was left as it was"
     )

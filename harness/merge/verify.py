@@ -10,7 +10,9 @@ from harness.config.generation import GenerationSettings
 from harness.config.model import Quantization
 from harness.engine.requests import GenerationRequest, RunOptions
 from harness.errors import HarnessError
+from harness.merge import seq2seq_probe
 from harness.merge.combine import combined
+from harness.model.families import is_encoder_decoder, model_class
 from harness.model.loading import load_base
 from harness.model.probe import prompt_logits
 from harness.runtime.env import release_cuda_memory
@@ -25,13 +27,17 @@ PROBES = [
 ]
 
 
-def probe_outputs(model, tokenizer, prompts: list[str], greedy_tokens: int) -> list[dict]:
+def probe_outputs(model, tokenizer, prompts: list[str], greedy_tokens: int, teacher: list[dict] | None = None):
     """Per prompt: the logits over the prompt (float32, CPU) and the greedy continuation of exactly
-    `greedy_tokens` tokens (end tokens held off), through the engine's plain path."""
+    `greedy_tokens` tokens (end tokens held off), through the engine's plain path. An encoder-decoder
+    reads the prompt as its source and is compared over the decoder's tokens instead, those of the
+    `teacher` outputs where given (harness.merge.seq2seq_probe)."""
     import torch
 
     from harness.engine.generation import generate
 
+    if is_encoder_decoder(model.config):
+        return seq2seq_probe.probe_outputs(model, tokenizer, prompts, greedy_tokens, teacher)
     outputs = []
     model.eval()
     for prompt in prompts:
@@ -76,25 +82,26 @@ def require_finite(outputs: list[dict], what: str, consequence: str) -> None:
             )
 
 
-def export_outputs(path: Path, probes, dtype, greedy_tokens):
-    """The export as a user will load it: AutoModelForCausalLM alone, no peft, no harness."""
+def export_outputs(path: Path, probes, dtype, greedy_tokens, teacher: list[dict] | None = None):
+    """The export as a user will load it: AutoModelForCausalLM (AutoModelForSeq2SeqLM for an
+    encoder-decoder) alone, no peft, no harness."""
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoConfig, AutoTokenizer
 
-    model = AutoModelForCausalLM.from_pretrained(
+    model = model_class(AutoConfig.from_pretrained(path)).from_pretrained(
         path, dtype=dtype, device_map={"": 0} if torch.cuda.is_available() else None
     )
-    outputs = probe_outputs(model, AutoTokenizer.from_pretrained(path), probes, greedy_tokens)
+    outputs = probe_outputs(model, AutoTokenizer.from_pretrained(path), probes, greedy_tokens, teacher)
     del model
     release_cuda_memory()
     return outputs
 
 
-def evaluated_outputs(req, infos, quant: Quantization, env, probes):
+def evaluated_outputs(req, infos, quant: Quantization, env, probes, teacher: list[dict] | None = None):
     """Base in 4-bit + adapters, as harness eval loads them."""
     base = load_base(req.base, quant, env)
     model = combined(base, infos, req)
-    outputs = probe_outputs(model, base.tokenizer, probes, req.greedy_tokens)
+    outputs = probe_outputs(model, base.tokenizer, probes, req.greedy_tokens, teacher)
     del model, base
     release_cuda_memory()
     return outputs

@@ -9,7 +9,7 @@ train, evaluate and merge every family on a CPU in seconds.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 LLAMA2_CHAT = (
@@ -172,6 +172,24 @@ FAMILIES = {
     ),
 }
 
+# mT5: T5's tokens and tokenizer, a gated-GELU feed-forward and an output layer of its own.
+FAMILIES["mt5"] = replace(
+    FAMILIES["t5"],
+    architecture="MT5ForConditionalGeneration",
+    config="MT5Config",
+    tied=False,
+    options={"feed_forward_proj": "gated-gelu"},
+)
+# mBART: BART's tokens, but layer norm before each block, scaled embeddings, and a tokenizer that
+# ends a text with </s> and starts none with <s>.
+FAMILIES["mbart"] = replace(
+    FAMILIES["bart"],
+    architecture="MBartForConditionalGeneration",
+    config="MBartConfig",
+    adds=("eos",),
+    options={"scale_embedding": True},
+)
+
 
 def spec(name: str) -> dict:
     """What goes into the build's fingerprint."""
@@ -204,6 +222,7 @@ def build(out: Path, name: str, corpus: list[str], train_bpe) -> None:
     config = getattr(transformers, family.config)(**_config_fields(family, shape, len(tokenizer), ids))
     torch.manual_seed(spec(name)["seed"])
     model = getattr(transformers, family.architecture)(config)
+    _untie(model, family)
     _widen_output(model, spec(name)["seed"])
     eos = [ids["eos"]] + [tokenizer.convert_tokens_to_ids(t) for t in family.extra_eos]
     model.generation_config = transformers.GenerationConfig(
@@ -248,6 +267,17 @@ _LLAMA_LIKE = {
     "num_key_value_heads": "kv_heads",
     "max_position_embeddings": "positions",
 }
+_T5_LIKE = {"d_model": "hidden", "d_ff": "intermediate", "num_layers": "layers", "num_heads": "heads"}
+_BART_LIKE = {
+    "d_model": "hidden",
+    "encoder_ffn_dim": "intermediate",
+    "decoder_ffn_dim": "intermediate",
+    "encoder_layers": "layers",
+    "decoder_layers": "layers",
+    "encoder_attention_heads": "heads",
+    "decoder_attention_heads": "heads",
+    "max_position_embeddings": "positions",
+}
 _SIZE_NAMES = {
     "LlamaConfig": _LLAMA_LIKE,
     "MistralConfig": _LLAMA_LIKE,
@@ -276,17 +306,10 @@ _SIZE_NAMES = {
         "word_embed_proj_dim": "hidden",
     },
     "BloomConfig": {"hidden_size": "hidden", "n_layer": "layers", "n_head": "heads"},
-    "T5Config": {"d_model": "hidden", "d_ff": "intermediate", "num_layers": "layers", "num_heads": "heads"},
-    "BartConfig": {
-        "d_model": "hidden",
-        "encoder_ffn_dim": "intermediate",
-        "decoder_ffn_dim": "intermediate",
-        "encoder_layers": "layers",
-        "decoder_layers": "layers",
-        "encoder_attention_heads": "heads",
-        "decoder_attention_heads": "heads",
-        "max_position_embeddings": "positions",
-    },
+    "T5Config": _T5_LIKE,
+    "MT5Config": _T5_LIKE,
+    "BartConfig": _BART_LIKE,
+    "MBartConfig": _BART_LIKE,
 }
 
 
@@ -306,11 +329,22 @@ def _config_extras(config: str, shape: dict, ids: dict) -> dict:
     """Fields a config class needs beyond the sizes."""
     if config == "MistralConfig":
         return {"sliding_window": None}  # v0.2 onwards attends to the whole context
-    if config == "T5Config":
+    if config in {"T5Config", "MT5Config"}:
         return {"d_kv": shape["hidden"] // shape["heads"], "decoder_start_token_id": ids["pad"]}
-    if config == "BartConfig":
+    if config in {"BartConfig", "MBartConfig"}:
         return {"decoder_start_token_id": ids["eos"], "forced_eos_token_id": ids["eos"]}
     return {}
+
+
+def _untie(model, family: Family) -> None:
+    """Give an untied family its own output layer where the class ties it whatever the config says
+    (transformers' MT5Config always asks for ties; a checkpoint holding a different lm_head, as the
+    real mT5 does, loads untied)."""
+    import torch
+
+    head = model.get_output_embeddings()
+    if not family.tied and head.weight is model.get_input_embeddings().weight:
+        head.weight = torch.nn.Parameter(head.weight.detach().clone())
 
 
 def _widen_output(model, seed: int) -> None:

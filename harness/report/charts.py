@@ -99,17 +99,17 @@ def training_curves(report: Report) -> list[dict]:
     """One chart per trained model: its training loss and, where evaluated, its validation loss by step."""
     charts = []
     for m in report.models:
-        series = _loss_series(as_mapping((m.info or {}).get("train_record")))
+        series = history_series(as_mapping((m.info or {}).get("train_record")))
         if series:
-            charts.append(_curve_chart(m.name, series))
+            charts.append(curve_chart(m.name, series))
     return charts
 
 
-def _loss_series(record: dict) -> dict[str, list[tuple]]:
-    """(step, value) points of `loss` and `eval_loss` from a train record's history, finite ones only."""
+def history_series(record: dict, keys: tuple[str, ...] = ("loss", "eval_loss")) -> dict[str, list[tuple]]:
+    """(step, value) points of `keys` from a train record's history, finite ones only."""
     history = record.get("history") if isinstance(record.get("history"), list) else []
     series = {}
-    for key in ("loss", "eval_loss"):
+    for key in keys:
         pts = [
             (h["step"], h[key]) for h in history if isinstance(h, dict) and finite(h.get(key)) and finite(h.get("step"))
         ]
@@ -118,7 +118,7 @@ def _loss_series(record: dict) -> dict[str, list[tuple]]:
     return series
 
 
-def _curve_chart(name: str, series: dict[str, list[tuple]]) -> dict:
+def curve_chart(name: str, series: dict[str, list[tuple]]) -> dict:
     width, height, left, right, top, bottom = 460, 220, 50, 12, 12, 30
     xs = [p[0] for s in series.values() for p in s]
     ys = [p[1] for s in series.values() for p in s]

@@ -6,6 +6,7 @@ from __future__ import annotations
 from harness import __version__
 from harness.report.load import Report
 from harness.report.rows import train_summary
+from harness.report.sweep import sweep_table
 from harness.runs.summary import fmt_interval, interval_note, long_prompts_note, version_notes
 
 # Characters that start Markdown syntax (emphasis, code, links, images, tables, escapes), and HTML,
@@ -47,6 +48,7 @@ def render_markdown(report: Report) -> str:
     lines.append("")
     lines.extend(_metrics_table(report))
     lines.append("")
+    lines.extend(_sweep_lines(report))
     lines.append("Models:")
     lines.extend(_model_line(m) for m in report.models)
     notes = version_notes(report.metric_info)
@@ -79,6 +81,23 @@ def _metrics_table(report: Report) -> list[str]:
                 cells.append(_interval_md(d, signed=True) + mark)
             lines.append("| " + " | ".join([f"Δ {_md_escape(m.name)} vs base"] + cells) + " |")
     return lines
+
+
+def _sweep_lines(report: Report) -> list[str]:
+    """The training sweep's points as rows, ★ on the best point of each metric; nothing without a sweep."""
+    table = sweep_table(report)
+    if table is None:
+        return []
+    arrows = {True: "↑", False: "↓"}
+    labels = [f"{l} {arrows[bool(report.metric_info[l].get('higher_is_better', True))]}" for l in table["labels"]]
+    header = ["model"] + table["fields"] + labels
+    lines = ["Sweep (★ best point):", "", "| " + " | ".join(_md_escape(h) for h in header) + " |"]
+    lines.append("|" + "---|" * len(header))
+    for row in table["rows"]:
+        cells = [_interval_md(c) + (" ★" if c["best"] else "") for c in row["cells"]]
+        names = [_md_code(row["name"])] + [_md_escape(v) for v in row["at"]]
+        lines.append("| " + " | ".join(names + cells) + " |")
+    return lines + [""]
 
 
 def _model_line(m) -> str:

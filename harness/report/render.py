@@ -18,8 +18,10 @@ from markupsafe import Markup
 from harness import __version__
 from harness.report.charts import bar_charts, color, histograms, training_curves
 from harness.report.load import Report
+from harness.report.memory_chart import memory_charts
 from harness.report.rows import metrics_rows, repetition_rows, train_summary, verify_rows
 from harness.report.samples import primary_metric, sample_data
+from harness.report.sweep import sweep_context
 from harness.runs.summary import interval_note, long_prompts_note, version_notes
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -78,31 +80,30 @@ def _num(value, digits: int = 2, signed: bool = False) -> str:
     return f"{value:{'+' if signed else ''}.{digits}f}"
 
 
+def _run_context(run) -> dict:
+    r, env = run.results, run.environment or {}
+    return {
+        "id": run.run_id,
+        "path": str(run.path),
+        "finished_at": r.get("finished_at"),
+        "harness_version": r.get("harness_version"),
+        "source": (run.config or {}).get("source"),
+        "device": env.get("device"),
+        "device_name": env.get("device_name"),
+        "python": env.get("python"),
+        "versions": env.get("versions") or {},
+        "generation": r.get("generation") or {},
+        "prompt": r.get("prompt") or {},
+        "bootstrap": r.get("bootstrap") or {},
+    }
+
+
 def page_context(report: Report) -> dict:
     first = report.first
     data = sample_data(report)
     primary = primary_metric(report)
-    curves = training_curves(report)
-    runs = []
-    for run in report.runs:
-        r = run.results
-        env = run.environment or {}
-        runs.append(
-            {
-                "id": run.run_id,
-                "path": str(run.path),
-                "finished_at": r.get("finished_at"),
-                "harness_version": r.get("harness_version"),
-                "source": (run.config or {}).get("source"),
-                "device": env.get("device"),
-                "device_name": env.get("device_name"),
-                "python": env.get("python"),
-                "versions": env.get("versions") or {},
-                "generation": r.get("generation") or {},
-                "prompt": r.get("prompt") or {},
-                "bootstrap": r.get("bootstrap") or {},
-            }
-        )
+    curves, memory = training_curves(report), memory_charts(report)
+    runs = [_run_context(run) for run in report.runs]
     models = [
         {"m": m, "color": color(i), "train": train_summary(m.info), "tp": m.throughput or {}}
         for i, m in enumerate(report.models)
@@ -120,9 +121,11 @@ def page_context(report: Report) -> dict:
         "metric_info": report.metric_info,
         "rows": metrics_rows(report),
         "charts": bar_charts(report),
+        "sweep": sweep_context(report),
         "repetition": repetition_rows(report),
         "verify": verify_rows(report),
         "curves": curves,
+        "memory": memory,
         "histograms": histograms(report, primary),
         "primary": primary,
         "confidence": int(round(conf * 100)),  # noqa: RUF046
@@ -133,7 +136,7 @@ def page_context(report: Report) -> dict:
         "data": data,
         "generated_at": time.strftime("%Y-%m-%d %H:%M:%S %z"),
         "version": __version__,
-        "sections": [s for s in SECTIONS if s != "training" or curves],
+        "sections": [s for s in SECTIONS if s != "training" or curves or memory],
         "versions": version_notes(report.metric_info),
         "results_files": sorted({run.results_file for run in report.runs} - {"results.json"}),
     }

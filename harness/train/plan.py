@@ -37,6 +37,7 @@ class Plan:
     liger: bool = False
     dequantize_base: bool = False
     why: dict[str, str] = field(default_factory=dict)  # topic → reason, in the order decided
+    batch_probe: dict | None = None  # `batch_size: find`: the micro-batches tried and the one chosen
 
     def describe(self) -> str:
         world = f" processes={self.world_size}" if self.world_size > 1 else ""
@@ -73,7 +74,8 @@ def plan_training(
         raise ConfigError(f"training.optimizer: '{optimizer}' needs CUDA; use adamw_torch on {env.device}")
     why: dict[str, str] = {}
     padding_free = _padding_free(config, attention, packing_mismatch, why)
-    batch_size = t.batch_size if t.batch_size != "auto" else train_batch_size(env)
+    # find starts from auto's micro-batch: its global batch is kept, and the probe (batch_probe) splits it.
+    batch_size = t.batch_size if isinstance(t.batch_size, int) else train_batch_size(env)
     accumulation = t.gradient_accumulation
     if padding_free and accumulation > 1:
         # No compute goes to padding, so nothing is gained by splitting the global batch: one micro-step of

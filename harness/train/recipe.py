@@ -20,6 +20,7 @@ from harness.runtime.console import keep_log_in
 from harness.runtime.distributed import Dist
 from harness.runtime.env import Environment, detect, free_cuda_memory, torch_dtype
 from harness.runtime.files import atomic_write_json
+from harness.train.batch_probe import find_micro_batch
 from harness.train.checkpoints import check_output
 from harness.train.data import build_examples, row_token_lengths
 from harness.train.lora import (
@@ -29,6 +30,7 @@ from harness.train.lora import (
     use_varlen_attention,
     wrap_with_lora,
 )
+from harness.train.memory import memory_summary
 from harness.train.plan import Plan, fit_to_memory, plan_training
 from harness.train.record import RECORD_FILE, probe_logits, train_record
 from harness.train.trainer import refuse_non_finite, run_training
@@ -63,10 +65,12 @@ def train(config: TrainConfig, *, resume: bool = False, overwrite: bool = False)
     started = time.time()
     plan = _plan(config, env, dist, base, train_rows)
     attention = use_varlen_attention(plan, base.model)
-    logger.info("harness train: %s", plan.describe())
 
-    # 4. LoRA on the (possibly dequantized) base
+    # 4. LoRA on the (possibly dequantized) base; `batch_size: find` probes real steps on it
     model = wrap_with_lora(config, base.model, plan)
+    if config.training.batch_size == "find":
+        find_micro_batch(config, plan, model, base.tokenizer, train_rows, dist)
+    logger.info("harness train: %s", plan.describe())
 
     # 5. the loop (TRL), with an out-of-memory back-off that keeps the global batch
     if overwrite and not resume and dist.main:
@@ -87,7 +91,8 @@ def train(config: TrainConfig, *, resume: bool = False, overwrite: bool = False)
         return {}
     model.save_pretrained(out)
     base.tokenizer.save_pretrained(out)
-    record = train_record(config, base, plan, data_info, env, trainer.state, runtime, probe)
+    memory = memory_summary(trainer, env.device)
+    record = train_record(config, base, plan, data_info, env, trainer.state, runtime, probe, memory)
     if dist.active:
         record["world_size"] = dist.world
     atomic_write_json(out / RECORD_FILE, record)

@@ -11,15 +11,25 @@ from harness.config import TrainConfig
 from harness.model.loading import base_signature
 from harness.model.probe import prompt_logits
 from harness.runtime.env import Environment, peak_memory_bytes
+from harness.train.memory import MEMORY_KEYS
 from harness.train.plan import Plan
 
 RECORD_FILE = "train_record.json"
 
 
 def train_record(
-    config: TrainConfig, base, plan: Plan, data_info: dict, env: Environment, state, runtime: float, probe: dict
+    config: TrainConfig,
+    base,
+    plan: Plan,
+    data_info: dict,
+    env: Environment,
+    state,
+    runtime: float,
+    probe: dict,
+    memory: dict | None = None,
 ) -> dict:
-    """The record of how the adapter was made, from the finished Trainer's `state`."""
+    """The record of how the adapter was made, from the finished Trainer's `state`; `memory`: the run's
+    peak and what its history's memory series measure (harness.train.memory.memory_summary)."""
     tokens = int(getattr(state, "num_input_tokens_seen", 0) or 0)
     return {
         "harness_version": __version__,
@@ -36,21 +46,23 @@ def train_record(
         "train_runtime_s": round(runtime, 3),
         "tokens_seen": tokens,
         "tokens_per_second": round(tokens / runtime, 2) if runtime > 0 else None,
-        "peak_memory_bytes": peak_memory_bytes(env.device),
+        "peak_memory_bytes": memory["peak_bytes"] if memory else peak_memory_bytes(env.device),
+        "memory": memory,
         "probe": probe,
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
 
 
 def history_from_logs(log_history: list[dict]) -> list[dict]:
-    """Trainer logs → one entry per step with `loss`, and `eval_loss` where evaluated."""
+    """Trainer logs → one entry per step with `loss`, and `eval_loss` where evaluated, and the memory
+    figures (harness.train.memory) where logged."""
     by_step: dict[int, dict] = {}
     for entry in log_history:
         step = entry.get("step")
         if step is None:
             continue
         row = by_step.setdefault(step, {"step": step})
-        for key in ("loss", "eval_loss", "learning_rate", "grad_norm"):
+        for key in ("loss", "eval_loss", "learning_rate", "grad_norm", *MEMORY_KEYS):
             if key in entry:
                 row[key] = entry[key]
     return [by_step[s] for s in sorted(by_step) if "loss" in by_step[s] or "eval_loss" in by_step[s]]

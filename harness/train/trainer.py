@@ -44,6 +44,7 @@ def build_trainer(config: TrainConfig, plan: Plan, model, tokenizer, rows: tuple
     from datasets import Dataset
     from trl import SFTTrainer
 
+    from harness.train.memory import add_memory_log
     from harness.train.progress import StopOnNonFinite, replace_progress_bar
 
     train_rows, val_rows = rows
@@ -69,6 +70,7 @@ def build_trainer(config: TrainConfig, plan: Plan, model, tokenizer, rows: tuple
         _add_tensorboard(trainer, out / "tensorboard")
     replace_progress_bar(trainer)
     trainer.add_callback(StopOnNonFinite(model))
+    add_memory_log(trainer)
     _keep_trainable_fp32(model)
     return trainer
 

@@ -18,16 +18,10 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "eval"))
 
-from eval_helpers import one_torch_thread, quiet, train_adapter
+from eval_helpers import quiet, train_adapter
 
 pytestmark = pytest.mark.slow
 PROMPT = "### 문맥:\n은솔마을은 1962년에 생겼다.\n\n### 질문:\n은솔마을은 언제 생겼는가?\n\n### 답변:\n"
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    with one_torch_thread():
-        yield
 
 
 @pytest.fixture(scope="module")

@@ -24,6 +24,8 @@ QUIRKS = {
     "bloom": ("BloomForCausalLM", True, False, True),
     "t5": ("T5ForConditionalGeneration", True, False, True),
     "bart": ("BartForConditionalGeneration", True, True, True),
+    "mt5": ("MT5ForConditionalGeneration", False, False, True),
+    "mbart": ("MBartForConditionalGeneration", True, False, True),
 }
 
 
@@ -70,6 +72,12 @@ def test_stand_in_keeps_its_family_quirks(family):
         from transformers.pytorch_utils import Conv1D
 
         assert isinstance(model.transformer.h[0].attn.c_attn, Conv1D)
+    if family == "mt5":
+        assert config.is_gated_act and hasattr(model.encoder.block[0].layer[1].DenseReluDense, "wi_1")
+    if family in {"bart", "mbart"}:
+        assert config.decoder_start_token_id == tokenizer.eos_token_id
+        # mBART normalizes before each block and once more after the last; BART after each block.
+        assert hasattr(model.model.encoder, "layer_norm") == (family == "mbart")
 
 
 def test_zoo_names_every_family():

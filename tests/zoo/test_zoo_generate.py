@@ -237,13 +237,14 @@ def test_chat_turns_equal_reference(family, engine, zoo_adapter, reference, run_
         messages.append({"role": "assistant", "content": text})
 
 
-# Both engines run the plain path on an encoder-decoder: one batch size each is enough.
-@pytest.mark.parametrize(("engine", "batch"), [("auto", 8), ("plain", 1)])
+# Every engine runs the plain path on an encoder-decoder: the default one, prompts of different
+# lengths batched together, against each single prompt.
+@pytest.mark.parametrize(("engine", "batch"), [("auto", 8)])
 @pytest.mark.parametrize("family", ENCODER_DECODERS)
 def test_encoder_decoder_generate_and_eval_equal_reference(
     family, engine, batch, seq2seq_setup, prompts_file, run_cli, workdir
 ):
-    """T5 and BART (the plain path whatever the engine): `harness generate` on the zoo's prompts and
+    """T5, mT5, BART and mBART (the plain path whatever the engine): `harness generate` on the zoo's prompts and
     `harness eval` on the QA sample, base and adapter (a peft adapter made on the 4-bit base), equal
     batch-1 `generate` on each single un-padded prompt."""
     adapter, model, tokenizer = seq2seq_setup(f"tiny:{family}")

@@ -69,7 +69,7 @@ def test_perplexity_equals_reference(family, engine, zoo_adapter, reference, run
 
 @pytest.mark.parametrize("family", ENCODER_DECODERS)
 def test_encoder_decoder_perplexity_equals_reference(family, seq2seq_setup, run_cli, workdir):
-    """T5 and BART without a source: each document is the decoder's text after an empty encoder input,
+    """The zoo's encoder-decoders without a source: each document is the decoder's text after an empty encoder input,
     every token scored, equal to one forward of AutoModelForSeq2SeqLM with the document as `labels`."""
     adapter, model, tokenizer = seq2seq_setup(f"tiny:{family}")
     args = ["eval", SUITE, "--base", f"tiny:{family}", "--adapter", f"{ADAPTER}={adapter}", "--limit", 4]

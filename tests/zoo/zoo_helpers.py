@@ -21,7 +21,9 @@ USUAL_TARGETS = {
     "bloom": ["query_key_value"],
 }
 DECODERS = list(USUAL_TARGETS)
-ENCODER_DECODERS = ["t5", "bart"]
+ENCODER_DECODERS = ["t5", "bart", "mt5", "mbart"]
+# An encoder-decoder's attention projections in every block (encoder self, decoder self and cross).
+SEQ2SEQ_TARGETS = {"t5": ["q", "v"], "mt5": ["q", "v"], "bart": ["q_proj", "v_proj"], "mbart": ["q_proj", "v_proj"]}
 WITH_CHAT_TEMPLATE = {"llama2", "llama3", "mistral", "qwen2", "gemma"}
 
 # Prompts of different lengths, so a batch of eight is left-padded.
@@ -55,8 +57,9 @@ def load_reference(base_path: str, adapter_dir: Path | None = None, four_bit: bo
     """(model, tokenizer): the base in 4-bit NF4 (as the adapter was trained) or float32, with peft's
     PeftModel on top where an adapter is given."""
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer, BitsAndBytesConfig
 
+    auto = AutoModelForSeq2SeqLM if AutoConfig.from_pretrained(base_path).is_encoder_decoder else AutoModelForCausalLM
     kwargs = {"dtype": torch.float32}
     if four_bit:
         kwargs["quantization_config"] = BitsAndBytesConfig(
@@ -65,13 +68,35 @@ def load_reference(base_path: str, adapter_dir: Path | None = None, four_bit: bo
             bnb_4bit_use_double_quant=True,
             bnb_4bit_compute_dtype=torch.float32,
         )
-    model = AutoModelForCausalLM.from_pretrained(base_path, **kwargs)
+    model = auto.from_pretrained(base_path, **kwargs)
     plain_4bit_layout(model)
     if adapter_dir is not None:
         from peft import PeftModel
 
         model = PeftModel.from_pretrained(model, str(adapter_dir))
     return model.eval(), AutoTokenizer.from_pretrained(base_path)
+
+
+def seq2seq_adapter(base_path: str, out: Path, targets: list[str], seed: int = 0) -> Path:
+    """A LoRA adapter made by peft alone on a float32 encoder-decoder, initialised at random (not at
+    zero), so it moves the logits as a trained one does; saved to `out`."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForSeq2SeqLM
+
+    torch.manual_seed(seed)
+    model = AutoModelForSeq2SeqLM.from_pretrained(base_path, dtype=torch.float32)
+    config = LoraConfig(task_type="SEQ_2_SEQ_LM", init_lora_weights=False, target_modules=targets, r=4, lora_alpha=8)
+    get_peft_model(model, config).save_pretrained(out)
+    return out
+
+
+def decoder_logits(model, source_ids, decoder_ids):
+    """An encoder-decoder's logits (float32) over `decoder_ids` (1 × m) given the source (1 × n)."""
+    import torch
+
+    with torch.inference_mode():
+        return model(input_ids=source_ids, decoder_input_ids=decoder_ids).logits[0].float()
 
 
 def stop_ids(model, tokenizer) -> set[int]:
@@ -95,7 +120,7 @@ def greedy(model, tokenizer, prompt_ids: list[int], repetition_penalty: float = 
             pad_token_id=pad,
             repetition_penalty=repetition_penalty if repetition_penalty != 1.0 else None,
         )
-    # An encoder-decoder's output is its decoder's: the start token, then the answer.
+    # an encoder-decoder's output is the decoder's: its start token, then the new ones
     new = out[0, 1 if model.config.is_encoder_decoder else ids.shape[1] :].tolist()
     ends = stop_ids(model, tokenizer)
     for n, token in enumerate(new):
