@@ -41,6 +41,11 @@ class LoraSettings(Strict):
         return value
 
 
+def _token_limit(description: str) -> Any:
+    """An optional length in tokens (None: another field's value)."""
+    return Field(None, gt=0, le=2**20, description=description)
+
+
 class DataSettings(Strict):
     path: str = Field(
         "builtin:korquad_sample",
@@ -70,6 +75,14 @@ class DataSettings(Strict):
         "response", description="`response`: loss on the answer only; `all`: on prompt and answer"
     )
     max_length: int = Field(512, gt=0, le=2**20, description="longest example in tokens; longer ones are cut")
+    max_source_length: int | None = _token_limit(
+        "encoder-decoder bases (T5, BART): longest source (the rendered prompt, the encoder's input) in tokens, "
+        "longer ones are cut at the end; default: `max_length`"
+    )
+    max_target_length: int | None = _token_limit(
+        "encoder-decoder bases: longest target (the rendered response, the labels) in tokens, longer ones are "
+        "cut at the end; default: `max_length`"
+    )
     packing: bool = Field(False, description="TRL's packing of examples into full rows (turns padding-free off)")
     limit: int | None = Field(None, gt=0, description="train on a seeded sample of this many examples")
     seed: int = Field(0, ge=0, le=MAX_SEED, description="seed of the `limit` sample and the validation split")

@@ -4,6 +4,9 @@ check what can be checked before anything loads → build prompt/response exampl
 (4-bit) → plan the run on this machine → wrap with LoRA → TRL's SFTTrainer runs the loop → save the
 adapter, tokenizer and a train record. TRL does the loop; this file does the wiring, visibly and in
 order, with each step's details in its own module (data, lora, plan, trainer, record).
+
+An encoder-decoder base (T5, BART) takes the same steps with one branch: transformers' Seq2SeqTrainer
+runs the loop on the prompt as source and the response as target (seq2seq, seq2seq_trainer).
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import time
 from pathlib import Path
 
 from harness.config import TrainConfig
-from harness.model.families import packing_mismatch
+from harness.model.families import is_encoder_decoder, packing_mismatch
 from harness.model.loading import load_base
 from harness.runtime.console import keep_log_in
 from harness.runtime.distributed import Dist
@@ -33,7 +36,15 @@ from harness.train.lora import (
 from harness.train.memory import memory_summary
 from harness.train.plan import Plan, fit_to_memory, plan_training
 from harness.train.record import RECORD_FILE, probe_logits, train_record
-from harness.train.trainer import refuse_non_finite, run_training
+from harness.train.seq2seq import (
+    PADDED_SOURCE_TARGET,
+    attention_targets,
+    encoder_decoder_plan,
+    memory_shape,
+    refuse_decoder_only_settings,
+)
+from harness.train.seq2seq_trainer import build_seq2seq_trainer
+from harness.train.trainer import build_trainer, refuse_non_finite, run_training
 
 logger = logging.getLogger(__name__)
 
@@ -55,15 +66,17 @@ def train(config: TrainConfig, *, resume: bool = False, overwrite: bool = False)
     )
 
     # 2. the base, quantized (target modules are checked on the weightless module tree first, so a
-    #    misspelt name fails before the weights load)
-    check_target_modules(config, skeleton(config.base))
+    #    misspelt name fails before the weights load; an encoder-decoder's default ones are its own)
+    tree = skeleton(config.base)
+    config, targets_note = attention_targets(config, tree)
+    check_target_modules(config, tree)
     base = load_base(config.base, config.quantization, env, local_rank=dist.local_rank)  # each rank its own copy
     check_target_modules(config, base.model)
 
     # 3. the plan on this machine and this base. The clock (tokens/s) runs from here: what plain TRL does
     #    inside SFTTrainer (LoRA wrapping) and harness's own preparation count, the load does not.
     started = time.time()
-    plan = _plan(config, env, dist, base, train_rows)
+    plan = _plan(config, env, dist, base, train_rows, targets_note)
     attention = use_varlen_attention(plan, base.model)
 
     # 4. LoRA on the (possibly dequantized) base; `batch_size: find` probes real steps on it
@@ -72,12 +85,13 @@ def train(config: TrainConfig, *, resume: bool = False, overwrite: bool = False)
         find_micro_batch(config, plan, model, base.tokenizer, train_rows, dist)
     logger.info("harness train: %s", plan.describe())
 
-    # 5. the loop (TRL), with an out-of-memory back-off that keeps the global batch
+    # 5. the loop (TRL; Seq2SeqTrainer on an encoder-decoder), with an out-of-memory back-off keeping the global batch
     if overwrite and not resume and dist.main:
         _clear_previous_run(out)
     dist.barrier()
+    build = build_seq2seq_trainer if is_encoder_decoder(base.model.config) else build_trainer
     trainer = run_training(
-        config, plan, model, base.tokenizer, (train_rows, val_rows), out, resume=resume, main=dist.main
+        config, plan, model, base.tokenizer, (train_rows, val_rows), out, resume=resume, main=dist.main, build=build
     )
     runtime = time.time() - started
     refuse_non_finite(trainer, config, out)
@@ -110,20 +124,27 @@ def _check_before_loading(config: TrainConfig, out: Path, dist: Dist, *, resume:
     dist.barrier()
     keep_log_in(out / (f"train-rank{dist.rank}.log" if dist.active else "train.log"))
     env = detect()
+    refuse_decoder_only_settings(config)
     plan_training(config, env, dist.world)
     check_trainable_base(config)
     return env
 
 
-def _plan(config: TrainConfig, env: Environment, dist: Dist, base, train_rows: list[dict]) -> Plan:
+def _plan(config: TrainConfig, env: Environment, dist: Dist, base, train_rows: list[dict], targets_note: str) -> Plan:
     """Micro-batch, padding-free batches (with varlen attention on CUDA), Liger, and on CUDA recomputation
-    and a dequantized base from the memory the loaded base leaves free."""
+    and a dequantized base from the memory the loaded base leaves free. An encoder-decoder trains on padded
+    batches without Liger; `targets_note`: where its LoRA targets came from."""
+    encoder_decoder = is_encoder_decoder(base.model.config)
     mismatch = ""
-    if config.training.padding_free is not False or config.data.packing:
+    if encoder_decoder:
+        mismatch = PADDED_SOURCE_TARGET
+    elif config.training.padding_free is not False or config.data.packing:
         mismatch = packing_mismatch(base.model, base.tokenizer.pad_token_id)
     plan = plan_training(
         config, env, dist.world, attention=base.model.config._attn_implementation, packing_mismatch=mismatch
     )
+    if encoder_decoder:
+        encoder_decoder_plan(plan, targets_note)
     if env.device == "cuda":
         _fit_to_memory(plan, config, base, train_rows, dist.local_rank)
     return plan
@@ -135,7 +156,16 @@ def _fit_to_memory(plan: Plan, config: TrainConfig, base, train_rows: list[dict]
     from harness.model.dequantize import dequantized_bytes
 
     model_config = base.model.config.get_text_config()
-    lengths = row_token_lengths(train_rows, base.tokenizer, config.data.max_length)
+    if is_encoder_decoder(model_config):
+        shape = memory_shape(model_config, train_rows, base.tokenizer, config)
+        if isinstance(shape, str):
+            plan.why["memory"] = shape
+            return
+        lengths, hidden, intermediate, layers = shape
+    else:
+        lengths = row_token_lengths(train_rows, base.tokenizer, config.data.max_length)
+        hidden, intermediate = model_config.hidden_size, model_config.intermediate_size
+        layers = model_config.num_hidden_layers
     four_bit = config.quantization.mode in ("nf4", "fp4")
     weights = dequantized_bytes(base.model, torch_dtype(plan.compute_dtype)) if four_bit else 0
     fit_to_memory(
@@ -144,9 +174,9 @@ def _fit_to_memory(plan: Plan, config: TrainConfig, base, train_rows: list[dict]
         free_bytes=free_cuda_memory(local_rank),
         dequantized_bytes=weights,
         lengths=lengths,
-        hidden_size=model_config.hidden_size,
-        intermediate_size=model_config.intermediate_size,
-        num_layers=model_config.num_hidden_layers,
+        hidden_size=hidden,
+        intermediate_size=intermediate,
+        num_layers=layers,
     )
 
 

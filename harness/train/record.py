@@ -8,6 +8,7 @@ import time
 
 from harness import __version__
 from harness.config import TrainConfig
+from harness.model.families import is_encoder_decoder
 from harness.model.loading import base_signature
 from harness.model.probe import prompt_logits
 from harness.runtime.env import Environment, peak_memory_bytes
@@ -30,6 +31,7 @@ def train_record(
 ) -> dict:
     """The record of how the adapter was made, from the finished Trainer's `state`; `memory`: the run's
     peak and what its history's memory series measure (harness.train.memory.memory_summary)."""
+    # Non-padding tokens of the inputs: prompt and response, or on an encoder-decoder source and target.
     tokens = int(getattr(state, "num_input_tokens_seen", 0) or 0)
     return {
         "harness_version": __version__,
@@ -69,14 +71,23 @@ def history_from_logs(log_history: list[dict]) -> list[dict]:
 
 
 def probe_logits(model, tokenizer, row: dict, top: int = 10) -> dict:
-    """Last-position logits on one training prompt, so a reload can be checked against them."""
+    """Last-position logits on one training prompt, so a reload can be checked against them. An
+    encoder-decoder reads the prompt as its source and gives the logits of the target's first token
+    (its decoder fed the start token alone, kept as `decoder_input_ids`)."""
     text = row.get("text") or (row["prompt"] if isinstance(row.get("prompt"), str) else json.dumps(row["prompt"]))
-    ids = tokenizer(text, return_tensors="pt", add_special_tokens=False).input_ids[:, -256:]
-    logits = prompt_logits(model, ids)[-1]
+    extra = {}
+    if is_encoder_decoder(model.config):
+        from harness.train.seq2seq_trainer import probe_logits as encoder_decoder_probe
+
+        n_tokens, extra["decoder_input_ids"], logits = encoder_decoder_probe(model, tokenizer, text)
+    else:
+        ids = tokenizer(text, return_tensors="pt", add_special_tokens=False).input_ids[:, -256:]
+        n_tokens, logits = int(ids.shape[1]), prompt_logits(model, ids)[-1]
     values, indices = logits.topk(min(top, logits.numel()))
     return {
         "text": text,
-        "n_tokens": int(ids.shape[1]),
+        "n_tokens": n_tokens,
+        **extra,
         "top_token_ids": indices.tolist(),
         "top_logits": [round(v, 6) for v in values.tolist()],
     }

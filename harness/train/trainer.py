@@ -17,12 +17,23 @@ logger = logging.getLogger(__name__)
 
 
 def run_training(
-    config: TrainConfig, plan: Plan, model, tokenizer, rows: tuple[list, list], out: Path, *, resume: bool, main: bool
+    config: TrainConfig,
+    plan: Plan,
+    model,
+    tokenizer,
+    rows: tuple[list, list],
+    out: Path,
+    *,
+    resume: bool,
+    main: bool,
+    build=None,
 ):
     """Train to the end; on CUDA out of memory, again from the last checkpoint with half the micro-batch
-    and twice the accumulation (the same global batch). Returns the trainer that finished."""
+    and twice the accumulation (the same global batch). `build`: the trainer builder (default: TRL's
+    SFTTrainer, `build_trainer`). Returns the trainer that finished."""
+    build = build or build_trainer
     while True:
-        trainer = build_trainer(config, plan, model, tokenizer, rows, out, tensorboard=main)
+        trainer = build(config, plan, model, tokenizer, rows, out, tensorboard=main)
         try:
             trainer.train(resume_from_checkpoint=last_checkpoint(out, note_skipped=True) if resume else None)
             return trainer
@@ -44,9 +55,6 @@ def build_trainer(config: TrainConfig, plan: Plan, model, tokenizer, rows: tuple
     from datasets import Dataset
     from trl import SFTTrainer
 
-    from harness.train.memory import add_memory_log
-    from harness.train.progress import StopOnNonFinite, replace_progress_bar
-
     train_rows, val_rows = rows
     args = sft_config(config, plan, out, has_validation=bool(val_rows))
     with warnings.catch_warnings():
@@ -66,6 +74,15 @@ def build_trainer(config: TrainConfig, plan: Plan, model, tokenizer, rows: tuple
             f"data.max_length: {config.data.max_length} tokens leave no training example a token to learn from "
             f"(the prompt fills them); raise data.max_length or set data.loss_on: all"
         )
+    return watch_trainer(trainer, model, out, tensorboard)
+
+
+def watch_trainer(trainer, model, out: Path, tensorboard: bool):
+    """What every harness trainer gets once built: TensorBoard curves, harness's progress bar, the
+    non-finite stop, memory at every log, and fp32 LoRA weights."""
+    from harness.train.memory import add_memory_log
+    from harness.train.progress import StopOnNonFinite, replace_progress_bar
+
     if tensorboard:  # made only once there is something to train on
         _add_tensorboard(trainer, out / "tensorboard")
     replace_progress_bar(trainer)
@@ -78,8 +95,26 @@ def build_trainer(config: TrainConfig, plan: Plan, model, tokenizer, rows: tuple
 def sft_config(config: TrainConfig, plan: Plan, out: Path, has_validation: bool):
     from trl import SFTConfig
 
-    t, d = config.training, config.data
+    d = config.data
     return SFTConfig(
+        **training_arguments(config, plan, out, has_validation),
+        # Padding-free rows hold no padding, so all input tokens are the non-padding ones (counting them as
+        # `input_ids != pad_token_id` would miss EOS tokens where the pad token is EOS).
+        include_num_input_tokens_seen="all" if plan.padding_free else "non_padding",
+        max_length=d.max_length,
+        packing=d.packing,
+        completion_only_loss=d.loss_on == "response",
+        dataset_num_proc=None,
+        use_liger_kernel=plan.liger,
+    )
+
+
+def training_arguments(config: TrainConfig, plan: Plan, out: Path, has_validation: bool) -> dict:
+    """The transformers TrainingArguments fields every harness trainer shares (SFT and sequence-to-sequence)."""
+    from transformers import TrainingArguments
+
+    t = config.training
+    return dict(
         output_dir=str(out / "checkpoints"),
         num_train_epochs=t.epochs,
         max_steps=t.max_steps,
@@ -107,18 +142,10 @@ def sft_config(config: TrainConfig, plan: Plan, out: Path, has_validation: bool)
         seed=t.seed,
         data_seed=t.seed,
         report_to="none",
-        # Padding-free rows hold no padding, so all input tokens are the non-padding ones (counting them as
-        # `input_ids != pad_token_id` would miss EOS tokens where the pad token is EOS).
-        include_num_input_tokens_seen="all" if plan.padding_free else "non_padding",
-        max_length=d.max_length,
-        packing=d.packing,
-        completion_only_loss=d.loss_on == "response",
-        dataset_num_proc=None,
-        use_liger_kernel=plan.liger,
         # Every LoRA weight takes part in every forward; left unset, the Trainer asks DDP to search a
         # PeftModel's autograd graph for unused parameters after each backward.
         ddp_find_unused_parameters=False,
-        **_sampling_argument(SFTConfig, t.group_by_length),
+        **_sampling_argument(TrainingArguments, t.group_by_length),
     )
 
 

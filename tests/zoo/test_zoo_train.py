@@ -1,7 +1,8 @@
 """`harness train` on every decoder family of the zoo: on the family's usual target modules and on
 all-linear (GPT-2's Conv1D included) the saved adapter, reloaded by peft onto the 4-bit base,
 gives the logits training ended with; padding-free batches are used exactly where packing gives a
-sequence its own logits; `--resume` passes over a checkpoint half-written by a kill."""
+sequence its own logits; `--resume` passes over a checkpoint half-written by a kill. Every
+encoder-decoder family trains with Seq2SeqTrainer and reloads the same way."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import pytest
 from conftest import train_config
 from zoo_helpers import (
     DECODERS,
+    ENCODER_DECODERS,
     LOGIT_TOLERANCE,
     USUAL_TARGETS,
     last_logits,
@@ -126,3 +128,43 @@ def test_resume_passes_over_a_half_written_checkpoint(family, zoo_adapter, tmp_p
     assert expected.keys() == got.keys()
     for key in expected:
         assert (expected[key] - got[key]).abs().max() <= 1e-5, key
+
+
+# The attention projections an encoder-decoder's LoRA usually targets (mT5 and mBART name them as T5 and BART).
+ATTENTION = {"t5": ["q", "k", "v", "o"], "bart": ["q_proj", "k_proj", "v_proj", "out_proj"]}
+
+
+@pytest.mark.parametrize("targets", ["attention", "all-linear"])
+@pytest.mark.parametrize("family", ENCODER_DECODERS)
+def test_encoder_decoder_trains_and_reloads(family, targets, tmp_path):
+    """Seq2SeqTrainer on the family's attention projections and on all-linear: the adapter is a
+    SEQ_2_SEQ_LM one on the expected layers, and peft reloads it to the record's probe logits."""
+    import json
+
+    import torch
+    from support import first_target_logits
+    from transformers import AutoModelForSeq2SeqLM
+
+    from harness.model.tiny import tiny_model_path
+    from harness.train.recipe import train
+
+    path = tiny_model_path(f"tiny:{family}")
+    attention = ATTENTION[family.removeprefix("m")]
+    out = tmp_path / "adapter"
+    record = train(train_config(family, out, attention if targets == "attention" else "all-linear"))
+    assert record["global_steps"] == 4 and "Seq2SeqTrainer" in " ".join(record["plan"]["why"].values())
+    assert json.loads((out / "adapter_config.json").read_text())["task_type"] == "SEQ_2_SEQ_LM"
+    if targets == "attention":
+        assert _lora_modules(out) == set(attention)
+    else:
+        plain = AutoModelForSeq2SeqLM.from_pretrained(path)
+        head = plain.get_output_embeddings()
+        linear = {
+            n.rsplit(".", 1)[-1] for n, m in plain.named_modules() if isinstance(m, torch.nn.Linear) and m is not head
+        }
+        assert _lora_modules(out) == linear
+    probe = record["probe"]
+    _base, logits = first_target_logits(str(path), out, probe["text"])
+    values, ids = logits.topk(len(probe["top_token_ids"]))
+    assert ids.tolist() == probe["top_token_ids"]
+    assert max(abs(a - b) for a, b in zip(values.tolist(), probe["top_logits"])) <= LOGIT_TOLERANCE
