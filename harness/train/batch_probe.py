@@ -24,11 +24,14 @@ from harness.train.trainer import build_trainer
 logger = logging.getLogger(__name__)
 
 
-def find_micro_batch(config: TrainConfig, plan: Plan, model, tokenizer, train_rows: list[dict], dist: Dist) -> None:
+def find_micro_batch(
+    config: TrainConfig, plan: Plan, model, tokenizer, train_rows: list[dict], dist: Dist, build=build_trainer
+) -> None:
     """Settle the plan's micro-batch and accumulation by probing (in place); every rank takes the
-    smallest micro-batch any rank found, so that all of them step together."""
+    smallest micro-batch any rank found, so that all of them step together. `build`: the trainer
+    builder training will use (SFT, or sequence-to-sequence on an encoder-decoder)."""
     share = plan.batch_size * plan.gradient_accumulation  # this process's examples per optimizer step
-    probes = probe_steps(config, plan, model, tokenizer, train_rows, candidate_sizes(share))
+    probes = probe_steps(config, plan, model, tokenizer, train_rows, candidate_sizes(share), build)
     fitted = [p["micro_batch"] for p in probes if p["fit"]]
     chosen = min(dist.all_gather(fitted[-1] if fitted else 0))
     if chosen == 0:
@@ -64,13 +67,15 @@ def probe_reason(probes: list[dict], chosen: int, cuda: bool) -> str:
     return f"micro-batch {chosen} found by probing {tried}{bound}{agreed}"
 
 
-def probe_steps(config: TrainConfig, plan: Plan, model, tokenizer, rows: list[dict], sizes: list[int]) -> list[dict]:
+def probe_steps(
+    config: TrainConfig, plan: Plan, model, tokenizer, rows: list[dict], sizes: list[int], build=build_trainer
+) -> list[dict]:
     """One training step per micro-batch size, largest rows first, until one runs out of memory. All the
     rows are prepared as training prepares them (tokenized, truncated, those left without a target dropped),
     so that the longest are those training will see."""
     with tempfile.TemporaryDirectory() as tmp:  # the probe's Trainer never saves, but it needs a directory
-        trainer = build_trainer(config, plan, model, tokenizer, (rows, []), Path(tmp), tensorboard=False)
-        features = _longest_first(trainer.train_dataset, sizes[-1])
+        trainer = build(config, plan, model, tokenizer, (rows, []), Path(tmp), tensorboard=False)
+        features = _longest_first(trainer.train_dataset, sizes[-1], trainer.args.remove_unused_columns)
         restore = _snapshot(model)
         try:
             _prepare_as_train_does(trainer)
@@ -135,10 +140,15 @@ def _outcome(probe: dict) -> str:
     return f"fit: {probe['step_s']:.2f} s a step{memory}"
 
 
-def _longest_first(dataset, n: int) -> list[dict]:
-    # The columns the Trainer's dataloader passes to TRL's collator (SFTTrainer._set_signature_columns_if_needed).
-    keep = [c for c in ("input_ids", "labels", "seq_lengths") if c in dataset.column_names]
-    lengths = [len(ids) for ids in dataset["input_ids"]]
+def _longest_first(dataset, n: int, remove_unused_columns: bool) -> list[dict]:
+    # The columns the Trainer's dataloader passes to the collator: TRL's signature columns
+    # (SFTTrainer._set_signature_columns_if_needed), or all of them where the Trainer keeps every column
+    # (the sequence-to-sequence rows hold the model's inputs and labels only).
+    signature = ("input_ids", "labels", "seq_lengths")
+    keep = [c for c in dataset.column_names if c in signature or not remove_unused_columns]
+    # An encoder-decoder's labels are its target, as long again as its own; a decoder-only row's add nothing.
+    targets = dataset["labels"] if "labels" in dataset.column_names else [[]] * len(dataset)
+    lengths = [len(ids) + len(t) for ids, t in zip(dataset["input_ids"], targets)]
     longest = sorted(range(len(lengths)), key=lambda i: -lengths[i])[:n]
     return [{c: dataset[i][c] for c in keep} for i in longest]
 

@@ -81,15 +81,15 @@ def train(config: TrainConfig, *, resume: bool = False, overwrite: bool = False)
 
     # 4. LoRA on the (possibly dequantized) base; `batch_size: find` probes real steps on it
     model = wrap_with_lora(config, base.model, plan)
+    build = build_seq2seq_trainer if is_encoder_decoder(base.model.config) else build_trainer
     if config.training.batch_size == "find":
-        find_micro_batch(config, plan, model, base.tokenizer, train_rows, dist)
+        find_micro_batch(config, plan, model, base.tokenizer, train_rows, dist, build)
     logger.info("harness train: %s", plan.describe())
 
     # 5. the loop (TRL; Seq2SeqTrainer on an encoder-decoder), with an out-of-memory back-off keeping the global batch
     if overwrite and not resume and dist.main:
         _clear_previous_run(out)
     dist.barrier()
-    build = build_seq2seq_trainer if is_encoder_decoder(base.model.config) else build_trainer
     trainer = run_training(
         config, plan, model, base.tokenizer, (train_rows, val_rows), out, resume=resume, main=dist.main, build=build
     )
