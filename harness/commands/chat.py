@@ -28,7 +28,7 @@ def run(args) -> int:
     from harness.commands.options import generation_settings, parse_adapters
     from harness.config import Quantization
     from harness.data.prompts import apply_chat_template
-    from harness.generate.chat import ChatSession
+    from harness.generate.chat import ChatSession, refuse_encoder_decoder
     from harness.model.adapters import attach_adapters
     from harness.model.loading import load_base
     from harness.runtime.env import detect
@@ -42,6 +42,7 @@ def run(args) -> int:
         device_map=args.device_map,
         max_memory_per_gpu=args.max_memory_per_gpu,
     )
+    refuse_encoder_decoder(args.base, base.model, base.tokenizer)
     apply_chat_template(base.tokenizer, "")  # a base without a chat template is refused before the session
     models = attach_adapters(base, adapters)
     return ChatSession(models, ["base", *adapters], settings, system=args.system, engine=args.engine).run()

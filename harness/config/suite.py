@@ -54,6 +54,12 @@ class PromptSettings(Strict):
 
 class PerplexitySettings(Strict):
     field: str = Field("text", description="the dataset column holding each document")
+    source_field: str | None = Field(
+        None,
+        description="a column each document is conditioned on (its perplexity is that of the text given it): "
+        "an encoder-decoder's encoder input (without it, an empty input), unscored context before the text "
+        "on a decoder-only model",
+    )
     context_length: int = Field(512, gt=1, description="tokens in each sliding window")
     stride: int = Field(256, gt=0, description="tokens the window moves by; only the new tokens are scored")
 

@@ -43,6 +43,16 @@ def left_pad(rows: list[list[int]], pad: int, width: int | None = None):
     )
 
 
+def right_pad(rows: list[list[int]], pad: int):
+    """(input ids, attention mask) tensors of `rows` padded on the right to the longest: an encoder's
+    input, whose learned positions (BART) count from its first token."""
+    width = max(len(r) for r in rows)
+    return (
+        torch.tensor([r + [pad] * (width - len(r)) for r in rows]),
+        torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows]),
+    )
+
+
 def passes(lengths: list[int]) -> list[tuple[int, int, int]]:
     """(first, end, width) row ranges of a prefill: each pass holds at most TOKENS_PER_PASS tokens
     (one row at least) and is left-padded only to its own longest row, `width`. A batch runs longest

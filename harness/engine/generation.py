@@ -23,7 +23,7 @@ from harness.engine.batching import Batch, Planner, deal, free_cuda_bytes, longe
 from harness.engine.decoding import StaticDecoder
 from harness.engine.model_info import context_length, end_ids, supported
 from harness.engine.requests import Generated, GenerationRequest, RunOptions
-from harness.engine.text import Detokenizer, Shown, decode_answer, encode_prompts
+from harness.engine.text import Detokenizer, Shown, decode_answer, encode_for, encode_prompts
 from harness.errors import first_line
 from harness.runtime.env import release_cuda_memory
 
@@ -52,7 +52,7 @@ def generate(
     settings, progress = options.settings, options.progress
     ids = [r.id or str(i) for i, r in enumerate(requests)]
     prompts = [r.prompt for r in requests]
-    encoded = encode_prompts(tokenizer, prompts, ids, settings, context_length(model), options.chat)
+    encoded = encode_for(model, tokenizer, prompts, ids, settings, options.chat)
     planner, order = _planner(model, encoded, options)
     queue = planner.cut(order)
     if options.shard is not None:
@@ -150,7 +150,7 @@ def generate_stream(
     returned `output`. `should_stop()` returning True (e.g. set by a SIGINT handler) ends the
     answer early with stop_reason "interrupted".
     """
-    encoded = encode_prompts(tokenizer, [prompt], [prompt_id], settings, context_length(model), chat)[0]
+    encoded = encode_for(model, tokenizer, [prompt], [prompt_id], settings, chat)[0]
     shown = Shown(settings.stop, on_text)
     torch.manual_seed(settings.seed)
     started = time.perf_counter()

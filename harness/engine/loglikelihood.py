@@ -12,6 +12,10 @@ the text starts with it (added if the tokenizer does not add it itself, as lm-ev
 rolling log-likelihood does), so every token of the text is scored and every byte counts. Where it
 has none, the first token goes unscored and its bytes leave the result's `bytes`: the bytes of the
 tokens that were scored, never more.
+
+A text with a `source` is scored after it: the source's tokens (BOS first) come before the text's
+as context that is never scored, and windows slide over both. On an encoder-decoder the context or
+source is the encoder's input and the scored text the decoder's (harness.engine.seq2seq).
 """
 
 from __future__ import annotations
@@ -21,8 +25,8 @@ from collections.abc import Callable
 
 import torch
 
-from harness.engine import fused
-from harness.engine.model_info import context_length
+from harness.engine import fused, seq2seq
+from harness.engine.model_info import context_length, encoder_decoder
 from harness.engine.requests import (
     Loglikelihood,
     LoglikelihoodRequest,
@@ -44,17 +48,35 @@ def loglikelihood(
 ) -> None:
     """Every request's summed log-probability of its continuation and whether greedy decoding would
     produce it, batched longest first; `on_result(index, Loglikelihood)` as each batch finishes."""
-    rows = [_continuation_row(tokenizer, r, context_length(model)) for r in requests]
+    sources, rows = _rows(
+        model,
+        requests,
+        lambda r: seq2seq.continuation_row(model, tokenizer, r),
+        lambda r: _continuation_row(tokenizer, r, context_length(model)),
+    )
     order = sorted(range(len(rows)), key=lambda i: (-len(rows[i][0]), i))
     size = options.batch_size or max(1, TOKENS_PER_FORWARD // max((len(ids) for ids, _ in rows), default=1))
     with _kernels(model, options):
         for lo in range(0, len(order), size):
             chunk = order[lo : lo + size]
-            scores = score_rows(model, [rows[i][0] for i in chunk], [rows[i][1] for i in chunk])
+            scores = score_rows(
+                model,
+                [rows[i][0] for i in chunk],
+                [rows[i][1] for i in chunk],
+                [sources[i] for i in chunk] if sources else None,
+            )
             for i, (logprob, greedy) in zip(chunk, scores):
                 on_result(i, Loglikelihood(logprob=logprob, is_greedy=greedy, tokens=len(rows[i][0]) - rows[i][1]))
                 if options.progress is not None:
                     options.progress.update(1)
+
+
+def _rows(model, requests: list, seq2seq_row, decoder_row) -> tuple[list | None, list]:
+    """(each request's encoder input, or None on a decoder-only model; each request's row)."""
+    if not encoder_decoder(model):
+        return None, [decoder_row(r) for r in requests]
+    pairs = [seq2seq_row(r) for r in requests]
+    return [source for source, _ in pairs], [row for _, row in pairs]
 
 
 def _continuation_row(tokenizer, request: LoglikelihoodRequest, limit: int | None) -> tuple[list[int], int]:
@@ -87,11 +109,14 @@ def rolling_loglikelihood(
 ) -> None:
     """Every window of every text, batched longest first; a text's result is handed over as soon as
     its last window is scored (a text with nothing to score, first)."""
-    encoded = [encode_text(tokenizer, r.text) for r in requests]
+    # (ids, bytes, first scored position) of each text, and the encoder inputs on an encoder-decoder.
+    sources, encoded = _rows(
+        model, requests, lambda r: seq2seq.rolling_row(model, tokenizer, r), lambda r: encode_rolling(tokenizer, r)
+    )
     windows = [
         (d, w)
-        for d, ((ids, _), r) in enumerate(zip(encoded, requests))
-        for w in plan_windows(len(ids), r.context_length, r.stride)
+        for d, ((ids, _, first), r) in enumerate(zip(encoded, requests))
+        for w in plan_windows(len(ids), r.context_length, r.stride, first)
     ]
     left = [0] * len(encoded)
     for d, _ in windows:
@@ -114,13 +139,27 @@ def rolling_loglikelihood(
         for start in range(0, len(windows), size):
             chunk = windows[start : start + size]
             rows = [encoded[d][0][w[0] : w[1]] for d, w in chunk]
-            scores = score_rows(model, rows, [w[2] + 1 for _, w in chunk])
+            scores = score_rows(
+                model, rows, [w[2] + 1 for _, w in chunk], [sources[d] for d, _ in chunk] if sources else None
+            )
             for (d, w), row, (logprob, _) in zip(chunk, rows, scores):
                 totals[d][0] -= logprob
                 totals[d][1] += len(row) - 1 - w[2]
                 left[d] -= 1
                 if not left[d]:
                     finish(d)
+
+
+def encode_rolling(tokenizer, request: RollingLoglikelihoodRequest) -> tuple[list[int], int, int]:
+    """(ids, the UTF-8 bytes their scored tokens cover, the position of the first scored token) of a
+    text on a decoder-only model: a source's tokens (BOS first) before the text's, unscored."""
+    if request.source is None:
+        return (*encode_text(tokenizer, request.text), 1)
+    source = tokenizer(request.source, add_special_tokens=True)["input_ids"]
+    bos = tokenizer.bos_token_id
+    source = source if bos is None or (source and source[0] == bos) else [bos, *source]
+    text = tokenizer(request.text, add_special_tokens=False)["input_ids"]
+    return source + text, len(request.text.encode("utf-8")), max(1, len(source))
 
 
 def encode_text(tokenizer, text: str) -> tuple[list[int], int]:
@@ -142,29 +181,35 @@ def _first_token_text(tokenizer, text: str, ids: list[int]) -> str:
         return tokenizer.decode(ids[:1])
 
 
-def plan_windows(n_tokens: int, context_length: int, stride: int) -> list[tuple[int, int, int]]:
+def plan_windows(n_tokens: int, context_length: int, stride: int, first: int = 1) -> list[tuple[int, int, int]]:
     """(begin, end, first new target) of each window: the targets ids[begin+1:end] from index
-    `first new` on are the ones no earlier window scored."""
-    windows, prev_end = [], 0
-    if n_tokens < 2:
+    `first new` on are the ones no earlier window scored. Targets before position `first` (a
+    source's tokens) are context only; a window holding none of the others is left out."""
+    windows, prev_end = [], first
+    if n_tokens <= first:
         return windows
     for begin in range(0, n_tokens, stride):
         end = min(begin + context_length, n_tokens)
-        windows.append((begin, end, max(prev_end, begin + 1) - (begin + 1)))
-        prev_end = end
+        if end > prev_end:
+            windows.append((begin, end, max(prev_end, begin + 1) - (begin + 1)))
+            prev_end = end
         if end == n_tokens:
             break
     return windows
 
 
-def score_rows(model, rows: list[list[int]], starts: list[int]) -> list[tuple[float, bool]]:
+def score_rows(model, rows: list[list[int]], starts: list[int], sources=None) -> list[tuple[float, bool]]:
     """(summed log-probability in nats of row[t] for t from starts[i] on, whether each such token
-    is the model's most likely one) of every row, in one forward of right-padded rows."""
+    is the model's most likely one) of every row, in one forward of right-padded rows; `sources`:
+    each row's encoder input, on an encoder-decoder (the rows are then the decoder's)."""
     device = next(model.parameters()).device
     width = max(len(r) for r in rows)
     ids = torch.tensor([r + [r[-1]] * (width - len(r)) for r in rows], device=device)
     with torch.inference_mode():
-        logits = model(input_ids=ids, use_cache=False).logits  # a cache would copy every key and value once more
+        if sources is not None:
+            logits = seq2seq.logits(model, sources, ids)
+        else:
+            logits = model(input_ids=ids, use_cache=False).logits  # a cache would copy every key and value once more
         sums, greedy = [], []
         for row, (tokens, start) in enumerate(zip(rows, starts)):
             logprobs = torch.log_softmax(logits[row, start - 1 : len(tokens) - 1].float(), dim=-1)
@@ -177,6 +222,5 @@ def score_rows(model, rows: list[list[int]], starts: list[int]) -> list[tuple[fl
 
 def _kernels(model, options: RunOptions):
     """Fused kernels for the forwards where the engine is not "plain" and the model has them."""
-    return (
-        fused.fused_kernels(model) if options.engine != "plain" and fused.available(model) else contextlib.nullcontext()
-    )
+    fast = options.engine != "plain" and not encoder_decoder(model) and fused.available(model)
+    return fused.fused_kernels(model) if fast else contextlib.nullcontext()

@@ -6,11 +6,21 @@ from __future__ import annotations
 import functools
 
 from harness.config.generation import GenerationSettings
-from harness.model.families import explicit_mask_mismatch
+from harness.model.families import explicit_mask_mismatch, is_encoder_decoder
+
+
+def encoder_decoder(model) -> bool:
+    """Whether `model` reads its prompt with an encoder and writes with a decoder (T5, BART)."""
+    return is_encoder_decoder(model.config)
 
 
 def context_length(model) -> int | None:
+    """Tokens a decoder-only model's prompt and answer share; on an encoder-decoder, the tokens of
+    its encoder input (and, separately, of its decoder's output): its learned positions (BART), or
+    None where relative positions set no limit (T5)."""
     config = model.config
+    if is_encoder_decoder(config) and getattr(config, "relative_attention_num_buckets", None):
+        return None
     for name in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length"):
         value = getattr(config, name, None)
         if isinstance(value, int) and value > 0:
@@ -36,6 +46,8 @@ def end_ids(model, tokenizer) -> list[int]:
 
 def supported(model, settings: GenerationSettings) -> str:
     """Why the static-cache decoder cannot run `settings` on `model` ("" when it can)."""
+    if encoder_decoder(model):
+        return "encoder-decoder"
     if settings.num_beams > 1:
         return "beam search"
     impl = getattr(model.config, "_attn_implementation", None)

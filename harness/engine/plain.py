@@ -1,5 +1,10 @@
 """transformers' own `generate`, the path for what the static-cache decoder does not run (beam
-search, other attention implementations, `engine: plain`) and the reference it is checked against."""
+search, other attention implementations, encoder-decoders, `engine: plain`) and the reference it is
+checked against.
+
+On an encoder-decoder the prompt is the encoder's input, padded on the right (BART's learned
+positions would shift under left padding), and the answer is the decoder's output after its start
+token: there is no prompt to cut off."""
 
 from __future__ import annotations
 
@@ -7,8 +12,8 @@ import torch
 from transformers import StoppingCriteria, StoppingCriteriaList, TextStreamer
 
 from harness.config.generation import GenerationSettings
-from harness.engine.batching import left_pad
-from harness.engine.model_info import end_ids
+from harness.engine.batching import left_pad, right_pad
+from harness.engine.model_info import encoder_decoder, end_ids
 from harness.engine.requests import Generated
 from harness.engine.text import Shown, decode_answer
 
@@ -36,10 +41,9 @@ def generation_kwargs(settings: GenerationSettings, tokenizer, ends: list[int] |
 
 
 def generate_batch(model, tokenizer, batch: list[list[int]], settings: GenerationSettings) -> list[Generated]:
-    """One left-padded batch through `model.generate`."""
+    """One batch through `model.generate`: padded on the left, or on the right into an encoder."""
     ends = end_ids(model, tokenizer)
-    input_ids, attention = left_pad(batch, tokenizer.pad_token_id)
-    width = input_ids.shape[1]
+    input_ids, attention = (right_pad if encoder_decoder(model) else left_pad)(batch, tokenizer.pad_token_id)
     device = next(model.parameters()).device
     with torch.inference_mode():
         out = model.generate(
@@ -48,9 +52,15 @@ def generate_batch(model, tokenizer, batch: list[list[int]], settings: Generatio
             **generation_kwargs(settings, tokenizer, ends),
         )
     results = []
-    for row, prompt in zip(out[:, width:].tolist(), batch):
+    for row, prompt in zip(out[:, _answer_start(model, input_ids.shape[1]) :].tolist(), batch):
         results.append(decode_answer(tokenizer, row, len(prompt), settings, ends))
     return results
+
+
+def _answer_start(model, width: int) -> int:
+    """Where the answer starts in `generate`'s output: after the prompt, or after an encoder-decoder's
+    decoder start token."""
+    return 1 if encoder_decoder(model) else width
 
 
 def stream_generate(
@@ -78,4 +88,4 @@ def stream_generate(
             stopping_criteria=StoppingCriteriaList([_Interrupt()]),
             **generation_kwargs(settings, tokenizer, end_ids(model, tokenizer)),
         )
-    return out[0, len(encoded) :].tolist()
+    return out[0, _answer_start(model, len(encoded)) :].tolist()

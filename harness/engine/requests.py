@@ -31,11 +31,14 @@ class LoglikelihoodRequest:
 @dataclass(frozen=True)
 class RollingLoglikelihoodRequest:
     """A whole text scored with a sliding window: windows of `context_length` tokens, `stride`
-    apart, each scoring only the tokens no earlier window scored."""
+    apart, each scoring only the tokens no earlier window scored. `source`: what the text is
+    conditioned on (an encoder-decoder's encoder input; before the text, unscored, on a decoder-only
+    model)."""
 
     text: str
     context_length: int
     stride: int
+    source: str | None = None
 
 
 @dataclass(frozen=True)

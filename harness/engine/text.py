@@ -6,22 +6,33 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from harness.config.generation import GenerationSettings
+from harness.engine.model_info import context_length, encoder_decoder
 from harness.engine.requests import Generated
 from harness.errors import HarnessError
 
 
 def encode_prompts(
-    tokenizer, prompts: list[str], ids: list[str], settings: GenerationSettings, limit: int | None, chat: bool = False
+    tokenizer,
+    prompts: list[str],
+    ids: list[str],
+    settings: GenerationSettings,
+    limit: int | None,
+    chat: bool = False,
+    encoder_decoder: bool = False,
 ):
     """Token ids of `prompts`. `chat`: the prompts were rendered by the tokenizer's chat template, which
     writes the special tokens it wants (BOS included) itself; they are tokenized as
-    `apply_chat_template(tokenize=True)` does, without adding them again (two BOS on Llama, Mistral, Gemma)."""
+    `apply_chat_template(tokenize=True)` does, without adding them again (two BOS on Llama, Mistral, Gemma).
+    `encoder_decoder`: the prompt alone fills the encoder's `limit` and the answer (after the decoder's
+    start token) the decoder's; a decoder-only model's prompt and answer share `limit`."""
     # The context check below names the prompt and the fix; transformers' own warning would be a second line.
     warned = getattr(tokenizer, "deprecation_warnings", None)
     if isinstance(warned, dict):
         warned["sequence-length-is-longer-than-the-specified-maximum"] = True
     encoded = tokenizer(list(prompts), add_special_tokens=not chat)["input_ids"] if prompts else []
-    if limit:
+    if limit and encoder_decoder:
+        _check_encoder_decoder(encoded, ids, settings, limit)
+    elif limit:
         for sample_id, tokens in zip(ids, encoded):
             if len(tokens) + settings.max_new_tokens > limit:
                 raise HarnessError(
@@ -29,6 +40,25 @@ def encode_prompts(
                     f"it exceeds the model's context of {limit}; shorten the prompt or lower max_new_tokens"
                 )
     return encoded
+
+
+def encode_for(model, tokenizer, prompts: list[str], ids: list[str], settings: GenerationSettings, chat: bool = False):
+    """`encode_prompts` checked against `model`'s context (its encoder's and decoder's, on an encoder-decoder)."""
+    return encode_prompts(tokenizer, prompts, ids, settings, context_length(model), chat, encoder_decoder(model))
+
+
+def _check_encoder_decoder(encoded: list[list[int]], ids: list[str], settings: GenerationSettings, limit: int) -> None:
+    if settings.max_new_tokens + 1 > limit:
+        raise HarnessError(
+            f"max_new_tokens={settings.max_new_tokens} exceeds the decoder's context of {limit} tokens "
+            f"(its start token included); lower max_new_tokens to {limit - 1} or less"
+        )
+    for sample_id, tokens in zip(ids, encoded):
+        if len(tokens) > limit:
+            raise HarnessError(
+                f"prompt '{sample_id}' has {len(tokens)} tokens, more than the encoder's context of {limit}; "
+                "shorten the prompt"
+            )
 
 
 def cut_at_stop(text: str, stops: list[str]) -> tuple[str, bool]:

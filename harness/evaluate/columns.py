@@ -56,13 +56,27 @@ def record_keys(plan: EvalPlan, column: Column) -> list[str]:
     settings = {
         "task": plan.task.kind,
         "generation": column.variant.settings.model_dump(mode="json"),
-        "perplexity": plan.suite.perplexity.model_dump(mode="json") if plan.task.kind == "perplexity" else None,
+        "perplexity": perplexity_settings(plan.suite) if plan.task.kind == "perplexity" else None,
         "engine": plan.engine,
     }
     identity = plan.identities[column.model]
     # The id is part of the key: two samples with the same prompt and references (KorQuAD dev
-    # has such pairs) must each keep their own record.
-    return [content_key(identity, settings, r.id, r.prompt, r.references) for r in plan.requests]
+    # has such pairs) must each keep their own record. A perplexity source is part of what is scored.
+    return [
+        content_key(
+            identity, settings, r.id, r.prompt, r.references, *([r.extra["source"]] if "source" in r.extra else [])
+        )
+        for r in plan.requests
+    ]
+
+
+def perplexity_settings(suite) -> dict:
+    """The perplexity section as keys hold it: without a source field, as before there was one, so
+    that earlier runs' records and ids stay valid."""
+    settings = suite.perplexity.model_dump(mode="json")
+    if settings["source_field"] is None:
+        del settings["source_field"]
+    return settings
 
 
 def resume(plan: EvalPlan, label: str, keys: list[str]) -> dict[str, dict]:

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from harness.config.generation import Variant, expand_grid
 from harness.config.suite import SuiteConfig
 from harness.data.readers import Dataset, load_dataset
-from harness.engine.model_info import context_length
+from harness.engine.model_info import context_length, encoder_decoder
 from harness.errors import ConfigError, DataError
 from harness.metrics.aggregate import Scorer
 from harness.metrics.registry import auto_notes
@@ -91,6 +91,8 @@ def run_id_for(suite: SuiteConfig, dataset: Dataset, identities: dict[str, dict]
         del settings["prompt"]["overflow"], settings["prompt"]["truncate_field"]
     if settings["bootstrap"]["correction"] == "holm":
         del settings["bootstrap"]["correction"]
+    if settings["perplexity"]["source_field"] is None:
+        del settings["perplexity"]["source_field"]
     return f"{suite.name}-{content_key(settings, dataset.sha256, identities)[:10]}"
 
 
@@ -99,7 +101,12 @@ def build_requests(plan: EvalPlan, fewshot: list[dict]) -> None:
     suite, base = plan.suite, plan.models.base
     try:
         requests = plan.task.build_requests(
-            suite, plan.dataset.examples, base.tokenizer, fewshot, context_length(base.model)
+            suite,
+            plan.dataset.examples,
+            base.tokenizer,
+            fewshot,
+            context_length(base.model),
+            encoder_decoder(base.model),
         )
     except DataError as exc:  # an example the prompt cannot be built from: name the file
         raise DataError(f"{plan.dataset.source}: {exc}") from None

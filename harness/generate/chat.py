@@ -19,7 +19,8 @@ from pathlib import Path
 
 from harness.config.generation import GenerationSettings, check_field, format_value, with_overrides
 from harness.data.prompts import apply_chat_template
-from harness.errors import ConfigError, HarnessError, describe
+from harness.engine.model_info import encoder_decoder
+from harness.errors import ConfigError, HarnessError, ModelError, describe
 
 HELP_TEXT = """commands:
   /model [NAME]       show the loaded models, or switch to NAME (history is kept)
@@ -286,3 +287,13 @@ class ChatSession:
     def _restore_sigint(self, previous) -> None:
         if previous is not None:
             signal.signal(signal.SIGINT, previous)
+
+
+def refuse_encoder_decoder(ref: str, model, tokenizer) -> None:
+    """An encoder-decoder without a chat template (T5, BART) has no conversation format to render: say
+    so by name, and where its single-prompt answers are, rather than the generic missing-template line."""
+    if encoder_decoder(model) and not getattr(tokenizer, "chat_template", None):
+        raise ModelError(
+            f"--base {ref}: {type(model).__name__} is an encoder-decoder without a chat template, so there "
+            "is no conversation to hold; answer single prompts with harness generate --prompt TEXT"
+        )

@@ -15,9 +15,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from harness.config.generation import Variant
-from harness.engine.model_info import context_length
 from harness.engine.requests import GenerationRequest, RunOptions
-from harness.engine.text import encode_prompts
+from harness.engine.text import encode_for
 from harness.generate.prompts import PromptItem
 from harness.metrics.repetition import repetition_stats
 from harness.runs.jsonl import RecordAppender
@@ -49,7 +48,7 @@ def check_context(
 ) -> None:
     """Refuse a too-long prompt before anything is generated (the longest max_new_tokens of the grid)."""
     longest = max(variants, key=lambda v: v.settings.max_new_tokens).settings
-    encode_prompts(tokenizer, prompts, ids, longest, context_length(model), chat)
+    encode_for(model, tokenizer, prompts, ids, longest, chat)
 
 
 def run_generate(

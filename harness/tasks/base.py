@@ -56,9 +56,11 @@ class Task:
         tokenizer,
         fewshot_pool: list[dict],
         context_limit: int | None = None,
+        encoder_decoder: bool = False,
     ) -> list[Request]:
-        """One request per example; `context_limit` (the model's context in tokens) lets a task fit
-        long prompts (a skipped one has extra["skipped"])."""
+        """One request per example; `context_limit` (the model's context in tokens; an
+        encoder-decoder's encoder's, which the prompt has alone) lets a task fit long prompts (a
+        skipped one has extra["skipped"])."""
         raise NotImplementedError
 
     def scorers(self, suite: SuiteConfig, references: list[list[str]]) -> list[Scorer]:
@@ -99,11 +101,11 @@ class GenerativeTask(Task):
     def extract(self, output: str) -> str:
         return output.strip()
 
-    def build_requests(self, suite, examples, tokenizer, fewshot_pool, context_limit=None):
+    def build_requests(self, suite, examples, tokenizer, fewshot_pool, context_limit=None, encoder_decoder=False):
         p = suite.prompt
         template = load_template(p.template, p.text, None, where="prompt.template")
         shots = _FewShot(template, fewshot_pool, p.fewshot.k, p.fewshot.seed, p.fewshot.separator)
-        budget = generation_budget(context_limit, suite)
+        budget = generation_budget(context_limit, suite, encoder_decoder)
         field_name = p.truncate_field or self.truncate_field
         requests = []
         for example in examples:

@@ -1,4 +1,5 @@
-"""Prompts longer than the model's context less `max_new_tokens`: the suite's `prompt.overflow`.
+"""Prompts longer than the model's context less `max_new_tokens` (on an encoder-decoder, than its
+encoder's context): the suite's `prompt.overflow`.
 
 truncate (the default): cut the passage (`prompt.truncate_field`; the task's own: `context` for QA,
 `document` for summarization) from its left end until the prompt fits, so the instruction, the
@@ -77,8 +78,9 @@ def fit_prompt(
     return Fitted(None, skip_reason=f"{full} prompt tokens, {budget} fit, even with '{field}' cut whole")
 
 
-def generation_budget(context_limit: int | None, suite) -> int | None:
-    """Prompt tokens that leave room for the largest max_new_tokens of the suite and its grid."""
+def generation_budget(context_limit: int | None, suite, encoder_decoder: bool = False) -> int | None:
+    """Prompt tokens that leave room for the largest max_new_tokens of the suite and its grid; on an
+    encoder-decoder the prompt has the encoder's context alone and the answer the decoder's."""
     if not context_limit:
         return None
     largest = max(
@@ -87,6 +89,13 @@ def generation_budget(context_limit: int | None, suite) -> int | None:
             *[v for v in suite.generation_grid.get("max_new_tokens", []) if isinstance(v, int)],
         ]
     )
+    if encoder_decoder:
+        if largest >= context_limit:  # the decoder's start token takes a position too
+            raise ConfigError(
+                f"generation.max_new_tokens={largest} exceeds the decoder's context of {context_limit} tokens "
+                f"(its start token included); lower max_new_tokens to {context_limit - 1} or less"
+            )
+        return context_limit
     if largest >= context_limit:
         # No cut of any passage can help: say what to change instead of skipping every sample.
         raise ConfigError(

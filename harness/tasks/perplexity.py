@@ -5,6 +5,10 @@ windows of `perplexity.context_length` tokens, `perplexity.stride` apart, each s
 tokens no earlier window scored; a BOS token first where the tokenizer has one). The negative
 log-likelihood is summed exactly per token rather than averaged per window. Bits per byte divide
 by the UTF-8 bytes of the scored tokens, so models with different tokenizers can be compared.
+
+`perplexity.source_field` makes it the perplexity of the text given a source (a summary given its
+dialogue): an encoder-decoder reads the source in its encoder while the windows slide over the text
+in its decoder; a decoder-only model reads it before the text, unscored.
 """
 
 from __future__ import annotations
@@ -30,19 +34,32 @@ def _bpb(recs: list[dict]) -> float:
 
 class PerplexityTask(Task):
     kind = "perplexity"
-    summary = "perplexity and bits per byte of whole documents, scored with a sliding window"
+    summary = (
+        "perplexity and bits per byte of whole documents (or of a text given a source), scored with a sliding window"
+    )
     request_kind = "rolling log-likelihood"
     reported_metrics = ("perplexity", "bits_per_byte")  # fixed: the suite's `metrics` must stay empty
     sections = ("dataset", "perplexity")
 
-    def build_requests(self, suite: SuiteConfig, examples, tokenizer, fewshot_pool, context_limit=None):
-        field = suite.perplexity.field
+    def build_requests(
+        self, suite: SuiteConfig, examples, tokenizer, fewshot_pool, context_limit=None, encoder_decoder=False
+    ):
+        field, source_field = suite.perplexity.field, suite.perplexity.source_field
         requests = []
         for example in examples:
             text = example.get(field)
             if not isinstance(text, str) or not text:
                 raise ConfigError(f"perplexity.field: example '{example.get('id', '?')}' has no text in '{field}'")
-            requests.append(Request(id=str(example["id"]), prompt=text, references=[]))
+            extra = {}
+            if source_field:
+                source = example.get(source_field)
+                if not isinstance(source, str):
+                    raise ConfigError(
+                        f"perplexity.source_field: example '{example.get('id', '?')}' has no text in "
+                        f"'{source_field}'; map the column with dataset.fields or remove source_field"
+                    )
+                extra = {"source": source}
+            requests.append(Request(id=str(example["id"]), prompt=text, references=[], extra=extra))
         # stride == context_length would leave the first token of every window after the first
         # without context, so it would never be scored; keep at least one token of overlap.
         if suite.perplexity.stride >= suite.perplexity.context_length:
@@ -62,13 +79,16 @@ class PerplexityTask(Task):
 
     def engine_request(self, suite, request):
         settings = suite.perplexity
-        return RollingLoglikelihoodRequest(request.prompt, settings.context_length, settings.stride)
+        return RollingLoglikelihoodRequest(
+            request.prompt, settings.context_length, settings.stride, request.extra.get("source")
+        )
 
     def record(self, request, result):
         return {
             "id": request.id,
             "prompt": request.prompt,
             "references": [],
+            **({"source": request.extra["source"]} if "source" in request.extra else {}),
             "nll": result.nll,
             "tokens": result.tokens,
             "bytes": result.bytes,

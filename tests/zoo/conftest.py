@@ -112,3 +112,11 @@ def prompts_file(tmp_path_factory) -> Path:
         encoding="utf-8",
     )
     return path
+
+
+@pytest.fixture(scope="session")
+def seq2seq_setup(tmp_path_factory, harness_cache):
+    """`seq2seq_setup("tiny:t5-ko")`: adapter, reference and tokenizer (`seq2seq_reference.setups`)."""
+    from seq2seq_reference import setups
+
+    return setups(tmp_path_factory)

@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from zoo_helpers import ADAPTER, DECODERS, NEW_TOKENS, PROMPTS, WITH_CHAT_TEMPLATE, read_jsonl
+from zoo_helpers import ADAPTER, DECODERS, ENCODER_DECODERS, NEW_TOKENS, PROMPTS, WITH_CHAT_TEMPLATE, answer, read_jsonl
 
 pytestmark = pytest.mark.slow
 FIELDS = ("output", "generated_tokens", "prompt_tokens")
@@ -235,3 +235,42 @@ def test_chat_turns_equal_reference(family, engine, zoo_adapter, reference, run_
         expected = greedy(ref.model, ref.tokenizer, ids, PENALTY)
         assert (text, int(tokens)) == (ref.tokenizer.decode(expected, skip_special_tokens=True), len(expected))
         messages.append({"role": "assistant", "content": text})
+
+
+# Every engine runs the plain path on an encoder-decoder: the default one, prompts of different
+# lengths batched together, against each single prompt.
+@pytest.mark.parametrize(("engine", "batch"), [("auto", 8)])
+@pytest.mark.parametrize("family", ENCODER_DECODERS)
+def test_encoder_decoder_generate_and_eval_equal_reference(
+    family, engine, batch, seq2seq_setup, prompts_file, run_cli, workdir
+):
+    """T5, mT5, BART and mBART (the plain path whatever the engine): `harness generate` on the zoo's prompts and
+    `harness eval` on the QA sample, base and adapter (a peft adapter made on the 4-bit base), equal
+    batch-1 `generate` on each single un-padded prompt."""
+    adapter, model, tokenizer = seq2seq_setup(f"tiny:{family}")
+    args = ["generate", "--base", f"tiny:{family}", "--adapter", f"{ADAPTER}={adapter}", "--prompts", prompts_file]
+    args += ["--max-new-tokens", NEW_TOKENS, "--compare", f"repetition_penalty=1.0,{PENALTY}", "--engine", engine]
+    code, _out, err = run_cli([*args, "--batch-size", batch, "--out", "out.jsonl", "--quiet"])
+    assert code == 0, err
+    records = read_jsonl("out.jsonl")
+    assert len(records) == len(PROMPTS) * 2 * 2
+    texts = {f"p{n}": p for n, p in enumerate(PROMPTS)}
+
+    def expected(record, adapter_on, penalty, text):
+        if adapter_on:
+            return answer(model, tokenizer, text, False, penalty)
+        with model.disable_adapter():
+            return answer(model, tokenizer, text, False, penalty)
+
+    wrong = _mismatches(
+        records,
+        lambda r: expected(r, r["model"] == ADAPTER, r["settings"]["repetition_penalty"], texts[r["prompt_id"]]),
+    )
+    columns = _eval_records(run_cli, workdir, family, adapter, False, engine, batch)
+    for column, column_records in columns.items():
+        model_name, _, variant = column.partition("@")
+        penalty = float(variant.removeprefix("repetition_penalty="))
+        wrong += _mismatches(
+            column_records, lambda r, m=model_name, p=penalty: expected(r, m == ADAPTER, p, r["prompt"])
+        )
+    assert not wrong, f"{len(wrong)} differences:\n" + "\n".join(wrong[:12])
