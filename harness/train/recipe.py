@@ -105,8 +105,13 @@ def train(config: TrainConfig, *, resume: bool = False, overwrite: bool = False)
         return {}
     model.save_pretrained(out)
     base.tokenizer.save_pretrained(out)
-    memory = memory_summary(trainer, env.device)
-    record = train_record(config, base, plan, data_info, env, trainer.state, runtime, probe, memory)
+    record = train_record(
+        config, base, plan, data_info, env, trainer.state, runtime, probe, memory_summary(trainer, env.device)
+    )
+    return _keep_record(record, out, dist)
+
+
+def _keep_record(record: dict, out: Path, dist: Dist) -> dict:
     if dist.active:
         record["world_size"] = dist.world
     atomic_write_json(out / RECORD_FILE, record)
