@@ -178,7 +178,7 @@ def test_decoder_only_settings_are_refused_by_name(run_cli, setting, named):
     code, _out, err = run_cli(["train", PRESET, "--set", setting, "--set", "training.max_steps=1"])
     assert code == 2, err
     assert len(err.strip().splitlines()) == 1, err
-    assert named in err and "encoder-decoder" in err and "tiny:t5-ko" in err, err
+    assert named in err and "encoder-decoder" in err and "tiny:bart-ko" in err, err
 
 
 @pytest.mark.parametrize(
