@@ -313,7 +313,8 @@ def plain_generate(base: str, adapter: str, prompts: list[str]) -> dict:
 def bench_seq2seq(data: str, work: Path, shape: str, smoke: bool) -> dict:
     from harness.config import TrainConfig, validate
 
-    base = "tiny:t5-ko" if smoke else build_seq2seq(work / f"{shape}-shape", data, shape)
+    tiny = "tiny:t5-ko" if shape.startswith("t5") else "tiny:bart-ko"
+    base = tiny if smoke else build_seq2seq(work / f"{shape}-shape", data, shape)
     if smoke:
         from harness.model.loading import resolve_model_ref
 
