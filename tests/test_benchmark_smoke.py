@@ -110,3 +110,13 @@ def test_shares_smoke_merges_the_ranks_answers_into_one_process_answers(tmp_path
         for world in ("world2", "world4"):
             row = shares[name][world]
             assert (row["missing"], row["outputs_differing"]) == (0, 0) and len(row["rank_walls_s"]) == int(world[-1])
+
+
+@needs_korquad
+def test_seq2seq_smoke_runs_every_row(tmp_path, harness_cache):
+    figures, stdout = run_benchmark(tmp_path, "seq2seq")
+    rows = figures["seq2seq"]
+    for row in ("plain_seq2seq_trainer", "harness_train", "harness_eval", "plain_generate", "harness_train_find"):
+        assert "error" not in rows[row], (row, rows[row])
+    assert rows["harness_train_find"]["plan"]["batch_probe"]["chosen"] >= 1
+    assert "harness_eval" in stdout.splitlines()[-1] or "tokens/s" in stdout
