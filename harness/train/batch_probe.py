@@ -161,9 +161,19 @@ def _prepare_as_train_does(trainer) -> None:
         from transformers.integrations.liger import apply_liger_kernel
 
         apply_liger_kernel(trainer.model, args.liger_kernel_config)
-    if args.activation_checkpointing:
-        kwargs = dict(args.activation_checkpointing_kwargs or {})
-        trainer.model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs or None)
+    # transformers renamed gradient checkpointing to activation checkpointing; harness's range holds both.
+    on = getattr(args, "activation_checkpointing", None)
+    if on is None:
+        on, kwargs = args.gradient_checkpointing, args.gradient_checkpointing_kwargs
+    else:
+        kwargs = args.activation_checkpointing_kwargs
+    if not on:
+        return
+    kwargs = dict(kwargs or {}) or None
+    if hasattr(trainer.model, "activation_checkpointing_enable"):
+        trainer.model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+    else:
+        trainer.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
 
 
 def _snapshot(model):
