@@ -24,7 +24,7 @@ import time
 import traceback
 from pathlib import Path
 
-from common import free, peak, train_tokenizer
+from common import free, peak, seed_training, train_tokenizer
 
 SHAPES = {
     "bart-large": (
@@ -113,18 +113,7 @@ def train_settings(base: str, data: str, out: Path, shape: str, smoke: bool) -> 
             "max_target_length": TARGET,
             "limit": steps * batch * accumulation,
         },
-        "training": {
-            "max_steps": steps,
-            "batch_size": batch,
-            "gradient_accumulation": accumulation,
-            "learning_rate": 2e-4,
-            "warmup": 0,
-            "logging_steps": 1,
-            "save_steps": 10_000,
-            "optimizer": "adamw_torch" if smoke else "paged_adamw_8bit",
-            "gradient_checkpointing": not smoke,
-            "seed": 42,
-        },
+        "training": seed_training(steps, batch, accumulation, smoke),
     }
 
 

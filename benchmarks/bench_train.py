@@ -25,7 +25,7 @@ import time
 import traceback
 from pathlib import Path
 
-from common import SEED_LORA, free, peak
+from common import SEED_LORA, free, peak, seed_training
 
 STEPS, BATCH, ACCUMULATION = 20, 4, 4
 
@@ -52,19 +52,7 @@ def seed_settings(base: str, data: str, out: Path, smoke: bool, **training) -> d
             "max_length": 512,
             "limit": steps * batch * accum,
         },
-        "training": {
-            "max_steps": steps,
-            "batch_size": batch,
-            "gradient_accumulation": accum,
-            "learning_rate": 2e-4,
-            "warmup": 0,
-            "logging_steps": 1,
-            "save_steps": 10_000,
-            "optimizer": "adamw_torch" if smoke else "paged_adamw_8bit",
-            "gradient_checkpointing": not smoke,
-            "seed": 42,
-            **training,
-        },
+        "training": {**seed_training(steps, batch, accum, smoke), **training},
     }
 
 

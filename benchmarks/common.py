@@ -24,6 +24,22 @@ LLAMA2_7B = dict(
 SEED_LORA = dict(r=16, alpha=32, dropout=0.05, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"])
 
 
+def seed_training(steps: int, batch: int, accumulation: int, smoke: bool) -> dict:
+    """The seed tutorials' training settings (paged 8-bit AdamW, recomputation on a GPU run)."""
+    return {
+        "max_steps": steps,
+        "batch_size": batch,
+        "gradient_accumulation": accumulation,
+        "learning_rate": 2e-4,
+        "warmup": 0,
+        "logging_steps": 1,
+        "save_steps": 10_000,
+        "optimizer": "adamw_torch" if smoke else "paged_adamw_8bit",
+        "gradient_checkpointing": not smoke,
+        "seed": 42,
+    }
+
+
 def korquad_path(arg: str | None) -> str:
     for candidate in (
         arg,

@@ -23,6 +23,24 @@ def one_torch_thread():
         torch.set_num_threads(before)
 
 
+def harness(*argv) -> tuple[int, str, str]:
+    """`harness ARGV` in-process: (exit code, stdout, stderr)."""
+    import io
+
+    from harness.commands.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main([str(a) for a in argv])
+    return code, out.getvalue(), err.getvalue()
+
+
+def read_json(path) -> dict:
+    import json
+
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
 def message_lines(stderr: str) -> list[str]:
     """stderr's lines as a terminal leaves them visible, without progress bars."""
     lines = []

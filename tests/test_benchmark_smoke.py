@@ -4,8 +4,8 @@ script cannot rot between GPU sessions. Rows that need CUDA or an uninstalled pe
 from __future__ import annotations
 
 import json
-import re
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path

@@ -6,15 +6,11 @@ sweep on the dialogue sample → one `harness eval --sweep` → one report with 
 
 from __future__ import annotations
 
-import contextlib
-import io
-import json
 import re
 from pathlib import Path
 
 import pytest
-
-from harness.commands.cli import main
+from support import harness, read_json
 
 pytestmark = pytest.mark.slow
 
@@ -24,18 +20,6 @@ SUITE = REPO / "suites" / "summarization_dialogue_ko.yaml"
 FEW_STEPS = ["--set", "training.max_steps=6", "--set", "data.limit=16", "--set", "training.save_steps=1000"]
 SHORT_EVAL = ["--limit", "6", "--set", "generation.max_new_tokens=12", "--set", "bootstrap.resamples=50"]
 ROUGE = ["rouge1[mecab]", "rouge2[mecab]", "rougeL[mecab]", "rougeLsum[mecab]"]
-
-
-def harness(*argv) -> tuple[int, str, str]:
-    """`harness ARGV` in-process: (exit code, stdout, stderr)."""
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = main([str(a) for a in argv])
-    return code, out.getvalue(), err.getvalue()
-
-
-def read_json(path: Path) -> dict:
-    return json.loads(path.read_text(encoding="utf-8"))
 
 
 @pytest.mark.parametrize("base", ["tiny:t5-ko", "tiny:bart-ko"])
@@ -85,11 +69,11 @@ def test_train_eval_merge_reload(base, tmp_path, harness_cache):
 
 def test_rank_sweep_on_the_dialogues_gives_one_report_with_the_rank_plot(tmp_path, harness_cache):
     sweep, runs = tmp_path / "sweep", tmp_path / "runs"
-    code, out, err = harness("train", PRESET, "--sweep", "lora.r=4,8,16", *FEW_STEPS, "--output-dir", sweep)
+    code, _out, err = harness("train", PRESET, "--sweep", "lora.r=4,8,16", *FEW_STEPS, "--output-dir", sweep)
     assert code == 0, err
     assert [p["status"] for p in read_json(sweep / "sweep.json")["points"]] == ["ok", "ok", "ok"]
 
-    code, out, err = harness("eval", SUITE, "--base", "tiny:bart-ko", "--sweep", sweep, *SHORT_EVAL, "--out", runs)
+    code, _out, err = harness("eval", SUITE, "--base", "tiny:bart-ko", "--sweep", sweep, *SHORT_EVAL, "--out", runs)
     assert code == 0, err
     run = next(runs.iterdir())
     results = read_json(run / "results.json")

@@ -5,33 +5,17 @@ refused before anything trains, and the sweep's adapters scored and plotted from
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import io
-import json
 import re
 from pathlib import Path
 
 import pytest
-
-from harness.commands.cli import main
+from support import harness, read_json
 
 pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[1]
 FEW_STEPS = ["--set", "training.max_steps=2", "--set", "data.limit=8", "--set", "training.save_steps=1000"]
-
-
-def harness(*argv) -> tuple[int, str, str]:
-    """`harness ARGV` in-process: (exit code, stdout, stderr)."""
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = main([str(a) for a in argv])
-    return code, out.getvalue(), err.getvalue()
-
-
-def read_json(path: Path) -> dict:
-    return json.loads(path.read_text(encoding="utf-8"))
 
 
 @pytest.fixture(scope="module")
