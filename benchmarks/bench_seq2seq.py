@@ -21,9 +21,9 @@ from __future__ import annotations
 import json
 import re
 import time
-import traceback
 from pathlib import Path
 
+from bench_eval import row as run_row
 from common import free, peak, seed_training, train_tokenizer
 
 SHAPES = {
@@ -336,15 +336,9 @@ def bench_seq2seq(data: str, work: Path, shape: str, smoke: bool) -> dict:
         ("plain_generate_batch64", lambda: plain_generate(base, config.output_dir, prompts, 64)),
         ("harness_train_find", lambda: harness_train(find, tokens)),
     ]
-    for name, row in planned:
+    for name, fn in planned:
         print(f"bench seq2seq: {name}", flush=True)
-        try:
-            figures[name] = row()
-        except Exception as exc:
-            traceback.print_exc()
-            figures[name] = {"error": f"{type(exc).__name__}: {str(exc)[:300]}"}
-            free()
-        print(f"[{name}] {json.dumps(figures[name], default=str)}", flush=True)
+        run_row(figures, name, fn)
     print(table(figures), flush=True)
     return figures
 
