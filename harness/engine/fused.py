@@ -29,8 +29,10 @@ def available(model) -> bool:
 
 
 def describe(model) -> str:
-    """What `fused_kernels` applies to `model`, for the engine line ("" for nothing; see `available`)."""
-    if os.environ.get("HARNESS_FUSED_KERNELS", "1") == "0":
+    """What `fused_kernels` applies to `model`, for the engine line ("" for nothing; see `available`).
+    Nothing on an encoder-decoder: the static-cache decoder and the fast log-likelihoods, whose
+    forwards the kernels serve, run decoder-only models."""
+    if os.environ.get("HARNESS_FUSED_KERNELS", "1") == "0" or getattr(model.config, "is_encoder_decoder", False):
         return ""
     try:
         if next(model.parameters()).device.type != "cuda":

@@ -222,5 +222,5 @@ def score_rows(model, rows: list[list[int]], starts: list[int], sources=None) ->
 
 def _kernels(model, options: RunOptions):
     """Fused kernels for the forwards where the engine is not "plain" and the model has them."""
-    fast = options.engine != "plain" and not encoder_decoder(model) and fused.available(model)
+    fast = options.engine != "plain" and fused.available(model)
     return fused.fused_kernels(model) if fast else contextlib.nullcontext()

@@ -44,10 +44,16 @@ def find_micro_batch(
     plan.batch_probe = {
         "global_batch": plan.global_batch,
         "chosen": chosen,
-        "bound": "out of GPU memory" if cuda else "the global batch (no out-of-memory to find on this device)",
+        "bound": _bound(probes, cuda),
         "probes": probes,
     }
     plan.why["micro_batch"] = probe_reason(probes, chosen, cuda)
+
+
+def _bound(probes: list[dict], cuda: bool) -> str:
+    if not cuda:
+        return "the global batch (no out-of-memory to find on this device)"
+    return "out of GPU memory" if not probes[-1]["fit"] else "the global batch (every size fit)"
 
 
 def candidate_sizes(share: int) -> list[int]:
