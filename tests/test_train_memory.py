@@ -38,6 +38,17 @@ def probed(tmp_path_factory, harness_cache):
     return out, run(out, **{"training.batch_size": "find", "training.gradient_accumulation": ACCUMULATION})
 
 
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+# These check the CPU's path (process memory, probing up to the global batch); on a GPU
+# `benchmarks/gpu.py seq2seq` runs the probe to its out-of-memory bound and records GPU memory.
+cpu_path = pytest.mark.skipif(_cuda(), reason="asserts the CPU's process-memory and batch-probe path")
+
+
 def adapter_tensors(directory: Path) -> dict:
     from safetensors.torch import load_file
 
@@ -45,6 +56,7 @@ def adapter_tensors(directory: Path) -> dict:
 
 
 @pytest.mark.slow
+@cpu_path
 def test_find_records_its_probes_and_keeps_the_global_batch(probed):
     _out, record = probed
     plan = record["plan"]
@@ -71,6 +83,7 @@ def test_training_after_the_probe_equals_training_with_the_chosen_micro_batch(pr
 
 
 @pytest.mark.slow
+@cpu_path
 def test_memory_at_every_logging_step_in_the_record_and_tensorboard(probed):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -89,6 +102,7 @@ def test_memory_at_every_logging_step_in_the_record_and_tensorboard(probed):
 
 
 @pytest.mark.slow
+@cpu_path
 def test_memory_chart_and_summary_name_what_was_measured(probed):
     _out, record = probed
     model = Model(

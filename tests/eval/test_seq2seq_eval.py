@@ -140,7 +140,7 @@ def test_beams_min_tokens_and_stop_equal_reference(ref, seq2seq_setup, run_cli, 
     settings = {"num_beams": 3, "min_new_tokens": 6, "no_repeat_ngram_size": 2}
 
     def reference(prompt: str, stop: list[str]) -> str:
-        ids = tokenizer(prompt, return_tensors="pt").input_ids
+        ids = tokenizer(prompt, return_tensors="pt").input_ids.to(model.device)
         extra = {"stop_strings": stop, "tokenizer": tokenizer} if stop else {}
         with torch.inference_mode(), model.disable_adapter():
             out = model.generate(

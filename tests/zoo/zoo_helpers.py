@@ -109,7 +109,7 @@ def greedy(model, tokenizer, prompt_ids: list[int], repetition_penalty: float = 
     """Batch-1 `generate`, greedy: the new tokens up to (not including) the first end token."""
     import torch
 
-    ids = torch.tensor([prompt_ids])
+    ids = torch.tensor([prompt_ids], device=model.device)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     with torch.inference_mode():
         out = model.generate(
