@@ -38,7 +38,12 @@ def register(sub) -> None:
     )
     p.add_argument("--no-base", action="store_true", help="score only the adapters (no deltas are computed)")
     p.add_argument("--data", help="dataset path or hub id (overrides dataset.path and its environment variable)")
-    p.add_argument("--limit", type=int, help="evaluate a seeded sample of N examples (overrides dataset.limit)")
+    p.add_argument(
+        "--limit",
+        type=int,
+        help="evaluate N examples, drawn as dataset.sample says: a seeded sample (default) or the first N "
+        "(--set dataset.sample=first); overrides dataset.limit",
+    )
     p.add_argument("--batch-size", type=int, help="generation batch size (default: from the hardware)")
     p.add_argument(
         "--engine",

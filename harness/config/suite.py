@@ -6,25 +6,23 @@ from typing import Any, Literal, Union
 
 from pydantic import Field, ValidationInfo, field_validator
 
+from harness.config.data import ReaderSettings
 from harness.config.generation import GenerationSettings, expand_grid
 from harness.config.loader import MAX_SEED, Strict, check_name
 from harness.config.model import Quantization
 from harness.errors import ConfigError
 
 
-class DatasetSettings(Strict):
+class DatasetSettings(ReaderSettings):
     path: str | None = Field(None, description="a path, hub id or `builtin:NAME`")
     path_env: str | None = Field(
         None, description="an environment variable whose value, when set, wins over `path` (e.g. `KORQUAD_DEV`)"
     )
-    format: Literal["auto", "korquad", "squad", "jsonl", "csv", "hub"] = Field(
-        "auto", description="the file's format; auto: from the extension"
-    )
-    split: str = Field("validation", description="the split to evaluate (hub datasets)")
+    split: str = Field("validation", description="the split to evaluate (hub datasets, `save_to_disk` folders)")
     fields: dict[str, str] = Field(
         default_factory=dict, description="template field → dataset column, e.g. `{question: q}`"
     )
-    limit: int | None = Field(None, gt=0, description="a seeded sample of this many examples (order kept)")
+    limit: int | None = Field(None, gt=0, description="evaluate this many examples, drawn as `sample` says")
     seed: int = Field(0, ge=0, le=MAX_SEED, description="seed of the `limit` sample")
 
 

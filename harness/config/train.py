@@ -6,6 +6,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from harness.config.data import ReaderSettings
 from harness.config.loader import MAX_SEED, Strict, check_name
 from harness.config.model import Quantization
 
@@ -46,16 +47,13 @@ def _token_limit(description: str) -> Any:
     return Field(None, gt=0, le=2**20, description=description)
 
 
-class DataSettings(Strict):
+class DataSettings(ReaderSettings):
     path: str = Field(
         "builtin:korquad_sample",
-        description="KorQuAD/SQuAD JSON, JSONL, CSV, a hub dataset id, or `builtin:NAME` "
+        description="a JSON, JSONL, CSV, TSV or parquet file, a `save_to_disk` folder, a hub dataset id, or `builtin:NAME` "
         "(a dataset shipped in harness/data/assets)",
     )
-    format: Literal["auto", "korquad", "squad", "jsonl", "csv", "hub"] = Field(
-        "auto", description="the file's format; auto: from the extension"
-    )
-    split: str = Field("train", description="the split to train on (hub datasets)")
+    split: str = Field("train", description="the split to train on (hub datasets, `save_to_disk` folders)")
     validation_fraction: float = Field(
         0.1, ge=0, lt=1, description="held out from `split` for eval loss when no `validation_split` is given"
     )
@@ -84,7 +82,7 @@ class DataSettings(Strict):
         "cut at the end; default: `max_length`"
     )
     packing: bool = Field(False, description="TRL's packing of examples into full rows (turns padding-free off)")
-    limit: int | None = Field(None, gt=0, description="train on a seeded sample of this many examples")
+    limit: int | None = Field(None, gt=0, description="train on this many examples, drawn as `sample` says")
     seed: int = Field(0, ge=0, le=MAX_SEED, description="seed of the `limit` sample and the validation split")
 
 

@@ -1,10 +1,9 @@
-"""Readers: SQuAD/KorQuAD JSON, JSONL, CSV and hub datasets → a list of flat example dicts."""
+"""Readers: JSON arrays of records, SQuAD/KorQuAD JSON, JSONL, CSV/TSV, parquet, `save_to_disk` folders and
+hub datasets → a list of flat example dicts."""
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import json
 import random
 import re
@@ -12,9 +11,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.data.builtin import BUILTIN_PREFIX, resolve_builtin
+from harness.data.formats import is_disk_folder, read_delimited, read_disk, read_hub, read_parquet
 from harness.errors import DataError
 
-FORMATS = ("auto", "korquad", "squad", "jsonl", "csv", "hub")
+FORMATS = ("auto", "korquad", "squad", "json", "jsonl", "csv", "tsv", "parquet", "disk", "hub")
+_BY_SUFFIX = {".json": "json", ".jsonl": "jsonl", ".csv": "csv", ".tsv": "tsv", ".parquet": "parquet"}
 
 
 @dataclass
@@ -26,6 +27,15 @@ class Dataset:
     sha256: str  # of the file's bytes, or of the hub dataset's fingerprint
 
 
+def reader_options(settings) -> dict:
+    """The keyword arguments of `load_dataset` beyond the positional ones, from a train `data` or a
+    suite `dataset` section."""
+    return {
+        "sample": settings.sample,
+        "hub": {"name": settings.name, "data_files": settings.data_files, "revision": settings.revision},
+    }
+
+
 def load_dataset(
     path: str,
     format: str = "auto",
@@ -34,30 +44,53 @@ def load_dataset(
     limit: int | None = None,
     seed: int = 0,
     where: str = "data.path",
+    sample: str = "random",
+    hub: dict | None = None,
 ) -> Dataset:
-    """Read a dataset, map fields, take a seeded sample of `limit` examples (order kept)."""
+    """Read a dataset, map fields, keep `limit` examples: the first ones, or a seeded sample (order kept).
+    `hub`: datasets.load_dataset's name, data_files and revision."""
+    hub = hub or {}
     file = resolve_builtin(path) if path.startswith(BUILTIN_PREFIX) else Path(path).expanduser()
-    fmt = _detect_format(file, format, path)
+    fmt = _detect_format(file, format, path, any(v is not None for v in hub.values()))
+    file_str = None
     if fmt == "hub":
-        examples, digest = _read_hub(path, split, where)
-        file_str = None
+        examples, digest = read_hub(path, split, where, hub)
+    elif fmt == "disk":
+        examples, digest = read_disk(file, path, split, where)
+        file_str = str(file)
     else:
         if not file.is_file():
             raise DataError(f"{path}: data file not found ({where}); check the path")
         raw = file.read_bytes()
         digest = hashlib.sha256(raw).hexdigest()
-        text = _decode(raw, path)
-        examples = {"korquad": _read_squad, "squad": _read_squad, "jsonl": _read_jsonl, "csv": _read_csv}[fmt](
-            text, path
-        )
+        examples = _read_file(file, raw, fmt, path)
         file_str = str(file)
     examples = [map_fields(ex, fields or {}, path) for ex in examples]
     if not examples:
         raise DataError(f"{path}: dataset is empty ({where}); give a file with at least one example")
     if limit is not None and limit < len(examples):
-        keep = sorted(random.Random(seed).sample(range(len(examples)), limit))
-        examples = [examples[i] for i in keep]
+        examples = _take(examples, limit, sample, seed)
     return Dataset(examples=examples, source=path, path=file_str, format=fmt, sha256=digest)
+
+
+def _take(examples: list[dict], limit: int, sample: str, seed: int) -> list[dict]:
+    if sample == "first":
+        return examples[:limit]
+    keep = sorted(random.Random(seed).sample(range(len(examples)), limit))
+    return [examples[i] for i in keep]
+
+
+def _read_file(file: Path, raw: bytes, fmt: str, source: str) -> list[dict]:
+    if fmt == "parquet":
+        return read_parquet(file, source)
+    text = _decode(raw, source)
+    if fmt in ("csv", "tsv"):
+        return read_delimited(text, source, "\t" if fmt == "tsv" else ",")
+    if fmt == "jsonl":
+        return _read_jsonl(text, source)
+    if fmt == "squad":
+        return _read_squad(parse_json(text, source), source)
+    return _read_json(text, source)
 
 
 def map_fields(example: dict, fields: dict[str, str], source: str) -> dict:
@@ -75,21 +108,46 @@ def map_fields(example: dict, fields: dict[str, str], source: str) -> dict:
     return out
 
 
-def _detect_format(file: Path, format: str, source: str) -> str:
+def _detect_format(file: Path, format: str, source: str, hub_options: bool) -> str:
     if format != "auto":
         return "squad" if format == "korquad" else format
-    suffix = file.suffix.lower()
-    if suffix == ".json":
-        return "squad"
-    if suffix == ".jsonl":
-        return "jsonl"
-    if suffix == ".csv":
-        return "csv"
+    if hub_options:
+        return "hub"
+    if file.is_dir():
+        return "disk" if is_disk_folder(file) else "hub"  # a plain folder: datasets' own file-type detection
+    if file.suffix.lower() in _BY_SUFFIX:
+        return _BY_SUFFIX[file.suffix.lower()]
     if not file.exists() and "/" in source and not source.startswith((".", "/", "~")):
         return "hub"
     raise DataError(
         f"{source}: cannot tell the dataset format from the name; set data.format to one of {', '.join(FORMATS[1:])}"
     )
+
+
+def _read_json(text: str, source: str) -> list[dict]:
+    """A `.json` file: a list of records, SQuAD/KorQuAD layout, or JSON Lines under a .json name (as
+    `datasets`' to_json writes them), told apart by the content."""
+    try:
+        doc = text_only(json.loads(text))
+    except (json.JSONDecodeError, RecursionError) as exc:
+        if getattr(exc, "msg", None) == "Extra data" and text.lstrip().startswith("{"):
+            return _read_jsonl(text, source)
+        doc = parse_json(text, source)  # raises the one-line error
+    if isinstance(doc, dict) and isinstance(doc.get("data"), list):
+        return _read_squad(doc, source)
+    if isinstance(doc, list):
+        for n, record in enumerate(doc):
+            if not isinstance(record, dict):
+                raise DataError(f"{source}: item [{n}] is {_shown(record)}, not an object; {_JSON_SHAPES}")
+            record.setdefault("id", str(n + 1))
+        return doc
+    raise DataError(f"{source}: a JSON {_shown(doc)[:60]} is not a dataset; {_JSON_SHAPES}")
+
+
+_JSON_SHAPES = (
+    "a .json file holds a list of records ([{...}, ...]), SQuAD/KorQuAD layout (a top-level 'data' list of "
+    "articles with 'paragraphs') or one JSON object per line; set data.format to json, squad or jsonl"
+)
 
 
 def _decode(raw: bytes, source: str) -> str:
@@ -99,8 +157,7 @@ def _decode(raw: bytes, source: str) -> str:
         raise DataError(f"{source}: not UTF-8 text (byte {exc.start}); convert the file to UTF-8") from None
 
 
-def _read_squad(text: str, source: str) -> list[dict]:
-    doc = parse_json(text, source)
+def _read_squad(doc, source: str) -> list[dict]:
     if not isinstance(doc, dict) or not isinstance(doc.get("data"), list):
         raise DataError(f"{source}: expected SQuAD/KorQuAD layout with a top-level 'data' list")
     examples = []
@@ -215,30 +272,6 @@ def _read_jsonl(text: str, source: str) -> list[dict]:
         record.setdefault("id", str(number))
         examples.append(record)
     return examples
-
-
-def _read_csv(text: str, source: str) -> list[dict]:
-    try:
-        rows = list(csv.DictReader(io.StringIO(text, newline="")))
-    except csv.Error as exc:
-        raise DataError(f"{source}: malformed CSV ({exc}); fix the file") from None
-    for number, row in enumerate(rows, start=1):
-        row.setdefault("id", str(number))
-    return rows
-
-
-def _read_hub(path: str, split: str, where: str) -> tuple[list[dict], str]:
-    import datasets
-
-    try:
-        ds = datasets.load_dataset(path, split=split)
-    except Exception as exc:  # datasets raises many types; all mean "cannot get this dataset"
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise DataError(f"{path}: cannot load hub dataset split '{split}' ({where}): {first}") from None
-    examples = [dict(row) for row in ds]
-    for i, row in enumerate(examples):
-        row.setdefault("id", str(i))
-    return examples, hashlib.sha256(ds._fingerprint.encode()).hexdigest()
 
 
 def split_validation(examples: list[dict], fraction: float, seed: int) -> tuple[list[dict], list[dict]]:

@@ -7,9 +7,10 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from harness.config.data import drop_reader_defaults
 from harness.config.generation import Variant, expand_grid
 from harness.config.suite import SuiteConfig
-from harness.data.readers import Dataset, load_dataset
+from harness.data.readers import Dataset, load_dataset, reader_options
 from harness.engine.model_info import context_length, encoder_decoder
 from harness.errors import ConfigError, DataError
 from harness.metrics.aggregate import Scorer
@@ -66,7 +67,9 @@ def resolve_dataset(suite: SuiteConfig, source: str) -> Dataset:
     if not path:
         hint = f" or set ${d.path_env}" if d.path_env else ""
         raise ConfigError(f"{source}: field 'dataset.path' is empty; pass --data PATH{hint}")
-    return load_dataset(path, d.format, d.split, d.fields, d.limit, d.seed, where=f"{source} dataset.path")
+    return load_dataset(
+        path, d.format, d.split, d.fields, d.limit, d.seed, where=f"{source} dataset.path", **reader_options(d)
+    )
 
 
 def fewshot_pool(suite: SuiteConfig, dataset: Dataset, source: str) -> list[dict]:
@@ -89,6 +92,7 @@ def run_id_for(suite: SuiteConfig, dataset: Dataset, identities: dict[str, dict]
     # Likewise the long-prompt settings at their defaults: a truncated prompt changes its records' keys.
     if settings["prompt"]["overflow"] == "truncate" and settings["prompt"]["truncate_field"] is None:
         del settings["prompt"]["overflow"], settings["prompt"]["truncate_field"]
+    drop_reader_defaults(settings["dataset"])
     if settings["bootstrap"]["correction"] == "holm":
         del settings["bootstrap"]["correction"]
     if settings["perplexity"]["source_field"] is None:

@@ -206,8 +206,9 @@ def _probes_from_adapter(info: AdapterInfo) -> list[str]:
         from harness.data.prompts import load_template
         from harness.data.readers import load_dataset
 
+        hub = {key: data.get(key) for key in ("name", "data_files", "revision")}
         dataset = load_dataset(
-            data["path"], data.get("format", "auto"), data.get("split", "train"), data.get("fields"), 3, 0
+            data["path"], data.get("format", "auto"), data.get("split", "train"), data.get("fields"), 3, 0, hub=hub
         )
         template = load_template(data.get("template", "qa-ko"), data.get("prompt"), data.get("response"))
         return [template.render_prompt(e) for e in dataset.examples]

@@ -5,20 +5,22 @@ from __future__ import annotations
 
 from harness.config import TrainConfig
 from harness.data.prompts import chat_messages, load_template
-from harness.data.readers import load_dataset, split_validation
+from harness.data.readers import load_dataset, reader_options, split_validation
 from harness.errors import ConfigError
 
 
 def build_examples(config: TrainConfig) -> tuple[list[dict], list[dict], dict]:
     """Dataset → TRL rows ({prompt, completion} or {text}), split into train and validation."""
     d = config.data
-    dataset = load_dataset(d.path, d.format, d.split, d.fields, d.limit, d.seed)
+    dataset = load_dataset(d.path, d.format, d.split, d.fields, d.limit, d.seed, **reader_options(d))
     template = load_template(d.template, d.prompt, d.response, where="data.template")
     if template.response is None and d.loss_on == "response":
         raise ConfigError(f"data.loss_on: template '{d.template}' has no response part; set data.loss_on: all")
     if d.validation_split:
         train_ex = dataset.examples
-        validation = load_dataset(d.path, d.format, d.validation_split, d.fields, None, d.seed).examples
+        validation = load_dataset(
+            d.path, d.format, d.validation_split, d.fields, None, d.seed, **reader_options(d)
+        ).examples
     else:
         train_ex, validation = split_validation(dataset.examples, d.validation_fraction, d.seed)
 
