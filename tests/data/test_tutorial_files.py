@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -41,3 +42,17 @@ def test_tutorial_json_array_trains_as_is(rows, workdir, run_cli, harness_cache)
     assert record["data"]["format"] == "json" and record["data"]["examples"] == len(rows)
     assert record["global_steps"] == 2 and all(isinstance(h["loss"], float) for h in record["history"])
     assert (workdir / "out" / "adapter_model.safetensors").is_file()
+
+
+def test_eval_limit_takes_the_first_questions_of_a_json_array(workdir, run_cli, harness_cache):
+    """ "The first 2 questions" of a JSON array of QA records: `--limit` sets dataset.limit, the suite's
+    (here overridden) `sample: first` says which."""
+    rows = [{"context": f"문맥 {i}", "question": f"질문 {i}?", "answers": [f"답 {i}"]} for i in range(1, 6)]
+    (workdir / "qa.json").write_text(json.dumps(rows, ensure_ascii=False), encoding="utf-8")
+    suite = Path(__file__).resolve().parents[2] / "suites" / "korquad_sample.yaml"
+    argv = ["eval", str(suite), "--data", "qa.json", "--limit", "2", "--set", "dataset.sample=first"]
+    code, _, err = run_cli([*argv, "--out", "runs", "--run-id", "first"])
+    assert code == 0, err
+    records = (workdir / "runs" / "first" / "records" / "base.jsonl").read_text(encoding="utf-8").splitlines()
+    assert [json.loads(line)["id"] for line in records] == ["1", "2"]
+    assert [json.loads(line)["references"] for line in records] == [["답 1"], ["답 2"]]
