@@ -66,3 +66,27 @@ def test_train_data_options_reach_the_reader(tmp_path):
     train_rows, validation, info = build_examples(config)
     assert train_rows == [{"text": f"row {i}"} for i in range(4)] and validation == []
     assert info["format"] == "json"
+
+
+def test_train_validation_split_of_a_saved_dataset_dict(tmp_path):
+    import datasets
+
+    from harness.train.data import build_examples
+
+    splits = {name: [{"text": f"{name} {i}"} for i in range(3)] for name in ("train", "test")}
+    datasets.DatasetDict({k: datasets.Dataset.from_list(v) for k, v in splits.items()}).save_to_disk(
+        str(tmp_path / "d")
+    )
+    data = {"path": str(tmp_path / "d"), "template": "text", "loss_on": "all", "validation_split": "test"}
+    train_rows, validation, info = build_examples(validate(TrainConfig, {"data": data}, "t.yaml"))
+    assert train_rows == splits["train"] and validation == splits["test"] and info["format"] == "disk"
+
+
+def test_train_data_files_reach_datasets_load_dataset(tmp_path):
+    from harness.train.data import build_examples
+
+    rows = [{"text": f"row {i}"} for i in range(3)]
+    (tmp_path / "rows.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    data = {"path": "json", "data_files": str(tmp_path / "rows.jsonl"), "template": "text", "loss_on": "all"}
+    train_rows, _, info = build_examples(validate(TrainConfig, {"data": {**data, "validation_fraction": 0}}, "t.yaml"))
+    assert train_rows == rows and info["format"] == "hub"
