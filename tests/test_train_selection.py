@@ -142,3 +142,12 @@ def test_wandb_not_installed_is_refused_by_name(workdir, run_cli):
     assert code == 2
     assert "training.report_to: wandb is not installed; pip install wandb" in err
     assert len(err.strip().splitlines()) == 1
+
+
+def test_a_sweep_point_that_cannot_choose_is_refused_before_any_trains(workdir, run_cli):
+    code, _out, err = run_cli(
+        ["train", "--set", "training.early_stopping={patience: 1}", "--sweep", "data.validation_fraction=0.1,0"]
+        + ["--output-dir", "sw"]
+    )
+    assert code == 2 and "point validation_fraction=0:" in err and "training.early_stopping" in err
+    assert not any(Path("sw").rglob("adapter_model.safetensors"))
