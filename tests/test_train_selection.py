@@ -93,6 +93,17 @@ def test_report_to_empty_writes_no_tensorboard_and_tensorboard_is_the_default(st
     assert TrainConfig().training.report_to == ["tensorboard"]
 
 
+def test_keep_last_after_an_early_stop_keeps_the_weights_it_stopped_with(tmp_path, harness_cache):
+    out = tmp_path / "adapter"
+    overrides = {**STOPPING, "output_dir": str(out), "training.keep": "last"}
+    overrides["training.early_stopping"] = {"patience": 1, "threshold": 100}  # stops at the second evaluation
+    with one_torch_thread():
+        record = train(load_config(TrainConfig, PRESETS / "tiny-ko-qa.yaml", overrides))
+    assert record["stopped_early"]["step"] == 4 == record["global_steps"]
+    assert record["kept"] == {"which": "last", "step": 4, "eval_loss": eval_losses(record)[4]}
+    assert_same_tensors(tensors(out), tensors(out / "checkpoints" / "checkpoint-4"))
+
+
 def test_keep_best_on_an_encoder_decoder(tmp_path, harness_cache):
     out = tmp_path / "adapter"
     overrides = {
