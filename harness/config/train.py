@@ -94,6 +94,15 @@ def _auto(description: str) -> Any:
     return Field("auto", description=description)
 
 
+class EarlyStopping(Strict):
+    patience: int = Field(
+        ..., gt=0, le=10_000, description="evaluations in a row without a better eval loss before training stops"
+    )
+    threshold: float = Field(
+        0.0, ge=0, description="how much lower an eval loss must be than the best so far to count as better"
+    )
+
+
 class TrainingSettings(Strict):
     epochs: float = Field(3.0, gt=0, le=10_000, description="passes over the data")
     max_steps: int = Field(-1, le=10**9, description="> 0 overrides epochs")
@@ -156,6 +165,21 @@ class TrainingSettings(Strict):
     save_steps: int = Field(100, gt=0, description="save a checkpoint every N steps (`--resume` continues from it)")
     save_total_limit: int | None = Field(2, gt=0, description="checkpoints kept (null: all)")
     seed: int = Field(42, ge=0, le=MAX_SEED, description="training seed (initialisation, shuffling, dropout)")
+    early_stopping: EarlyStopping | None = Field(
+        None,
+        description="stop when the eval loss has not improved for `patience` evaluations, e.g. "
+        "`{patience: 3, threshold: 0.01}`; needs validation data (null: train to the end)",
+    )
+    keep: Literal["last", "best"] = Field(
+        "last",
+        description="the adapter saved: `last`, the weights at the end; `best`, the checkpoint with the lowest "
+        "eval loss (a checkpoint is saved at every evaluation; needs validation data)",
+    )
+    report_to: list[Literal["tensorboard", "wandb"]] = Field(
+        ["tensorboard"],
+        description="where the curves go: `tensorboard` (OUTPUT_DIR/tensorboard), `wandb` (needs `pip install "
+        "wandb` and a login); `[]`: nowhere but the train record",
+    )
 
     @field_validator("batch_size")
     @classmethod

@@ -80,7 +80,7 @@ def probe_steps(
     rows are prepared as training prepares them (tokenized, truncated, those left without a target dropped),
     so that the longest are those training will see."""
     with tempfile.TemporaryDirectory() as tmp:  # the probe's Trainer never saves, but it needs a directory
-        trainer = build(config, plan, model, tokenizer, (rows, []), Path(tmp), tensorboard=False)
+        trainer = build(config, plan, model, tokenizer, (rows, []), Path(tmp), report=False)
         features = _longest_first(trainer.train_dataset, sizes[-1], trainer.args.remove_unused_columns)
         restore = _snapshot(model)
         try:

@@ -7,6 +7,7 @@ from harness.config import TrainConfig
 from harness.data.prompts import chat_messages, load_template
 from harness.data.readers import load_dataset, reader_options, split_validation
 from harness.errors import ConfigError
+from harness.train.selection import check_validation_rows
 
 
 def build_examples(config: TrainConfig) -> tuple[list[dict], list[dict], dict]:
@@ -23,6 +24,7 @@ def build_examples(config: TrainConfig) -> tuple[list[dict], list[dict], dict]:
         ).examples
     else:
         train_ex, validation = split_validation(dataset.examples, d.validation_fraction, d.seed)
+    check_validation_rows(config, validation)
 
     def row(example: dict) -> dict:
         where = f"{d.path} example '{example.get('id', '?')}'"

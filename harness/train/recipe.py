@@ -36,6 +36,8 @@ from harness.train.lora import (
 from harness.train.memory import memory_summary
 from harness.train.plan import Plan, fit_to_memory, plan_training
 from harness.train.record import RECORD_FILE, probe_logits, train_record
+from harness.train.reporting import check_reporters
+from harness.train.selection import check_selection, selection_record
 from harness.train.seq2seq import (
     PADDED_SOURCE_TARGET,
     attention_targets,
@@ -107,7 +109,7 @@ def train(config: TrainConfig, *, resume: bool = False, overwrite: bool = False)
     base.tokenizer.save_pretrained(out)
     record = train_record(
         config, base, plan, data_info, env, trainer.state, runtime, probe, memory_summary(trainer, env.device)
-    )
+    ) | selection_record(config, trainer, out)
     return _keep_record(record, out, dist)
 
 
@@ -130,6 +132,8 @@ def _check_before_loading(config: TrainConfig, out: Path, dist: Dist, *, resume:
     keep_log_in(out / (f"train-rank{dist.rank}.log" if dist.active else "train.log"))
     env = detect()
     refuse_decoder_only_settings(config)
+    check_selection(config)
+    check_reporters(config)
     plan_training(config, env, dist.world)
     check_trainable_base(config)
     return env

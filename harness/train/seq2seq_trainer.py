@@ -32,7 +32,7 @@ class SourceTargetTrainer(Seq2SeqTrainer):
 
 
 def build_seq2seq_trainer(
-    config: TrainConfig, plan: Plan, model, tokenizer, rows: tuple[list, list], out: Path, tensorboard: bool
+    config: TrainConfig, plan: Plan, model, tokenizer, rows: tuple[list, list], out: Path, report: bool
 ):
     """The Seq2SeqTrainer `run_training` runs, like trainer.build_trainer for SFTTrainer."""
     train_rows, val_rows = rows
@@ -49,7 +49,7 @@ def build_seq2seq_trainer(
         train_dataset=tokenize(train_rows, tokenizer, config),
         eval_dataset=tokenize(val_rows, tokenizer, config) if val_rows else None,
     )
-    return watch_trainer(trainer, model, out, tensorboard)
+    return watch_trainer(trainer, model, out, config, report)
 
 
 def tokenize(rows: list[dict], tokenizer, config: TrainConfig):

@@ -27,6 +27,8 @@ from harness.train.lora import check_trainable_base
 from harness.train.plan import plan_training
 from harness.train.recipe import train
 from harness.train.record import RECORD_FILE
+from harness.train.reporting import check_reporters
+from harness.train.selection import check_selection
 from harness.train.sweep import Sweep, SweepPoint
 
 logger = logging.getLogger(__name__)
@@ -65,6 +67,8 @@ def check_points(sweep: Sweep, world: int) -> None:
     for point in sweep.points:
         try:
             plan_training(point.config, env, world)
+            check_selection(point.config)
+            check_reporters(point.config)
             if (point.config.base, point.config.data.chat) not in checked_bases:
                 check_trainable_base(point.config)
                 checked_bases.add((point.config.base, point.config.data.chat))

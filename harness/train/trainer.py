@@ -33,7 +33,7 @@ def run_training(
     SFTTrainer, `build_trainer`). Returns the trainer that finished."""
     build = build or build_trainer
     while True:
-        trainer = build(config, plan, model, tokenizer, rows, out, tensorboard=main)
+        trainer = build(config, plan, model, tokenizer, rows, out, report=main)
         try:
             trainer.train(resume_from_checkpoint=last_checkpoint(out, note_skipped=True) if resume else None)
             return trainer
@@ -51,7 +51,7 @@ def run_training(
             )
 
 
-def build_trainer(config: TrainConfig, plan: Plan, model, tokenizer, rows: tuple[list, list], out: Path, tensorboard):
+def build_trainer(config: TrainConfig, plan: Plan, model, tokenizer, rows: tuple[list, list], out: Path, report):
     from datasets import Dataset
     from trl import SFTTrainer
 
@@ -74,17 +74,21 @@ def build_trainer(config: TrainConfig, plan: Plan, model, tokenizer, rows: tuple
             f"data.max_length: {config.data.max_length} tokens leave no training example a token to learn from "
             f"(the prompt fills them); raise data.max_length or set data.loss_on: all"
         )
-    return watch_trainer(trainer, model, out, tensorboard)
+    return watch_trainer(trainer, model, out, config, report)
 
 
-def watch_trainer(trainer, model, out: Path, tensorboard: bool):
-    """What every harness trainer gets once built: TensorBoard curves, harness's progress bar, the
-    non-finite stop, memory at every log, and fp32 LoRA weights."""
+def watch_trainer(trainer, model, out: Path, config: TrainConfig, report: bool):
+    """What every harness trainer gets once built: the curves of training.report_to (where `report`: rank 0,
+    not a probe), early stopping, harness's progress bar, the non-finite stop, memory at every log, and fp32
+    LoRA weights."""
     from harness.train.memory import add_memory_log
     from harness.train.progress import StopOnNonFinite, replace_progress_bar
+    from harness.train.reporting import add_reporters
+    from harness.train.selection import add_early_stopping
 
-    if tensorboard:  # made only once there is something to train on
-        _add_tensorboard(trainer, out / "tensorboard")
+    if report:
+        add_reporters(trainer, config.training.report_to, out)
+    add_early_stopping(trainer, config)
     replace_progress_bar(trainer)
     trainer.add_callback(StopOnNonFinite(model))
     add_memory_log(trainer)
@@ -113,8 +117,10 @@ def training_arguments(config: TrainConfig, plan: Plan, out: Path, has_validatio
     """The transformers TrainingArguments fields every harness trainer shares (SFT and sequence-to-sequence)."""
     from transformers import TrainingArguments
 
+    from harness.train.selection import selection_arguments
+
     t = config.training
-    return dict(
+    args = dict(
         output_dir=str(out / "checkpoints"),
         num_train_epochs=t.epochs,
         max_steps=t.max_steps,
@@ -147,6 +153,7 @@ def training_arguments(config: TrainConfig, plan: Plan, out: Path, has_validatio
         ddp_find_unused_parameters=False,
         **_sampling_argument(TrainingArguments, t.group_by_length),
     )
+    return args | selection_arguments(config, has_validation)
 
 
 def _collator(plan: Plan, tokenizer, args):
@@ -172,14 +179,6 @@ def _sampling_argument(config_cls, group_by_length: bool) -> dict:
     if "train_sampling_strategy" in config_cls.__dataclass_fields__:
         return {"train_sampling_strategy": "group_by_length" if group_by_length else "random"}
     return {"group_by_length": group_by_length}
-
-
-def _add_tensorboard(trainer, log_dir: Path) -> None:
-    # An explicit writer rather than TENSORBOARD_LOGGING_DIR, which would leak into the whole process.
-    from torch.utils.tensorboard import SummaryWriter
-    from transformers.integrations import TensorBoardCallback
-
-    trainer.add_callback(TensorBoardCallback(tb_writer=SummaryWriter(log_dir=str(log_dir))))
 
 
 def _keep_trainable_fp32(model) -> None:
