@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from harness.config.loader import Strict
+from harness.config.loader import Strict, drop_defaults
 
 # The reader fields at these values leave a run's id as it was before they existed.
 READER_DEFAULTS = {"sample": "random", "name": None, "data_files": None, "revision": None}
@@ -30,9 +30,5 @@ class ReaderSettings(Strict):
 
 
 def drop_reader_defaults(section: dict) -> dict:
-    """A dumped `data`/`dataset` section without the reader fields at their defaults, in place: what
-    names a run (a run id, a sweep's recorded settings) stays as it was for configs that do not set them."""
-    for key, default in READER_DEFAULTS.items():
-        if key in section and section[key] == default:
-            del section[key]
-    return section
+    """A dumped `data`/`dataset` section without the reader fields at their defaults (`drop_defaults`)."""
+    return drop_defaults(section, READER_DEFAULTS)

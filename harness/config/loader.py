@@ -161,3 +161,12 @@ def _model_in(annotation: Any) -> Any:
         if found is not None:
             return found
     return None
+
+
+def drop_defaults(section: dict, defaults: dict) -> dict:
+    """A dumped config section without the fields of `defaults` that hold their default, in place: what
+    names a run (a run id, a sweep's recorded settings) stays as it was before those fields existed."""
+    for key, default in defaults.items():
+        if key in section and section[key] == default:
+            del section[key]
+    return section

@@ -7,7 +7,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from harness.config.data import ReaderSettings
-from harness.config.loader import MAX_SEED, Strict, check_name
+from harness.config.loader import MAX_SEED, Strict, check_name, drop_defaults
 from harness.config.model import Quantization
 
 
@@ -208,3 +208,13 @@ class TrainConfig(Strict):
         if self.output_dir is None:
             object.__setattr__(self, "output_dir", f"adapters/{self.name}")
         return self
+
+
+# Training fields added after sweeps were first recorded, at their defaults: left out of what names a
+# sweep's shared settings, so a sweep recorded before they existed still resumes.
+SELECTION_DEFAULTS = {"early_stopping": None, "keep": "last", "report_to": ["tensorboard"]}
+
+
+def drop_selection_defaults(section: dict) -> dict:
+    """A dumped `training` section without SELECTION_DEFAULTS' fields at their defaults (`drop_defaults`)."""
+    return drop_defaults(section, SELECTION_DEFAULTS)

@@ -18,6 +18,7 @@ import yaml
 
 from harness.config import TrainConfig, load_config
 from harness.config.data import drop_reader_defaults
+from harness.config.train import drop_selection_defaults
 from harness.errors import ConfigError
 
 # The sweep names its points' directories and adapters itself.
@@ -94,7 +95,9 @@ def plan_sweep(source: str, overrides: dict[str, Any], options: list[str]) -> Sw
         for combo in itertools.product(*grid.values())
     ]
     settings = shared.model_dump(mode="json", exclude={"name", "output_dir"})
-    drop_reader_defaults(settings["data"])  # sweeps recorded before these fields existed still resume
+    # sweeps recorded before these fields existed still resume
+    drop_reader_defaults(settings["data"])
+    drop_selection_defaults(settings["training"])
     for field in grid:  # the shared config's own value of a swept field trains nothing
         *parents, last = field.split(".")
         node = _dotted(settings, ".".join(parents)) if parents else settings
