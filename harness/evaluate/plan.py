@@ -56,6 +56,7 @@ class EvalPlan:
     batch_size: int | None = None  # None: the engine sizes the batches itself
     position: dict[str, int] = field(default_factory=dict)  # a sample's place in `requests`, by id
     sweep: dict | None = None  # the training sweep the adapters come from (harness.evaluate.sweep)
+    checkpoints: dict | None = None  # the training run they come from (harness.evaluate.checkpoints)
 
 
 def resolve_dataset(suite: SuiteConfig, source: str) -> Dataset:

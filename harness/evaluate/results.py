@@ -7,6 +7,7 @@ import time
 from harness import __version__
 from harness.data.readers import Dataset
 from harness.engine import fused
+from harness.evaluate.checkpoints import best_checkpoint
 from harness.evaluate.plan import Column, EvalPlan
 from harness.metrics.aggregate import aggregate, repetition_summary
 
@@ -36,6 +37,9 @@ def build_results(
         results["generation_grid"] = suite.generation_grid
     if plan.sweep:
         results["sweep"] = plan.sweep
+    if plan.checkpoints:
+        best = best_checkpoint(plan.checkpoints, results["metrics"], results["metric_info"])
+        results["checkpoints"] = {**plan.checkpoints, "best": best}
     if plan.dist.active:
         results["world_size"] = plan.dist.world
     return results

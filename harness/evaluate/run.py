@@ -53,10 +53,12 @@ def run_eval(
     log: Callable[[str], None] | None = None,
     progress_bars: bool = True,
     sweep: dict | None = None,
+    checkpoints: dict | None = None,
 ) -> EvalResult:
     """Evaluate the suite's models; `log` receives the progress lines (default: this module's logger).
-    `sweep`: the training sweep the adapters come from (harness.evaluate.sweep), kept in the results."""
-    plan = plan_eval(suite, source, out_root, run_id, log or logger.info, progress_bars, sweep)
+    `sweep`: the training sweep the adapters come from (harness.evaluate.sweep); `checkpoints`: the
+    training run they come from (harness.evaluate.checkpoints); both kept in the results."""
+    plan = plan_eval(suite, source, out_root, run_id, log or logger.info, progress_bars, sweep, checkpoints)
     records, throughput = run_columns(plan)
     verified = verify_columns(plan, records) if suite.verify and plan.dist.main else {}
     plan.dist.barrier()
@@ -68,7 +70,14 @@ def run_eval(
 
 
 def plan_eval(
-    suite: SuiteConfig, source: str, out_root, run_id, log, progress_bars: bool, sweep: dict | None = None
+    suite: SuiteConfig,
+    source: str,
+    out_root,
+    run_id,
+    log,
+    progress_bars: bool,
+    sweep: dict | None = None,
+    checkpoints: dict | None = None,
 ) -> EvalPlan:
     """Everything checked and settled before the first sample is generated; the run directory made."""
     task = get_task(suite.task, where=f"{source}: field 'task'")
@@ -79,7 +88,9 @@ def plan_eval(
     # rank 0 merges the records and writes the run's JSON files. A world of one is the plain path.
     dist = Dist.current()
     models = load_models(suite, env, dist)
-    plan = EvalPlan(suite, source, task, dataset, env, dist, models, log, progress_bars, sweep=sweep)
+    plan = EvalPlan(
+        suite, source, task, dataset, env, dist, models, log, progress_bars, sweep=sweep, checkpoints=checkpoints
+    )
     build_requests(plan, fewshot)
     build_scorers(plan)
     names = model_names(suite, source)
@@ -135,6 +146,7 @@ def write_config(plan: EvalPlan) -> None:
             "dataset": dataset_info(plan.dataset),
             "models": models_info(plan.models, plan.columns),
             **({"sweep": plan.sweep} if plan.sweep else {}),
+            **({"checkpoints": plan.checkpoints} if plan.checkpoints else {}),
         },
     )
     world = {"world_size": plan.dist.world} if plan.dist.active else {}

@@ -91,7 +91,8 @@ def _sweep_lines(report: Report) -> list[str]:
     arrows = {True: "↑", False: "↓"}
     labels = [f"{l} {arrows[bool(report.metric_info[l].get('higher_is_better', True))]}" for l in table["labels"]]
     header = ["model"] + table["fields"] + labels
-    lines = ["Sweep (★ best point):", "", "| " + " | ".join(_md_escape(h) for h in header) + " |"]
+    best = "best point" if table["title"] == "Sweep" else "best checkpoint"
+    lines = [f"{table['title']} (★ {best}):", "", "| " + " | ".join(_md_escape(h) for h in header) + " |"]
     lines.append("|" + "---|" * len(header))
     for row in table["rows"]:
         cells = [_interval_md(c) + (" ★" if c["best"] else "") for c in row["cells"]]
