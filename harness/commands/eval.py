@@ -70,6 +70,20 @@ def _add_model_options(p) -> None:
         "(e.g. r=8); the report then plots each metric against the swept field",
     )
     p.add_argument(
+        "--model",
+        action="append",
+        default=[],
+        metavar="NAME=PATH",
+        help="add a full model (e.g. a `harness merge` export) as its own column, loaded as exported "
+        "(unquantized, in the base's compute dtype; see --model-quantization); deltas are against the base",
+    )
+    p.add_argument(
+        "--model-quantization",
+        choices=["none", "base"],
+        default="none",
+        help="how --model models load: none (default: as exported) or base (the base's quantization settings)",
+    )
+    p.add_argument(
         "--checkpoints",
         metavar="DIR",
         help="add every saved checkpoint of a `harness train` output directory (DIR/checkpoints/checkpoint-STEP, "
@@ -107,21 +121,9 @@ def run(args) -> int:
     suite = load_config(SuiteConfig, args.suite, overrides)
     if args.adapter:
         suite.models.adapters = {**suite.models.adapters, **parse_adapters(args.adapter)}
-    sweep = checkpoints = None
-    if args.sweep:
-        from harness.evaluate.sweep import sweep_models
-
-        adapters, sweep = sweep_models(args.sweep)
-        _add_adapters(suite, adapters, f"--sweep {args.sweep}")
-    if args.checkpoints:
-        from harness.evaluate.checkpoints import checkpoint_models
-
-        adapters, checkpoints = checkpoint_models(args.checkpoints)
-        _add_adapters(suite, adapters, f"--checkpoints {args.checkpoints}")
+    sources = model_sources(args, suite)
     # With --json, stdout carries only the JSON document; the progress line goes to stderr.
-    result = run_eval(
-        suite, args.suite, args.out, args.run_id, log=progress_printer(args.json), sweep=sweep, checkpoints=checkpoints
-    )
+    result = run_eval(suite, args.suite, args.out, args.run_id, log=progress_printer(args.json), sources=sources)
     from harness.runtime.distributed import Dist
 
     if not Dist.current().main:  # rank 0 prints the merged results
@@ -132,6 +134,27 @@ def run(args) -> int:
         print(results_table(result.results))
         print(f"\nrun: {result.run_dir}")
     return 0
+
+
+def model_sources(args, suite):
+    """The columns --sweep, --checkpoints and --model add to the suite's (the adapters added to it)."""
+    from harness.errors import ConfigError
+    from harness.evaluate.plan import Sources
+
+    sources = Sources(full=parse_adapters(args.model, "--model"), full_quantization=args.model_quantization)
+    if args.sweep:
+        from harness.evaluate.sweep import sweep_models
+
+        adapters, sources.sweep = sweep_models(args.sweep)
+        _add_adapters(suite, adapters, f"--sweep {args.sweep}")
+    if args.checkpoints:
+        from harness.evaluate.checkpoints import checkpoint_models
+
+        adapters, sources.checkpoints = checkpoint_models(args.checkpoints)
+        _add_adapters(suite, adapters, f"--checkpoints {args.checkpoints}")
+    if clash := sorted(set(sources.full) & set(suite.models.adapters)):
+        raise ConfigError(f"--model {clash[0]}=...: the name is also an adapter's; give the model another name")
+    return sources
 
 
 def _add_adapters(suite, adapters: dict[str, str], option: str) -> None:

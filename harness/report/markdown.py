@@ -107,6 +107,8 @@ def _model_line(m) -> str:
         quantization = info.get("quantization")
         mode = f", {_md_escape(quantization.get('mode'))}" if isinstance(quantization, dict) else ""
         return f"- {_md_code(m.name)}: base {_md_code(info.get('ref', '?'))}" + mode
+    if m.kind == "model":
+        return f"- {_md_code(m.name)}: model {_md_code(info.get('path', '?'))} (sha256 {_md_code(str(info.get('sha256', '?'))[:12])})"
     t = train_summary(info)
     extra = f"; trained {_md_escape(t['steps'])} steps on {_md_code(t['data'])}" if t and t.get("steps") else ""
     return (
