@@ -132,6 +132,8 @@ def run(args) -> int:
         print(json.dumps(result.results, ensure_ascii=False, indent=2))
     else:
         print(results_table(result.results))
+        if best := (result.results.get("checkpoints") or {}).get("best"):
+            print(f"\nbest checkpoint: {best['name']} (step {best['step']}, {best['metric']} {best['value']:.4g})")
         print(f"\nrun: {result.run_dir}")
     return 0
 

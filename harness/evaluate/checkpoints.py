@@ -10,6 +10,7 @@ import math
 from pathlib import Path
 
 from harness.errors import ConfigError
+from harness.model.adapters import WEIGHT_FILES
 
 STEP_PREFIX = "checkpoint-"
 
@@ -21,7 +22,7 @@ def checkpoint_models(directory: str | Path) -> tuple[dict[str, str], dict]:
     steps = {
         int(p.name[len(STEP_PREFIX) :]): p
         for p in (root / "checkpoints").glob(f"{STEP_PREFIX}*")
-        if p.name[len(STEP_PREFIX) :].isdigit() and (p / "adapter_config.json").is_file()
+        if p.name[len(STEP_PREFIX) :].isdigit() and _complete(p)
     }
     if not steps:
         raise ConfigError(
@@ -30,10 +31,15 @@ def checkpoint_models(directory: str | Path) -> tuple[dict[str, str], dict]:
         )
     adapters = {f"step-{step}": str(steps[step]) for step in sorted(steps)}
     at = {f"step-{step}": step for step in sorted(steps)}
-    if (root / "adapter_config.json").is_file():
+    if _complete(root):
         adapters["final"] = str(root)
         at["final"] = _final_step(root, max(steps))
     return adapters, {"dir": str(directory), "steps": at}
+
+
+def _complete(path: Path) -> bool:
+    """A checkpoint with its adapter saved; one cut short while saving is passed over, as --resume does."""
+    return (path / "adapter_config.json").is_file() and any((path / name).is_file() for name in WEIGHT_FILES)
 
 
 def _final_step(root: Path, last_saved: int) -> int:

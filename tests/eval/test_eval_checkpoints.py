@@ -4,6 +4,7 @@ evaluated as a plain --adapter, the best checkpoint marked; a directory without 
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -33,8 +34,9 @@ def trained(tmp_path_factory, harness_cache) -> Path:
 @pytest.fixture(scope="module")
 def checkpoint_run(trained, tmp_path_factory):
     runs = tmp_path_factory.mktemp("ckpt-runs")
-    code, _out, err = harness("eval", SUITE, "--checkpoints", trained, *FAST, "--out", runs)
+    code, out, err = harness("eval", SUITE, "--checkpoints", trained, *FAST, "--out", runs)
     assert code == 0, err
+    assert "best checkpoint: " in out
     return next(runs.iterdir())
 
 
@@ -68,6 +70,15 @@ def test_report_plots_metrics_against_the_step(checkpoint_run, tmp_path):
     assert '<h3 id="sweep">Checkpoints</h3>' in page and 'data-point="step-2"' in page and "★" in page
     md = (tmp_path / "r.md").read_text(encoding="utf-8")
     assert "Checkpoints (★ best checkpoint):" in md and "| <code>final</code> | 3 |" in md
+
+
+def test_a_checkpoint_cut_short_while_saving_is_passed_over(trained, tmp_path):
+    from harness.evaluate.checkpoints import checkpoint_models
+
+    shutil.copytree(trained, tmp_path / "run")
+    (tmp_path / "run" / "checkpoints" / "checkpoint-3" / "adapter_model.safetensors").unlink()
+    adapters, _ = checkpoint_models(tmp_path / "run")
+    assert list(adapters) == ["step-1", "step-2", "final"]
 
 
 def test_a_directory_without_checkpoints_is_refused(tmp_path):
