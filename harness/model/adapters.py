@@ -42,12 +42,11 @@ class ModelSet:
 
     @contextlib.contextmanager
     def dense(self):
-        """The base (and any full model loaded quantized) dequantized once for whatever runs inside (see
-        harness.model.dense); adapters stay attached, so `use(name)` inside computes every model on it."""
+        """The base dequantized once for whatever runs inside (see harness.model.dense); adapters stay
+        attached, so `use(name)` inside computes every model on it. A full model (`--model`) keeps its own
+        weights: the memory the engine planned for is the base's alone."""
 
-        with contextlib.ExitStack() as stack:
-            for loaded in [self.base] + [f.loaded for f in self.full.values() if f.loaded.quantization.mode != "none"]:
-                stack.enter_context(dense_model(loaded.model, torch_dtype(loaded.compute_dtype)))
+        with dense_model(self.base.model, torch_dtype(self.base.compute_dtype)):
             yield
 
     @contextlib.contextmanager
