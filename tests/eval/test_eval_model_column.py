@@ -69,6 +69,16 @@ def test_merged_export_answers_as_base_plus_adapter(eval_adapter, export, tmp_pa
     assert again["throughput"]["merged"]["reused"] == 3 and again["throughput"]["merged"]["samples"] == 0
 
 
+def test_beside_a_4bit_base_the_export_loads_as_exported(export, tmp_path):
+    argv = ["--limit", "1", "--set", "generation.max_new_tokens=4", "--set", "bootstrap.resamples=20"]
+    code, _out, err = harness("eval", SUITE, *argv, "--model", f"merged={export}", "--out", tmp_path)
+    assert code == 0, err
+    models = {m["name"]: m for m in read_json(next(tmp_path.iterdir()) / "results.json")["models"]}
+    assert models["base"]["quantization"]["mode"] == "nf4"
+    assert models["merged"]["quantization"]["mode"] == "none"
+    assert models["merged"]["compute_dtype"] == models["base"]["compute_dtype"]
+
+
 def test_model_default_load_is_unquantized_in_the_base_dtype():
     from harness.config.model import Quantization
     from harness.model.full import full_quantization
