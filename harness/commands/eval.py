@@ -23,19 +23,7 @@ def register(sub) -> None:
     )
     p.add_argument("suite", help="suite YAML, e.g. suites/korquad_sample.yaml")
     p.add_argument("--base", help="base model: hub id, local path or tiny:llama-ko (overrides models.base)")
-    p.add_argument(
-        "--adapter",
-        action="append",
-        default=[],
-        metavar="NAME=PATH",
-        help="add an adapter to compare (repeatable; a bare PATH is named after its directory)",
-    )
-    p.add_argument(
-        "--sweep",
-        metavar="DIR",
-        help="add every finished adapter of a `harness train --sweep` directory, named after its point "
-        "(e.g. r=8); the report then plots each metric against the swept field",
-    )
+    _add_model_options(p)
     p.add_argument("--no-base", action="store_true", help="score only the adapters (no deltas are computed)")
     p.add_argument("--data", help="dataset path or hub id (overrides dataset.path and its environment variable)")
     p.add_argument(
@@ -71,6 +59,44 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
+def _add_model_options(p) -> None:
+    """The models to score beside the suite's."""
+    p.add_argument(
+        "--adapter",
+        action="append",
+        default=[],
+        metavar="NAME=PATH",
+        help="add an adapter to compare (repeatable; a bare PATH is named after its directory)",
+    )
+    p.add_argument(
+        "--sweep",
+        metavar="DIR",
+        help="add every finished adapter of a `harness train --sweep` directory, named after its point "
+        "(e.g. r=8); the report then plots each metric against the swept field",
+    )
+    p.add_argument(
+        "--model",
+        action="append",
+        default=[],
+        metavar="NAME=PATH",
+        help="add a full model (e.g. a `harness merge` export) as its own column, loaded as exported "
+        "(unquantized, in the base's compute dtype; see --model-quantization); deltas are against the base",
+    )
+    p.add_argument(
+        "--model-quantization",
+        choices=["none", "base"],
+        default="none",
+        help="how --model models load: none (default: as exported) or base (the base's quantization settings)",
+    )
+    p.add_argument(
+        "--checkpoints",
+        metavar="DIR",
+        help="add every saved checkpoint of a `harness train` output directory (DIR/checkpoints/checkpoint-STEP, "
+        "named step-N) and its final adapter (named final); the report plots each metric against the step "
+        "and marks the best checkpoint",
+    )
+
+
 def run(args) -> int:
     import json
 
@@ -100,20 +126,9 @@ def run(args) -> int:
     suite = load_config(SuiteConfig, args.suite, overrides)
     if args.adapter:
         suite.models.adapters = {**suite.models.adapters, **parse_adapters(args.adapter)}
-    sweep = None
-    if args.sweep:
-        from harness.evaluate.sweep import sweep_models
-
-        adapters, sweep = sweep_models(args.sweep)
-        clash = sorted(set(adapters) & set(suite.models.adapters))
-        if clash:
-            raise ConfigError(
-                f"--sweep {args.sweep}: the adapter name '{clash[0]}' is also given in the suite or by --adapter; "
-                "rename that adapter"
-            )
-        suite.models.adapters = {**suite.models.adapters, **adapters}
+    sources = model_sources(args, suite)
     # With --json, stdout carries only the JSON document; the progress line goes to stderr.
-    result = run_eval(suite, args.suite, args.out, args.run_id, log=progress_printer(args.json), sweep=sweep)
+    result = run_eval(suite, args.suite, args.out, args.run_id, log=progress_printer(args.json), sources=sources)
     from harness.runtime.distributed import Dist
 
     if not Dist.current().main:  # rank 0 prints the merged results
@@ -122,5 +137,41 @@ def run(args) -> int:
         print(json.dumps(result.results, ensure_ascii=False, indent=2))
     else:
         print(results_table(result.results))
+        if best := (result.results.get("checkpoints") or {}).get("best"):
+            print(f"\nbest checkpoint: {best['name']} (step {best['step']}, {best['metric']} {best['value']:.4g})")
         print(f"\nrun: {result.run_dir}")
     return 0
+
+
+def model_sources(args, suite):
+    """The columns --sweep, --checkpoints and --model add to the suite's (the adapters added to it)."""
+    from harness.errors import ConfigError
+    from harness.evaluate.plan import Sources
+
+    sources = Sources(full=parse_adapters(args.model, "--model"), full_quantization=args.model_quantization)
+    if args.sweep:
+        from harness.evaluate.sweep import sweep_models
+
+        adapters, sources.sweep = sweep_models(args.sweep)
+        _add_adapters(suite, adapters, f"--sweep {args.sweep}")
+    if args.checkpoints:
+        from harness.evaluate.checkpoints import checkpoint_models
+
+        adapters, sources.checkpoints = checkpoint_models(args.checkpoints)
+        _add_adapters(suite, adapters, f"--checkpoints {args.checkpoints}")
+    if clash := sorted(set(sources.full) & set(suite.models.adapters)):
+        raise ConfigError(f"--model {clash[0]}=...: the name is also an adapter's; give the model another name")
+    return sources
+
+
+def _add_adapters(suite, adapters: dict[str, str], option: str) -> None:
+    """The adapters an option names, added to the suite's; a name given twice is refused."""
+    from harness.errors import ConfigError
+
+    clash = sorted(set(adapters) & set(suite.models.adapters))
+    if clash:
+        raise ConfigError(
+            f"{option}: the adapter name '{clash[0]}' is also given in the suite or by another option; "
+            "rename that adapter"
+        )
+    suite.models.adapters = {**suite.models.adapters, **adapters}

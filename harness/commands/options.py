@@ -15,25 +15,25 @@ from harness.config.loader import check_name
 from harness.errors import ConfigError
 
 
-def parse_adapters(values: list[str]) -> dict[str, str]:
-    """`--adapter NAME=PATH` (repeatable; a bare PATH is named after its directory) → {name: path}."""
+def parse_adapters(values: list[str], option: str = "--adapter") -> dict[str, str]:
+    """`--adapter NAME=PATH` (or `option`; repeatable; a bare PATH is named after its directory) → {name: path}."""
     adapters = {}
     for value in values:
         name, sep, path = value.partition("=")
         if not sep:
             name, path = Path(value.rstrip("/")).name, value
         if not name or not path:
-            raise ConfigError(f"--adapter {value}: expected NAME=PATH")
+            raise ConfigError(f"{option} {value}: expected NAME=PATH")
         if name == "base" or "/" in name:
             raise ConfigError(
-                f"--adapter {value}: the name '{name}' is reserved or invalid; use a plain name other than 'base'"
+                f"{option} {value}: the name '{name}' is reserved or invalid; use a plain name other than 'base'"
             )
         if name in adapters:
-            raise ConfigError(f"--adapter {value}: the name '{name}' is given twice; names must be unique")
+            raise ConfigError(f"{option} {value}: the name '{name}' is given twice; names must be unique")
         try:
-            check_name(name, "adapter name")
+            check_name(name, f"{option[2:]} name")
         except ValueError as exc:
-            raise ConfigError(f"--adapter {value[:60]}: {exc}") from None
+            raise ConfigError(f"{option} {value[:60]}: {exc}") from None
         adapters[name] = path
     return adapters
 

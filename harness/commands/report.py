@@ -13,7 +13,8 @@ def register(sub) -> None:
         help=HELP,
         description=HELP + ".",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="Several runs of the same suite (same dataset sha256) merge into one comparison. "
+        epilog="Several runs of the same suite (same dataset sha256) merge into one comparison; runs of "
+        "several suites make one page with a section per suite. "
         "Without --html/-o/--md the HTML page is written. The page is one file: "
         "no network needed, open it from disk.",
     )
@@ -48,25 +49,29 @@ def run(args) -> int:
     from pathlib import Path
 
     from harness.errors import HarnessError
-    from harness.report import load_report, render_html, render_markdown
+    from harness.report import render_html, render_markdown
+    from harness.report.multi import load_reports, multi_report_id, render_multi_html, render_multi_markdown
     from harness.runs.store import latest_run
     from harness.runs.summary import results_table
     from harness.runtime.console import terminal
 
     paths = args.runs or [latest_run(Path(args.runs_root))]
-    report = load_report(paths, args.results)
-    for note in (note for run in report.runs for note in run.notes):
+    reports = load_reports(paths, args.results)
+    for note in (note for report in reports for run in report.runs for note in run.notes):
         print(f"harness report: note: {note}", file=terminal())
+    one = reports[0] if len(reports) == 1 else None
+    report_id = one.report_id if one else multi_report_id(reports)
     want_html = bool(args.html or args.output or args.md is None)
     written = []
     if want_html:
-        written.append(
-            _write(Path(args.output or f"reports/{report.report_id}.html"), render_html(report), HarnessError)
-        )
+        html = render_html(one) if one else render_multi_html(reports)
+        written.append(_write(Path(args.output or f"reports/{report_id}.html"), html, HarnessError))
     if args.md is not None:
-        written.append(_write(Path(args.md or f"reports/{report.report_id}.md"), render_markdown(report), HarnessError))
-    print(results_table(report.results_for_table()))
-    print()
+        md = render_markdown(one) if one else render_multi_markdown(reports)
+        written.append(_write(Path(args.md or f"reports/{report_id}.md"), md, HarnessError))
+    for report in reports:
+        print(results_table(report.results_for_table()))
+        print()
     for path in written:
         print(f"report: {path}")
     return 0

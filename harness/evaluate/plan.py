@@ -34,6 +34,16 @@ class Column:
 
 
 @dataclass
+class Sources:
+    """Where columns beyond the suite's come from, as results.json describes them."""
+
+    sweep: dict | None = None  # the training sweep the adapters come from (harness.evaluate.sweep)
+    checkpoints: dict | None = None  # the training run they come from (harness.evaluate.checkpoints)
+    full: dict[str, str] = field(default_factory=dict)  # full models by name (--model NAME=PATH)
+    full_quantization: str = "none"  # how they load (harness.model.full)
+
+
+@dataclass
 class EvalPlan:
     """Everything the steps of an eval share; filled in, in order, by `harness.evaluate.run.plan_eval`."""
 
@@ -56,7 +66,7 @@ class EvalPlan:
     engine: str = "plain"
     batch_size: int | None = None  # None: the engine sizes the batches itself
     position: dict[str, int] = field(default_factory=dict)  # a sample's place in `requests`, by id
-    sweep: dict | None = None  # the training sweep the adapters come from (harness.evaluate.sweep)
+    sources: Sources = field(default_factory=lambda: Sources())
 
 
 def resolve_dataset(suite: SuiteConfig, source: str) -> Dataset:
@@ -137,8 +147,8 @@ def build_scorers(plan: EvalPlan) -> None:
         plan.log(note)
 
 
-def model_names(suite: SuiteConfig, source: str) -> list[str]:
-    names = (["base"] if suite.models.include_base else []) + list(suite.models.adapters)
+def model_names(suite: SuiteConfig, source: str, full: list[str]) -> list[str]:
+    names = (["base"] if suite.models.include_base else []) + list(suite.models.adapters) + full
     if not names:
         raise ConfigError(f"{source}: nothing to evaluate; give an adapter or keep models.include_base")
     return names

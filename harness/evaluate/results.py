@@ -7,6 +7,7 @@ import time
 from harness import __version__
 from harness.data.readers import Dataset
 from harness.engine import fused
+from harness.evaluate.checkpoints import best_checkpoint
 from harness.evaluate.plan import Column, EvalPlan
 from harness.metrics.aggregate import aggregate, repetition_summary
 
@@ -34,8 +35,12 @@ def build_results(
         results["verify"] = verified
     if len(plan.variants) > 1:
         results["generation_grid"] = suite.generation_grid
-    if plan.sweep:
-        results["sweep"] = plan.sweep
+    sources = plan.sources
+    if sources.sweep:
+        results["sweep"] = sources.sweep
+    if sources.checkpoints:
+        best = best_checkpoint(sources.checkpoints, results["metrics"], results["metric_info"])
+        results["checkpoints"] = {**sources.checkpoints, "best": best}
     if plan.dist.active:
         results["world_size"] = plan.dist.world
     return results
@@ -95,6 +100,17 @@ def _model_info(models, name: str) -> dict:
             "sha256": models.base_fingerprint(),
             "quantization": models.base.quantization.model_dump(),
             "compute_dtype": models.base.compute_dtype,
+        }
+    if name in models.full:
+        loaded = models.full[name].loaded
+        return {
+            "name": name,
+            "kind": "model",
+            "ref": loaded.ref,
+            "path": loaded.path,
+            "sha256": models.full[name].sha256,
+            "quantization": loaded.quantization.model_dump(),
+            "compute_dtype": loaded.compute_dtype,
         }
     a = models.adapters[name]
     record = a.train_record or {}

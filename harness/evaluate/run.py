@@ -17,6 +17,7 @@ from harness.engine.weights import choose_weights
 from harness.evaluate.columns import run_columns
 from harness.evaluate.plan import (
     EvalPlan,
+    Sources,
     build_requests,
     build_scorers,
     fewshot_pool,
@@ -29,6 +30,7 @@ from harness.evaluate.plan import (
 from harness.evaluate.results import build_results, dataset_info, models_info
 from harness.evaluate.verify import verify_columns
 from harness.model.adapters import attach_adapters
+from harness.model.full import load_full_models
 from harness.model.loading import load_base
 from harness.runs.store import RunDir
 from harness.runtime.console import human_bytes, keep_log_in, quiet
@@ -52,11 +54,11 @@ def run_eval(
     run_id: str | None = None,
     log: Callable[[str], None] | None = None,
     progress_bars: bool = True,
-    sweep: dict | None = None,
+    sources: Sources | None = None,
 ) -> EvalResult:
     """Evaluate the suite's models; `log` receives the progress lines (default: this module's logger).
-    `sweep`: the training sweep the adapters come from (harness.evaluate.sweep), kept in the results."""
-    plan = plan_eval(suite, source, out_root, run_id, log or logger.info, progress_bars, sweep)
+    `sources`: columns beyond the suite's (a sweep's adapters, a run's checkpoints, full models)."""
+    plan = plan_eval(suite, source, out_root, run_id, log or logger.info, progress_bars, sources or Sources())
     records, throughput = run_columns(plan)
     verified = verify_columns(plan, records) if suite.verify and plan.dist.main else {}
     plan.dist.barrier()
@@ -68,7 +70,7 @@ def run_eval(
 
 
 def plan_eval(
-    suite: SuiteConfig, source: str, out_root, run_id, log, progress_bars: bool, sweep: dict | None = None
+    suite: SuiteConfig, source: str, out_root, run_id, log, progress_bars: bool, sources: Sources
 ) -> EvalPlan:
     """Everything checked and settled before the first sample is generated; the run directory made."""
     task = get_task(suite.task, where=f"{source}: field 'task'")
@@ -78,11 +80,11 @@ def plan_eval(
     # Under `accelerate launch`, every rank loads its own copy and generates its share of the samples;
     # rank 0 merges the records and writes the run's JSON files. A world of one is the plain path.
     dist = Dist.current()
-    models = load_models(suite, env, dist)
-    plan = EvalPlan(suite, source, task, dataset, env, dist, models, log, progress_bars, sweep=sweep)
+    models = load_models(suite, env, dist, sources)
+    plan = EvalPlan(suite, source, task, dataset, env, dist, models, log, progress_bars, sources=sources)
     build_requests(plan, fewshot)
     build_scorers(plan)
-    names = model_names(suite, source)
+    names = model_names(suite, source, list(sources.full))
     models.base_fingerprint(
         announce=lambda size: log(
             f"harness eval: reading the base's files once ({human_bytes(size)}) to key resumed records on its content"
@@ -112,8 +114,8 @@ def plan_eval(
     return plan
 
 
-def load_models(suite: SuiteConfig, env, dist: Dist):
-    """The base (each rank its own copy) with every adapter attached."""
+def load_models(suite: SuiteConfig, env, dist: Dist, sources: Sources):
+    """The base (each rank its own copy) with every adapter attached, and each full model loaded."""
     base = load_base(
         suite.models.base,
         suite.models.quantization,
@@ -122,7 +124,9 @@ def load_models(suite: SuiteConfig, env, dist: Dist):
         device_map=suite.models.device_map,
         max_memory_per_gpu=suite.models.max_memory_per_gpu,
     )
-    return attach_adapters(base, suite.models.adapters)
+    models = attach_adapters(base, suite.models.adapters)
+    models.full = load_full_models(sources.full, base, sources.full_quantization, env, dist.local_rank)
+    return models
 
 
 def write_config(plan: EvalPlan) -> None:
@@ -134,7 +138,8 @@ def write_config(plan: EvalPlan) -> None:
             "source": plan.source,
             "dataset": dataset_info(plan.dataset),
             "models": models_info(plan.models, plan.columns),
-            **({"sweep": plan.sweep} if plan.sweep else {}),
+            **({"sweep": plan.sources.sweep} if plan.sources.sweep else {}),
+            **({"checkpoints": plan.sources.checkpoints} if plan.sources.checkpoints else {}),
         },
     )
     world = {"world_size": plan.dist.world} if plan.dist.active else {}

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from harness.errors import ModelError, first_line
 from harness.model.dense import dense_model
+from harness.model.full import FullModel
 from harness.model.loading import LoadedBase, base_signature, read_json, resolve_model_ref
 from harness.runtime.env import torch_dtype
 
@@ -37,18 +38,23 @@ class ModelSet:
     adapters: dict[str, AdapterInfo] = field(default_factory=dict)
     peft_model: object | None = None
     base_sha256: str | None = None  # computed on first use (see harness.model.fingerprint)
+    full: dict[str, FullModel] = field(default_factory=dict)  # full models with their own load (--model)
 
     @contextlib.contextmanager
     def dense(self):
         """The base dequantized once for whatever runs inside (see harness.model.dense); adapters stay
-        attached, so `use(name)` inside computes every model on it."""
+        attached, so `use(name)` inside computes every model on it. A full model (`--model`) keeps its own
+        weights: the memory the engine planned for is the base's alone."""
 
         with dense_model(self.base.model, torch_dtype(self.base.compute_dtype)):
             yield
 
     @contextlib.contextmanager
     def use(self, name: str):
-        """The model computing `name`: the base with adapters disabled, or that adapter."""
+        """The model computing `name`: the base with adapters disabled, that adapter, or a full model."""
+        if name in self.full:
+            yield self.full[name].loaded.model
+            return
         if self.peft_model is None:
             if name != "base":
                 raise ModelError(f"no adapter named '{name}' is loaded")
@@ -72,6 +78,13 @@ class ModelSet:
     def identity(self, name: str) -> dict:
         """What produced an output: resume keys on this, never on a path or a name alone: the base by
         the content of its directory, as each adapter by its weights."""
+        if name in self.full:
+            loaded = self.full[name].loaded
+            return {
+                "model_sha256": self.full[name].sha256,
+                "quantization": loaded.quantization.model_dump(),
+                "compute_dtype": loaded.compute_dtype,
+            }
         ident = {
             "base_sha256": self.base_fingerprint(),
             "quantization": self.base.quantization.model_dump(),

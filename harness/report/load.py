@@ -190,8 +190,12 @@ def merge_runs(runs: list[Run]) -> Report:
 
 
 def load_report(paths: list[str | Path], results_file: str = "results.json") -> Report:
+    return merge_runs(load_runs(paths, results_file))
+
+
+def load_runs(paths: list[str | Path], results_file: str = "results.json") -> list[Run]:
     runs = [load_run(p, results_file) for p in paths]
     resolved = [r.path.resolve() for r in runs]
     if len(set(resolved)) != len(resolved):
         raise HarnessError("the same run directory is given twice; pass each run once")
-    return merge_runs(runs)
+    return runs

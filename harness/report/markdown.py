@@ -91,7 +91,8 @@ def _sweep_lines(report: Report) -> list[str]:
     arrows = {True: "↑", False: "↓"}
     labels = [f"{l} {arrows[bool(report.metric_info[l].get('higher_is_better', True))]}" for l in table["labels"]]
     header = ["model"] + table["fields"] + labels
-    lines = ["Sweep (★ best point):", "", "| " + " | ".join(_md_escape(h) for h in header) + " |"]
+    best = "best point" if table["title"] == "Sweep" else "best checkpoint"
+    lines = [f"{table['title']} (★ {best}):", "", "| " + " | ".join(_md_escape(h) for h in header) + " |"]
     lines.append("|" + "---|" * len(header))
     for row in table["rows"]:
         cells = [_interval_md(c) + (" ★" if c["best"] else "") for c in row["cells"]]
@@ -106,6 +107,8 @@ def _model_line(m) -> str:
         quantization = info.get("quantization")
         mode = f", {_md_escape(quantization.get('mode'))}" if isinstance(quantization, dict) else ""
         return f"- {_md_code(m.name)}: base {_md_code(info.get('ref', '?'))}" + mode
+    if m.kind == "model":
+        return f"- {_md_code(m.name)}: model {_md_code(info.get('path', '?'))} (sha256 {_md_code(str(info.get('sha256', '?'))[:12])})"
     t = train_summary(info)
     extra = f"; trained {_md_escape(t['steps'])} steps on {_md_code(t['data'])}" if t and t.get("steps") else ""
     return (

@@ -18,14 +18,14 @@ class SweepView:
     values: dict[str, list]  # field → its values, in plotting order
     points: list[tuple[Model, dict]]  # each swept model with its point's values
     base: Model | None
+    title: str = "Sweep"  # or "Checkpoints": a training run's checkpoints against their step
 
 
 def sweep_view(report: Report) -> SweepView | None:
     """The first run's sweep that has evaluated points; None when no run comes from a sweep. Columns of
     a generation grid are left out: a point would have several."""
     for run in report.runs:
-        sweep = as_mapping(run.results.get("sweep"))
-        fields, values = as_mapping(sweep.get("fields")), as_mapping(sweep.get("points"))
+        fields, values, title = _swept(run.results)
         if not fields or not all(isinstance(v, list) for v in fields.values()):
             continue
         own = [m for m in report.models if m.run_id == run.run_id and not m.info.get("variant")]
@@ -36,8 +36,21 @@ def sweep_view(report: Report) -> SweepView | None:
         ]
         if points:
             base = next((m for m in own if m.kind == "base"), None)
-            return SweepView(list(fields), {f: _ordered(v) for f, v in fields.items()}, points, base)
+            return SweepView(list(fields), {f: _ordered(v) for f, v in fields.items()}, points, base, title)
     return None
+
+
+def _swept(results: dict) -> tuple[dict, dict, str]:
+    """(fields and their values, each model's values, the section's title) of a sweep, or of a run's
+    checkpoints (harness eval --checkpoints) as a sweep over one field, the step."""
+    sweep = as_mapping(results.get("sweep"))
+    if sweep:
+        return as_mapping(sweep.get("fields")), as_mapping(sweep.get("points")), "Sweep"
+    steps = as_mapping(as_mapping(results.get("checkpoints")).get("steps"))
+    steps = {name: step for name, step in steps.items() if isinstance(step, int) and not isinstance(step, bool)}
+    if not steps:
+        return {}, {}, ""
+    return {"step": sorted(set(steps.values()))}, {n: {"step": s} for n, s in steps.items()}, "Checkpoints"
 
 
 def _ordered(values: list) -> list:
@@ -83,7 +96,8 @@ def sweep_table(report: Report, view: SweepView | None = None) -> dict | None:
         for cell, l in zip(cells, labels):
             cell["best"] = best[l] is m
         rows.append({"name": m.name, "at": [value_text(values[f]) for f in view.fields], "cells": cells})
-    return {"fields": [field_label(f, view.fields) for f in view.fields], "labels": labels, "rows": rows}
+    fields = [field_label(f, view.fields) for f in view.fields]
+    return {"fields": fields, "labels": labels, "rows": rows, "title": view.title}
 
 
 def _cells(m: Model, labels: list[str]) -> list[dict]:
@@ -195,4 +209,4 @@ def sweep_context(report: Report) -> dict:
     view = sweep_view(report)
     if view is None:
         return {}
-    return {"charts": sweep_charts(report, view), "table": sweep_table(report, view)}
+    return {"charts": sweep_charts(report, view), "table": sweep_table(report, view), "title": view.title}

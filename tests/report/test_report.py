@@ -145,12 +145,14 @@ def test_error_unreadable_record_inside_the_file(qa_run, run_cli):
     assert code == 2 and err.count("\n") == 1 and "ko-qa.jsonl line 2: not a JSON record" in err
 
 
-def test_error_different_suites(tmp_path, write_qa_run, make_samples, run_cli):
+def test_different_suites_make_one_page_with_a_section_each(tmp_path, write_qa_run, make_samples, run_cli):
     samples, outputs = make_samples(6)
     a = write_qa_run(tmp_path / "runs", "a", samples, outputs)
     b = write_qa_run(tmp_path / "runs", "b", samples, outputs, suite="squad-sample-en")
-    code, _out, err = run_cli(["report", a, b])
-    assert code == 2 and err.count("\n") == 1 and "suite 'squad-sample-en' differs from 'korquad-sample'" in err
+    code, _out, err = run_cli(["report", a, b, "-o", tmp_path / "r.html"])
+    assert code == 0, err
+    page = (tmp_path / "r.html").read_text(encoding="utf-8")
+    assert 'data-suite="korquad-sample"' in page and 'data-suite="squad-sample-en"' in page
 
 
 def test_error_different_datasets(tmp_path, write_qa_run, make_samples, run_cli):
