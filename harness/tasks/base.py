@@ -85,7 +85,7 @@ class GenerativeTask(Task):
     """QA and summarization: the model writes text that is scored against references."""
 
     request_kind = "generation"
-    sections = ("dataset", "prompt", "generation", "generation_grid", "metrics")
+    sections = ("dataset", "prompt", "generation", "generation_grid", "metrics", "filters")
     # The passage `prompt.overflow: truncate` cuts when the suite names none.
     truncate_field = "context"
     deals_batches = True

@@ -5,6 +5,7 @@ is in the results, and an edit to the file after the eval is noted."""
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 
 from conftest import write_summarization_run
@@ -21,7 +22,7 @@ def _write_metric(path, body=METRIC_FILE):
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def test_user_metric_and_filters_rescore_from_raw_outputs(workdir, run_cli):
+def test_user_metric_and_filters_rescore_from_raw_outputs(workdir, run_cli, read_page):
     digest = _write_metric(workdir / "my_metrics.py")
     spec = "my_metrics.py:answer_length"
     run = write_summarization_run(workdir / "runs", suite_overrides={"bootstrap.resamples": 200, "metrics": [spec]})
@@ -35,7 +36,7 @@ def test_user_metric_and_filters_rescore_from_raw_outputs(workdir, run_cli):
     rescored = read_json(next(run.glob("results-rescored-*.json")))
     for column in ("base", "ko-sum"):
         for line in (run / "records" / f"{column}.jsonl").read_text(encoding="utf-8").splitlines():
-            record = __import__("json").loads(line)
+            record = json.loads(line)
             first_word = re.search(r"(\S+)", record["output"]).group(1)
             assert rescored["sample_metrics"][column][record["id"]][spec] == len(first_word)
     assert rescored["rescored"]["filters"][0]["pattern"] == "(\\S+)"
@@ -46,6 +47,10 @@ def test_user_metric_and_filters_rescore_from_raw_outputs(workdir, run_cli):
     edited = read_json(run / "results-edited.json")
     assert edited["metric_info"][spec]["version"].endswith(f"sha256 {changed}")
     assert any(spec in note and digest in note for note in edited["rescored"]["notes"])
+    code, _out, err = run_cli(["report", run, "--results", "results-edited.json", "-o", "page.html"])
+    assert code == 0, err
+    _html, data = read_page("page.html")
+    assert spec in data["metrics"]
 
 
 def test_bad_filter_and_missing_function_are_one_line(workdir, run_cli, sum_run):
