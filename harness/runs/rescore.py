@@ -178,6 +178,11 @@ def rescore(
     results["sample_metrics"] = {
         column: {str(r["id"]): r["metrics"] for r in recs} for column, recs in rescored.items()
     }
+    if suite.filters:  # the answers the new filters extract, beside the records' own
+        results["sample_predictions"] = {
+            column: {str(r["id"]): task.answer(suite.filters, r["output"]) for r in recs if "output" in r}
+            for column, recs in records.items()
+        }
     run.write_json(name, results)
     return RescoreResult(path=path / name, results=results, notes=notes)
 

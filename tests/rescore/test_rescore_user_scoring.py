@@ -39,6 +39,7 @@ def test_user_metric_and_filters_rescore_from_raw_outputs(workdir, run_cli, read
             record = json.loads(line)
             first_word = re.search(r"(\S+)", record["output"]).group(1)
             assert rescored["sample_metrics"][column][record["id"]][spec] == len(first_word)
+            assert rescored["sample_predictions"][column][record["id"]] == first_word
     assert rescored["rescored"]["filters"][0]["pattern"] == "(\\S+)"
 
     changed = _write_metric(workdir / "my_metrics.py", METRIC_FILE.replace("len(prediction)", "len(prediction) * 2"))
