@@ -35,7 +35,8 @@ def register(sub) -> None:
         metavar="FIELD=VALUE",
         help="change the stored suite's scoring: metrics.NAME.OPTION=VALUE sets OPTION on every metric "
         "named NAME or starting with it (metrics.rouge.tokenizer=whitespace: every rouge*), "
-        "metrics=[...] replaces the list, bootstrap.resamples=2000",
+        "metrics=[...] replaces the list, 'filters=[{function: first_line}]' extracts the answers again "
+        "from the raw outputs, bootstrap.resamples=2000",
     )
     p.add_argument(
         "-o",

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal, Union
 
-from pydantic import Field, ValidationInfo, field_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from harness.config.data import ReaderSettings
 from harness.config.generation import GenerationSettings, expand_grid
@@ -101,6 +102,37 @@ class BootstrapSettings(Strict):
 MetricEntry = Union[str, dict[str, Any]]  # noqa: UP007
 
 
+class AnswerFilter(Strict):
+    """One step of answer extraction (lm-evaluation-harness's `filter_list` steps): the steps run in
+    order on the model's output, and the last one's text is what the metrics score."""
+
+    function: Literal["regex", "first_line", "strip", "lowercase"] = Field(
+        description="`regex`: the first match of `pattern` (its `group`); `first_line`: the text up to the first "
+        "line break; `strip`: without surrounding whitespace; `lowercase`: lower-cased"
+    )
+    pattern: str | None = Field(None, description="regex: a Python regular expression searched for in the text")
+    group: int = Field(0, ge=0, description="regex: the group of the first match taken (0: the whole match)")
+    fallback: str | None = Field(
+        None, description="regex: the answer when nothing matches (null: the text as it came in)"
+    )
+
+    @model_validator(mode="after")
+    def _regex(self):
+        if self.function != "regex":
+            if self.pattern is not None or self.fallback is not None or self.group:
+                raise ValueError(f"'{self.function}' takes no pattern, group or fallback; they belong to 'regex'")
+            return self
+        if self.pattern is None:
+            raise ValueError("regex needs a 'pattern', e.g. {function: regex, pattern: '답: (.*)', group: 1}")
+        try:
+            compiled = re.compile(self.pattern)
+        except re.error as exc:
+            raise ValueError(f"pattern {self.pattern!r} is not a valid regular expression: {exc}") from None
+        if self.group > compiled.groups:
+            raise ValueError(f"group {self.group}: pattern {self.pattern!r} has {compiled.groups} group(s)")
+        return self
+
+
 class SuiteConfig(Strict):
     name: str = Field(description="the suite's name; part of the run directory's name")
     task: str = Field(description="the task kind: `qa`, `summarization` or `perplexity` (docs/tasks.md)")
@@ -121,6 +153,12 @@ class SuiteConfig(Strict):
     metrics: list[MetricEntry] = Field(
         default_factory=list,
         description="names, or `{name: rouge1, tokenizer: mecab}` (see docs/metrics.md); empty: the task's defaults",
+    )
+    filters: list[AnswerFilter] = Field(
+        default_factory=list,
+        description="answer extraction: steps applied in order to each output before scoring, e.g. "
+        "`[{function: regex, pattern: '답: (.*)', group: 1}, {function: strip}]`; empty: the task's own "
+        "(qa: the first line, stripped; summarization: stripped)",
     )
     models: ModelsSettings = Field(default_factory=ModelsSettings, description="the base and its adapters")
     batch_size: int | Literal["auto"] = Field(

@@ -105,6 +105,8 @@ def run_id_for(suite: SuiteConfig, dataset: Dataset, identities: dict[str, dict]
     drop_reader_defaults(settings["dataset"])
     if settings["bootstrap"]["correction"] == "holm":
         del settings["bootstrap"]["correction"]
+    if not settings["filters"]:
+        del settings["filters"]
     if settings["perplexity"]["source_field"] is None:
         del settings["perplexity"]["source_field"]
     return f"{suite.name}-{content_key(settings, dataset.sha256, identities)[:10]}"
@@ -136,6 +138,16 @@ def build_requests(plan: EvalPlan, fewshot: list[dict]) -> None:
             f"{plan.source}: every prompt is longer than the model's context; lower "
             "generation.max_new_tokens or shorten the prompt template"
         )
+
+
+def check_scoring(task: Task, suite: SuiteConfig, dataset: Dataset, source: str) -> None:
+    """The metrics and filters built from the dataset alone: a mistake in them stops the eval before the base loads."""
+    try:
+        task.check_scoring(suite, dataset.examples)
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
+    except DataError as exc:
+        raise DataError(f"{dataset.source}: {exc}") from None
 
 
 def build_scorers(plan: EvalPlan) -> None:

@@ -20,6 +20,7 @@ from harness.evaluate.plan import (
     Sources,
     build_requests,
     build_scorers,
+    check_scoring,
     fewshot_pool,
     model_names,
     plan_columns,
@@ -76,6 +77,7 @@ def plan_eval(
     task = get_task(suite.task, where=f"{source}: field 'task'")
     dataset = resolve_dataset(suite, source)
     fewshot = fewshot_pool(suite, dataset, source)
+    check_scoring(task, suite, dataset, source)
     env = detect()
     # Under `accelerate launch`, every rank loads its own copy and generates its share of the samples;
     # rank 0 merges the records and writes the run's JSON files. A world of one is the plain path.

@@ -63,6 +63,10 @@ METRICS: tuple[MetricSpec, ...] = (
     MetricSpec("f1", "KorQuAD 1.0 F1 over the characters of the normalised answer, 0-100"),
     MetricSpec("squad_exact_match", "SQuAD v1.1 exact match (English, word level), 0-100"),
     MetricSpec("squad_f1", "SQuAD v1.1 F1 over words (English), 0-100"),
+    MetricSpec(
+        "contains", "100 when a gold answer appears in the output after KorQuAD's exact-match normalisation, else 0"
+    ),
+    MetricSpec("squad_contains", "`contains` after SQuAD v1.1's normalisation (English)"),
     *(
         MetricSpec(t, _ROUGE_ABOUT[t], _ROUGE_OPTIONS + ((_SENTENCE_SPLIT,) if t == "rougeLsum" else ()))
         for t in ROUGE_TYPES

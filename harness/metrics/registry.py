@@ -13,11 +13,13 @@ from typing import Any
 
 from harness.metrics.bleu import corpus_bleu, corpus_chrf, resolve_bleu_tokenize
 from harness.metrics.catalog import BY_NAME, ROUGE_SCORERS
+from harness.metrics.contains import korquad_contains, squad_contains
 from harness.metrics.errors import MetricError, check_aligned
 from harness.metrics.korquad import korquad_exact_match, korquad_f1
 from harness.metrics.rouge import ROUGE_TYPES, TOKENIZERS, KoreanRouge, get_kiwi, tokenize, tokenizer_version
 from harness.metrics.rouge_competition import LENGTH_LIMIT, CompetitionRouge
 from harness.metrics.squad import squad_exact_match, squad_f1
+from harness.metrics.user import checked, is_user_metric, load_user_function
 
 PerSample = Callable[[str, list[str]], float]
 Corpus = Callable[[list[str], list[list[str]]], float]
@@ -157,6 +159,8 @@ _BUILDERS: dict[str, Callable[[Mapping[str, Any], References], Metric]] = {
     "f1": _qa("f1", korquad_f1),
     "squad_exact_match": _qa("squad_exact_match", squad_exact_match),
     "squad_f1": _qa("squad_f1", squad_f1),
+    "contains": _qa("contains", korquad_contains),
+    "squad_contains": _qa("squad_contains", squad_contains),
     **{rouge_type: _rouge(rouge_type) for rouge_type in ROUGE_TYPES},
     "bleu": _bleu,
     "chrf": _chrf,
@@ -170,13 +174,31 @@ def available_metrics() -> list[str]:
 
 def build_metric(name: str, options: Mapping[str, Any] | None = None, references_sample: References = None) -> Metric:
     """Build a configured Metric; ``references_sample`` lets tokenizer='auto' decide once."""
+    if options is not None and not isinstance(options, Mapping):
+        raise MetricError(f"metric {name!r}: options must be a mapping, got {type(options).__name__}")
+    if isinstance(name, str) and is_user_metric(name):
+        return _user(name, dict(options or {}))
     builder = _BUILDERS.get(name)
     if builder is None:
         close = difflib.get_close_matches(str(name), list(_BUILDERS), n=1, cutoff=0.0)
-        raise MetricError(f"unknown metric {name!r}; did you mean {close[0]!r}? (available: {', '.join(_BUILDERS)})")
-    if options is not None and not isinstance(options, Mapping):
-        raise MetricError(f"metric {name!r}: options must be a mapping, got {type(options).__name__}")
+        raise MetricError(
+            f"unknown metric {name!r}; did you mean {close[0]!r}? (known metrics: {', '.join(_BUILDERS)}; "
+            "or your own as FILE.py:FUNCTION)"
+        )
     return builder(dict(options or {}), references_sample)
+
+
+def _user(spec: str, options: Mapping[str, Any]) -> Metric:
+    """A metric from the user's file or module (harness.metrics.user), averaged over the samples."""
+    unknown = sorted(set(options) - {"higher_is_better"})
+    if unknown:
+        raise MetricError(f"metric {spec!r}: unknown option(s) {', '.join(unknown)}; allowed: higher_is_better")
+    higher = options.get("higher_is_better", True)
+    if not isinstance(higher, bool):
+        raise MetricError(f"metric {spec!r}: higher_is_better must be true or false, got {higher!r}")
+    fn, version = load_user_function(spec)
+    per_sample = checked(spec, fn)
+    return Metric(spec, spec, per_sample, _mean_of(per_sample), higher_is_better=higher, version=version)
 
 
 def auto_notes(metrics: Sequence[Any]) -> list[str]:

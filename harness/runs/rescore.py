@@ -29,7 +29,7 @@ from harness.runs.store import RunDir, content_key
 from harness.tasks import get_task
 
 # --set keys rescore accepts: they change how records are scored, not what was generated.
-SCORING_FIELDS = ("metrics", "bootstrap")
+SCORING_FIELDS = ("metrics", "filters", "bootstrap")
 
 
 @dataclass
@@ -40,11 +40,14 @@ class RescoreResult:
 
 
 def parse_metric_option(text: str) -> str | dict:
-    """`--metric rouge1` → "rouge1"; `--metric rouge1:tokenizer=char,scorer=korean_competition` →
+    """`--metric rouge1` → "rouge1"; `--metric my_metrics.py:fn` → "my_metrics.py:fn";
+    `--metric rouge1:tokenizer=char,scorer=korean_competition` →
     {name: rouge1, tokenizer: char, scorer: korean_competition} (values read as YAML)."""
     import yaml
 
-    name, _, rest = text.partition(":")
+    # The options follow the last ':'; a user metric (FILE.py:FUNCTION) has one in its name.
+    head, _, tail = text.rpartition(":")
+    name, rest = (head, tail) if head and "=" in tail else (text, "")
     name = name.strip()
     if not name:
         raise ConfigError(f"--metric {text!r}: expected NAME or NAME:OPTION=VALUE[,OPTION=VALUE]")
@@ -80,8 +83,10 @@ def apply_set(raw: dict, key: str, value: Any, default_metrics: list) -> None:
         set_dotted(raw, key, value)
         return
     if len(parts) == 1:
-        raw["metrics"] = value
+        raw[parts[0]] = value
         return
+    if parts[0] == "filters":
+        raise ConfigError(f"--set {key}: give the whole list, e.g. --set 'filters=[{{function: first_line}}]'")
     if len(parts) != 3 or not parts[1] or not parts[2]:
         raise ConfigError(
             f"--set {key}: write metrics.NAME.OPTION=VALUE, e.g. --set metrics.rouge.tokenizer=whitespace"
@@ -106,7 +111,9 @@ def apply_set(raw: dict, key: str, value: Any, default_metrics: list) -> None:
 
 
 def metric_settings_hash(suite: SuiteConfig, metrics: list) -> str:
-    return content_key(metrics, suite.bootstrap.model_dump(mode="json"))[:8]
+    filters = [f.model_dump(mode="json") for f in suite.filters]
+    # Without filters the hash is the one earlier runs' rescored files are named by.
+    return content_key(metrics, suite.bootstrap.model_dump(mode="json"), *([filters] if filters else []))[:8]
 
 
 def _output_name(name: str | None, default: str) -> str:
@@ -152,6 +159,7 @@ def rescore(
     metric_entries = suite.metrics or list(task.default_metrics)
     settings_hash = metric_settings_hash(suite, metric_entries)
     name = _output_name(output, f"results-rescored-{settings_hash}.json")
+    notes += _changed_versions(previous.get("metric_info"), aggregated["metric_info"])
     results = {k: v for k, v in previous.items() if k not in ("metrics", "deltas", "metric_info", "bootstrap")}
     results.update(aggregated)
     results.setdefault("suite", suite.name)
@@ -162,6 +170,7 @@ def rescore(
         "from": "results.json" if previous else None,
         "at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "metrics": metric_entries,
+        "filters": [f.model_dump(mode="json") for f in suite.filters],
         "bootstrap": suite.bootstrap.model_dump(mode="json"),
         "settings_sha": settings_hash,
         "notes": notes,
@@ -169,8 +178,23 @@ def rescore(
     results["sample_metrics"] = {
         column: {str(r["id"]): r["metrics"] for r in recs} for column, recs in rescored.items()
     }
+    if suite.filters:  # the answers the new filters extract, beside the records' own
+        results["sample_predictions"] = {
+            column: {str(r["id"]): task.answer(suite.filters, r["output"]) for r in recs if "output" in r}
+            for column, recs in records.items()
+        }
     run.write_json(name, results)
     return RescoreResult(path=path / name, results=results, notes=notes)
+
+
+def _changed_versions(before, after: dict) -> list[str]:
+    """A metric computed by other code than at eval time (a user metric's file edited since): say so."""
+    before = before if isinstance(before, dict) else {}
+    return [
+        f"metric {label}: computed by {info['version']}, not {before[label].get('version')} as at eval time"
+        for label, info in after.items()
+        if isinstance(before.get(label), dict) and before[label].get("version", info["version"]) != info["version"]
+    ]
 
 
 def _rescoring_suite(path: Path, config, metrics: list | None, sets) -> tuple:

@@ -18,6 +18,7 @@ from harness.metrics.aggregate import Scorer
 from harness.metrics.errors import MetricError
 from harness.metrics.registry import build_metric
 from harness.metrics.repetition import repetition_stats
+from harness.tasks.filters import apply_filters
 from harness.tasks.long_prompts import fit_prompt, generation_budget
 
 
@@ -66,6 +67,11 @@ class Task:
     def scorers(self, suite: SuiteConfig, references: list[list[str]]) -> list[Scorer]:
         raise NotImplementedError
 
+    def check_scoring(self, suite: SuiteConfig, examples: list[dict]) -> None:
+        """Build the scorers once from the dataset alone, so that a metric mistake (a name, an option,
+        a user file) stops the eval before any model loads."""
+        self.scorers(suite, [])
+
     def engine_request(self, suite: SuiteConfig, request: Request) -> EngineRequest:
         """What the engine runs for `request`."""
         raise NotImplementedError
@@ -79,7 +85,7 @@ class GenerativeTask(Task):
     """QA and summarization: the model writes text that is scored against references."""
 
     request_kind = "generation"
-    sections = ("dataset", "prompt", "generation", "generation_grid", "metrics")
+    sections = ("dataset", "prompt", "generation", "generation_grid", "metrics", "filters")
     # The passage `prompt.overflow: truncate` cuts when the suite names none.
     truncate_field = "context"
     deals_batches = True
@@ -101,6 +107,19 @@ class GenerativeTask(Task):
     def extract(self, output: str) -> str:
         return output.strip()
 
+    def check_scoring(self, suite, examples):
+        references = [self.references(e) for e in examples]
+        self.scorers(suite, references)
+
+    def answer(self, filters, output: str) -> str:
+        """The text the metrics score: the suite's `filters` applied to `output`, else the task's own extraction."""
+        return apply_filters(filters, output) if filters else self.extract(output)
+
+    def _prediction(self, filters, record: dict) -> str:
+        # From the raw output, so that a rescore with other filters re-extracts; records without
+        # one (written by hand) are scored on the prediction they hold.
+        return self.answer(filters, record["output"]) if "output" in record else record["prediction"]
+
     def build_requests(self, suite, examples, tokenizer, fewshot_pool, context_limit=None, encoder_decoder=False):
         p = suite.prompt
         template = load_template(p.template, p.text, None, where="prompt.template")
@@ -116,7 +135,11 @@ class GenerativeTask(Task):
                 return apply_chat_template(tokenizer, prompt, p.system) if p.chat else prompt
 
             fitted = fit_prompt(render, example, field_name, tokenizer, budget, p.overflow, where)
-            extra = {"truncated_tokens": fitted.cut_tokens, "truncated_chars": fitted.cut_chars}
+            extra = {
+                "truncated_tokens": fitted.cut_tokens,
+                "truncated_chars": fitted.cut_chars,
+                "filters": suite.filters,
+            }
             if fitted.prompt is None:
                 extra = {"skipped": fitted.skip_reason}
             requests.append(
@@ -128,6 +151,7 @@ class GenerativeTask(Task):
 
     def scorers(self, suite, references):
         entries = suite.metrics or self.default_metrics
+        answer = self._prediction
         scorers = []
         for n, entry in enumerate(entries):
             name, options = (
@@ -148,10 +172,14 @@ class GenerativeTask(Task):
                     label=metric.label,
                     higher_is_better=metric.higher_is_better,
                     version=metric.version,
-                    per_sample=(lambda r, f=per: f(r["prediction"], r["references"])) if per else None,
+                    per_sample=(lambda r, f=per: f(answer(suite.filters, r), r["references"])) if per else None,
                     corpus=None
                     if per
-                    else (lambda recs, f=corpus: f([r["prediction"] for r in recs], [r["references"] for r in recs])),
+                    else (
+                        lambda recs, f=corpus: f(
+                            [answer(suite.filters, r) for r in recs], [r["references"] for r in recs]
+                        )
+                    ),
                 )
             )
         return scorers
@@ -165,7 +193,7 @@ class GenerativeTask(Task):
             "prompt": request.prompt,
             "references": request.references,
             "output": result.output,
-            "prediction": self.extract(result.output),
+            "prediction": self.answer(request.extra.get("filters"), result.output),
             "prompt_tokens": result.prompt_tokens,
             "generated_tokens": result.generated_tokens,
             "stop_reason": result.stop_reason,

@@ -72,6 +72,8 @@ class PerplexityTask(Task):
     def scorers(self, suite, references):
         if suite.metrics:
             raise ConfigError("metrics: the perplexity task reports perplexity and bits_per_byte; remove 'metrics'")
+        if suite.filters:
+            raise ConfigError("filters: the perplexity task scores no generated answer; remove 'filters'")
         return [
             Scorer("perplexity", corpus=_ppl, higher_is_better=False),
             Scorer("bits_per_byte", corpus=_bpb, higher_is_better=False),

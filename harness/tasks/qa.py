@@ -7,7 +7,7 @@ from harness.tasks.base import GenerativeTask
 
 class QATask(GenerativeTask):
     kind = "qa"
-    summary = "extractive question answering (KorQuAD, SQuAD): the answer is the output's first line"
+    summary = "extractive question answering (KorQuAD, SQuAD): the answer is the output's first line (or what the suite's filters extract)"
     default_metrics = ["exact_match", "f1"]
     references_field = "answers"
 

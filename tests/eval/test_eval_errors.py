@@ -127,7 +127,6 @@ def test_reserved_adapter_name(eval_error, workdir):
     eval_error([SUITES / "korquad_sample.yaml", "--adapter", f"base={workdir}/x"], "--adapter", "'base'", "reserved")
 
 
-@pytest.mark.slow  # the scorers are built after the base loads
 def test_unknown_metric(eval_error, workdir):
     suite = write_suite(workdir / "s.yaml", metrics=["exact_match", "rouge9"])
     eval_error([suite], "metrics[1]", "rouge9")

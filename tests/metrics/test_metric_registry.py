@@ -12,6 +12,8 @@ def test_available_names():
         "f1",
         "squad_exact_match",
         "squad_f1",
+        "contains",
+        "squad_contains",
         "rouge1",
         "rouge2",
         "rougeL",

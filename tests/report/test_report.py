@@ -204,7 +204,7 @@ def test_perplexity_run_has_document_view(tmp_path, read_page):
     from harness.runs.store import RunDir
     from harness.tasks.perplexity import PerplexityTask
 
-    scorers = PerplexityTask().scorers(type("S", (), {"metrics": []})(), [])
+    scorers = PerplexityTask().scorers(type("S", (), {"metrics": [], "filters": []})(), [])
     run = RunDir(tmp_path / "runs" / "perplexity-ko-x").create()
     records = {}
     for model, scale in (("base", 2.0), ("tiny", 2.3)):
