@@ -8,7 +8,7 @@ import hashlib
 import json
 import re
 
-from conftest import write_summarization_run
+from rescore_helpers import write_summarization_run
 from support import read_json
 
 METRIC_FILE = """
