@@ -136,8 +136,9 @@ DATA = {
     "jsonl torn line": (jsonl(ROW) + '{"context": "x', "d.jsonl", ["d.jsonl line 2", "invalid JSON"]),
     "jsonl nested too deep": (DEEP_JSON + "\n", "d.jsonl", ["d.jsonl line 1", "nested too deeply"]),
     "jsonl NUL byte outside strings": ('{"context": 1}\x00\n', "d.jsonl", ["d.jsonl line 1"]),
-    "jsonl missing template field": (jsonl({"q": "x"}), "d.jsonl", ["d.jsonl", "'context'"]),
-    "csv missing column": ("a,b\n1,2\n", "d.csv", ["d.csv", "'context'"]),
+    # The references are checked with the metrics, before any model loads: the first field named.
+    "jsonl missing template field": (jsonl({"q": "x"}), "d.jsonl", ["d.jsonl", "'answers'"]),
+    "csv missing column": ("a,b\n1,2\n", "d.csv", ["d.csv", "'answers'"]),
     "csv not UTF-8": (b"context,question\n\xff,x\n", "d.csv", ["d.csv", "UTF-8"]),
     "unknown extension": ("x", "d.txt", ["d.txt", "format"]),
 }

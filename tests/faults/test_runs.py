@@ -100,10 +100,13 @@ RESCORE_ONLY = {
         lambda r: _edit_json(r / "config.json", _set(["suite", "bootstrap", "resamples"], -1)),
         ["config.json", "bootstrap.resamples"],
     ),
-    "record without prediction": (
+    # The metrics score the raw output (re-extracted, so a rescore can change the filters), or, in a
+    # record written without one, the prediction it holds: a record with neither cannot be scored.
+    "record without output or prediction": (
         lambda r: _records(r).write_text(
             "\n".join(
-                json.dumps({k: v for k, v in rec.items() if k != "prediction"}) for rec in read_records(_records(r))
+                json.dumps({k: v for k, v in rec.items() if k not in ("output", "prediction")})
+                for rec in read_records(_records(r))
             )
             + "\n",
             encoding="utf-8",
@@ -118,9 +121,9 @@ RESCORE_ONLY = {
         ),
         [f"{ADAPTER}.jsonl", "'id'"],
     ),
-    "record prediction a number": (
+    "record output a number": (
         lambda r: _records(r).write_text(
-            "\n".join(json.dumps({**rec, "prediction": 5}) for rec in read_records(_records(r))) + "\n",
+            "\n".join(json.dumps({**rec, "output": 5}) for rec in read_records(_records(r))) + "\n",
             encoding="utf-8",
         ),
         [f"{ADAPTER}.jsonl"],
