@@ -123,8 +123,7 @@ RESCORE_ONLY = {
     ),
     "record output a number": (
         lambda r: _records(r).write_text(
-            "\n".join(json.dumps({**rec, "output": 5}) for rec in read_records(_records(r))) + "\n",
-            encoding="utf-8",
+            "\n".join(json.dumps({**rec, "output": 5}) for rec in read_records(_records(r))) + "\n", encoding="utf-8"
         ),
         [f"{ADAPTER}.jsonl"],
     ),
