@@ -14,11 +14,7 @@ from harness.engine.batching import right_pad
 from harness.engine.model_info import context_length
 from harness.engine.requests import LoglikelihoodRequest, RollingLoglikelihoodRequest
 from harness.errors import HarnessError
-
-
-def decoder_start(model) -> int:
-    start = model.config.decoder_start_token_id
-    return start if start is not None else model.config.pad_token_id
+from harness.model.families import decoder_start
 
 
 def encoder_input(model, tokenizer, text: str) -> list[int]:

@@ -9,7 +9,8 @@ of every model under comparison are taken over the same decoder inputs, the unme
 
 from __future__ import annotations
 
-from harness.errors import ModelError
+from harness.engine.model_info import end_ids
+from harness.model.families import decoder_start
 
 
 def probe_outputs(model, tokenizer, prompts: list[str], greedy_tokens: int, teacher: list[dict] | None) -> list[dict]:
@@ -38,20 +39,3 @@ def probe_outputs(model, tokenizer, prompts: list[str], greedy_tokens: int, teac
                 {"logits": logits[0].float().cpu(), "greedy": decoded[0, 1:].tolist(), "decoder_inputs": inputs}
             )
     return outputs
-
-
-def decoder_start(model) -> int:
-    """The token the decoder starts from (T5: pad, BART and mBART: </s>)."""
-    for config in (model.generation_config, model.config):
-        start = getattr(config, "decoder_start_token_id", None)
-        if start is not None:
-            return int(start)
-    raise ModelError(
-        f"{type(model).__name__}: its config names no decoder_start_token_id; set it in the base's config.json"
-    )
-
-
-def end_ids(model, tokenizer) -> list[int]:
-    eos = model.generation_config.eos_token_id
-    ids = set(eos if isinstance(eos, list) else [eos]) | {tokenizer.eos_token_id}
-    return sorted(i for i in ids if i is not None)

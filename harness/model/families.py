@@ -60,6 +60,18 @@ def model_class(config):
     return AutoModelForSeq2SeqLM if is_encoder_decoder(config) else AutoModelForCausalLM
 
 
+def decoder_start(model) -> int:
+    """The token an encoder-decoder's decoder starts from (T5: pad, BART and mBART: </s>): its config's,
+    with which its forward shifts labels into decoder inputs, else its generation config's."""
+    for config in (model.config, getattr(model, "generation_config", None)):
+        start = getattr(config, "decoder_start_token_id", None)
+        if start is not None:
+            return int(start)
+    raise ModelError(
+        f"{type(model).__name__}: its config names no decoder_start_token_id; set it in the base's config.json"
+    )
+
+
 def peft_task_type(config) -> str:
     return "SEQ_2_SEQ_LM" if is_encoder_decoder(config) else "CAUSAL_LM"
 

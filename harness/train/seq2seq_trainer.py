@@ -11,6 +11,7 @@ import torch
 from transformers import DataCollatorForSeq2Seq, Seq2SeqTrainer, Seq2SeqTrainingArguments
 
 from harness.config import TrainConfig
+from harness.model.families import decoder_start
 from harness.train.plan import Plan
 from harness.train.seq2seq import source_length, target_length
 from harness.train.trainer import training_arguments, watch_trainer
@@ -76,7 +77,7 @@ def probe_logits(model, tokenizer, text: str):
     """The encoder-decoder's probe: (source token count, decoder start ids, the logits of the target's
     first token) for `text` as a source, with the tokenizer's special tokens as in training."""
     ids = tokenizer(text, truncation=True, max_length=PROBE_TOKENS, return_tensors="pt").input_ids
-    start = [[model.config.decoder_start_token_id]]
+    start = [[decoder_start(model)]]
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
