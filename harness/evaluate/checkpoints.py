@@ -6,11 +6,11 @@ results.json carries for the report's metric-against-step plot and the best chec
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 from harness.errors import ConfigError
 from harness.model.adapters import WEIGHT_FILES
+from harness.runs.best import best_index
 
 STEP_PREFIX = "checkpoint-"
 
@@ -57,13 +57,9 @@ def best_checkpoint(checkpoints: dict, metrics: dict, metric_info: dict) -> dict
         return None
     label = next(iter(metric_info))
     higher = bool((metric_info[label] or {}).get("higher_is_better", True))
-    scored = [
-        (value, name)
-        for name in checkpoints["steps"]
-        if isinstance(value := (metrics.get(name, {}).get(label) or {}).get("value"), (int, float))
-        and math.isfinite(value)
-    ]
-    if not scored:
+    names = list(checkpoints["steps"])
+    values = [(metrics.get(name, {}).get(label) or {}).get("value") for name in names]
+    i = best_index(values, higher)
+    if i is None:
         return None
-    value, name = max(scored, key=lambda s: s[0]) if higher else min(scored, key=lambda s: s[0])
-    return {"name": name, "step": checkpoints["steps"][name], "metric": label, "value": value}
+    return {"name": names[i], "step": checkpoints["steps"][names[i]], "metric": label, "value": values[i]}

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from harness.report.charts import as_mapping, color, finite
 from harness.report.load import Model, Report
+from harness.runs.best import best_index
 
 
 @dataclass
@@ -72,13 +73,9 @@ def field_label(field: str, fields: list[str]) -> str:
 
 
 def best_point(view: SweepView, label: str, higher: bool) -> Model | None:
-    scored = [(m.metrics.get(label) or {}).get("value") for m, _ in view.points]
-    candidates = [(v, i) for i, v in enumerate(scored) if finite(v)]
-    if not candidates:
-        return None
     # ties: the first point in the sweep's order
-    _value, i = max(candidates, key=lambda c: (c[0], -c[1])) if higher else min(candidates)
-    return view.points[i][0]
+    i = best_index([(m.metrics.get(label) or {}).get("value") for m, _ in view.points], higher)
+    return None if i is None else view.points[i][0]
 
 
 def sweep_table(report: Report, view: SweepView | None = None) -> dict | None:
