@@ -21,6 +21,8 @@ import logging
 import os
 import sys
 
+from harness.model.families import is_encoder_decoder
+
 
 def available(model) -> bool:
     """Whether any fused kernel applies: a CUDA model, not switched off with HARNESS_FUSED_KERNELS=0,
@@ -32,7 +34,7 @@ def describe(model) -> str:
     """What `fused_kernels` applies to `model`, for the engine line ("" for nothing; see `available`).
     Nothing on an encoder-decoder: the static-cache decoder and the fast log-likelihoods, whose
     forwards the kernels serve, run decoder-only models."""
-    if os.environ.get("HARNESS_FUSED_KERNELS", "1") == "0" or getattr(model.config, "is_encoder_decoder", False):
+    if os.environ.get("HARNESS_FUSED_KERNELS", "1") == "0" or is_encoder_decoder(model.config):
         return ""
     try:
         if next(model.parameters()).device.type != "cuda":

@@ -28,12 +28,12 @@ PACKING_TOLERANCE = {"float32": 1e-3, "bfloat16": 5e-2, "float16": 2e-2}
 
 def check_base(ref: str, path: str) -> None:
     """Refuse a base harness cannot serve, from its config.json alone (before any weight loads)."""
-    config = _config(path)
+    config = base_config(path)
     if config is not None:
         refuse_unservable(ref, config)
 
 
-def _config(path: str) -> dict | None:
+def base_config(path: str) -> dict | None:
     """config.json of a local directory or a hub id (its config alone is fetched); None where it cannot
     be read, which the loader then reports in its own words."""
     config_file = Path(path) / "config.json"

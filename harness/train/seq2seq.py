@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from harness.config import TrainConfig
 from harness.data.prompts import load_template
-from harness.errors import ConfigError
-from harness.model.families import is_encoder_decoder, is_linear
+from harness.errors import ConfigError, ModelError
+from harness.model.families import base_config, is_encoder_decoder, is_linear
 from harness.model.loading import resolve_model_ref
 from harness.train.plan import Plan
 
@@ -65,12 +65,11 @@ def refuse_decoder_only_settings(config: TrainConfig) -> None:
 
 
 def _encoder_decoder_base(ref: str) -> bool:
-    from transformers import AutoConfig
-
     try:
-        return is_encoder_decoder(AutoConfig.from_pretrained(resolve_model_ref(ref)))
-    except Exception:  # the loader reports a base it cannot read, in its own words
+        config = base_config(resolve_model_ref(ref))
+    except ModelError:  # the loader reports a base it cannot find, in its own words
         return False
+    return config is not None and is_encoder_decoder(config)
 
 
 def attention_targets(config: TrainConfig, model) -> tuple[TrainConfig, str]:
