@@ -12,6 +12,7 @@ from transformers import DataCollatorForSeq2Seq, Seq2SeqTrainer, Seq2SeqTraining
 
 from harness.config import TrainConfig
 from harness.model.families import decoder_start
+from harness.model.probe import prompt_logits
 from harness.train.plan import Plan
 from harness.train.seq2seq import source_length, target_length
 from harness.train.trainer import training_arguments, watch_trainer
@@ -77,12 +78,5 @@ def probe_logits(model, tokenizer, text: str):
     """The encoder-decoder's probe: (source token count, decoder start ids, the logits of the target's
     first token) for `text` as a source, with the tokenizer's special tokens as in training."""
     ids = tokenizer(text, truncation=True, max_length=PROBE_TOKENS, return_tensors="pt").input_ids
-    start = [[decoder_start(model)]]
-    device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    with torch.no_grad():
-        logits = model(input_ids=ids.to(device), decoder_input_ids=torch.tensor(start, device=device)).logits
-    if was_training:
-        model.train()
-    return int(ids.shape[1]), start[0], logits[0, -1].float().cpu()
+    start = [decoder_start(model)]
+    return int(ids.shape[1]), start, prompt_logits(model, ids, torch.tensor([start]))[-1]
