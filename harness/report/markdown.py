@@ -14,7 +14,7 @@ from harness.runs.summary import fmt_interval, interval_note, long_prompts_note,
 _MD_SPECIAL = set("\\`*[]()|!#~{}")
 
 
-def _md_escape(text) -> str:
+def md_escape(text) -> str:
     """Untrusted text (names, paths, labels) as inert Markdown: HTML as entities, syntax backslashed."""
     out = []
     for ch in " ".join(str(text).split("\n")).replace("\r", " "):
@@ -29,20 +29,20 @@ def _md_escape(text) -> str:
 
 def _md_code(text) -> str:
     """Untrusted text shown as code: an HTML <code> element (a backtick span cannot hold a backtick safely)."""
-    return f"<code>{_md_escape(text)}</code>"
+    return f"<code>{md_escape(text)}</code>"
 
 
 def render_markdown(report: Report) -> str:
     first = report.first
     ds = first.get("dataset") or {}
     lines = [
-        f"## {_md_escape(report.suite)} ({_md_escape(report.task)}) — {report.n_samples} samples"
-        f"{_md_escape(long_prompts_note(first.get('long_prompts')))}",
+        f"## {md_escape(report.suite)} ({md_escape(report.task)}) — {report.n_samples} samples"
+        f"{md_escape(long_prompts_note(first.get('long_prompts')))}",
         "",
     ]
     lines.append(
         f"Dataset {_md_code(ds.get('source', '?'))} (sha256 {_md_code(str(ds.get('sha256', '?'))[:12])}), "
-        f"{_md_escape(interval_note(first.get('bootstrap')))}; Δ is each adapter minus the base of its run, "
+        f"{md_escape(interval_note(first.get('bootstrap')))}; Δ is each adapter minus the base of its run, "
         "paired by sample."
     )
     lines.append("")
@@ -57,10 +57,10 @@ def render_markdown(report: Report) -> str:
         notes.append("rescored without generating again: " + ", ".join(rescored))
     if notes:
         lines.append("")
-        lines.extend(f"<sub>{_md_escape(note)}</sub><br>" for note in notes)
+        lines.extend(f"<sub>{md_escape(note)}</sub><br>" for note in notes)
     runs = ", ".join(_md_code(r.run_id) for r in report.runs)
     lines.append("")
-    lines.append(f"Runs: {runs}; harness {_md_escape(first.get('harness_version', __version__))}.")
+    lines.append(f"Runs: {runs}; harness {md_escape(first.get('harness_version', __version__))}.")
     return "\n".join(lines) + "\n"
 
 
@@ -69,17 +69,17 @@ def _metrics_table(report: Report) -> list[str]:
     labels = list(report.metric_info)
     arrows = {True: "↑", False: "↓"}
     header = ["model"] + [f"{l} {arrows[bool(report.metric_info[l].get('higher_is_better', True))]}" for l in labels]
-    lines = ["| " + " | ".join(_md_escape(h) for h in header) + " |", "|" + "---|" * len(header)]
+    lines = ["| " + " | ".join(md_escape(h) for h in header) + " |", "|" + "---|" * len(header)]
     for m in report.models:
         cells = [_interval_md(m.metrics.get(l) or {}) for l in labels]
-        lines.append("| " + " | ".join([f"**{_md_escape(m.name)}**"] + cells) + " |")
+        lines.append("| " + " | ".join([f"**{md_escape(m.name)}**"] + cells) + " |")
         if m.delta:
             cells = []
             for l in labels:
                 d = m.delta.get(l) or {}
                 mark = " ▲" if d.get("improved") else " ▼" if d.get("regressed") else ""
                 cells.append(_interval_md(d, signed=True) + mark)
-            lines.append("| " + " | ".join([f"Δ {_md_escape(m.name)} vs base"] + cells) + " |")
+            lines.append("| " + " | ".join([f"Δ {md_escape(m.name)} vs base"] + cells) + " |")
     return lines
 
 
@@ -92,11 +92,11 @@ def _sweep_lines(report: Report) -> list[str]:
     labels = [f"{l} {arrows[bool(report.metric_info[l].get('higher_is_better', True))]}" for l in table["labels"]]
     header = ["model"] + table["fields"] + labels
     best = "best point" if table["title"] == "Sweep" else "best checkpoint"
-    lines = [f"{table['title']} (★ {best}):", "", "| " + " | ".join(_md_escape(h) for h in header) + " |"]
+    lines = [f"{table['title']} (★ {best}):", "", "| " + " | ".join(md_escape(h) for h in header) + " |"]
     lines.append("|" + "---|" * len(header))
     for row in table["rows"]:
         cells = [_interval_md(c) + (" ★" if c["best"] else "") for c in row["cells"]]
-        names = [_md_code(row["name"])] + [_md_escape(v) for v in row["at"]]
+        names = [_md_code(row["name"])] + [md_escape(v) for v in row["at"]]
         lines.append("| " + " | ".join(names + cells) + " |")
     return lines + [""]
 
@@ -105,12 +105,12 @@ def _model_line(m) -> str:
     info = m.info
     if m.kind == "base":
         quantization = info.get("quantization")
-        mode = f", {_md_escape(quantization.get('mode'))}" if isinstance(quantization, dict) else ""
+        mode = f", {md_escape(quantization.get('mode'))}" if isinstance(quantization, dict) else ""
         return f"- {_md_code(m.name)}: base {_md_code(info.get('ref', '?'))}" + mode
     if m.kind == "model":
         return f"- {_md_code(m.name)}: model {_md_code(info.get('path', '?'))} (sha256 {_md_code(str(info.get('sha256', '?'))[:12])})"
     t = train_summary(info)
-    extra = f"; trained {_md_escape(t['steps'])} steps on {_md_code(t['data'])}" if t and t.get("steps") else ""
+    extra = f"; trained {md_escape(t['steps'])} steps on {_md_code(t['data'])}" if t and t.get("steps") else ""
     return (
         f"- {_md_code(m.name)}: adapter {_md_code(info.get('path', '?'))} "
         f"(sha256 {_md_code(str(info.get('sha256', '?'))[:12])}){extra}"

@@ -11,6 +11,8 @@ from pathlib import Path
 
 from harness import __version__
 from harness.report.load import Report, load_runs, merge_runs
+from harness.report.markdown import md_escape, render_markdown
+from harness.report.render import page_context, template_env
 
 
 def load_reports(paths: list[str | Path], results_file: str = "results.json") -> list[Report]:
@@ -26,15 +28,13 @@ def multi_report_id(reports: list[Report]) -> str:
 
 
 def render_multi_html(reports: list[Report]) -> str:
-    from harness.report.render import _env, page_context
-
     sections = []
     for i, report in enumerate(reports, 1):
         context = page_context(report)
         context["anchor"] = f"suite-{i}"
         sections.append(context)
     return (
-        _env()
+        template_env()
         .get_template("multi.html.j2")
         .render(
             title=f"{', '.join(r.suite for r in reports)} — harness report",
@@ -47,7 +47,5 @@ def render_multi_html(reports: list[Report]) -> str:
 
 def render_multi_markdown(reports: list[Report]) -> str:
     """Each suite's Markdown summary in turn, under a line naming them all."""
-    from harness.report.markdown import _md_escape, render_markdown
-
-    head = f"# harness report: {len(reports)} suites ({', '.join(_md_escape(r.suite) for r in reports)})\n\n"
+    head = f"# harness report: {len(reports)} suites ({', '.join(md_escape(r.suite) for r in reports)})\n\n"
     return head + "\n".join(render_markdown(r) for r in reports)

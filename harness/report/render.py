@@ -57,7 +57,7 @@ def non_finite_text(value: float) -> str:
     return "nan" if math.isnan(value) else "inf" if value > 0 else "-inf"
 
 
-def _env():
+def template_env():
     import jinja2
 
     env = jinja2.Environment(
@@ -143,4 +143,4 @@ def page_context(report: Report) -> dict:
 
 
 def render_html(report: Report) -> str:
-    return _env().get_template("report.html.j2").render(**page_context(report))
+    return template_env().get_template("report.html.j2").render(**page_context(report))
