@@ -1,5 +1,3 @@
-import sys
+from harness.commands.cli import run
 
-from harness.commands.cli import main
-
-sys.exit(main())
+run()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import subprocess
 import sys
 import traceback
@@ -12,6 +13,21 @@ from harness import __version__
 from harness.errors import HarnessError, describe
 
 EXIT_USER_ERROR = 2
+EXIT_INTERRUPTED = 130
+
+
+def run() -> None:
+    """The `harness` executable: `main`, then exit with its code.
+
+    Once the command has returned, its work is on disk: a Ctrl-C during the interpreter's teardown
+    would otherwise kill the process by the signal (exit -2, not 130) after the command's last line,
+    with the default handler the interpreter restores as it shuts down."""
+    try:
+        code = main()
+    except KeyboardInterrupt:  # in the instant between the command's own handler and here
+        code = EXIT_INTERRUPTED
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    sys.exit(code)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -63,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         print(f"harness {args.command}: interrupted; finished work is on disk", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
     finally:
         leave_process_group()
 
