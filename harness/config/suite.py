@@ -7,6 +7,7 @@ from typing import Any, Literal, Union
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
+from harness.config.choice import ChoiceSettings
 from harness.config.data import ReaderSettings
 from harness.config.generation import GenerationSettings, expand_grid
 from harness.config.loader import MAX_SEED, Strict, check_name
@@ -25,6 +26,11 @@ class DatasetSettings(ReaderSettings):
     )
     limit: int | None = Field(None, gt=0, description="evaluate this many examples, drawn as `sample` says")
     seed: int = Field(0, ge=0, le=MAX_SEED, description="seed of the `limit` sample")
+    where: str | None = Field(
+        None,
+        description="a jinja2 expression over an example's fields; only examples where it is true are read "
+        "(before `limit`), e.g. `'economy' in id|lower` (lm-evaluation-harness's process_docs filters)",
+    )
 
 
 class FewShot(Strict):
@@ -135,7 +141,7 @@ class AnswerFilter(Strict):
 
 class SuiteConfig(Strict):
     name: str = Field(description="the suite's name; part of the run directory's name")
-    task: str = Field(description="the task kind: `qa`, `summarization` or `perplexity` (docs/tasks.md)")
+    task: str = Field(description="the task kind: `qa`, `summarization`, `perplexity` or `choice` (docs/tasks.md)")
     description: str = Field("", description="free text about the suite, kept in the run's config.json")
     dataset: DatasetSettings = Field(default_factory=DatasetSettings, description="what to evaluate on")
     prompt: PromptSettings = Field(default_factory=PromptSettings, description="how each sample becomes a prompt")
@@ -149,6 +155,9 @@ class SuiteConfig(Strict):
     )
     perplexity: PerplexitySettings = Field(
         default_factory=PerplexitySettings, description="the perplexity task's windows"
+    )
+    choice: ChoiceSettings = Field(
+        default_factory=ChoiceSettings, description="the choice task's context, choices and right answer"
     )
     metrics: list[MetricEntry] = Field(
         default_factory=list,

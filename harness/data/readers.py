@@ -69,11 +69,11 @@ def load_dataset(
     if not examples:
         raise DataError(f"{path}: dataset is empty ({where}); give a file with at least one example")
     if limit is not None and limit < len(examples):
-        examples = _take(examples, limit, sample, seed)
+        examples = take(examples, limit, sample, seed)
     return Dataset(examples=examples, source=path, path=file_str, format=fmt, sha256=digest)
 
 
-def _take(examples: list[dict], limit: int, sample: str, seed: int) -> list[dict]:
+def take(examples: list[dict], limit: int, sample: str, seed: int) -> list[dict]:
     if sample == "first":
         return examples[:limit]
     keep = sorted(random.Random(seed).sample(range(len(examples)), limit))

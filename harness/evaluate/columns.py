@@ -61,13 +61,16 @@ def record_keys(plan: EvalPlan, column: Column) -> list[str]:
     }
     identity = plan.identities[column.model]
     # The id is part of the key: two samples with the same prompt and references (KorQuAD dev
-    # has such pairs) must each keep their own record. A perplexity source is part of what is scored.
-    return [
-        content_key(
-            identity, settings, r.id, r.prompt, r.references, *([r.extra["source"]] if "source" in r.extra else [])
-        )
-        for r in plan.requests
-    ]
+    # has such pairs) must each keep their own record. A perplexity source, and a choice task's choices
+    # after their delimiter, are part of what is scored.
+    return [content_key(identity, settings, r.id, r.prompt, r.references, *_scored_extra(r)) for r in plan.requests]
+
+
+def _scored_extra(request) -> list:
+    extra = request.extra
+    if "choices" in extra:
+        return [extra["delimiter"], extra["choices"]]
+    return [extra["source"]] if "source" in extra else []
 
 
 def perplexity_settings(suite) -> dict:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 
 from harness.config.suite import SuiteConfig
 from harness.engine.requests import RunOptions
@@ -36,4 +37,22 @@ def run_task(
         progress=progress,
     )
     work = [task.engine_request(suite, r) for r in requests]
-    run_requests(model, tokenizer, work, options, lambda index, result: on_record(task.record(requests[index], result)))
+    if not any(isinstance(w, list) for w in work):
+        run_requests(model, tokenizer, work, options, lambda i, result: on_record(task.record(requests[i], result)))
+        return
+    # Several engine requests per sample (a choice task's choices): the sample's record is made once
+    # all of them are answered; progress counts samples.
+    owner = [n for n, w in enumerate(work) for _ in w]
+    flat = [request for w in work for request in w]
+    results: list[dict] = [{} for _ in work]
+
+    def collect(index: int, result) -> None:
+        n = owner[index]
+        results[n][index] = result
+        if len(results[n]) == len(work[n]):
+            on_record(task.record(requests[n], [results[n][i] for i in sorted(results[n])]))
+            results[n] = {}
+            if progress is not None:
+                progress.update(1)
+
+    run_requests(model, tokenizer, flat, replace(options, progress=None), collect)

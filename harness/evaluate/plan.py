@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from harness.config.data import drop_reader_defaults
 from harness.config.generation import Variant, expand_grid
 from harness.config.suite import SuiteConfig
-from harness.data.readers import Dataset, load_dataset, reader_options
+from harness.data.expressions import expression
+from harness.data.readers import Dataset, load_dataset, reader_options, take
 from harness.engine.model_info import context_length, encoder_decoder
 from harness.errors import ConfigError, DataError
 from harness.metrics.aggregate import Scorer
@@ -77,20 +78,47 @@ def resolve_dataset(suite: SuiteConfig, source: str) -> Dataset:
     if not path:
         hint = f" or set ${d.path_env}" if d.path_env else ""
         raise ConfigError(f"{source}: field 'dataset.path' is empty; pass --data PATH{hint}")
-    return load_dataset(
-        path, d.format, d.split, d.fields, d.limit, d.seed, where=f"{source} dataset.path", **reader_options(d)
-    )
+    limit = None if d.where else d.limit
+    where = f"{source} dataset.path"
+    dataset = load_dataset(path, d.format, d.split, d.fields, limit, d.seed, where=where, **reader_options(d))
+    if d.where:
+        dataset = _keep_where(dataset, d.where, d.limit, d.sample, d.seed)
+    return dataset
 
 
-def fewshot_pool(suite: SuiteConfig, dataset: Dataset, source: str) -> list[dict]:
+def _keep_where(dataset: Dataset, condition: str, limit: int | None, sample: str, seed: int) -> Dataset:
+    """The examples for which `dataset.where` is true, then `limit` of them."""
+    test = expression(condition, "dataset.where")
+    try:
+        kept = [e for e in dataset.examples if test(e, f"dataset example '{e.get('id', '?')}'")]
+    except DataError as exc:
+        raise DataError(f"{dataset.source}: {exc}") from None
+    if not kept:
+        raise DataError(f"{dataset.source}: dataset.where {condition!r} keeps no example; check the expression")
+    if limit is not None and limit < len(kept):
+        kept = take(kept, limit, sample, seed)
+    return replace(dataset, examples=kept)
+
+
+def fewshot_pool(suite: SuiteConfig, dataset: Dataset, source: str, task: Task) -> list[dict]:
+    """Where few-shot examples come from: `prompt.fewshot.path`, else the suite's own dataset (a choice
+    task's: in full, at `prompt.fewshot.split` where the dataset has splits, as lm-evaluation-harness
+    draws from its fewshot_split)."""
     f = suite.prompt.fewshot
     if not f.k:
         return []
-    if f.path is None:
+    if f.path is not None:
+        return load_dataset(
+            f.path, "auto", f.split, suite.dataset.fields, None, f.seed, where=f"{source} prompt.fewshot.path"
+        ).examples
+    if task.kind != "choice":
         return dataset.examples
-    return load_dataset(
-        f.path, "auto", f.split, suite.dataset.fields, None, f.seed, where=f"{source} prompt.fewshot.path"
-    ).examples
+    d = suite.dataset
+    split = f.split if dataset.format in ("hub", "disk") else d.split
+    if split == d.split and (d.limit is None or len(dataset.examples) < d.limit):
+        return dataset.examples
+    whole = suite.model_copy(update={"dataset": d.model_copy(update={"split": split, "limit": None})})
+    return resolve_dataset(whole, f"{source} prompt.fewshot").examples
 
 
 def run_id_for(suite: SuiteConfig, dataset: Dataset, identities: dict[str, dict]) -> str:
@@ -109,6 +137,10 @@ def run_id_for(suite: SuiteConfig, dataset: Dataset, identities: dict[str, dict]
         del settings["filters"]
     if settings["perplexity"]["source_field"] is None:
         del settings["perplexity"]["source_field"]
+    if settings["dataset"]["where"] is None:
+        del settings["dataset"]["where"]
+    if suite.task != "choice":  # the section means nothing to other kinds; their runs keep their ids
+        del settings["choice"]
     return f"{suite.name}-{content_key(settings, dataset.sha256, identities)[:10]}"
 
 
@@ -169,8 +201,8 @@ def model_names(suite: SuiteConfig, source: str, full: list[str]) -> list[str]:
 def plan_columns(plan: EvalPlan, names: list[str]) -> None:
     """Every model × generation variant is one column; without a grid a column is just the model."""
     suite, source = plan.suite, plan.source
-    if suite.generation_grid and plan.task.kind == "perplexity":
-        raise ConfigError(f"{source}: field 'generation_grid': the perplexity task generates nothing; remove it")
+    if suite.generation_grid and plan.task.request_kind != "generation":
+        raise ConfigError(f"{source}: field 'generation_grid': the {plan.task.kind} task generates nothing; remove it")
     plan.variants = expand_grid(suite.generation, suite.generation_grid, f"{source}: generation_grid")
     plan.columns = {
         variant.label(name): Column(

@@ -76,7 +76,7 @@ def plan_eval(
     """Everything checked and settled before the first sample is generated; the run directory made."""
     task = get_task(suite.task, where=f"{source}: field 'task'")
     dataset = resolve_dataset(suite, source)
-    fewshot = fewshot_pool(suite, dataset, source)
+    fewshot = fewshot_pool(suite, dataset, source, task)
     check_scoring(task, suite, dataset, source)
     env = detect()
     # Under `accelerate launch`, every rank loads its own copy and generates its share of the samples;

@@ -5,10 +5,10 @@ from __future__ import annotations
 import difflib
 
 from harness.errors import ConfigError
-from harness.tasks import perplexity, qa, summarization
+from harness.tasks import choice, perplexity, qa, summarization
 from harness.tasks.base import Request, Task
 
-TASKS: dict[str, Task] = {t.kind: t for t in (qa.TASK, summarization.TASK, perplexity.TASK)}
+TASKS: dict[str, Task] = {t.kind: t for t in (qa.TASK, summarization.TASK, perplexity.TASK, choice.TASK)}
 
 
 def get_task(kind: str, where: str = "task") -> Task:
