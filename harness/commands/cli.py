@@ -19,14 +19,20 @@ EXIT_INTERRUPTED = 130
 def run() -> None:
     """The `harness` executable: `main`, then exit with its code.
 
-    Once the command has returned, its work is on disk: a Ctrl-C during the interpreter's teardown
-    would otherwise kill the process by the signal (exit -2, not 130) after the command's last line,
-    with the default handler the interpreter restores as it shuts down."""
+    Once the command has returned, its work is on disk, so Ctrl-C is ignored while the interpreter
+    tears down (the default handler it restores would kill the process by the signal, exit -2, after
+    the command's last line). After an interrupted command the process ends at once: a
+    KeyboardInterrupt that passed through an extension's embedded Python code leaves the interpreter
+    marked as killed by Ctrl-C, and at exit it would re-send SIGINT to itself (exit -2, not 130)."""
     try:
         code = main()
     except KeyboardInterrupt:  # in the instant between the command's own handler and here
         code = EXIT_INTERRUPTED
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if code == EXIT_INTERRUPTED:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
     sys.exit(code)
 
 

@@ -26,6 +26,7 @@ from collections.abc import Callable
 import torch
 
 from harness.engine import fused, seq2seq
+from harness.engine.continuation import continuation_row
 from harness.engine.model_info import context_length, encoder_decoder
 from harness.engine.requests import (
     Loglikelihood,
@@ -52,7 +53,7 @@ def loglikelihood(
         model,
         requests,
         lambda r: seq2seq.continuation_row(model, tokenizer, r),
-        lambda r: _continuation_row(tokenizer, r, context_length(model)),
+        lambda r: continuation_row(tokenizer, r, context_length(model)),
     )
     order = sorted(range(len(rows)), key=lambda i: (-len(rows[i][0]), i))
     size = options.batch_size or max(1, TOKENS_PER_FORWARD // max((len(ids) for ids, _ in rows), default=1))
@@ -77,27 +78,6 @@ def _rows(model, requests: list, seq2seq_row, decoder_row) -> tuple[list | None,
         return None, [decoder_row(r) for r in requests]
     pairs = [seq2seq_row(r) for r in requests]
     return [source for source, _ in pairs], [row for _, row in pairs]
-
-
-def _continuation_row(tokenizer, request: LoglikelihoodRequest, limit: int | None) -> tuple[list[int], int]:
-    """(ids, where the continuation starts) of a request. Context and continuation are tokenized
-    together and the continuation's tokens are those past the context's own (a token across the
-    boundary belongs to the continuation); the context's trailing spaces go to the continuation,
-    as lm-evaluation-harness moves them. An empty context is the BOS token (or eos, where there is
-    none). Longer than the model's context, the row keeps its end."""
-    context, continuation = request.context, request.continuation
-    spaces = len(context) - len(context.rstrip())
-    if spaces:
-        context, continuation = context[:-spaces], context[-spaces:] + continuation
-    whole = tokenizer(context + continuation, add_special_tokens=True)["input_ids"]
-    start = len(tokenizer(context, add_special_tokens=True)["input_ids"]) if context else 0
-    if start == 0:
-        prefix = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
-        whole = whole if whole and whole[0] == prefix else [prefix, *whole]
-        start = 1
-    if limit and len(whole) > limit:
-        start, whole = max(1, start - (len(whole) - limit)), whole[-limit:]
-    return whole, start
 
 
 def rolling_loglikelihood(
