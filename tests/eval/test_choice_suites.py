@@ -9,8 +9,11 @@ import json
 import random
 from pathlib import Path
 
+import pyarrow
+import pyarrow.parquet
 import pytest
 
+from harness.data.readers import load_dataset
 from harness.errors import DataError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -262,8 +265,6 @@ def hub_folder(root: Path, configs: dict[str, dict[str, list[dict]]]) -> Path:
 
 
 def test_several_hub_configurations_read_as_one_dataset(tmp_path):
-    from harness.data.readers import load_dataset
-
     folder = hub_folder(
         tmp_path / "repo",
         {"a": {"test": [{"q": "가"}, {"q": "나"}], "dev": [{"q": "다"}]}, "b": {"test": [{"q": "라"}]}},
@@ -280,8 +281,6 @@ def test_several_hub_configurations_read_as_one_dataset(tmp_path):
 
 
 def test_a_local_file_stands_in_for_named_configurations(tmp_path):
-    from harness.data.readers import load_dataset
-
     path = tmp_path / "copy.jsonl"
     path.write_text(
         "".join(json.dumps({"q": q, "config": c}) + "\n" for q, c in [("가", "a"), ("나", "b"), ("다", "c")])
@@ -289,6 +288,9 @@ def test_a_local_file_stands_in_for_named_configurations(tmp_path):
     kept = load_dataset(str(path), split="test", hub={"name": ["a", "c"]})
     assert kept.format == "jsonl" and [e["q"] for e in kept.examples] == ["가", "다"]
     assert [e["q"] for e in load_dataset(str(path), hub={"name": "b"}).examples] == ["나"]
+    table = pyarrow.Table.from_pylist([{"q": "가", "config": "a"}, {"q": "나", "config": "b"}])
+    pyarrow.parquet.write_table(table, tmp_path / "copy.parquet")
+    assert [e["q"] for e in load_dataset(str(tmp_path / "copy.parquet"), hub={"name": ["b"]}).examples] == ["나"]
     bare = tmp_path / "bare.jsonl"
     bare.write_text('{"q": "가"}\n')
     assert len(load_dataset(str(bare), hub={"name": "boolq"}).examples) == 1  # the file is that configuration
