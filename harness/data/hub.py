@@ -49,12 +49,15 @@ def _load(path: str, split: str, where: str, hub: dict, local_hint: str | None) 
     except Exception as exc:  # datasets raises many types; all mean "cannot get this dataset"
         shown = "".join(f", {key} {value}" for key, value in options.items())
         what = f"{path}: cannot load dataset split '{split}'{shown} ({where})"
-        if _offline() and not os.path.isdir(path):
+        if os.path.isdir(path):
+            raise DataError(f"{what}: {first_line(exc)}") from None
+        local = f"give a local copy ({local_hint or 'its path'}: see docs/tasks.md, local copies)"
+        if _offline():
             raise DataError(
                 f"{what}: it is not in the local cache and the hub is offline (HF_HUB_OFFLINE); run once online "
-                f"to cache it, or give a local copy ({local_hint or 'its path'}: see docs/tasks.md, local copies)"
+                f"to cache it, or {local}"
             ) from None
-        raise DataError(f"{what}: {first_line(exc)}") from None
+        raise DataError(f"{what}: {first_line(exc)}; or {local}") from None
     return [dict(row) for row in ds], ds._fingerprint
 
 
