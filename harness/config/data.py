@@ -22,7 +22,11 @@ class ReaderSettings(Strict):
     sample: Literal["random", "first"] = Field(
         "random", description="which `limit` examples: a seeded random sample (file order kept), or the first ones"
     )
-    name: str | None = Field(None, description="hub datasets: the configuration (subset) name")
+    name: str | list[str] | None = Field(
+        None,
+        description="hub datasets: the configuration (subset) name, or a list of them read as one dataset "
+        "whose rows get a `config` column and ids `CONFIG/N` (a local copy: one file with that column)",
+    )
     data_files: str | list[str] | dict[str, str | list[str]] | None = Field(
         None, description="hub datasets or local folders: the files to read (`datasets.load_dataset`'s `data_files`)"
     )

@@ -1,5 +1,5 @@
-"""Readers of the tabular and Arrow shapes: CSV/TSV, parquet, `save_to_disk` folders and hub datasets
-(what the `datasets` library loads). Each returns (examples, sha256)."""
+"""Readers of the tabular and Arrow shapes: CSV/TSV, parquet and `save_to_disk` folders (hub datasets:
+harness.data.hub)."""
 
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ def read_parquet(file: Path, source: str) -> list[dict]:
     try:
         rows = pyarrow.parquet.read_table(file).to_pylist()
     except (pyarrow.ArrowException, OSError) as exc:
-        raise DataError(f"{source}: cannot read as parquet ({_first_line(exc)}); give a .parquet file") from None
+        raise DataError(f"{source}: cannot read as parquet ({first_line(exc)}); give a .parquet file") from None
     return _numbered(rows)
 
 
@@ -47,7 +47,7 @@ def read_disk(folder: Path, source: str, split: str, where: str) -> tuple[list[d
     try:
         loaded = datasets.load_from_disk(str(folder))
     except Exception as exc:  # datasets raises many types; all mean "not a readable saved dataset"
-        raise DataError(f"{source}: cannot load the save_to_disk folder ({where}): {_first_line(exc)}") from None
+        raise DataError(f"{source}: cannot load the save_to_disk folder ({where}): {first_line(exc)}") from None
     if isinstance(loaded, datasets.DatasetDict):
         if split not in loaded:
             raise DataError(
@@ -57,25 +57,11 @@ def read_disk(folder: Path, source: str, split: str, where: str) -> tuple[list[d
     return _numbered([dict(row) for row in loaded]), hashlib.sha256(loaded._fingerprint.encode()).hexdigest()
 
 
-def read_hub(path: str, split: str, where: str, hub: dict) -> tuple[list[dict], str]:
-    """`datasets.load_dataset(path, name, split, data_files, revision)`: a hub id or a local folder."""
-    import datasets
-
-    options = {key: value for key, value in hub.items() if value is not None}
-    try:
-        ds = datasets.load_dataset(path, split=split, **options)
-    except Exception as exc:  # datasets raises many types; all mean "cannot get this dataset"
-        shown = "".join(f", {key} {value}" for key, value in options.items())
-        raise DataError(f"{path}: cannot load dataset split '{split}'{shown} ({where}): {_first_line(exc)}") from None
-    # Hub rows are numbered from 0, as they always were: the ids are in existing runs' record keys.
-    return _numbered([dict(row) for row in ds], start=0), hashlib.sha256(ds._fingerprint.encode()).hexdigest()
-
-
-def _numbered(rows: list[dict], start: int = 1) -> list[dict]:
-    for number, row in enumerate(rows, start=start):
+def _numbered(rows: list[dict]) -> list[dict]:
+    for number, row in enumerate(rows, start=1):
         row.setdefault("id", str(number))
     return rows
 
 
-def _first_line(exc: Exception) -> str:
+def first_line(exc: Exception) -> str:
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0]

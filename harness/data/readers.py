@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.data.builtin import BUILTIN_PREFIX, resolve_builtin
-from harness.data.formats import is_disk_folder, read_delimited, read_disk, read_hub, read_parquet
+from harness.data.formats import is_disk_folder, read_delimited, read_disk, read_parquet
+from harness.data.hub import CONFIG_COLUMN, read_hub
 from harness.errors import DataError
 
 FORMATS = ("auto", "korquad", "squad", "json", "jsonl", "csv", "tsv", "parquet", "disk", "hub")
@@ -30,9 +31,11 @@ class Dataset:
 def reader_options(settings) -> dict:
     """The keyword arguments of `load_dataset` beyond the positional ones, from a train `data` or a
     suite `dataset` section."""
+    env = getattr(settings, "path_env", None)
     return {
         "sample": settings.sample,
         "hub": {"name": settings.name, "data_files": settings.data_files, "revision": settings.revision},
+        "local_hint": f"set ${env} or pass --data PATH" if env else None,
     }
 
 
@@ -46,15 +49,17 @@ def load_dataset(
     where: str = "data.path",
     sample: str = "random",
     hub: dict | None = None,
+    local_hint: str | None = None,
 ) -> Dataset:
     """Read a dataset, map fields, keep `limit` examples: the first ones, or a seeded sample (order kept).
-    `hub`: datasets.load_dataset's name, data_files and revision."""
+    `hub`: datasets.load_dataset's name (one or a list), data_files and revision; `local_hint`: how to
+    give a local copy instead, for the error of a hub dataset that cannot be reached."""
     hub = hub or {}
     file = resolve_builtin(path) if path.startswith(BUILTIN_PREFIX) else Path(path).expanduser()
     fmt = _detect_format(file, format, path, any(v is not None for v in hub.values()))
     file_str = None
     if fmt == "hub":
-        examples, digest = read_hub(path, split, where, hub)
+        examples, digest = read_hub(path, split, where, hub, local_hint)
     elif fmt == "disk":
         examples, digest = read_disk(file, path, split, where)
         file_str = str(file)
@@ -65,12 +70,33 @@ def load_dataset(
         digest = hashlib.sha256(raw).hexdigest()
         examples = _read_file(file, raw, fmt, path)
         file_str = str(file)
+    if fmt != "hub":
+        examples = local_configs(examples, hub.get("name"), path, where)
     examples = [map_fields(ex, fields or {}, path) for ex in examples]
     if not examples:
         raise DataError(f"{path}: dataset is empty ({where}); give a file with at least one example")
     if limit is not None and limit < len(examples):
         examples = take(examples, limit, sample, seed)
     return Dataset(examples=examples, source=path, path=file_str, format=fmt, sha256=digest)
+
+
+def local_configs(examples: list[dict], name, source: str, where: str) -> list[dict]:
+    """A local copy read for a suite that names hub configurations: with a `config` column, the rows of
+    the configurations named; without one, a single name means the file is that configuration."""
+    names = [name] if isinstance(name, str) else name
+    if not names or (isinstance(name, str) and not any(CONFIG_COLUMN in e for e in examples)):
+        return examples
+    if not all(CONFIG_COLUMN in e for e in examples):
+        raise DataError(
+            f"{source}: the suite reads the configurations {', '.join(names)} but rows lack a '{CONFIG_COLUMN}' "
+            f"column ({where}); add it, naming each row's configuration"
+        )
+    kept = [e for e in examples if e[CONFIG_COLUMN] in names]
+    if not kept:
+        raise DataError(
+            f"{source}: no row's '{CONFIG_COLUMN}' is one of {', '.join(names)} ({where}); check dataset.name"
+        )
+    return kept
 
 
 def take(examples: list[dict], limit: int, sample: str, seed: int) -> list[dict]:
@@ -111,8 +137,8 @@ def map_fields(example: dict, fields: dict[str, str], source: str) -> dict:
 def _detect_format(file: Path, format: str, source: str, hub_options: bool) -> str:
     if format != "auto":
         return "squad" if format == "korquad" else format
-    if hub_options:
-        return "hub"
+    if hub_options and not (file.is_file() and file.suffix.lower() in _BY_SUFFIX) and not is_disk_folder(file):
+        return "hub"  # a local file or saved dataset stands in for the hub dataset the settings name
     if file.is_dir():
         return "disk" if is_disk_folder(file) else "hub"  # a plain folder: datasets' own file-type detection
     if file.suffix.lower() in _BY_SUFFIX:

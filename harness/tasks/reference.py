@@ -5,8 +5,12 @@ python -m harness.tasks.reference > docs/tasks.md
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from harness.tasks import TASKS
 
+# A kind's guide (how to write its suites) follows the table: harness/tasks/guides/KIND.md.
+GUIDES = Path(__file__).with_name("guides")
 COMMAND = "python -m harness.tasks.reference > docs/tasks.md"
 
 
@@ -29,7 +33,8 @@ def render() -> str:
         lines.append(
             f"| `{task.kind}` | {task.summary} | {task.request_kind} | {references} | {metrics} | {sections} |"
         )
-    return "\n".join(lines) + "\n"
+    guides = [GUIDES / f"{kind}.md" for kind in TASKS]
+    return "\n".join(lines) + "\n" + "".join("\n" + g.read_text(encoding="utf-8") for g in guides if g.is_file())
 
 
 if __name__ == "__main__":
