@@ -81,7 +81,9 @@ class Fields:
         raise DataError(f"{name}: choice.gold gave {_show(value)}; a few-shot example needs a choice's index or text")
 
     def subject(self, example: dict, name: str) -> str | None:
-        return None if self._subject is None else str(self._subject(example, name))
+        """The example's subject; None (no subject) where the suite names none or the expression gives none."""
+        value = None if self._subject is None else self._subject(example, name)
+        return None if value is None else str(value)
 
 
 class FewShot:
