@@ -26,17 +26,11 @@ def has_subjects(records: dict[str, list[dict]]) -> bool:
     return any(r.get("subject") is not None for recs in records.values() for r in recs)
 
 
-def breakdown(
-    records: dict[str, list[dict]],
-    scorers: list[Scorer],
-    base: str | None,
-    resamples: int = 1000,
-    seed: int = 0,
-    confidence: float = 0.95,
-    correction: str = "holm",
-) -> dict | None:
+def breakdown(records: dict[str, list[dict]], scorers: list[Scorer], base: str | None, *bootstrap) -> dict | None:
     """results.json's "breakdown"; None when no record names a subject. `records[column]` lists the
-    records in the same sample order for every column (aggregate checks that)."""
+    records in the same sample order for every column (aggregate checks that); `bootstrap` is
+    aggregate's (resamples, seed, confidence, correction)."""
+    resamples, seed, confidence, correction = bootstrap
     if not has_subjects(records):
         return None
     boot = dict(seed=seed, n_resamples=resamples, confidence=confidence)

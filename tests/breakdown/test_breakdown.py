@@ -115,7 +115,7 @@ def test_paired_deltas_per_category_and_macro(run):
 def test_no_subject_no_breakdown():
     recs = [{"id": str(i), "metrics": {"acc": 100.0 * (i % 2)}} for i in range(4)]
     scorers = get_task("choice").scorers(choice_suite(["acc"]), [])
-    assert breakdown({"base": recs}, scorers, "base") is None
+    assert breakdown({"base": recs}, scorers, "base", 1000, 0, 0.95, "holm") is None
 
 
 def test_rescore_recomputes_the_breakdown(run):

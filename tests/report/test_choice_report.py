@@ -80,6 +80,8 @@ def test_breakdown_tables_in_html_show_results_figures(choice_run):
     for subject in b["subjects"]:
         value = b["columns"]["base"]["subjects"][subject]["acc"]
         assert f"{value:.2f}" in html
+    macro = re.search(r'data-group="macro over 5 subjects">(.*?)</tr>', html, re.S).group(1)
+    assert macro.count("[") == 2 * 2 + 2  # acc, acc_norm: base, ko-mc and Δ; f1 (corpus): none
     assert 'class="breakdown-row average" data-group="macro over 5 subjects"' in html
 
 
