@@ -12,12 +12,10 @@ Pure (no torch): `harness eval` and `harness rescore` both call `breakdown`.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from harness.metrics.aggregate import FULL_SCORE, Scorer, mark_deltas
-from harness.metrics.stats import corpus_ci, mean_ci, paired_delta_ci
+from harness.metrics.stats import bootstrap_indices, corpus_ci, mean_ci, paired_delta_ci, percentile_interval
 
 MACROS = ("macro_subjects", "macro_categories")
 
@@ -34,14 +32,15 @@ def breakdown(records: dict[str, list[dict]], scorers: list[Scorer], base: str |
     if not has_subjects(records):
         return None
     boot = dict(seed=seed, n_resamples=resamples, confidence=confidence)
-    first = next(iter(records.values()))
-    groups = _Groups(first)
-    columns = {column: _column(groups, recs, scorers, boot) for column, recs in records.items()}
+    groups = _Groups(next(iter(records.values())))
+    values = {(c, s.label): _values(s, recs) for c, recs in records.items() for s in scorers if s.per_sample}
+    macros = _Macros(groups, values, boot)
+    columns = {c: _column(groups, macros, c, recs, scorers, boot) for c, recs in records.items()}
     deltas: dict[str, dict] = {}
     if base is not None and base in records:
-        for column, recs in records.items():
-            if column != base:
-                deltas[column] = _deltas(groups, records[base], recs, scorers, boot)
+        for c, recs in records.items():
+            if c != base:
+                deltas[c] = _deltas(groups, macros, (base, c), (records[base], recs), scorers, boot)
     # Holm's family: every breakdown delta of the run, each (column, group) one row of metrics.
     family = {(c, g): entries for c, by_group in deltas.items() for g, entries in by_group.items()}
     comparisons = mark_deltas(family, scorers, 1 - confidence, correction)
@@ -71,15 +70,15 @@ class _Groups:
         }
         categories = [None if s is None else self.category_of.get(s) for s in subjects]
         self.categories = sorted({c for c in categories if c is not None})
-        self.subject_index = _index(subjects, self.subjects)
-        self.category_index = _index(categories, self.categories)
+        self.index = {"subject": _index(subjects, self.subjects), "category": _index(categories, self.categories)}
         self.uncategorized = sum(1 for s, c in zip(subjects, categories) if s is not None and c is None)
+        self.macros = {"macro_subjects": ("subject", len(self.subjects))}
+        if self.categories:
+            self.macros["macro_categories"] = ("category", len(self.categories))
 
     def members(self, by: str, name: str) -> np.ndarray:
-        index, names = (
-            (self.subject_index, self.subjects) if by == "subject" else (self.category_index, self.categories)
-        )
-        return np.flatnonzero(index == names.index(name))
+        names = self.subjects if by == "subject" else self.categories
+        return np.flatnonzero(self.index[by] == names.index(name))
 
 
 def _index(values: list, names: list[str]) -> np.ndarray:
@@ -88,7 +87,66 @@ def _index(values: list, names: list[str]) -> np.ndarray:
     return np.array([position.get(v, -1) if v is not None else -1 for v in values], dtype=np.int64)
 
 
-def _column(groups: _Groups, recs: list[dict], scorers: list[Scorer], boot: dict) -> dict:
+class _Macros:
+    """Every macro average of every per-sample metric of every column, on all samples and on each
+    bootstrap resample; the resamples are drawn once, as every harness bootstrap draws them (the
+    same seed gives the same index sets), so a delta's replicates pair the columns'."""
+
+    def __init__(self, groups: _Groups, values: dict[tuple, np.ndarray], boot: dict):
+        n = len(groups.index["subject"])
+        self.confidence = boot["confidence"]
+        self.n = {m: int((groups.index[by] >= 0).sum()) for m, (by, _) in groups.macros.items()}
+        self.value = {
+            (key, m): _GroupRows(groups, m, np.arange(n)[None]).means(values[key])[0]
+            for key in values
+            for m in groups.macros
+        }
+        blocks: dict[tuple, list] = {(key, m): [] for key in values for m in groups.macros}
+        for block in bootstrap_indices(n, seed=boot["seed"], n_resamples=boot["n_resamples"]) if n > 1 else []:
+            for m in groups.macros:
+                rows = _GroupRows(groups, m, block)
+                for key, v in values.items():
+                    blocks[key, m].append(rows.means(v))
+        self.replicates = {k: np.concatenate(b) for k, b in blocks.items() if b}
+
+    def interval(self, key: tuple, macro: str) -> dict:
+        value, n = float(self.value[key, macro]), self.n[macro]
+        if (key, macro) not in self.replicates:
+            return _point(value, n)
+        entry = percentile_interval(value, self.replicates[key, macro], n, self.confidence).to_dict()
+        entry.pop("p_value", None)
+        return entry
+
+    def delta(self, base: tuple, other: tuple, macro: str) -> dict:
+        value, n = float(self.value[other, macro] - self.value[base, macro]), self.n[macro]
+        if (base, macro) not in self.replicates:
+            return _point(value, n)
+        stats = self.replicates[other, macro] - self.replicates[base, macro]
+        return percentile_interval(value, stats, n, self.confidence).to_dict()
+
+
+class _GroupRows:
+    """Rows of sample indices (resamples × n) sorted into one macro's groups, for `means`."""
+
+    def __init__(self, groups: _Groups, macro: str, rows: np.ndarray):
+        by, self.count = groups.macros[macro]
+        g = groups.index[by][rows]
+        self.keep = g >= 0
+        self.rows = rows
+        self.flat = (np.arange(len(rows))[:, None] * self.count + g)[self.keep]
+        self.shape = (len(rows), self.count)
+        self.counts = np.bincount(self.flat, minlength=self.shape[0] * self.count).reshape(self.shape)
+
+    def means(self, values: np.ndarray) -> np.ndarray:
+        """Per row: the mean over groups of each group's mean over the row's samples; a group absent
+        from a resample is left out of that resample's mean."""
+        weights = values[self.rows][self.keep]
+        sums = np.bincount(self.flat, weights=weights, minlength=self.shape[0] * self.count).reshape(self.shape)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.nanmean(np.where(self.counts > 0, sums / self.counts, np.nan), axis=1)
+
+
+def _column(groups: _Groups, macros: _Macros, column: str, recs: list[dict], scorers: list[Scorer], boot) -> dict:
     subjects = {}
     for subject in groups.subjects:
         idx = groups.members("subject", subject)
@@ -98,24 +156,32 @@ def _column(groups: _Groups, recs: list[dict], scorers: list[Scorer], boot: dict
         idx = groups.members("category", category)
         categories[category] = {"n": len(idx), **{s.label: _interval(s, recs, idx, boot) for s in scorers}}
     out = {"subjects": subjects, "categories": categories}
-    for macro, index, names in _macros(groups):
-        out[macro] = {s.label: _macro_interval(s, recs, index, len(names), boot) for s in scorers}
+    for macro, (by, count) in groups.macros.items():
+        out[macro] = {
+            s.label: macros.interval((column, s.label), macro)
+            if s.per_sample
+            else _point(_corpus_macro(s, recs, groups, by, count), macros.n[macro])
+            for s in scorers
+        }
     return out
 
 
-def _macros(groups: _Groups):
-    yield "macro_subjects", groups.subject_index, groups.subjects
-    if groups.categories:
-        yield "macro_categories", groups.category_index, groups.categories
-
-
-def _deltas(groups: _Groups, base: list[dict], other: list[dict], scorers: list[Scorer], boot: dict) -> dict:
+def _deltas(groups: _Groups, macros: _Macros, names: tuple, recs: tuple, scorers: list[Scorer], boot) -> dict:
+    (base, other), (base_recs, other_recs) = names, recs
     out = {}
-    for macro, index, names in _macros(groups):
-        out[macro] = {s.label: _macro_delta(s, base, other, index, len(names), boot) for s in scorers}
+    for macro, (by, count) in groups.macros.items():
+        out[macro] = {
+            s.label: macros.delta((base, s.label), (other, s.label), macro)
+            if s.per_sample
+            else _point(
+                _corpus_macro(s, other_recs, groups, by, count) - _corpus_macro(s, base_recs, groups, by, count),
+                macros.n[macro],
+            )
+            for s in scorers
+        }
     for category in groups.categories:
         idx = groups.members("category", category)
-        out["category:" + category] = {s.label: _paired(s, base, other, idx, boot) for s in scorers}
+        out["category:" + category] = {s.label: _paired(s, base_recs, other_recs, idx, boot) for s in scorers}
     return out
 
 
@@ -129,7 +195,7 @@ def _values(scorer: Scorer, recs: list[dict]) -> np.ndarray:
 
 def _value(scorer: Scorer, recs: list[dict], idx: np.ndarray) -> float:
     if scorer.per_sample is not None:
-        return float(_values(scorer, recs)[idx].mean())
+        return float(np.mean([recs[i]["metrics"][scorer.label] for i in idx]))
     return float(scorer.corpus([recs[i] for i in idx]))
 
 
@@ -153,42 +219,9 @@ def _paired(scorer: Scorer, base: list[dict], other: list[dict], idx: np.ndarray
     ).to_dict()
 
 
-def _group_means(values: np.ndarray, index: np.ndarray, groups: int, rows: np.ndarray) -> float:
-    """The mean over groups of each group's mean over the samples at `rows` (a group absent from a
-    resample is left out of that resample's mean)."""
-    rows = rows[index[rows] >= 0]
-    sums = np.bincount(index[rows], weights=values[rows], minlength=groups)
-    counts = np.bincount(index[rows], minlength=groups)
-    present = counts > 0
-    return float((sums[present] / counts[present]).mean()) if present.any() else math.nan
-
-
-def _macro_interval(scorer: Scorer, recs: list[dict], index: np.ndarray, groups: int, boot: dict) -> dict:
-    n = int((index >= 0).sum())
-    if scorer.per_sample is None:
-        return _point(_corpus_macro(scorer, recs, index, groups), n)
-    values = _values(scorer, recs)
-    entry = corpus_ci(lambda rows: _group_means(values, index, groups, rows), len(values), **boot).to_dict()
-    entry.pop("p_value", None)
-    return {**entry, "n": n}
-
-
-def _macro_delta(
-    scorer: Scorer, base: list[dict], other: list[dict], index: np.ndarray, groups: int, boot: dict
-) -> dict:
-    n = int((index >= 0).sum())
-    if scorer.per_sample is None:
-        value = _corpus_macro(scorer, other, index, groups) - _corpus_macro(scorer, base, index, groups)
-        return _point(value, n)
-    a, b = _values(scorer, other), _values(scorer, base)
-    entry = corpus_ci(
-        lambda rows: _group_means(a, index, groups, rows) - _group_means(b, index, groups, rows), len(a), **boot
-    ).to_dict()
-    return {**entry, "n": n}
-
-
-def _corpus_macro(scorer: Scorer, recs: list[dict], index: np.ndarray, groups: int) -> float:
-    return float(np.mean([scorer.corpus([recs[i] for i in np.flatnonzero(index == g)]) for g in range(groups)]))
+def _corpus_macro(scorer: Scorer, recs: list[dict], groups: _Groups, by: str, count: int) -> float:
+    index = groups.index[by]
+    return float(np.mean([scorer.corpus([recs[i] for i in np.flatnonzero(index == g)]) for g in range(count)]))
 
 
 def _point(value: float, n: int) -> dict:
