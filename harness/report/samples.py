@@ -52,8 +52,8 @@ def sample_data(report: Report) -> dict:
         if generative:
             sample["o"] = [_text(recs.get(sid), "prediction") for recs in by_model]
             sample["s"] = [[_score(recs.get(sid), l) for l in per_sample] for recs in by_model]
-        if generative and isinstance(first.get("choices"), list):
-            sample.update(choice_data(first, [recs.get(sid) for recs in by_model]))
+            if isinstance(first.get("choices"), list):
+                sample.update(choice_data(first, [recs.get(sid) for recs in by_model]))
         else:
             sample["nll"] = [_field(recs.get(sid), "nll") for recs in by_model]
             sample["tok"] = [_field(recs.get(sid), "tokens") for recs in by_model]

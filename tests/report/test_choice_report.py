@@ -46,6 +46,7 @@ def test_html_sample_view_has_choices_and_log_likelihoods(choice_run):
     records = {m: RunDir(choice_run).read_records(m) for m in ("base", "ko-mc")}
     for n, sample in enumerate(data["samples"]):
         base, tuned = records["base"][n], records["ko-mc"][n]
+        assert set(sample) == {"id", "p", "r", "o", "s", "c", "g", "sub", "ll", "pk", "pn"}
         assert sample["c"] == base["choices"] and sample["g"] == base["gold"]
         assert sample["sub"] == base["subject"]
         assert sample["ll"][0] == base["loglikelihoods"]
@@ -98,4 +99,5 @@ def test_markdown_breakdown_is_escaped(choice_run):
 def test_no_breakdown_for_runs_without_subjects(qa_run):
     report = load_report([qa_run])
     assert 'id="breakdown-table"' not in render_html(report) and "By category" not in render_markdown(report)
-    assert "c" not in _data(render_html(report))["samples"][0]
+    sample = _data(render_html(report))["samples"][0]
+    assert set(sample) == {"id", "p", "r", "o", "s"}  # a QA sample's data as before
