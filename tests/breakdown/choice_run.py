@@ -24,7 +24,9 @@ HOSTILE = [
 ]
 
 
-def choice_suite(metrics=("acc", "acc_norm", "f1"), resamples: int = 200, hostile: bool = False) -> SuiteConfig:
+def choice_suite(
+    metrics=("acc", "acc_norm", "f1"), resamples: int = 200, hostile: bool = False, categories: bool = True
+) -> SuiteConfig:
     raw = {
         "name": "choice-sample",
         "task": "choice",
@@ -33,7 +35,7 @@ def choice_suite(metrics=("acc", "acc_norm", "f1"), resamples: int = 200, hostil
         "metrics": list(metrics),
         "bootstrap": {"resamples": resamples},
     }
-    raw["choice"]["categories"] = dict(SUBJECTS)
+    raw["choice"]["categories"] = dict(SUBJECTS) if categories else {}
     if hostile:
         raw["choice"]["categories"][HOSTILE_SUBJECT] = HOSTILE_CATEGORY
     return validate(SuiteConfig, raw, "choice suite")

@@ -140,3 +140,14 @@ def test_terminal_table_has_categories_not_subjects(run):
     assert "macro over 5 subjects" in text and "micro (all samples)" in text
     assert "algebra" not in text
     assert not math.isnan(results["breakdown"]["columns"]["base"]["macro_categories"]["acc"]["value"])
+
+
+def test_subjects_without_categories(tmp_path):
+    run = write_choice_run(tmp_path / "runs", n=30, suite=choice_suite(["acc"], categories=False))
+    results = json.loads((run / "results.json").read_text())
+    b = results["breakdown"]
+    assert b["categories"] == [] and b["category_of"] == {} and b["uncategorized"] == 30
+    assert set(b["columns"]["base"]) == {"subjects", "categories", "macro_subjects"}
+    assert set(b["deltas"]["ko-mc"]) == {"macro_subjects", "categories"} and b["comparisons"] == 1
+    lines = results_table(results).split("by category", 1)[1].splitlines()
+    assert [line.split("  ")[0] for line in lines[2:]] == ["micro (all samples)", "macro over 5 subjects"]
