@@ -10,6 +10,7 @@ from harness.engine import fused
 from harness.evaluate.checkpoints import best_checkpoint
 from harness.evaluate.plan import Column, EvalPlan
 from harness.metrics.aggregate import aggregate, repetition_summary
+from harness.metrics.breakdown import breakdown
 
 
 def build_results(
@@ -18,15 +19,10 @@ def build_results(
     suite, b = plan.suite, plan.suite.bootstrap
     # Deltas: every column against the base at the suite's generation settings (the first grid value).
     base_column = plan.variants[0].label("base")
-    results = aggregate(
-        records,
-        plan.scorers,
-        base_column if base_column in records else None,
-        b.resamples,
-        b.seed,
-        b.confidence,
-        b.correction,
-    )
+    settings = (base_column if base_column in records else None, b.resamples, b.seed, b.confidence, b.correction)
+    results = aggregate(records, plan.scorers, *settings)
+    if (subjects := breakdown(records, plan.scorers, *settings)) is not None:
+        results["breakdown"] = subjects
     results.update(_description(plan, throughput))
     repetition = {column: summary for column, recs in records.items() if (summary := repetition_summary(recs))}
     if repetition:

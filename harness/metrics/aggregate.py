@@ -63,7 +63,7 @@ def aggregate(
                 continue
             _check_aligned(records[base], recs, base, model)
             deltas[model] = {s.label: _paired(s, records[base], recs, boot).to_dict() for s in scorers}
-    comparisons = _mark(deltas, scorers, 1 - confidence, correction)
+    comparisons = mark_deltas(deltas, scorers, 1 - confidence, correction)
     return {
         "metrics": metrics,
         "deltas": deltas,
@@ -85,7 +85,7 @@ def aggregate(
     }
 
 
-def _mark(deltas: dict[str, dict], scorers: list[Scorer], alpha: float, correction: str) -> int:
+def mark_deltas(deltas: dict[str, dict], scorers: list[Scorer], alpha: float, correction: str) -> int:
     """Set each delta's improved/regressed from its (Holm-adjusted) p-value; return the family size."""
     entries = [(deltas[model][s.label], s) for model in deltas for s in scorers]
     p_values = [1.0 if e.get("p_value") is None else e["p_value"] for e, _ in entries]

@@ -210,6 +210,12 @@ def corpus_ci(
     stats = np.asarray(
         [float(statistic(row)) for block in bootstrap_indices(n, seed=seed, n_resamples=n_resamples) for row in block]
     )
+    return percentile_interval(value, stats, n, confidence)
+
+
+def percentile_interval(value: float, stats: np.ndarray, n: int, confidence: float) -> Interval:
+    """The percentile interval of a statistic from its bootstrap replicates `stats`, with the
+    two-sided p-value of "the statistic is 0"."""
     low, high = _percentiles(stats, confidence)
     # The percentile interval excludes 0 at level 1 - p: twice the smaller tail beyond 0.
     below = (np.count_nonzero(stats < 0) + 0.5 * np.count_nonzero(stats == 0) + 0.5) / (len(stats) + 1)

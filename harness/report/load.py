@@ -87,6 +87,8 @@ class Report:
             "bootstrap": self.first.get("bootstrap"),
             "metrics": {m.name: m.metrics for m in self.models},
             "deltas": {m.name: m.delta for m in self.models if m.delta},
+            # one run's breakdown names its columns as the table does; merged runs' would not
+            "breakdown": self.first.get("breakdown") if len(self.runs) == 1 else None,
         }
 
 

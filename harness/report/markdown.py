@@ -4,6 +4,7 @@ escaped so that a viewer which renders HTML in Markdown (GitHub does) shows them
 from __future__ import annotations
 
 from harness import __version__
+from harness.report.breakdown import breakdown_context
 from harness.report.load import Report
 from harness.report.rows import train_summary
 from harness.report.sweep import sweep_table
@@ -48,6 +49,7 @@ def render_markdown(report: Report) -> str:
     lines.append("")
     lines.extend(_metrics_table(report))
     lines.append("")
+    lines.extend(_breakdown_lines(breakdown_context(report)))
     lines.extend(_sweep_lines(report))
     lines.append("Models:")
     lines.extend(_model_line(m) for m in report.models)
@@ -81,6 +83,36 @@ def _metrics_table(report: Report) -> list[str]:
                 cells.append(_interval_md(d, signed=True) + mark)
             lines.append("| " + " | ".join([f"Δ {md_escape(m.name)} vs base"] + cells) + " |")
     return lines
+
+
+def _breakdown_lines(breakdown: dict | None) -> list[str]:
+    """By category (then micro and macro) with intervals and Δ vs base; by subject in a collapsed block."""
+    if breakdown is None:
+        return []
+    columns = [f"{m['name']} {l}" for m in breakdown["models"] for l in breakdown["labels"]]
+    lines = ["By category (micro: over all samples; macro: mean of the groups' figures):", ""]
+    lines += [
+        "| " + " | ".join(md_escape(h) for h in ["group", "n", *columns]) + " |",
+        "|" + "---|" * (2 + len(columns)),
+    ]
+    for g in breakdown["groups"]:
+        cells = []
+        for c in g["cells"]:
+            d = c["delta"]
+            mark = " ▲" if c["state"] == "improved" else " ▼" if c["state"] == "regressed" else ""
+            cells.append(
+                _interval_md({**c, "n": None}) + (f"<br>Δ {_interval_md({**d, 'n': None}, True)}{mark}" if d else "")
+            )
+        name = f"*{md_escape(g['name'])}*" if g["average"] else md_escape(g["name"])
+        lines.append("| " + " | ".join([name, md_escape(g["n"]), *cells]) + " |")
+    lines += ["", f"<details><summary>By subject ({len(breakdown['subjects'])})</summary>", ""]
+    lines += ["| " + " | ".join(md_escape(h) for h in ["subject", "category", "n", *columns]) + " |"]
+    lines.append("|" + "---|" * (3 + len(columns)))
+    for s in breakdown["subjects"]:
+        values = [_interval_md({"value": v}) for v in s["cells"]]
+        category = "–" if s["category"] is None else md_escape(s["category"])
+        lines.append("| " + " | ".join([md_escape(s["name"]), category, md_escape(s["n"]), *values]) + " |")
+    return lines + ["", "</details>", ""]
 
 
 def _sweep_lines(report: Report) -> list[str]:

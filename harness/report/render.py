@@ -16,6 +16,7 @@ from pathlib import Path
 from markupsafe import Markup
 
 from harness import __version__
+from harness.report.breakdown import breakdown_context
 from harness.report.charts import bar_charts, color, histograms, training_curves
 from harness.report.load import Report
 from harness.report.memory_chart import memory_charts
@@ -120,6 +121,7 @@ def page_context(report: Report) -> dict:
         "labels": list(report.metric_info),
         "metric_info": report.metric_info,
         "rows": metrics_rows(report),
+        "breakdown": breakdown_context(report),
         "charts": bar_charts(report),
         "sweep": sweep_context(report),
         "repetition": repetition_rows(report),

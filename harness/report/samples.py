@@ -52,6 +52,8 @@ def sample_data(report: Report) -> dict:
         if generative:
             sample["o"] = [_text(recs.get(sid), "prediction") for recs in by_model]
             sample["s"] = [[_score(recs.get(sid), l) for l in per_sample] for recs in by_model]
+            if isinstance(first.get("choices"), list):
+                sample.update(choice_data(first, [recs.get(sid) for recs in by_model]))
         else:
             sample["nll"] = [_field(recs.get(sid), "nll") for recs in by_model]
             sample["tok"] = [_field(recs.get(sid), "tokens") for recs in by_model]
@@ -68,6 +70,25 @@ def sample_data(report: Report) -> dict:
         "strings": strings,
         "samples": samples,
     }
+
+
+def choice_data(first: dict, records: list[dict | None]) -> dict:
+    """A choice sample's choices ("c"), gold indices ("g"), subject ("sub"), and per model each choice's
+    log-likelihood ("ll") and its pick by log-likelihood ("pk") and per character ("pn"), as scored."""
+    from harness.metrics.choice import prediction  # numpy: only when a report has choice records
+
+    choices = [str(c) for c in first["choices"]]
+    out = {"c": choices, "g": [g for g in first.get("gold") or [] if isinstance(g, int)], "ll": [], "pk": [], "pn": []}
+    if first.get("subject") is not None:
+        out["sub"] = str(first["subject"])
+    for record in records:
+        lls = record.get("loglikelihoods") if record else None
+        valid = isinstance(lls, list) and len(lls) == len(choices)
+        lls = [x if isinstance(x, (int, float)) and not isinstance(x, bool) else float("nan") for x in lls or []]
+        out["ll"].append(lls if valid else None)
+        out["pk"].append(prediction(lls, choices) if valid else None)
+        out["pn"].append(prediction(lls, choices, normalized=True) if valid else None)
+    return out
 
 
 def _text(record, key):

@@ -24,6 +24,7 @@ from harness.config.generation import expand_grid
 from harness.config.loader import set_dotted
 from harness.errors import ConfigError, HarnessError
 from harness.metrics.aggregate import aggregate, score_record
+from harness.metrics.breakdown import breakdown
 from harness.metrics.registry import auto_notes
 from harness.runs.store import RunDir, content_key
 from harness.tasks import get_task
@@ -160,7 +161,8 @@ def rescore(
     settings_hash = metric_settings_hash(suite, metric_entries)
     name = _output_name(output, f"results-rescored-{settings_hash}.json")
     notes += _changed_versions(previous.get("metric_info"), aggregated["metric_info"])
-    results = {k: v for k, v in previous.items() if k not in ("metrics", "deltas", "metric_info", "bootstrap")}
+    recomputed = ("metrics", "deltas", "metric_info", "bootstrap", "breakdown")
+    results = {k: v for k, v in previous.items() if k not in recomputed}
     results.update(aggregated)
     results.setdefault("suite", suite.name)
     results.setdefault("task", task.kind)
@@ -251,16 +253,12 @@ def _aggregate(path: Path, task, suite: SuiteConfig, rescored: dict[str, list[di
     )
     base_column = variants[0].label("base")
     b = suite.bootstrap
+    settings = (base_column if base_column in rescored else None, b.resamples, b.seed, b.confidence, b.correction)
     try:
-        return aggregate(
-            rescored,
-            scorers,
-            base_column if base_column in rescored else None,
-            b.resamples,
-            b.seed,
-            b.confidence,
-            b.correction,
-        )
+        aggregated = aggregate(rescored, scorers, *settings)
+        if (subjects := breakdown(rescored, scorers, *settings)) is not None:
+            aggregated["breakdown"] = subjects
+        return aggregated
     except ValueError as exc:
         raise HarnessError(f"{path}: {exc}") from None
     except (KeyError, TypeError, AttributeError) as exc:

@@ -40,6 +40,8 @@ def results_table(results: dict) -> str:
     )
     notes = version_notes(results["metric_info"])
     text = title + "\n" + format_table(header, rows) + "".join("\n" + note for note in notes)
+    by_category = breakdown_table(results)
+    text += "\n\n" + by_category if by_category else ""
     repetition = repetition_table(results.get("repetition") or {})
     text += "\n\n" + repetition if repetition else ""
     verify = results.get("verify") or {}
@@ -48,6 +50,58 @@ def results_table(results: dict) -> str:
             f"\n  {column}: {v['summary']}" for column, v in verify.items()
         )
     return text
+
+
+def breakdown_table(results: dict) -> str:
+    """Each category's means per column (Δ vs base beside an adapter's), then micro and macro rows; the
+    subjects stay in results.json and the report (dozens of rows are too many for a terminal)."""
+    b = results.get("breakdown") or {}
+    columns, labels = b.get("columns") or {}, list(results.get("metric_info") or {})
+    if not columns:
+        return ""
+    header = ["by category", "n"] + [f"{column} {label}" for column in columns for label in labels]
+    rows = []
+    for name, n, entries, deltas in breakdown_rows(results):
+        cells = []
+        for column in columns:
+            for label in labels:
+                d = (deltas.get(column) or {}).get(label)
+                delta = f" ({_value_text(d, signed=True)}{_mark(d)})" if d else ""
+                cells.append(_value_text((entries.get(column) or {}).get(label)) + delta)
+        rows.append((name, n, *cells))
+    return format_table(header, rows)
+
+
+def breakdown_rows(results: dict) -> list[tuple[str, int | str, dict, dict]]:
+    """(name, n, {column: {label: entry}}, {column: {label: delta}}) for each category, the micro
+    average (the headline figures) and the macro averages."""
+    b = results["breakdown"]
+    columns, deltas = b["columns"], b.get("deltas") or {}
+    first = next(iter(columns.values()))
+
+    def macro(key: str) -> tuple[dict, dict]:
+        return {c: v.get(key) for c, v in columns.items()}, {c: d.get(key) for c, d in deltas.items()}
+
+    def category(name: str) -> tuple[dict, dict]:
+        entries = {c: v["categories"].get(name) for c, v in columns.items()}
+        return entries, {c: (d.get("categories") or {}).get(name) for c, d in deltas.items()}
+
+    rows = [(c, (first["categories"].get(c) or {}).get("n", ""), *category(c)) for c in b.get("categories") or []]
+    micro = (results.get("metrics") or {}, results.get("deltas") or {})
+    rows.append(("micro (all samples)", results.get("n_samples", ""), *micro))
+    rows.append((f"macro over {len(b.get('subjects') or [])} subjects", "", *macro("macro_subjects")))
+    if b.get("categories"):
+        rows.append((f"macro over {len(b['categories'])} categories", "", *macro("macro_categories")))
+    return rows
+
+
+def _value_text(entry: dict | None, signed: bool = False) -> str:
+    value = entry.get("value") if isinstance(entry, dict) else entry
+    return "-" if value is None else f"{value:{'+' if signed else ''}.2f}"
+
+
+def _mark(entry: dict) -> str:
+    return " ▲" if entry.get("improved") else " ▼" if entry.get("regressed") else ""
 
 
 def interval_note(bootstrap: dict | None) -> str:

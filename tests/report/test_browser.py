@@ -114,3 +114,37 @@ def test_screenshot_renders_without_console_errors(chrome, qa_run, tmp_path):
     assert len(data) > 10_000
     assert png_colors(data) > 10, "the screenshot looks blank"
     assert chrome.problems() == []
+
+
+@needs_chromium
+def test_choice_samples_show_log_likelihoods_as_text(chrome, tmp_path):
+    """A choice run's sample view: hostile choices and subjects stay text, each choice's
+    log-likelihood per model with the gold and the picks, a NaN log-likelihood as "nan"."""
+    import math
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "breakdown"))
+    from choice_run import HOSTILE, HOSTILE_SUBJECT, write_choice_run
+
+    from harness.runs.store import RunDir
+
+    run = write_choice_run(tmp_path / "runs", n=12, hostile=True)
+    store = RunDir(run)
+    records = store.read_records("ko-mc")
+    records[1]["loglikelihoods"][2] = math.nan
+    store.records_file("ko-mc").write_text("".join(json.dumps(r) + "\n" for r in records))
+    page = tmp_path / "choice.html"
+    page.write_text(render_html(load_report([run])), encoding="utf-8")
+    chrome.events.clear()
+    chrome.open(page.as_uri())
+    assert chrome.eval("document.body.getAttribute('data-rendered')") == "12"
+    _assert_safe(chrome)
+    text = _rows_text(chrome)
+    for p in HOSTILE:
+        assert p.replace("\u0000", "") in text.replace("\u0000", ""), p
+    assert chrome.eval("document.querySelectorAll('#rows table.choices').length") == 12
+    assert chrome.eval("document.querySelectorAll('#rows tr.gold').length") == 12
+    second = chrome.eval("document.querySelectorAll('#rows table.choices')[1].innerText")
+    assert "nan" in second and "◀" in second
+    assert HOSTILE_SUBJECT in chrome.eval("document.getElementById('subject-table').textContent")
+    assert chrome.problems() == []

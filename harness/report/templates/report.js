@@ -24,6 +24,8 @@
     if (hay[i] === undefined) {
       var s = S[i], parts = [s.id, prompt(s)].concat(s.r);
       if (s.o) parts = parts.concat(s.o.filter(function (x) { return x !== null; }));
+      if (s.c) parts = parts.concat(s.c);
+      if (s.sub !== undefined) parts.push(s.sub);
       hay[i] = parts.join("\u0000").toLowerCase();
     }
     return hay[i];
@@ -123,11 +125,32 @@
     return tail.length > 400 ? "…" + tail.slice(-400) : tail;
   }
 
+  // A choice sample: each choice's log-likelihood per model, ✓ on the gold, ◀ on each model's pick
+  // (its likeliest choice), ⁿ on its pick per character (acc_norm).
+  function choiceTable(s) {
+    var t = el("table", "choices"), hr = el("tr");
+    ["", "choice"].forEach(function (h) { hr.appendChild(el("th", null, h)); });
+    M.forEach(function (m) { var th = el("th", null, m.name + " log-likelihood"); th.style.color = m.color; hr.appendChild(th); });
+    t.appendChild(hr);
+    s.c.forEach(function (choice, k) {
+      var gold = s.g.indexOf(k) >= 0, tr = el("tr", gold ? "gold" : null);
+      tr.appendChild(el("td", null, gold ? "✓ gold" : ""));
+      tr.appendChild(el("td", "choice", choice === "" ? "(empty)" : choice));
+      for (var m = 0; m < M.length; m++) {
+        var ll = s.ll[m], mark = (s.pk[m] === k ? " ◀" : "") + (s.pn[m] === k ? " ⁿ" : "");
+        tr.appendChild(el("td", s.pk[m] === k ? "pick" : null, ll ? fmt(ll[k], 3) + mark : "–"));
+      }
+      t.appendChild(tr);
+    });
+    return t;
+  }
+
   function renderSample(i) {
     var s = S[i], box = el("article", "sample");
     box.setAttribute("data-id", s.id);
     var head = el("div", "head");
     head.appendChild(el("span", "sid", s.id));
+    if (s.sub !== undefined) head.appendChild(el("span", "subject", s.sub));
     if (D.kind === "generative" && state.cmp !== null && D.base !== null) {
       var d = delta(i);
       if (d !== null) head.appendChild(el("span", d > 0 ? "improved" : d < 0 ? "regressed" : "muted",
@@ -146,6 +169,7 @@
       if (!s.r.length) refs.appendChild(el("span", "empty", "(none)"));
       s.r.forEach(function (r) { refs.appendChild(el("span", "ref", r)); });
       body.appendChild(refs);
+      if (s.c) body.appendChild(choiceTable(s));
       var preds = el("div", "preds");
       for (var m = 0; m < M.length; m++) {
         var card = el("div", "pred"), out = s.o[m];
