@@ -17,7 +17,7 @@ import logging
 import os
 import sys
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from harness.runtime.files import cache_root
@@ -95,6 +95,18 @@ def keep_log_in(path: Path) -> None:
         return
     _pending = path
     _open_pending()
+
+
+def close_log_file() -> None:
+    """Close the command's log file, so that the next `keep_log_in` opens another: a command with several
+    outputs (an eval of several suites) keeps each one's lines beside it."""
+    global _held, _file
+    if _file is None:
+        return
+    with suppress(OSError):
+        _DIVERTER.log.close()
+    _held = io.StringIO()
+    _DIVERTER.log, _file = _held, None
 
 
 def _open_pending() -> None:
