@@ -39,12 +39,13 @@ def eval_suites(
     check_names(entries)
     adapters = shared_adapters(entries)
     data = [_read(i, entries) for i in range(len(entries))]
-    first = entries[0]
-    models = load_models(first.suite, detect(), Dist.current(), first.sources, adapters)
-    log(
-        f"harness eval: base {first.suite.models.base} loaded once for {len(entries)} suites, "
-        f"{len(adapters)} adapter{'' if len(adapters) == 1 else 's'} attached"
-    )
+    first, dist = entries[0], Dist.current()
+    models = load_models(first.suite, detect(), dist, first.sources, adapters)
+    if dist.main:  # rank 0 speaks for the world
+        log(
+            f"harness eval: base {first.suite.models.base} loaded once for {len(entries)} suites, "
+            f"{len(adapters)} adapter{'' if len(adapters) == 1 else 's'} attached"
+        )
     results: list[EvalResult] = []
     for i, entry in enumerate(entries):
         close_log_file()  # each run directory keeps its own eval.log

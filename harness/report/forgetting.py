@@ -74,20 +74,14 @@ def forgetting_table(suites: list[SuiteDeltas], target: int = 0) -> tuple[dict |
     if len(suites) < 2:
         return None, None
     goal = suites[target]
+    if not goal.columns:  # the base alone: nothing was fine-tuned
+        return None, None
     ordered = [goal] + [s for i, s in enumerate(suites) if i != target]
     if missing := next((s for s in ordered if s.base is None), None):
         return None, f"suite {missing.suite} has no base column (evaluated with --no-base)"
     if other := next((s for s in ordered[1:] if not _same(s.base, goal.base)), None):
         return None, f"the base of suite {other.suite} is not that of {goal.suite}"
-    groups = [
-        {
-            "suite": s.suite,
-            "target": s is goal,
-            "labels": [(label, bool(s.metric_info[label].get("higher_is_better", True))) for label in labels],
-        }
-        for s in ordered
-        if (labels := list(s.metric_info) if s is goal else list(s.metric_info)[:1])
-    ]
+    groups = [_group(s, s is goal) for s in ordered if s.metric_info]
     by_suite = {s.suite: s for s in ordered}
     rows = []
     for name, (info, _) in goal.columns.items():
@@ -100,6 +94,16 @@ def forgetting_table(suites: list[SuiteDeltas], target: int = 0) -> tuple[dict |
             f"no adapter of suite {goal.suite} was evaluated on the other suites with the same name and weights",
         )
     return {"target": goal.suite, "groups": groups, "rows": rows}, None
+
+
+def _group(suite: SuiteDeltas, target: bool) -> dict:
+    """A suite's columns of the table: the target's every metric, another suite's headline (first) metric."""
+    labels = list(suite.metric_info) if target else list(suite.metric_info)[:1]
+    return {
+        "suite": suite.suite,
+        "target": target,
+        "labels": [(label, bool(suite.metric_info[label].get("higher_is_better", True))) for label in labels],
+    }
 
 
 def _same(a: dict, b: dict) -> bool:
