@@ -186,9 +186,13 @@ def run_several(args) -> int:
     from harness.evaluate.suites import SuiteEntry, eval_suites
     from harness.runtime.distributed import Dist
 
-    for option, value in (("--data", args.data), ("--run-id", args.run_id)):
-        if value:
-            raise ConfigError(f"{option} applies to one suite; evaluate that suite on its own, or drop {option}")
+    if args.data:
+        raise ConfigError(
+            "--data names one suite's dataset; with several suites give each its own through the variable "
+            "its dataset.path_env names (e.g. KORQUAD_DEV=PATH), or evaluate that suite on its own"
+        )
+    if args.run_id:
+        raise ConfigError("--run-id names one run directory; with several suites each gets its own: drop --run-id")
     entries = []
     for path in args.suite:
         suite = load_suite(args, path)
