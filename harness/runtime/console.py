@@ -105,7 +105,9 @@ def close_log_file() -> None:
         return
     with suppress(OSError):
         _DIVERTER.log.close()
-    _held = io.StringIO()
+    header = _held.getvalue().partition("\n")[0]  # the command's "=== harness ..." line heads each file
+    _held = io.StringIO(header + "\n")
+    _held.seek(0, io.SEEK_END)
     _DIVERTER.log, _file = _held, None
 
 

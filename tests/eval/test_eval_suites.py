@@ -93,7 +93,7 @@ def test_each_suite_is_written_as_an_eval_of_it_alone(several):
         a, b = read_results(mine), read_results(theirs)
         for field in ("metrics", "deltas", "metric_info", "dataset", "models", "n_samples", "bootstrap"):
             assert a[field] == b[field], field
-        assert (mine / "eval.log").is_file()
+        assert (mine / "eval.log").read_text(encoding="utf-8").startswith("=== harness eval")  # each its own log
     assert "loaded once for 2 suites" in out
     assert f"compare: harness report {together[0]} {together[1]} --html" in out
 
