@@ -127,21 +127,23 @@ def _same_weights(a: dict, b: dict) -> bool:
 
 
 def forgetting_text(table: dict) -> str:
-    """The table in compact terminal form: deltas and marks, the intervals left to each suite's table."""
-    header = ["model"] + [
-        f"{g['suite']} {label}" + (" (target)" if g["target"] else "")
-        for g in table["groups"]
-        for label, _ in g["labels"]
-    ]
-    rows = [
-        tuple([row["name"]] + [_text(c, interval=False) for group in row["groups"] for c in group])
-        for row in table["rows"]
+    """The table in compact terminal form, a line per suite and metric and a column per model (there are
+    fewer models than suites): deltas and marks, the intervals left to each suite's table."""
+    header = ["Δ vs base", "metric"] + [row["name"] for row in table["rows"]]
+    lines = [
+        (
+            group["suite"] + (" (target)" if group["target"] else ""),
+            label,
+            *(_text(row["groups"][g][i], interval=False) for row in table["rows"]),
+        )
+        for g, group in enumerate(table["groups"])
+        for i, (label, _) in enumerate(group["labels"])
     ]
     title = (
-        f"forgetting: Δ vs base gained on {table['target']} beside Δ changed on the other suites; "
+        f"forgetting: gained on {table['target']} (target) beside changed on the other suites; "
         "▲/▼ as each suite's table says (its intervals there)"
     )
-    return title + "\n" + format_table(header, rows)
+    return title + "\n" + format_table(header, lines)
 
 
 def _text(cell: dict, interval: bool = True) -> str:

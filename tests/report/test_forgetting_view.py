@@ -60,7 +60,7 @@ def test_gained_here_beside_changed_there(three_suites, tmp_path):
     shown = [float(v) for v in re.findall(r"(?<![\[,] )(?<!\[)[+-]\d+\.\d\d(?= \[)", row)]
     want = [expected["ko-qa", s, m] for s, m in [("target", "exact_match"), ("target", "f1"), ("other", "exact_match")]]
     assert shown == pytest.approx([*want, expected["ko-qa", "third", "exact_match"]], abs=0.005)
-    assert "forgetting: Δ vs base gained on target" in out
+    assert "forgetting: gained on target (target)" in out
 
 
 def test_target_names_the_suite_gained_on(three_suites, tmp_path):
