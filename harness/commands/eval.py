@@ -19,13 +19,22 @@ def register(sub) -> None:
         description=HELP + ".",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=f"Task kinds (docs/tasks.md):{kinds}\nSuite fields: docs/configuration.md. "
-        "Re-running the same command resumes from the records on disk.",
+        "Re-running the same command resumes from the records on disk. Several suites share the base and "
+        "every option but --data and --run-id, which apply to one suite.",
     )
-    p.add_argument("suite", help="suite YAML, e.g. suites/korquad_sample.yaml")
+    p.add_argument(
+        "suite",
+        nargs="+",
+        metavar="SUITE",
+        help="suite YAML, e.g. suites/korquad_sample.yaml; several: each evaluated in turn on one loaded base, "
+        "each in its own run directory, the forgetting summary at the end (the first suite is the target)",
+    )
     p.add_argument("--base", help="base model: hub id, local path or tiny:llama-ko (overrides models.base)")
     _add_model_options(p)
     p.add_argument("--no-base", action="store_true", help="score only the adapters (no deltas are computed)")
-    p.add_argument("--data", help="dataset path or hub id (overrides dataset.path and its environment variable)")
+    p.add_argument(
+        "--data", help="dataset path or hub id (overrides dataset.path and its environment variable; one suite only)"
+    )
     p.add_argument(
         "--limit",
         type=int,
@@ -52,11 +61,19 @@ def register(sub) -> None:
         metavar="FIELD=VALUE",
         help="override any suite field, e.g. --set generation.max_new_tokens=16 (value read as YAML)",
     )
-    p.add_argument("--out", default="runs", help="directory that receives run directories (default: runs/)")
-    p.add_argument("--run-id", help="name of the run directory (default: suite name + a hash of what is evaluated)")
-    p.add_argument("--json", action="store_true", help="print results.json instead of the table")
+    _add_output_options(p)
     add_num_processes_option(p)
     p.set_defaults(func=run)
+
+
+def _add_output_options(p) -> None:
+    p.add_argument("--out", default="runs", help="directory that receives run directories (default: runs/)")
+    p.add_argument(
+        "--run-id", help="name of the run directory (default: suite name + a hash of what is evaluated; one suite only)"
+    )
+    p.add_argument(
+        "--json", action="store_true", help="print results.json instead of the table (several suites: a list of them)"
+    )
 
 
 def _add_model_options(p) -> None:
@@ -100,10 +117,44 @@ def _add_model_options(p) -> None:
 def run(args) -> int:
     import json
 
-    from harness.config import SuiteConfig, load_config, parse_set_option
-    from harness.errors import ConfigError
+    from harness.runtime.distributed import Dist
+
+    if len(args.suite) > 1:
+        return run_several(args)
     from harness.evaluate.run import run_eval
     from harness.runs.summary import results_table
+
+    suite = load_suite(args, args.suite[0])
+    sources = model_sources(args, suite)
+    # With --json, stdout carries only the JSON document; the progress line goes to stderr.
+    log = progress_printer(args.json)
+    result = run_eval(suite, args.suite[0], args.out, args.run_id, log=log, sources=sources)
+    if not Dist.current().main:  # rank 0 prints the merged results
+        return 0
+    if args.json:
+        print(json.dumps(result.results, ensure_ascii=False, indent=2))
+    else:
+        print(results_table(result.results))
+        if best := (result.results.get("checkpoints") or {}).get("best"):
+            print(f"\nbest checkpoint: {best['name']} (step {best['step']}, {best['metric']} {best['value']:.4g})")
+        print(f"\nrun: {result.run_dir}")
+    return 0
+
+
+def load_suite(args, path: str):
+    """The suite file with the command line's options applied."""
+    from harness.config import SuiteConfig, load_config
+
+    suite = load_config(SuiteConfig, path, suite_overrides(args))
+    if args.adapter:
+        suite.models.adapters = {**suite.models.adapters, **parse_adapters(args.adapter)}
+    return suite
+
+
+def suite_overrides(args) -> dict:
+    """The suite fields the command line sets (--set and the options that stand for a field)."""
+    from harness.config import parse_set_option
+    from harness.errors import ConfigError
 
     overrides = dict(parse_set_option(s) for s in args.set)
     if args.base:
@@ -123,24 +174,53 @@ def run(args) -> int:
         overrides["verify"] = args.verify
     if args.no_base:
         overrides["models.include_base"] = False
-    suite = load_config(SuiteConfig, args.suite, overrides)
-    if args.adapter:
-        suite.models.adapters = {**suite.models.adapters, **parse_adapters(args.adapter)}
-    sources = model_sources(args, suite)
-    # With --json, stdout carries only the JSON document; the progress line goes to stderr.
-    result = run_eval(suite, args.suite, args.out, args.run_id, log=progress_printer(args.json), sources=sources)
+    return overrides
+
+
+def run_several(args) -> int:
+    """Several suites on one loaded base (harness.evaluate.suites): each suite's table, the forgetting
+    summary (the adapters' deltas on the first suite beside those on the others), the run directories."""
+    import json
+
+    from harness.errors import ConfigError
+    from harness.evaluate.suites import SuiteEntry, eval_suites
     from harness.runtime.distributed import Dist
 
-    if not Dist.current().main:  # rank 0 prints the merged results
+    if args.data:
+        raise ConfigError(
+            "--data names one suite's dataset; with several suites give each its own through the variable "
+            "its dataset.path_env names (e.g. KORQUAD_DEV=PATH), or evaluate that suite on its own"
+        )
+    if args.run_id:
+        raise ConfigError("--run-id names one run directory; with several suites each gets its own: drop --run-id")
+    entries = []
+    for path in args.suite:
+        suite = load_suite(args, path)
+        entries.append(SuiteEntry(suite, path, model_sources(args, suite)))
+    results = eval_suites(entries, args.out, progress_printer(args.json))
+    if not Dist.current().main:
         return 0
     if args.json:
-        print(json.dumps(result.results, ensure_ascii=False, indent=2))
+        print(json.dumps([r.results for r in results], ensure_ascii=False, indent=2))
     else:
-        print(results_table(result.results))
-        if best := (result.results.get("checkpoints") or {}).get("best"):
-            print(f"\nbest checkpoint: {best['name']} (step {best['step']}, {best['metric']} {best['value']:.4g})")
-        print(f"\nrun: {result.run_dir}")
+        print(several_summary(results))
     return 0
+
+
+def several_summary(results) -> str:
+    """Each suite's table, the forgetting summary, every run directory and the report command."""
+    import shlex
+
+    from harness.report.forgetting import forgetting_table, forgetting_text, from_results
+    from harness.runs.summary import results_table
+
+    parts = [results_table(r.results) for r in results]
+    table, _ = forgetting_table([from_results(r.results) for r in results])
+    if table:
+        parts.append(forgetting_text(table))
+    dirs = [str(r.run_dir) for r in results]
+    parts.append(f"runs: {' '.join(dirs)}\ncompare: harness report {' '.join(shlex.quote(d) for d in dirs)} --html")
+    return "\n\n".join(parts)
 
 
 def model_sources(args, suite):

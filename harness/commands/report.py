@@ -34,6 +34,12 @@ def register(sub) -> None:
         metavar="FILE",
         help="write a Markdown summary for a PR or model card (default FILE: reports/SUITE-RUN_ID.md)",
     )
+    p.add_argument(
+        "--target",
+        metavar="SUITE_NAME",
+        help="runs of several suites: the suite the adapters were trained for; the forgetting summary sets "
+        "their gain on it beside their change on the others (default: the first run's suite)",
+    )
     p.add_argument("--runs-root", default="runs", help="where to look for the latest run (default: runs/)")
     p.add_argument(
         "--results",
@@ -50,7 +56,8 @@ def run(args) -> int:
 
     from harness.errors import HarnessError
     from harness.report import render_html, render_markdown
-    from harness.report.multi import load_reports, multi_report_id, render_multi_html, render_multi_markdown
+    from harness.report.forgetting import forgetting_text, target_index
+    from harness.report.multi import forgetting, load_reports, multi_report_id, render_multi_html, render_multi_markdown
     from harness.runs.store import latest_run
     from harness.runs.summary import results_table
     from harness.runtime.console import terminal
@@ -61,17 +68,23 @@ def run(args) -> int:
         print(f"harness report: note: {note}", file=terminal())
     one = reports[0] if len(reports) == 1 else None
     report_id = one.report_id if one else multi_report_id(reports)
+    target = target_index([r.suite for r in reports], args.target)
+    table, why = forgetting(reports, target)
+    if why:
+        print(f"harness report: note: no forgetting summary: {why}", file=terminal())
     want_html = bool(args.html or args.output or args.md is None)
     written = []
     if want_html:
-        html = render_html(one) if one else render_multi_html(reports)
+        html = render_html(one) if one else render_multi_html(reports, target)
         written.append(_write(Path(args.output or f"reports/{report_id}.html"), html, HarnessError))
     if args.md is not None:
-        md = render_markdown(one) if one else render_multi_markdown(reports)
+        md = render_markdown(one) if one else render_multi_markdown(reports, target)
         written.append(_write(Path(args.md or f"reports/{report_id}.md"), md, HarnessError))
     for report in reports:
         print(results_table(report.results_for_table()))
         print()
+    if table:
+        print(forgetting_text(table) + "\n")
     for path in written:
         print(f"report: {path}")
     return 0

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.config.suite import SuiteConfig
+from harness.data.readers import Dataset
 from harness.engine.weights import choose_weights
 from harness.evaluate.columns import run_columns
 from harness.evaluate.plan import (
@@ -30,7 +31,7 @@ from harness.evaluate.plan import (
 )
 from harness.evaluate.results import build_results, dataset_info, models_info
 from harness.evaluate.verify import verify_columns
-from harness.model.adapters import attach_adapters
+from harness.model.adapters import ModelSet, attach_adapters
 from harness.model.full import load_full_models
 from harness.model.loading import load_base
 from harness.runs.store import RunDir
@@ -38,6 +39,7 @@ from harness.runtime.console import human_bytes, keep_log_in, quiet
 from harness.runtime.distributed import Dist
 from harness.runtime.env import detect, eval_batch_size
 from harness.tasks import get_task
+from harness.tasks.base import Task
 
 logger = logging.getLogger(__name__)
 
@@ -56,10 +58,15 @@ def run_eval(
     log: Callable[[str], None] | None = None,
     progress_bars: bool = True,
     sources: Sources | None = None,
+    models: ModelSet | None = None,
+    data: SuiteData | None = None,
 ) -> EvalResult:
     """Evaluate the suite's models; `log` receives the progress lines (default: this module's logger).
-    `sources`: columns beyond the suite's (a sweep's adapters, a run's checkpoints, full models)."""
-    plan = plan_eval(suite, source, out_root, run_id, log or logger.info, progress_bars, sources or Sources())
+    `sources`: columns beyond the suite's (a sweep's adapters, a run's checkpoints, full models).
+    `models`: a base already loaded with (at least) the suite's adapters attached, shared by several
+    suites (harness.evaluate.suites); `data`: the suite's `read_suite`, when read beforehand."""
+    sources = sources or Sources()
+    plan = plan_eval(suite, source, out_root, run_id, log or logger.info, progress_bars, sources, models, data)
     records, throughput = run_columns(plan)
     verified = verify_columns(plan, records) if suite.verify and plan.dist.main else {}
     plan.dist.barrier()
@@ -70,21 +77,45 @@ def run_eval(
     return EvalResult(run_dir=plan.run.path, results=results)
 
 
-def plan_eval(
-    suite: SuiteConfig, source: str, out_root, run_id, log, progress_bars: bool, sources: Sources
-) -> EvalPlan:
-    """Everything checked and settled before the first sample is generated; the run directory made."""
+@dataclass
+class SuiteData:
+    """What an eval reads before the base loads, so that a mistake in it costs no model load."""
+
+    task: Task
+    dataset: Dataset
+    fewshot: list[dict]  # the pool few-shot examples are drawn from
+
+
+def read_suite(suite: SuiteConfig, source: str) -> SuiteData:
+    """The suite's task, dataset and few-shot pool, with its metrics and filters checked on the data."""
     task = get_task(suite.task, where=f"{source}: field 'task'")
     dataset = resolve_dataset(suite, source)
     fewshot = fewshot_pool(suite, dataset, source, task)
     check_scoring(task, suite, dataset, source)
+    return SuiteData(task, dataset, fewshot)
+
+
+def plan_eval(
+    suite: SuiteConfig,
+    source: str,
+    out_root,
+    run_id,
+    log,
+    progress_bars: bool,
+    sources: Sources,
+    models: ModelSet | None = None,
+    data: SuiteData | None = None,
+) -> EvalPlan:
+    """Everything checked and settled before the first sample is generated; the run directory made."""
+    data = data or read_suite(suite, source)
+    task, dataset = data.task, data.dataset
     env = detect()
     # Under `accelerate launch`, every rank loads its own copy and generates its share of the samples;
     # rank 0 merges the records and writes the run's JSON files. A world of one is the plain path.
     dist = Dist.current()
-    models = load_models(suite, env, dist, sources)
+    models = models or load_models(suite, env, dist, sources)
     plan = EvalPlan(suite, source, task, dataset, env, dist, models, log, progress_bars, sources=sources)
-    build_requests(plan, fewshot)
+    build_requests(plan, data.fewshot)
     build_scorers(plan)
     names = model_names(suite, source, list(sources.full))
     models.base_fingerprint(
@@ -116,8 +147,9 @@ def plan_eval(
     return plan
 
 
-def load_models(suite: SuiteConfig, env, dist: Dist, sources: Sources):
-    """The base (each rank its own copy) with every adapter attached, and each full model loaded."""
+def load_models(suite: SuiteConfig, env, dist: Dist, sources: Sources, adapters: dict[str, str] | None = None):
+    """The base (each rank its own copy) with every adapter attached (the suite's, or `adapters`), and
+    each full model loaded."""
     base = load_base(
         suite.models.base,
         suite.models.quantization,
@@ -126,7 +158,7 @@ def load_models(suite: SuiteConfig, env, dist: Dist, sources: Sources):
         device_map=suite.models.device_map,
         max_memory_per_gpu=suite.models.max_memory_per_gpu,
     )
-    models = attach_adapters(base, suite.models.adapters)
+    models = attach_adapters(base, suite.models.adapters if adapters is None else adapters)
     models.full = load_full_models(sources.full, base, sources.full_quantization, env, dist.local_rank)
     return models
 

@@ -17,7 +17,7 @@ import logging
 import os
 import sys
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from harness.runtime.files import cache_root
@@ -95,6 +95,20 @@ def keep_log_in(path: Path) -> None:
         return
     _pending = path
     _open_pending()
+
+
+def close_log_file() -> None:
+    """Close the command's log file, so that the next `keep_log_in` opens another: a command with several
+    outputs (an eval of several suites) keeps each one's lines beside it."""
+    global _held, _file
+    if _file is None:
+        return
+    with suppress(OSError):
+        _DIVERTER.log.close()
+    header = _held.getvalue().partition("\n")[0]  # the command's "=== harness ..." line heads each file
+    _held = io.StringIO(header + "\n")
+    _held.seek(0, io.SEEK_END)
+    _DIVERTER.log, _file = _held, None
 
 
 def _open_pending() -> None:
