@@ -81,13 +81,13 @@ def harness_suite(name: str, base: str, engine: str, adapter: Path | None, out: 
     return load_config(SuiteConfig, path, {}), str(path)
 
 
-def lm_eval_task(name: str) -> dict:
+def lm_eval_task(name: str, cache: Path) -> dict:
     task, k, split = SUITES[name]
     files = {"test": str(DATA / f"{task}_test.jsonl"), "dev": str(DATA / f"{task}_dev.jsonl")}
     return {
         "task": name,
         "dataset_path": "json",
-        "dataset_kwargs": {"data_files": files},
+        "dataset_kwargs": {"data_files": files, "cache_dir": str(cache)},
         "output_type": "multiple_choice",
         "test_split": "test",
         "fewshot_split": split,
@@ -114,7 +114,7 @@ def run_harness(names, base: str, engine: str, adapter: Path | None, out: Path) 
     return got
 
 
-def run_lm_eval(model, tokenizer, names) -> dict:
+def run_lm_eval(model, tokenizer, names, cache: Path) -> dict:
     """{suite: lm-evaluation-harness's output for that task} with its per-sample log."""
     from lm_eval.evaluator import simple_evaluate
     from lm_eval.models.huggingface import HFLM
@@ -124,7 +124,7 @@ def run_lm_eval(model, tokenizer, names) -> dict:
     with one_torch_thread():
         out = simple_evaluate(
             model=lm,
-            tasks=[lm_eval_task(n) for n in names],
+            tasks=[lm_eval_task(n, cache) for n in names],
             task_manager=TaskManager(include_defaults=False),
             log_samples=True,
             bootstrap_iters=0,
@@ -203,11 +203,9 @@ def assert_same(harness_run: dict, lm_eval_run: dict, column: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def datasets_cache(tmp_path_factory):
-    """lm-evaluation-harness reads the sample files through `datasets`' json builder: its cache here."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("HF_DATASETS_CACHE", str(tmp_path_factory.mktemp("datasets")))
-        yield
+def datasets_cache(tmp_path_factory) -> Path:
+    """Where `datasets`' json builder keeps the sample files it reads for lm-evaluation-harness."""
+    return tmp_path_factory.mktemp("datasets")
 
 
 @pytest.fixture(scope="module")
@@ -219,8 +217,8 @@ def lora(tmp_path_factory, harness_cache) -> Path:
 def llama_ko_expected(lora, datasets_cache) -> dict:
     """lm-evaluation-harness's runs of tiny:llama-ko, base and adapter columns (both engines compare to them)."""
     ref = "tiny:llama-ko"
-    expected = {"base": run_lm_eval(lm_eval_model(ref), tokenizer(ref), SUITES)}
-    expected[ADAPTER] = run_lm_eval(lm_eval_model(ref, lora), tokenizer(ref), SUITES)
+    expected = {"base": run_lm_eval(lm_eval_model(ref), tokenizer(ref), SUITES, datasets_cache)}
+    expected[ADAPTER] = run_lm_eval(lm_eval_model(ref, lora), tokenizer(ref), SUITES, datasets_cache)
     return expected
 
 
@@ -238,7 +236,7 @@ def test_base_and_lora_score_as_lm_eval(engine, lora, llama_ko_expected, tmp_pat
 def test_other_families_score_as_lm_eval(ref, datasets_cache, tmp_path):
     """Families whose tokenizers add BOS (Llama-2), share it with eos (GPT-2) or have none (Qwen2)."""
     got = run_harness(SUITES, ref, "auto", None, tmp_path)
-    expected = run_lm_eval(lm_eval_model(ref), tokenizer(ref), SUITES)
+    expected = run_lm_eval(lm_eval_model(ref), tokenizer(ref), SUITES, datasets_cache)
     for name in SUITES:
         assert_same(got[name, "base"], expected[name], "base")
 
