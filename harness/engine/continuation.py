@@ -24,10 +24,10 @@ def prefix_token(tokenizer) -> int | None:
     return tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
 
 
-def encode(tokenizer, text: str, prefix: int | None) -> list[int]:
+def encode(tokenizer, text: str, prefix_text: str | None) -> list[int]:
     """`text`'s ids with the tokenizer's special tokens, none where `text` starts with the prefix
     token's own text (it would be there twice)."""
-    special = prefix is None or not text.startswith(tokenizer.decode(prefix))
+    special = prefix_text is None or not text.startswith(prefix_text)
     return tokenizer.encode(text, add_special_tokens=special)
 
 
@@ -39,8 +39,9 @@ def continuation_row(tokenizer, request: LoglikelihoodRequest, limit: int | None
         spaces = len(context) - len(context.rstrip())
         if spaces:
             context, continuation = context[:-spaces], context[-spaces:] + continuation
-        head = encode(tokenizer, context, prefix)
-        tail = encode(tokenizer, context + continuation, prefix)[len(head) :]
+        prefix_text = None if prefix is None else tokenizer.decode(prefix)
+        head = encode(tokenizer, context, prefix_text)
+        tail = encode(tokenizer, context + continuation, prefix_text)[len(head) :]
     else:
         tail = tokenizer.encode(continuation, add_special_tokens=False)
         head, tail = (tail[:1], tail[1:]) if tail and tail[0] == prefix else ([], tail)

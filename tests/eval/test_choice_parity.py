@@ -27,6 +27,7 @@ from support import one_torch_thread
 pytest.importorskip(
     "lm_eval", reason="lm-evaluation-harness is not installed (it comes with the test extra: pip install -e '.[test]')"
 )
+pytestmark = pytest.mark.slow
 
 DATA = Path(__file__).resolve().parent / "parity"
 # lm-evaluation-harness sums float32 log-probabilities (harness float64): at -100 a float32 step is ~1e-5.
