@@ -3,9 +3,11 @@ lm-evaluation-harness (the version pinned in the `test` extra) itself beside `ha
 
 A KoBEST-COPA-like task (two multi-token choices, the gold given as its text) and a KMMLU-like one
 (four single-letter choices, the gold as `answer - 1`), each with few-shot examples drawn from a dev
-file and from the evaluated split itself, on tiny models of families whose tokenizers treat special
-tokens differently: tiny:llama-ko (has a BOS its tokenizer does not add), tiny:llama2 (adds BOS),
-tiny:gpt2 (BOS and eos are one token, none added) and tiny:qwen2 (no BOS: eos stands for it).
+file (COPA's shares one example with the evaluated split, as real splits sometimes do: only a draw
+from the evaluated split leaves the sample out) and from the evaluated split itself, on tiny models
+of families whose tokenizers treat special tokens differently: tiny:llama-ko (has a BOS its
+tokenizer does not add), tiny:llama2 (adds BOS), tiny:gpt2 (BOS and eos are one token, none added)
+and tiny:qwen2 (no BOS: eos stands for it).
 
 Both sides see the same weights: harness loads the base in 4-bit NF4 (its default) and lm-evaluation-
 harness is handed the same base loaded by transformers with the same BitsAndBytesConfig, and, for
