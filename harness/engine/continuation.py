@@ -24,30 +24,45 @@ def prefix_token(tokenizer) -> int | None:
     return tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
 
 
-def encode(tokenizer, text: str, prefix_text: str | None) -> list[int]:
-    """`text`'s ids with the tokenizer's special tokens, none where `text` starts with the prefix
-    token's own text (it would be there twice)."""
-    special = prefix_text is None or not text.startswith(prefix_text)
+def prefix_text(tokenizer) -> str | None:
+    """The prefix token as text: a text starting with it gets no special tokens of the tokenizer."""
+    prefix = prefix_token(tokenizer)
+    return None if prefix is None else tokenizer.decode(prefix)
+
+
+def encode(tokenizer, text: str, prefix: str | None) -> list[int]:
+    """`text`'s ids with the tokenizer's special tokens, none where `text` starts with the `prefix`
+    token's text (it would be there twice)."""
+    special = prefix is None or not text.startswith(prefix)
     return tokenizer.encode(text, add_special_tokens=special)
+
+
+def move_spaces(context: str, continuation: str) -> tuple[str, str]:
+    """The context's trailing whitespace moved to the start of the continuation."""
+    spaces = len(context) - len(context.rstrip())
+    return (context[:-spaces], context[-spaces:] + continuation) if spaces else (context, continuation)
+
+
+def empty_context(tokenizer, continuation: str) -> tuple[list[int], list[int]]:
+    """(context ids, continuation ids) for an empty context: the prefix token, then the continuation
+    without special tokens, whose first token is the context instead where it is the prefix token."""
+    prefix = prefix_token(tokenizer)
+    tail = tokenizer.encode(continuation, add_special_tokens=False)
+    return (tail[:1], tail[1:]) if tail and tail[0] == prefix else ([prefix], tail)
 
 
 def continuation_row(tokenizer, request: LoglikelihoodRequest, limit: int | None) -> tuple[list[int], int]:
     """(ids, where the continuation starts) of a request; see the module's docstring."""
-    context, continuation = request.context, request.continuation
-    prefix = prefix_token(tokenizer)
-    if context:
-        spaces = len(context) - len(context.rstrip())
-        if spaces:
-            context, continuation = context[:-spaces], context[-spaces:] + continuation
-        prefix_text = None if prefix is None else tokenizer.decode(prefix)
-        head = encode(tokenizer, context, prefix_text)
-        tail = encode(tokenizer, context + continuation, prefix_text)[len(head) :]
+    if request.context:
+        context, continuation = move_spaces(request.context, request.continuation)
+        prefix = prefix_text(tokenizer)
+        head = encode(tokenizer, context, prefix)
+        tail = encode(tokenizer, context + continuation, prefix)[len(head) :]
     else:
-        tail = tokenizer.encode(continuation, add_special_tokens=False)
-        head, tail = (tail[:1], tail[1:]) if tail and tail[0] == prefix else ([], tail)
+        head, tail = empty_context(tokenizer, request.continuation)
     # A context of whitespace alone on a tokenizer that adds nothing: lm-evaluation-harness refuses it;
     # the prefix token gives the continuation's first token something to be predicted from.
-    head = head or [prefix]
+    head = head or [prefix_token(tokenizer)]
     whole, start = head + tail, len(head)
     if limit and len(whole) > limit:
         start, whole = max(1, start - (len(whole) - limit)), whole[-limit:]

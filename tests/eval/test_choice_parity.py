@@ -244,21 +244,23 @@ def test_other_families_score_as_lm_eval(ref, datasets_cache, tmp_path):
         assert_same(got[name, "base"], expected[name], "base")
 
 
-@pytest.mark.parametrize("ref", ["tiny:llama-ko", "tiny:llama2", "tiny:gpt2", "tiny:qwen2"])
+@pytest.mark.parametrize("ref", ["tiny:llama-ko", "tiny:llama2", "tiny:gpt2", "tiny:qwen2", "tiny:t5", "tiny:bart-ko"])
 def test_requests_score_as_lm_eval(ref):
     """Requests no suite above makes, straight to both engines on one float32 model: an empty context
     (the prefix token stands for it), a context's trailing spaces (they move to the continuation), a
-    text that starts with the prefix token's own text (no second one is added)."""
+    text that starts with the prefix token's own text (no second one is added); on the decoder-only
+    families and on encoder-decoders (lm-evaluation-harness's seq2seq backend)."""
     import torch
     from lm_eval.api.instance import Instance
     from lm_eval.models.huggingface import HFLM
-    from transformers import AutoModelForCausalLM
+    from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM
 
     from harness.engine.requests import LoglikelihoodRequest, RunOptions
     from harness.engine.run import run_requests
     from harness.model.tiny import tiny_model_path
 
-    model = AutoModelForCausalLM.from_pretrained(tiny_model_path(ref), dtype=torch.float32).eval()
+    auto = AutoModelForSeq2SeqLM if ref in ("tiny:t5", "tiny:bart-ko") else AutoModelForCausalLM
+    model = auto.from_pretrained(tiny_model_path(ref), dtype=torch.float32).eval()
     ours = tokenizer(ref)
     prefix = ours.bos_token or ours.eos_token
     pairs = [
