@@ -132,6 +132,10 @@ def run_lm_eval(model, tokenizer, names, cache: Path) -> dict:
             log_samples=True,
             bootstrap_iters=0,
             fewshot_random_seed=1234,  # both tools' default, said here since the draws must match
+            # The global generators stay as the session left them (log-likelihoods draw nothing).
+            random_seed=None,
+            numpy_random_seed=None,
+            torch_random_seed=None,
         )
     return {n: {"samples": out["samples"][n], "results": out["results"][n]} for n in names}
 
