@@ -1,16 +1,18 @@
 """Log-likelihoods on an encoder-decoder (T5, BART): the context (or a perplexity source) is the
 encoder's input and the scored text is the decoder's, as the model is trained on it.
 
-The scored text is tokenized as a training target is (the tokenizer's special tokens included: T5's
-closing </s>, BART's <s> … </s>) and the decoder reads it after its start token, so every one of its
-tokens is scored, the first from the start token alone. An empty context or a perplexity document
-without a source is the tokenizer's encoding of the empty text (its special tokens only: </s> on T5,
-<s></s> on BART). An encoder input longer than the encoder's context keeps its end.
+A perplexity text is tokenized as a training target is (the tokenizer's special tokens included:
+T5's closing </s>, BART's <s> … </s>) and the decoder reads it after its start token, so every one of
+its tokens is scored, the first from the start token alone; a document without a source has the
+tokenizer's encoding of the empty text as encoder input (</s> on T5, <s></s> on BART). A
+log-likelihood request (a choice) is tokenized as lm-evaluation-harness's seq2seq backend does: see
+`continuation_row`. An encoder input longer than the encoder's context keeps its end.
 """
 
 from __future__ import annotations
 
 from harness.engine.batching import right_pad
+from harness.engine.continuation import empty_context, encode, move_spaces, prefix_text
 from harness.engine.model_info import context_length
 from harness.engine.requests import LoglikelihoodRequest, RollingLoglikelihoodRequest
 from harness.errors import HarnessError
@@ -18,15 +20,27 @@ from harness.model.families import decoder_start
 
 
 def encoder_input(model, tokenizer, text: str) -> list[int]:
-    ids = tokenizer(text, add_special_tokens=True)["input_ids"]
+    return keep_end(model, tokenizer(text, add_special_tokens=True)["input_ids"])
+
+
+def keep_end(model, ids: list[int]) -> list[int]:
     limit = context_length(model)
     return ids[-limit:] if limit and len(ids) > limit else ids
 
 
 def continuation_row(model, tokenizer, request: LoglikelihoodRequest) -> tuple[list[int], tuple[list[int], int]]:
-    """(encoder input, (decoder row, where the continuation starts in it)) of a request."""
-    target = tokenizer(request.continuation, add_special_tokens=True)["input_ids"]
-    return encoder_input(model, tokenizer, request.context), ([decoder_start(model), *target], 1)
+    """(encoder input, (decoder row, where the continuation starts in it)) of a request, as
+    lm-evaluation-harness's seq2seq backend makes them: the context with its special tokens (its
+    trailing whitespace moved to the continuation; an empty one is the prefix token, as on a
+    decoder-only model), the continuation without them after the decoder's start token, so that the
+    end-of-text token is not scored."""
+    if request.context:
+        context, continuation = move_spaces(request.context, request.continuation)
+        source = encode(tokenizer, context, prefix_text(tokenizer))
+        target = tokenizer.encode(continuation, add_special_tokens=False)
+    else:
+        source, target = empty_context(tokenizer, request.continuation)
+    return keep_end(model, source), ([decoder_start(model), *target], 1)
 
 
 def rolling_row(model, tokenizer, request: RollingLoglikelihoodRequest) -> tuple[list[int], tuple[list[int], int, int]]:

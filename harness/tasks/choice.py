@@ -12,6 +12,7 @@ in dataset order, `k + 1` with the sample itself removed when the pool is the ev
 
 from __future__ import annotations
 
+import json
 import random
 
 from harness.config.suite import SuiteConfig
@@ -210,8 +211,17 @@ def _scorer(name: str) -> Scorer:
 
 
 def _same(pool: list[dict], examples: list[dict]) -> bool:
-    """Whether the few-shot pool is the evaluated split itself (then a sample never shows itself)."""
-    return pool is examples or (bool(examples) and examples[0] in pool)
+    """Whether the few-shot pool is the evaluated split itself (then a sample never shows itself, as
+    where lm-evaluation-harness's fewshot_split is its test_split): it holds every evaluated example.
+    A dev split that shares an example or two with the evaluated one is another split."""
+    if pool is examples:
+        return True
+    held = {_identity(x) for x in pool}
+    return bool(examples) and all(_identity(x) in held for x in examples)
+
+
+def _identity(example: dict) -> str:
+    return json.dumps(example, sort_keys=True, ensure_ascii=False, default=str)
 
 
 def _show(value) -> str:

@@ -1,6 +1,7 @@
 """Log-likelihoods on encoder-decoders and the perplexity of a text given a source, against direct
 references computed here with transformers and peft: one forward of AutoModelForSeq2SeqLM with the
-context as input and the continuation as `labels`, its token log-probabilities summed (per window
+context as input and the continuation as `labels` (a choice's without special tokens, as
+lm-evaluation-harness scores it), its token log-probabilities summed (per window
 where the decoder's text is longer than a window); on a decoder-only base, one forward over the
 source then the text, only the text's tokens scored."""
 
@@ -51,10 +52,24 @@ def test_loglikelihood_equals_reference(ref, seq2seq_setup):
             run_requests(harness_model, models.base.tokenizer, requests, RunOptions(batch_size=2), got.__setitem__)
         for i, (context, continuation) in enumerate(PAIRS):
             logprob, greedy, tokens = _reference(
-                model, name == ADAPTER, target_logprob, tokenizer, context, continuation
+                model, name == ADAPTER, choice_logprob, tokenizer, context, continuation
             )
             assert (got[i].tokens, got[i].is_greedy) == (tokens, greedy), (name, i)
             assert got[i].logprob == pytest.approx(logprob, rel=RELATIVE), (name, i)
+
+
+def choice_logprob(model, tokenizer, context: str, continuation: str) -> tuple[float, bool, int]:
+    """A log-likelihood request as lm-evaluation-harness's seq2seq backend scores it: the context with
+    its special tokens as input (an empty one: BOS, else eos), the continuation without them as labels."""
+    import torch
+
+    prefix = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
+    ids = tokenizer(context).input_ids if context else [prefix]
+    labels = torch.tensor([tokenizer(continuation, add_special_tokens=False).input_ids])
+    with torch.inference_mode():
+        logits = model(input_ids=torch.tensor([ids]), labels=labels).logits[0].float()
+    logprobs = torch.log_softmax(logits, dim=-1).gather(1, labels[0][:, None])[:, 0]
+    return float(logprobs.double().sum()), bool((logits.argmax(-1) == labels[0]).all()), labels.shape[1]
 
 
 def _windowed_nll(model, tokenizer, source: str, text: str, context: int, stride: int) -> tuple[float, int]:
