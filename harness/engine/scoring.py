@@ -23,10 +23,11 @@ import torch
 from harness.engine.batching import free_cuda_bytes, on_cuda
 from harness.engine.model_info import text_config
 
-# Share of free GPU memory one forward's activations may take (the rest: allocator slack, logits).
-MEMORY_SHARE = 0.5
+# Share of free GPU memory one forward's activations may take (the rest: allocator slack, LoRA's
+# float32 copies, fragmentation between forwards of other widths).
+MEMORY_SHARE = 0.4
 # Beyond this many tokens a forward is no faster per token; it only holds more memory.
-MAX_TOKENS_PER_FORWARD = 131072
+MAX_TOKENS_PER_FORWARD = 65536
 
 
 @dataclass
