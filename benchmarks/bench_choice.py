@@ -113,46 +113,51 @@ def _rates(samples: int, tokens: int, wall: float) -> dict:
     }
 
 
-def lm_eval_choice(base: str, adapter: str, records: dict, tokens: int, batches: list) -> dict:
+def lm_eval_choice(base: str, adapter: str, records: dict, tokens: int, batches: list, out: dict, save=None) -> dict:
     """lm-evaluation-harness's HFLM.loglikelihood on the same 4-bit model object (then a PeftModel of
-    it) and the contexts harness recorded; accuracy and agreement with harness's choices."""
-    import torch
-    from lm_eval.api.instance import Instance
-    from lm_eval.models.huggingface import HFLM
+    it) and the contexts harness recorded; accuracy and agreement with harness's choices. Each
+    configuration lands in `out` (saved) as it finishes; one that fails records its error."""
     from peft import PeftModel
 
     model, tokenizer, _ = _load_4bit(base)
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    out: dict = {}
     for name in ("base", "adapter"):
         if name == "adapter":
             model = PeftModel.from_pretrained(model, adapter).eval()
-        ours = records[name]
         for batch in batches if name == "base" else batches[:1]:
-            lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch, device=device)
-            requests = [
-                Instance("loglikelihood", {}, (r["prompt"], f" {c}"), i)
-                for r in ours
-                for i, c in enumerate(r["choices"])
-            ]
             free()  # each configuration's own peak
-            started = time.time()
-            answers = lm.loglikelihood(requests, disable_tqdm=True)
-            _sync()
-            figures = _rates(len(ours), tokens, time.time() - started)
-            lls = [[ll for ll, _ in answers[i : i + len(LETTERS)]] for i in range(0, len(answers), len(LETTERS))]
-            predictions = [max(range(len(x)), key=x.__getitem__) for x in lls]
-            figures["acc"] = 100 * sum(p in r["gold"] for p, r in zip(predictions, ours)) / len(ours)
-            figures["same_predictions_as_harness"] = sum(
-                r["choices"][p] == r["prediction"] for p, r in zip(predictions, ours)
-            )
-            figures["max_abs_loglikelihood_difference"] = max(
-                abs(a - b) for x, r in zip(lls, ours) for a, b in zip(x, r["loglikelihoods"])
-            )
-            figures["batch_size"] = batch
-            figures["peak_memory_bytes"] = peak()
-            out[f"{name}_batch_{batch}"] = figures
+            try:
+                out[f"{name}_batch_{batch}"] = _lm_eval_run(model, tokenizer, records[name], tokens, batch)
+            except Exception as exc:
+                out[f"{name}_batch_{batch}"] = {"error": f"{type(exc).__name__}: {str(exc)[:200]}"}
+            print(f"[lm_eval_hf {name} batch {batch}] {json.dumps(out[f'{name}_batch_{batch}'])}", flush=True)
+            if save:
+                save()
     return out
+
+
+def _lm_eval_run(model, tokenizer, ours: list[dict], tokens: int, batch) -> dict:
+    import torch
+    from lm_eval.api.instance import Instance
+    from lm_eval.models.huggingface import HFLM
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch, device=device)
+    requests = [
+        Instance("loglikelihood", {}, (r["prompt"], f" {c}"), i) for r in ours for i, c in enumerate(r["choices"])
+    ]
+    started = time.time()
+    answers = lm.loglikelihood(requests, disable_tqdm=True)
+    _sync()
+    figures = _rates(len(ours), tokens, time.time() - started)
+    lls = [[ll for ll, _ in answers[i : i + len(LETTERS)]] for i in range(0, len(answers), len(LETTERS))]
+    predictions = [max(range(len(x)), key=x.__getitem__) for x in lls]
+    figures["acc"] = 100 * sum(p in r["gold"] for p, r in zip(predictions, ours)) / len(ours)
+    figures["same_predictions_as_harness"] = sum(r["choices"][p] == r["prediction"] for p, r in zip(predictions, ours))
+    figures["max_abs_loglikelihood_difference"] = max(
+        abs(a - b) for x, r in zip(lls, ours) for a, b in zip(x, r["loglikelihoods"])
+    )
+    figures.update(batch_size=batch, peak_memory_bytes=peak())
+    return figures
 
 
 def compute_limit(base: str, tokens: int) -> dict:
@@ -200,15 +205,7 @@ def bench_choice(base: str, adapter: str, data: str, work: Path, args, figures: 
     figures["compute_limit"] = compute_limit(base, ours["context_tokens"])
     # On a CPU "auto" alone takes a minute: it tries batch 64 at the longest length five times.
     batches = [4] if args.smoke else ["auto", args.peer_batch]
-    row(
-        figures,
-        "lm_eval_hf",
-        lm_eval_choice,
-        base,
-        adapter,
-        ours["_records"],
-        ours["context_tokens"],
-        batches,
-        save=save,
-    )
+    peer = figures.setdefault("lm_eval_hf", {})  # filled configuration by configuration
+    records, tokens = ours["_records"], ours["context_tokens"]
+    row(figures, "lm_eval_hf", lm_eval_choice, base, adapter, records, tokens, batches, peer, save, save=save)
     return figures
