@@ -217,3 +217,29 @@ def test_one_token_choices_share_one_forward_and_score_only_their_positions(mode
     assert [r.tokens for r in results.values()] == [1] * 4  # each choice is one token here
     assert seen == [("in", (1, context)), ("head", (1, 1, model.config.hidden_size))]
     assert torch.tensor([results[i].logprob for i in range(4)]).exp().sum() < 1
+
+
+def test_pretokenized_rows_equal_the_tokenizers_own(tokenizer):
+    """The rows built from one batch encoding are those the tokenizer gives one call at a time."""
+    from harness.engine.continuation import continuation_row
+    from harness.engine.pretokenize import Pretokenized, choice_texts
+
+    requests = _choice_requests()
+    batched = Pretokenized(tokenizer, choice_texts(requests))
+    assert [continuation_row(batched, r, 64) for r in requests] == [
+        continuation_row(tokenizer, r, 64) for r in requests
+    ]
+    assert (
+        batched("한국어", add_special_tokens=False)["input_ids"]
+        == tokenizer("한국어", add_special_tokens=False)["input_ids"]
+    )
+
+
+def test_forwards_hold_at_most_their_token_budget_longest_first():
+    from harness.engine.scoring import Group, batches
+
+    groups = [Group(list(range(n))) for n in (5, 40, 12, 30, 7, 40)]
+    cut = batches(groups, None, 80)
+    assert [[len(g.inputs) for g in b] for b in cut] == [[40, 40], [30, 12], [7, 5]]
+    assert all(len(b) * len(b[0].inputs) <= 80 for b in cut)
+    assert [len(b) for b in batches(groups, 4, 80)] == [4, 2]
