@@ -2,6 +2,7 @@
 
     python benchmarks/gpu.py train [--korquad PATH]   # harness train vs a plain TRL SFTTrainer script
     python benchmarks/gpu.py eval  [--korquad PATH]   # harness eval vs lm-evaluation-harness's HF backend
+    python benchmarks/gpu.py choice [--shots 5]       # multiple choice (KMMLU-shaped): harness eval vs lm-eval HF
     python benchmarks/gpu.py all --smoke               # CPU smoke test on tiny:llama-ko (keeps this from rotting)
     python benchmarks/gpu.py scale [--korquad PATH]   # harness eval and train on 1 GPU and on 2 (accelerate launch)
     python benchmarks/gpu.py attention                # a decoding step's attention: harness's kernel vs SDPA's
@@ -25,6 +26,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_attention import bench_attention
+from bench_choice import bench_choice
 from bench_decode import bench_decode
 from bench_eval import bench_eval, random_adapter
 from bench_scale import bench_scale
@@ -38,9 +40,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
         "what",
-        choices=["train", "eval", "decode", "all", "scale", "attention", "shares", "seq2seq"],
+        choices=["train", "eval", "decode", "all", "scale", "attention", "shares", "seq2seq", "choice"],
         help="scale is not part of all: it needs --processes GPUs (or CPU gloo processes with "
-        "--smoke); nor are attention (no model, a CUDA GPU), shares and seq2seq (its own model)",
+        "--smoke); nor are attention (no model, a CUDA GPU), shares, seq2seq (its own model) and choice",
     )
     parser.add_argument("--shape", choices=sorted(SHAPES), default="bart-large", help="seq2seq: the model's shape")
     parser.add_argument("--smoke", action="store_true", help="tiny:llama-ko, a few steps and prompts (CPU or GPU)")
@@ -67,6 +69,11 @@ def main() -> None:
     )
     parser.add_argument("--batch-size", type=int, help="harness eval batch size (default: from the hardware)")
     parser.add_argument("--verify", type=int, default=16, help="eval: harness eval --verify N (default 16)")
+    parser.add_argument("--choice-samples", type=int, default=1024, help="choice: KMMLU-shaped questions")
+    parser.add_argument("--shots", type=int, default=5, help="choice: solved examples before each question")
+    parser.add_argument(
+        "--peer-batch", type=int, default=64, help="choice: lm-evaluation-harness's fixed batch (beside auto)"
+    )
     parser.add_argument("--processes", type=int, default=2, help="scale: processes (GPUs) of the data-parallel runs")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -94,7 +101,7 @@ def main() -> None:
         if out is not None:
             out.write_text(json.dumps(figures, indent=2))
 
-    if args.what in ("eval", "decode", "all", "scale", "shares"):
+    if args.what in ("eval", "decode", "all", "scale", "shares", "choice"):
         adapter = random_adapter(base, work / "random-adapter")
     if args.what in ("eval", "all"):
         figures["eval"] = {}
@@ -113,6 +120,10 @@ def main() -> None:
             verify=args.verify,
             questions=args.questions,
         )
+        save()
+    if args.what == "choice":
+        figures["choice"] = {}
+        bench_choice(base, adapter, data, work, args, figures["choice"], save=save)
         save()
     if args.what in ("decode", "all"):
         figures["decode"] = {}

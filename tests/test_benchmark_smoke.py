@@ -121,3 +121,23 @@ def test_seq2seq_smoke_runs_every_row(tmp_path, harness_cache):
         assert "error" not in rows[row], (row, rows[row])
     assert rows["harness_train_find"]["plan"]["batch_probe"]["chosen"] >= 1
     assert re.search(r"^harness_eval +[\d,]+ ", stdout, re.M), stdout[-2000:]  # the summary table
+
+
+@needs_korquad
+def test_choice_smoke_runs_harness_beside_lm_eval(tmp_path, harness_cache):
+    """`gpu.py choice --smoke`: KMMLU-shaped questions through `harness eval` (base and adapter, verified
+    against the plain path) and, where it is installed, lm-evaluation-harness's HF backend on the
+    same contexts (parity of the two is tests/eval/test_choice_parity.py's)."""
+    choice = run_benchmark(tmp_path, "choice", "--verify", "2")[0]["choice"]
+    ours = choice["harness_eval"]
+    assert "error" not in ours, ours
+    for name in ("base", "adapter"):
+        assert ours[name]["requests_per_s"] > 0 and ours[name]["context_tokens_per_s"] > 0
+        assert ours["verify"][name].startswith("2/2 predictions equal")
+    peer = choice["lm_eval_hf"]
+    if "error" in peer:
+        assert "No module named 'lm_eval'" in peer["error"], peer
+        return
+    assert {"base_batch_4", "adapter_batch_4"} <= set(peer), peer
+    for name in ("base_batch_4", "adapter_batch_4"):
+        assert peer[name]["requests_per_s"] > 0 and 0 <= peer[name]["same_predictions_as_harness"] <= 8

@@ -25,9 +25,10 @@ from collections.abc import Callable
 
 import torch
 
-from harness.engine import fused, seq2seq
+from harness.engine import fused, scoring, seq2seq
 from harness.engine.continuation import continuation_row
 from harness.engine.model_info import context_length, encoder_decoder
+from harness.engine.pretokenize import Pretokenized, choice_texts
 from harness.engine.requests import (
     Loglikelihood,
     LoglikelihoodRequest,
@@ -35,6 +36,7 @@ from harness.engine.requests import (
     RollingLoglikelihoodRequest,
     RunOptions,
 )
+from harness.runtime.env import release_cuda_memory
 
 # Tokens per forward when the batch size is left to the engine (on a GPU, ~16k keeps it busy).
 TOKENS_PER_FORWARD = 16384
@@ -48,13 +50,24 @@ def loglikelihood(
     on_result: Callable[[int, Loglikelihood], None],
 ) -> None:
     """Every request's summed log-probability of its continuation and whether greedy decoding would
-    produce it, batched longest first; `on_result(index, Loglikelihood)` as each batch finishes."""
+    produce it, batched longest first; `on_result(index, Loglikelihood)` as each batch finishes.
+
+    The fast engine shares a forward among rows with the same input tokens and puts only scored
+    positions through the LM head (harness.engine.scoring); engine "plain", and an
+    encoder-decoder, score every request's row whole, as transformers' own forward gives it."""
+    fast = options.engine != "plain" and not encoder_decoder(model)
+    # The fast engine encodes the texts the rows need in one batch call, on every core (pretokenize).
+    row_tokenizer = Pretokenized(tokenizer, choice_texts(requests)) if fast else tokenizer
     sources, rows = _rows(
         model,
         requests,
         lambda r: seq2seq.continuation_row(model, tokenizer, r),
-        lambda r: continuation_row(tokenizer, r, context_length(model)),
+        lambda r: continuation_row(row_tokenizer, r, context_length(model)),
     )
+    if fast:
+        with _kernels(model, options):
+            _shared(model, rows, options, on_result)
+        return
     order = sorted(range(len(rows)), key=lambda i: (-len(rows[i][0]), i))
     size = options.batch_size or max(1, TOKENS_PER_FORWARD // max((len(ids) for ids, _ in rows), default=1))
     with _kernels(model, options):
@@ -67,9 +80,36 @@ def loglikelihood(
                 [sources[i] for i in chunk] if sources else None,
             )
             for i, (logprob, greedy) in zip(chunk, scores):
-                on_result(i, Loglikelihood(logprob=logprob, is_greedy=greedy, tokens=len(rows[i][0]) - rows[i][1]))
-                if options.progress is not None:
-                    options.progress.update(1)
+                _answer(i, Loglikelihood(logprob, greedy, len(rows[i][0]) - rows[i][1]), options, on_result)
+
+
+def _shared(model, rows: list[tuple[list[int], int]], options: RunOptions, on_result) -> None:
+    """Rows grouped by their input tokens, one forward per batch of groups (see scoring)."""
+    groups, empty = scoring.group_rows(rows)
+    for i in empty:  # an empty continuation: nothing scored, certain
+        _answer(i, Loglikelihood(0.0, True, 0), options, on_result)
+    size, tokens = options.batch_size, scoring.tokens_per_forward(model, TOKENS_PER_FORWARD)
+    left = scoring.batches(groups, size, tokens)
+    while left:
+        batch = left.pop(0)
+        try:
+            scored = scoring.score_groups(model, batch)
+        except torch.OutOfMemoryError:
+            if len(batch) == 1:
+                raise
+            # Memory ran short (fragmentation, a family's larger activations): halve the forwards.
+            release_cuda_memory()
+            size, tokens = (size and max(1, size // 2)), max(1, tokens // 2)
+            left = scoring.batches([g for b in [batch, *left] for g in b], size, tokens)
+            continue
+        for i, logprob, greedy, n in scored:
+            _answer(i, Loglikelihood(logprob, greedy, n), options, on_result)
+
+
+def _answer(index: int, result: Loglikelihood, options: RunOptions, on_result) -> None:
+    on_result(index, result)
+    if options.progress is not None:
+        options.progress.update(1)
 
 
 def _rows(model, requests: list, seq2seq_row, decoder_row) -> tuple[list | None, list]:

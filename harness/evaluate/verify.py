@@ -1,6 +1,7 @@
 """`verify: N`: the first N samples of every column again on the plain path (4-bit base + peft adapter,
 transformers' generate, batch 1), compared with what the run recorded: the evidence that the fast path
-computes the same model."""
+computes the same model. A choice task's plain path scores every choice's row in its own whole
+forward; its log-likelihoods and predictions are compared."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from harness.evaluate.execute import run_task
 from harness.evaluate.plan import Column, EvalPlan
 
 AGAINST = "4-bit base + peft adapter, transformers generate, batch 1"
+AGAINST_CHOICE = "4-bit base + peft adapter, each choice's row in its own transformers forward"
 
 
 def verify_columns(plan: EvalPlan, records: dict[str, list[dict]]) -> dict[str, dict]:
@@ -33,8 +35,14 @@ def verify(plan: EvalPlan, column: Column, requests: list, fast: dict[str, dict]
     with plan.models.use(column.model) as model:
         run_task(plan.task, model, tokenizer, suite, requests, 1, keep)
     ids = [r.id for r in requests]
-    out = {"samples": len(ids), "engine": plan.engine, "against": AGAINST, "wall_s": round(time.time() - started, 3)}
-    compared = _compare_nll(ids, plain, fast) if plan.task.kind == "perplexity" else _compare_answers(ids, plain, fast)
+    out = {
+        "samples": len(ids),
+        "engine": plan.engine,
+        "against": AGAINST_CHOICE if plan.task.kind == "choice" else AGAINST,
+        "wall_s": round(time.time() - started, 3),
+    }
+    compare = {"perplexity": _compare_nll, "choice": _compare_choices}.get(plan.task.kind, _compare_answers)
+    compared = compare(ids, plain, fast)
     if encoder_decoder(plan.models.base.model):
         compared["summary"] += " (an encoder-decoder runs on the plain path: only batching and padding are compared)"
     return {**out, **compared}
@@ -45,6 +53,21 @@ def _compare_nll(ids: list[str], plain: dict[str, dict], fast: dict[str, dict]) 
     return {
         "max_relative_nll_difference": worst,
         "summary": f"{len(ids)} documents, NLL within {worst:.2e} (relative) of the plain path",
+    }
+
+
+def _compare_choices(ids: list[str], plain: dict[str, dict], fast: dict[str, dict]) -> dict:
+    worst = max(
+        (abs(a - b) for i in ids for a, b in zip(plain[i]["loglikelihoods"], fast[i]["loglikelihoods"])), default=0.0
+    )
+    differ = [i for i in ids if plain[i]["prediction"] != fast[i]["prediction"]]
+    return {
+        "agree": len(ids) - len(differ),
+        "agreement": (len(ids) - len(differ)) / len(ids),
+        "differ": differ[:50],
+        "max_abs_loglikelihood_difference": worst,
+        "summary": f"{len(ids) - len(differ)}/{len(ids)} predictions equal the plain path's, "
+        f"choice log-likelihoods within {worst:.2e} nats",
     }
 
 

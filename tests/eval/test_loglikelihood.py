@@ -141,3 +141,105 @@ def test_one_kind_of_request_at_a_time(model, tokenizer):
             RunOptions(),
             lambda i, r: None,
         )
+
+
+KMMLU_LIKE = (
+    "다음 중 한국의 수도는 어디인가?\nA. 부산\nB. 서울\nC. 대구\nD. 광주\n정답：",
+    "The capital of Korea is\nA. Busan\nB. Seoul\nC. Daegu\nD. Gwangju\nAnswer:",
+)
+
+
+def _choice_requests() -> list[LoglikelihoodRequest]:
+    """Choice samples as the choice task sends them: N consecutive requests sharing one context, with
+    one-token choices (" A"…" D") and longer ones beside them, and a duplicate of a whole sample."""
+    requests = [LoglikelihoodRequest(c, f" {x}") for c in KMMLU_LIKE for x in "ABCD"]
+    requests += [LoglikelihoodRequest(KMMLU_LIKE[0], x) for x in (" 서울", " 부산광역시", "")]
+    requests += [LoglikelihoodRequest(c, x) for c, x in PAIRS]
+    return requests + requests[:4]
+
+
+def _with_adapter(model, seed: int = 0):
+    """`model` with a random, non-zero LoRA on every linear layer but the head (peft's own model)."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    torch.manual_seed(seed)
+    config = LoraConfig(r=4, lora_alpha=8, target_modules="all-linear", init_lora_weights=False)
+    return get_peft_model(model, config).eval()
+
+
+@pytest.mark.parametrize("family", ["llama-ko", "gpt2", "qwen2"])
+@pytest.mark.parametrize("adapter", [False, True], ids=["base", "adapter"])
+def test_shared_context_choices_equal_a_plain_forward(harness_cache, family, adapter):
+    """Choices sharing a context (one forward for the one-token ones, only scored positions through
+    the LM head, sizes from the engine) give each request what its own plain forward gives, on the
+    zoo's families and through a peft adapter; engine "plain" (each row whole) agrees too."""
+    import copy
+
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from harness.engine.run import run_requests
+    from harness.model.tiny import tiny_model_path
+
+    path = tiny_model_path(f"tiny:{family}")
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
+    model = _with_adapter(copy.deepcopy(model)) if adapter else model
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    requests = _choice_requests()
+    for options in (RunOptions(batch_size=None), RunOptions(batch_size=3), RunOptions(batch_size=2, engine="plain")):
+        out: dict = {}
+        run_requests(model, tokenizer, requests, options, out.__setitem__)
+        assert sorted(out) == list(range(len(requests)))
+        for i, r in enumerate(requests):
+            logprob, greedy, tokens = reference(model, tokenizer, r.context, r.continuation)
+            assert out[i].logprob == pytest.approx(logprob, rel=1e-5, abs=1e-9), (options, r)
+            assert (out[i].is_greedy, out[i].tokens) == (greedy, tokens), (options, r)
+
+
+def test_one_token_choices_share_one_forward_and_score_only_their_positions(model, tokenizer):
+    """Four one-token choices after one context: one forward of the context alone (the choice token
+    is never an input), and the LM head sees one position."""
+    import torch
+
+    seen: list[tuple] = []
+    hooks = [
+        model.get_input_embeddings().register_forward_hook(lambda m, a, o: seen.append(("in", tuple(a[0].shape)))),
+        model.get_output_embeddings().register_forward_hook(lambda m, a, o: seen.append(("head", tuple(a[0].shape)))),
+    ]
+    try:
+        requests = [LoglikelihoodRequest(KMMLU_LIKE[0], f" {x}") for x in "ABCD"]
+        results = _run(model, tokenizer, requests, None)
+    finally:
+        for h in hooks:
+            h.remove()
+    context = len(tokenizer(KMMLU_LIKE[0])["input_ids"])
+    assert [r.tokens for r in results.values()] == [1] * 4  # each choice is one token here
+    assert seen == [("in", (1, context)), ("head", (1, 1, model.config.hidden_size))]
+    assert torch.tensor([results[i].logprob for i in range(4)]).exp().sum() < 1
+
+
+def test_pretokenized_rows_equal_the_tokenizers_own(tokenizer):
+    """The rows built from one batch encoding are those the tokenizer gives one call at a time."""
+    from harness.engine.continuation import continuation_row
+    from harness.engine.pretokenize import Pretokenized, choice_texts
+
+    requests = _choice_requests()
+    batched = Pretokenized(tokenizer, choice_texts(requests))
+    assert [continuation_row(batched, r, 64) for r in requests] == [
+        continuation_row(tokenizer, r, 64) for r in requests
+    ]
+    assert (
+        batched("한국어", add_special_tokens=False)["input_ids"]
+        == tokenizer("한국어", add_special_tokens=False)["input_ids"]
+    )
+
+
+def test_forwards_hold_at_most_their_token_budget_longest_first():
+    from harness.engine.scoring import Group, batches
+
+    groups = [Group(list(range(n))) for n in (5, 40, 12, 30, 7, 40)]
+    cut = batches(groups, None, 80)
+    assert [[len(g.inputs) for g in b] for b in cut] == [[40, 40], [30, 12], [7, 5]]
+    assert all(len(b) * len(b[0].inputs) <= 80 for b in cut)
+    assert [len(b) for b in batches(groups, 4, 80)] == [4, 2]
