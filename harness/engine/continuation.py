@@ -11,7 +11,8 @@ same request gets the same tokens, and so the same log-likelihood, in both
   across the boundary belongs to the continuation.
 - An empty context: the continuation alone, without special tokens, after the prefix token (BOS, or
   eos where the tokenizer has none); a continuation that starts with that token has it as context.
-- Longer than the model's context, the row keeps its end.
+- Longer than the model's context, the row keeps its end: the context's length of inputs, and the
+  last token, which is only predicted.
 """
 
 from __future__ import annotations
@@ -64,6 +65,8 @@ def continuation_row(tokenizer, request: LoglikelihoodRequest, limit: int | None
     # the prefix token gives the continuation's first token something to be predicted from.
     head = head or [prefix_token(tokenizer)]
     whole, start = head + tail, len(head)
-    if limit and len(whole) > limit:
-        start, whole = max(1, start - (len(whole) - limit)), whole[-limit:]
+    # The row's last token is never fed to the model (nothing is predicted from it), so a row may hold
+    # one token more than the model's context: lm-evaluation-harness keeps the last `max_length + 1`.
+    if limit and len(whole) > limit + 1:
+        start, whole = max(1, start - (len(whole) - limit - 1)), whole[-(limit + 1) :]
     return whole, start

@@ -229,7 +229,9 @@ def score_rows(model, rows: list[list[int]], starts: list[int], sources=None) ->
         if sources is not None:
             logits = seq2seq.logits(model, sources, ids)
         else:
-            logits = model(input_ids=ids, use_cache=False).logits  # a cache would copy every key and value once more
+            # A row's last token predicts nothing: it is not fed (a row may be one token longer than
+            # the model's context). A cache would copy every key and value once more.
+            logits = model(input_ids=ids[:, : max(1, width - 1)], use_cache=False).logits
         sums, greedy = [], []
         for row, (tokens, start) in enumerate(zip(rows, starts)):
             logprobs = torch.log_softmax(logits[row, start - 1 : len(tokens) - 1].float(), dim=-1)

@@ -274,13 +274,18 @@ def test_requests_score_as_lm_eval(ref):
         ("질문: 한국의 수도는? 답:", " 서울"),
         (prefix + "한국어 문맥", " 이어지는 글"),
     ]
-    got = {}
+    if auto is AutoModelForCausalLM:  # longer than the model's context: both keep the row's end
+        pairs.append(("가나다라 " * (model.config.max_position_embeddings // 2), " 마바사"))
+    requests = [LoglikelihoodRequest(*p) for p in pairs]
+    got = {"auto": {}, "plain": {}}
     with one_torch_thread():
-        run_requests(model, ours, [LoglikelihoodRequest(*p) for p in pairs], RunOptions(batch_size=2), got.__setitem__)
+        for engine, results in got.items():
+            run_requests(model, ours, requests, RunOptions(batch_size=2, engine=engine), results.__setitem__)
         lm = HFLM(pretrained=model, tokenizer=tokenizer(ref), batch_size=2)
         expected = lm.loglikelihood(
             [Instance("loglikelihood", {}, p, i) for i, p in enumerate(pairs)], disable_tqdm=True
         )
-    for i, (logprob, greedy) in enumerate(expected):
-        assert got[i].logprob == pytest.approx(logprob, **TOLERANCE), pairs[i]
-        assert got[i].is_greedy == greedy, pairs[i]
+    for engine, results in got.items():
+        for i, (logprob, greedy) in enumerate(expected):
+            assert results[i].logprob == pytest.approx(logprob, **TOLERANCE), (engine, pairs[i])
+            assert results[i].is_greedy == greedy, (engine, pairs[i])
