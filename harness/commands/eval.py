@@ -6,7 +6,7 @@ import argparse
 
 from harness.commands.options import add_num_processes_option, parse_adapters, progress_printer
 
-HELP = "evaluate the base (4-bit) and adapters on a suite: KorQuAD EM/F1, ROUGE, perplexity"
+HELP = "evaluate the base (4-bit) and adapters on suites: KorQuAD EM/F1, ROUGE, perplexity, multiple choice"
 
 
 def register(sub) -> None:
