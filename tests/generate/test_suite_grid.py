@@ -72,8 +72,8 @@ def test_suite_without_grid_keeps_its_run_id():
     dumped = suite.model_dump(mode="json", exclude={"models", "generation_grid", "engine", "verify"})
     # Settings added later are left out at their defaults, so the formula, and old ids, hold.
     del dumped["prompt"]["overflow"], dumped["prompt"]["truncate_field"], dumped["bootstrap"]["correction"]
-    del dumped["perplexity"]["source_field"], dumped["filters"]
-    for key in ("sample", "name", "data_files", "revision"):
+    del dumped["perplexity"]["source_field"], dumped["filters"], dumped["choice"]
+    for key in ("sample", "name", "data_files", "revision", "where"):
         del dumped["dataset"][key]
     from harness.runs.store import content_key
 
