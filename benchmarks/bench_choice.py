@@ -4,7 +4,9 @@ HF backend, same 4-bit model, same requests, one process.
 Each sample is a KMMLU question as lm-evaluation-harness's kmmlu task writes it (question, four
 options, "정답："; choices " A" … " D"), built from KorQuAD text so lengths are realistic: a
 passage excerpt and a question, the question's answer and three other answers as options, and
-`shots` solved examples before it (drawn like lm-evaluation-harness's few-shot sampler). harness
+`shots` solved examples before it, drawn like lm-evaluation-harness's few-shot sampler from the
+subject's dev pool of five (KMMLU's dev split), so with 5 shots every context of a subject starts
+with one of the 120 orders of the same five examples, as in KMMLU. harness
 runs the base (its default engine) and an adapter column; lm-evaluation-harness's HFLM wraps the
 4-bit model object (batch "auto" and fixed batches) and a PeftModel of it, on the contexts
 harness recorded. Every row records requests/s, context tokens/s, its accuracy and peak memory;
@@ -23,36 +25,41 @@ from bench_eval import _load_4bit, _sync, row
 from common import free, peak
 
 LETTERS = "ABCD"
+# KMMLU's dev split: five solved examples per subject, its few-shot pool.
+DEV_SHOTS = 5
 # Dense bf16 peak of the GPUs these figures are taken on (the vendors' datasheets, without sparsity).
 BF16_PEAK = {"H100 PCIe": 756e12, "H100": 989e12, "H200": 989e12, "A100": 312e12}
 
 
-def kmmlu_like(data: str, work: Path, n: int, seed: int = 0) -> Path:
-    """`n` KMMLU-shaped examples (question, A-D, answer 1-4, subject) from KorQuAD's dev set."""
+def kmmlu_like(data: str, work: Path, n: int, subjects: int, seed: int = 0) -> tuple[Path, Path]:
+    """(a test file of `n` KMMLU-shaped examples over `subjects` subjects, a dev file of exactly
+    DEV_SHOTS solved examples per subject: KMMLU's few-shot pool), from KorQuAD's dev set."""
     doc = json.loads(Path(data).read_text(encoding="utf-8"))
     qas = [
-        (article["title"], paragraph["context"], qa)
+        (paragraph["context"], qa)
         for article in doc["data"]
         for paragraph in article["paragraphs"]
         for qa in paragraph["qas"]
     ]
     rng = random.Random(seed)
-    answers = [qa["answers"][0]["text"] for _, _, qa in qas]
-    out = work / f"kmmlu-like-{n}.jsonl"
-    with out.open("w", encoding="utf-8") as f:
-        for i, (_title, context, qa) in enumerate(rng.sample(qas, min(n, len(qas)))):
+    answers = [qa["answers"][0]["text"] for _, qa in qas]
+    picked = rng.sample(qas, min(n + DEV_SHOTS * subjects, len(qas)))
+    files = {"dev": work / f"kmmlu-like-dev-{subjects}.jsonl", "test": work / f"kmmlu-like-{n}-{subjects}.jsonl"}
+    with files["dev"].open("w", encoding="utf-8") as dev, files["test"].open("w", encoding="utf-8") as test:
+        for i, (context, qa) in enumerate(picked):
             right = qa["answers"][0]["text"]
             options = [right, *rng.sample([a for a in answers if a != right], 3)]
             rng.shuffle(options)
             start = max(0, qa["answers"][0]["answer_start"] - rng.randint(100, 300))
             question = f"{context[start : start + 400].strip()}\n{qa['question']}"
             example = {"question": question, **dict(zip(LETTERS, options)), "answer": options.index(right) + 1}
-            # Four subjects: few-shot examples are drawn per subject, as KMMLU's are.
-            f.write(json.dumps({**example, "subject": f"subject-{i % 4}"}, ensure_ascii=False) + "\n")
-    return out
+            # The first DEV_SHOTS × subjects examples are the dev pools; few-shot examples are drawn per subject.
+            out = dev if i < DEV_SHOTS * subjects else test
+            out.write(json.dumps({**example, "subject": f"subject-{i % subjects}"}, ensure_ascii=False) + "\n")
+    return files["test"], files["dev"]
 
 
-def _suite(base: str, adapter: str, data: Path, shots: int, batch: int | None, verify: int) -> tuple:
+def _suite(base: str, adapter: str, data: Path, dev: Path, shots: int, batch: int | None, verify: int) -> tuple:
     """(the suite, its file): KMMLU's lm-evaluation-harness task as a harness choice suite."""
     from harness.config import SuiteConfig, load_config
 
@@ -67,7 +74,7 @@ def _suite(base: str, adapter: str, data: Path, shots: int, batch: int | None, v
             "subject": "subject",
         },
         "metrics": ["acc"],
-        "prompt": {"fewshot": {"k": shots}},
+        "prompt": {"fewshot": {"k": shots, **({"path": str(dev)} if shots else {})}},
         "models": {"base": base, "adapters": {"adapter": adapter}},
         "bootstrap": {"resamples": 100},
         "verify": verify,
@@ -78,14 +85,16 @@ def _suite(base: str, adapter: str, data: Path, shots: int, batch: int | None, v
     return load_config(SuiteConfig, path, {}), str(path)
 
 
-def harness_choice(base, adapter, data: Path, work: Path, shots: int, batch: int | None, verify: int) -> dict:
+def harness_choice(
+    base, adapter, data: Path, dev: Path, work: Path, shots: int, batch: int | None, verify: int
+) -> dict:
     """`harness eval` of the choice suite, base and adapter columns, as the command runs it."""
     from transformers import AutoTokenizer
 
     from harness.evaluate.run import run_eval
     from harness.model.loading import resolve_model_ref
 
-    suite, source = _suite(base, adapter, data, shots, batch, verify)
+    suite, source = _suite(base, adapter, data, dev, shots, batch, verify)
     started = time.time()
     result = run_eval(suite, source, work / "runs", run_id=f"choice-{int(started)}", log=print)
     wall = time.time() - started
@@ -94,8 +103,10 @@ def harness_choice(base, adapter, data: Path, work: Path, shots: int, batch: int
         for name in ("base", "adapter")
     }
     tokenizer = AutoTokenizer.from_pretrained(resolve_model_ref(base))
-    tokens = sum(len(tokenizer(r["prompt"])["input_ids"]) for r in records["base"])
+    encoded = [tokenizer(r["prompt"])["input_ids"] for r in records["base"]]
+    tokens = sum(len(ids) for ids in encoded)
     out = {"engine": result.results.get("engine"), "wall_s": wall, "peak_memory_bytes": peak()}
+    out["computed_context_tokens"] = computed_tokens(encoded)
     for name, t in result.results["throughput"].items():
         out[name] = _rates(len(records[name]), tokens, t["wall_s"])
         out[name]["acc"] = result.results["metrics"][name]["acc"]["value"]
@@ -103,6 +114,16 @@ def harness_choice(base, adapter, data: Path, work: Path, shots: int, batch: int
     out["context_tokens"], out["samples"] = tokens, len(records["base"])
     out["_records"] = records
     return out
+
+
+def computed_tokens(encoded: list[list[int]]) -> int:
+    """Context tokens left to compute once shared prefixes are computed once (harness.engine.prefixes'
+    plan over all contexts; padding and the cut into batches not counted)."""
+    from harness.engine import prefix_choices, prefixes
+
+    _, shared = prefixes.plan(encoded, weak=prefix_choices.WEAK_LINK)
+    heads = {tuple(ids[:k]) for ids, k in zip(encoded, shared) if k}
+    return sum(len(h) for h in heads) + sum(len(ids) - k for ids, k in zip(encoded, shared))
 
 
 def _rates(samples: int, tokens: int, wall: float) -> dict:
@@ -184,9 +205,14 @@ def compute_limit(base: str, tokens: int) -> dict:
 def bench_choice(base: str, adapter: str, data: str, work: Path, args, figures: dict, save=None) -> dict:
     """Fills `figures` (the caller's dict, saved after every row) and returns it. `args`: gpu.py's
     (smoke, batch_size, choice_samples, shots, verify, peer_batch)."""
-    samples, shots = (8, 1) if args.smoke else (args.choice_samples, args.shots)
-    path = kmmlu_like(data, work, samples)
-    figures.update(samples=samples, shots=shots, data="KorQuAD dev → KMMLU-shaped 4-choice questions")
+    samples, shots = (8, 2) if args.smoke else (args.choice_samples, args.shots)
+    path, dev = kmmlu_like(data, work, samples, args.choice_subjects)
+    figures.update(
+        samples=samples,
+        shots=shots,
+        subjects=args.choice_subjects,
+        data="KorQuAD dev → KMMLU-shaped 4-choice questions; few-shot from a dev pool of 5 per subject",
+    )
     ours = row(
         figures,
         "harness_eval",
@@ -194,6 +220,7 @@ def bench_choice(base: str, adapter: str, data: str, work: Path, args, figures: 
         base,
         adapter,
         path,
+        dev,
         work,
         shots,
         args.batch_size,
@@ -203,6 +230,7 @@ def bench_choice(base: str, adapter: str, data: str, work: Path, args, figures: 
     if "_records" not in ours:
         return figures
     figures["compute_limit"] = compute_limit(base, ours["context_tokens"])
+    figures["compute_limit_computed_tokens"] = compute_limit(base, ours["computed_context_tokens"])
     # On a CPU "auto" alone takes a minute: it tries batch 64 at the longest length five times.
     batches = [4] if args.smoke else ["auto", args.peer_batch]
     peer = figures.setdefault("lm_eval_hf", {})  # filled configuration by configuration

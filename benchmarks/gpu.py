@@ -69,8 +69,13 @@ def main() -> None:
     )
     parser.add_argument("--batch-size", type=int, help="harness eval batch size (default: from the hardware)")
     parser.add_argument("--verify", type=int, default=16, help="eval: harness eval --verify N (default 16)")
-    parser.add_argument("--choice-samples", type=int, default=1024, help="choice: KMMLU-shaped questions")
-    parser.add_argument("--shots", type=int, default=5, help="choice: solved examples before each question")
+    parser.add_argument("--choice-samples", type=int, default=1536, help="choice: KMMLU-shaped questions")
+    parser.add_argument(
+        "--shots", type=int, default=5, help="choice: solved examples before each question (0: lm-eval's kmmlu default)"
+    )
+    parser.add_argument(
+        "--choice-subjects", type=int, default=2, help="choice: subjects, each with a dev pool of 5 few-shot examples"
+    )
     parser.add_argument(
         "--peer-batch", type=int, default=64, help="choice: lm-evaluation-harness's fixed batch (beside auto)"
     )

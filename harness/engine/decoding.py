@@ -151,6 +151,13 @@ class StaticDecoder:
             logits = self.prefill(rows, first)
             yield from self.decode_n(rows, logits, len(prompts), should_stop, on_host)
 
+    def last_logits(self, prompts: list[list[int]], shared: list[int] | None = None):
+        """The last prompt token's logits (float32) of every prompt, from the prefill alone (see
+        `run`): a one-token choice's scores after shared few-shot prefixes (harness.engine.prefix_choices)."""
+        rows, first = self._fill(prompts, shared)
+        with torch.inference_mode():
+            return self.prefill(rows, first)[: len(prompts)]
+
     def _fill(self, prompts: list[list[int]], shared: list[int] | None) -> tuple[list[list[int]], list[int]]:
         """The batch's rows and each one's first part (see `_prefill`), checked against the cache."""
         n = len(prompts)

@@ -25,7 +25,7 @@ from collections.abc import Callable
 
 import torch
 
-from harness.engine import fused, scoring, seq2seq
+from harness.engine import fused, prefix_choices, scoring, seq2seq
 from harness.engine.continuation import continuation_row
 from harness.engine.model_info import context_length, encoder_decoder
 from harness.engine.pretokenize import Pretokenized, choice_texts
@@ -65,8 +65,7 @@ def loglikelihood(
         lambda r: continuation_row(row_tokenizer, r, context_length(model)),
     )
     if fast:
-        with _kernels(model, options):
-            _shared(model, rows, options, on_result)
+        _shared(model, tokenizer, rows, options, on_result)
         return
     order = sorted(range(len(rows)), key=lambda i: (-len(rows[i][0]), i))
     size = options.batch_size or max(1, TOKENS_PER_FORWARD // max((len(ids) for ids, _ in rows), default=1))
@@ -83,11 +82,32 @@ def loglikelihood(
                 _answer(i, Loglikelihood(logprob, greedy, len(rows[i][0]) - rows[i][1]), options, on_result)
 
 
-def _shared(model, rows: list[tuple[list[int], int]], options: RunOptions, on_result) -> None:
-    """Rows grouped by their input tokens, one forward per batch of groups (see scoring)."""
+def _shared(model, tokenizer, rows: list[tuple[list[int], int]], options: RunOptions, on_result) -> None:
+    """Rows grouped by their input tokens: one-token groups after shared prefixes from the decoder's
+    prefill (prefix_choices, which enters the fused kernels itself), the rest one forward per batch
+    of groups (scoring)."""
     groups, empty = scoring.group_rows(rows)
     for i in empty:  # an empty continuation: nothing scored, certain
         _answer(i, Loglikelihood(0.0, True, 0), options, on_result)
+    prefixed, shared, groups = prefix_choices.take(model, groups, options)
+    if prefixed:
+        longest = max(len(g.inputs) for g in prefixed)
+        prefix_choices.score(
+            model,
+            tokenizer,
+            prefixed,
+            shared,
+            options,
+            max(1, TOKENS_PER_FORWARD // longest),
+            lambda i, logprob, greedy, n: _answer(i, Loglikelihood(logprob, greedy, n), options, on_result),
+        )
+    if groups:
+        with _kernels(model, options):
+            _groups(model, groups, options, on_result)
+
+
+def _groups(model, groups: list[scoring.Group], options: RunOptions, on_result) -> None:
+    """One forward per batch of groups, halved after CUDA runs out of memory (see scoring)."""
     size, tokens = options.batch_size, scoring.tokens_per_forward(model, TOKENS_PER_FORWARD)
     left = scoring.batches(groups, size, tokens)
     while left:

@@ -16,13 +16,14 @@ import itertools
 MIN_SHARED = 32
 
 
-def plan(encoded: list[list[int]], min_shared: int = MIN_SHARED) -> tuple[list[int], list[int]]:
+def plan(encoded: list[list[int]], min_shared: int = MIN_SHARED, weak: float = 0.5) -> tuple[list[int], list[int]]:
     """(order, shared): the prompts in the order to batch them, and per prompt how many leading
     tokens it shares with the other prompts of its group (0 when it shares nothing).
 
     Prompts are sorted by their tokens, so those with a common beginning are neighbours; a run
     of neighbours sharing at least `min_shared` tokens is a group, split where two neighbours share
-    less than half of what a neighbouring pair shares. Groups come longest first (a batch that does not fit fails
+    less than `weak` times what a neighbouring pair shares (a half: see harness.engine.prefix_choices
+    for a finer cut). Groups come longest first (a batch that does not fit fails
     at the start, and lengths within a batch stay close), and in a group the longest first.
     """
     n = len(encoded)
@@ -31,9 +32,9 @@ def plan(encoded: list[list[int]], min_shared: int = MIN_SHARED) -> tuple[list[i
     groups: list[tuple[list[int], int]] = []
     members, common = [by_tokens[0]] if n else [], None
     for j, link in enumerate(links):
-        # A weak link (little in common, or less than half of what a neighbouring link shares) ends a group.
+        # A weak link (little in common, or less than `weak` times what a neighbouring link shares) ends a group.
         neighbours = max(links[j - 1] if j else 0, links[j + 1] if j + 1 < len(links) else 0)
-        if link < min_shared or 2 * link < neighbours:
+        if link < min_shared or link < weak * neighbours:
             groups.append((members, common or 0))
             members, common = [], None
         else:

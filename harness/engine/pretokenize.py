@@ -30,6 +30,11 @@ class Pretokenized:
         ids = self._ids[text]
         return {"input_ids": list(ids), "attention_mask": [1] * len(ids)}
 
+    def encode(self, text, add_special_tokens: bool = True, **kwargs) -> list[int]:
+        if kwargs or not add_special_tokens or not isinstance(text, str) or text not in self._ids:
+            return self._tokenizer.encode(text, add_special_tokens=add_special_tokens, **kwargs)
+        return list(self._ids[text])
+
     def __getattr__(self, name: str):
         return getattr(self._tokenizer, name)
 

@@ -224,11 +224,27 @@ def test_pretokenized_rows_equal_the_tokenizers_own(tokenizer):
     from harness.engine.continuation import continuation_row
     from harness.engine.pretokenize import Pretokenized, choice_texts
 
+    class Counted:  # the tokenizer itself, counting the calls that reach it
+        calls = 0
+
+        def __call__(self, *args, **kwargs):
+            Counted.calls += 1
+            return tokenizer(*args, **kwargs)
+
+        def encode(self, *args, **kwargs):
+            Counted.calls += 1
+            return tokenizer.encode(*args, **kwargs)
+
+        def __getattr__(self, name):
+            return getattr(tokenizer, name)
+
     requests = _choice_requests()
-    batched = Pretokenized(tokenizer, choice_texts(requests))
+    batched = Pretokenized(Counted(), choice_texts(requests))
     assert [continuation_row(batched, r, 64) for r in requests] == [
         continuation_row(tokenizer, r, 64) for r in requests
     ]
+    # The rows came from the one batch call (an empty context encodes its continuation alone).
+    assert Counted.calls == 1 + sum(not r.context for r in requests)
     assert (
         batched("한국어", add_special_tokens=False)["input_ids"]
         == tokenizer("한국어", add_special_tokens=False)["input_ids"]
