@@ -76,7 +76,7 @@ class RunDir:
         return found
 
     def appender(self, model: str, rank: int | None = None):
-        """(append, close) for a model's records (or one rank's shard of them), each written whole and synced."""
+        """(append, close) for a model's records (or one rank's shard of them), each written whole as it finishes."""
         append = RecordAppender(self.records_file(model, rank))
         return append, append.close
 

@@ -233,3 +233,23 @@ def test_non_finite_metrics_survive_a_rescore_file(run_copy, run_cli):
     assert_ok(code, err)
     code, _out, err = run_cli(["report", run_copy, "--results", "results-x.json", "-o", "x.html"])
     assert_ok(code, err)
+
+
+def test_records_reach_the_disk_in_bulk_not_one_sync_each(tmp_path, monkeypatch):
+    """A burst of records (a GPU batch of choice samples) costs a sync a second, not one per record;
+    every record is in the file as soon as it is appended, and close syncs the rest."""
+    import os
+
+    from harness.runs import jsonl
+
+    syncs = []
+    real = os.fsync
+    monkeypatch.setattr(jsonl.os, "fsync", lambda fd: (syncs.append(fd), real(fd)))
+    path = tmp_path / "records.jsonl"
+    append = jsonl.RecordAppender(path)
+    for n in range(200):
+        append({"id": str(n)})
+        assert path.read_bytes().count(b"\n") == n + 1
+    assert len(syncs) <= 2
+    append.close()
+    assert len(syncs) <= 3 and jsonl.read_jsonl_records(path)[0][-1] == {"id": "199"}
