@@ -53,7 +53,7 @@ def aggregate(
     for model, recs in records.items():
         metrics[model] = {}
         for s in scorers:
-            entry = _interval(s, recs, boot).to_dict()
+            entry = interval(s, recs, boot).to_dict()
             entry.pop("p_value", None)  # a test of "the metric is 0" answers nothing anyone asked
             metrics[model][s.label] = entry
     deltas: dict[str, dict] = {}
@@ -62,7 +62,7 @@ def aggregate(
             if model == base:
                 continue
             _check_aligned(records[base], recs, base, model)
-            deltas[model] = {s.label: _paired(s, records[base], recs, boot).to_dict() for s in scorers}
+            deltas[model] = {s.label: paired_delta(s, records[base], recs, boot).to_dict() for s in scorers}
     comparisons = mark_deltas(deltas, scorers, 1 - confidence, correction)
     return {
         "metrics": metrics,
@@ -99,13 +99,15 @@ def mark_deltas(deltas: dict[str, dict], scorers: list[Scorer], alpha: float, co
     return len(entries)
 
 
-def _interval(scorer: Scorer, recs: list[dict], boot: dict):
+def interval(scorer: Scorer, recs: list[dict], boot: dict):
+    """The scorer's figure over `recs` with its interval (a mean's, or a corpus metric's bootstrap)."""
     if scorer.per_sample is not None:
         return mean_ci([r["metrics"][scorer.label] for r in recs], full_score=FULL_SCORE, **boot)
     return corpus_ci(lambda idx: scorer.corpus([recs[i] for i in idx]), len(recs), **boot)
 
 
-def _paired(scorer: Scorer, base: list[dict], other: list[dict], boot: dict):
+def paired_delta(scorer: Scorer, base: list[dict], other: list[dict], boot: dict):
+    """`other` minus `base` on the same samples, with its paired interval."""
     if scorer.per_sample is not None:
         return paired_delta_ci(
             [r["metrics"][scorer.label] for r in other],

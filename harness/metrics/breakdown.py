@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from harness.metrics.aggregate import FULL_SCORE, Scorer, mark_deltas
-from harness.metrics.stats import bootstrap_indices, corpus_ci, mean_ci, paired_delta_ci, percentile_interval
+from harness.metrics.aggregate import Scorer, interval, mark_deltas, paired_delta
+from harness.metrics.stats import bootstrap_indices, percentile_interval
 
 MACROS = ("macro_subjects", "macro_categories")
 
@@ -200,23 +200,13 @@ def _value(scorer: Scorer, recs: list[dict], idx: np.ndarray) -> float:
 
 
 def _interval(scorer: Scorer, recs: list[dict], idx: np.ndarray, boot: dict) -> dict:
-    if scorer.per_sample is not None:
-        entry = mean_ci(_values(scorer, recs)[idx], full_score=FULL_SCORE, **boot).to_dict()
-    else:
-        entry = corpus_ci(lambda rows: scorer.corpus([recs[idx[i]] for i in rows]), len(idx), **boot).to_dict()
+    entry = interval(scorer, [recs[i] for i in idx], boot).to_dict()
     entry.pop("p_value", None)
     return entry
 
 
 def _paired(scorer: Scorer, base: list[dict], other: list[dict], idx: np.ndarray, boot: dict) -> dict:
-    if scorer.per_sample is not None:
-        a, b = _values(scorer, other)[idx], _values(scorer, base)[idx]
-        return paired_delta_ci(a, b, full_score=FULL_SCORE, **boot).to_dict()
-    return corpus_ci(
-        lambda rows: scorer.corpus([other[idx[i]] for i in rows]) - scorer.corpus([base[idx[i]] for i in rows]),
-        len(idx),
-        **boot,
-    ).to_dict()
+    return paired_delta(scorer, [base[i] for i in idx], [other[i] for i in idx], boot).to_dict()
 
 
 def _corpus_macro(scorer: Scorer, recs: list[dict], groups: _Groups, by: str, count: int) -> float:
