@@ -60,22 +60,21 @@ def _compare_choices(ids: list[str], plain: dict[str, dict], fast: dict[str, dic
     worst = max(
         (abs(a - b) for i in ids for a, b in zip(plain[i]["loglikelihoods"], fast[i]["loglikelihoods"])), default=0.0
     )
-    differ = [i for i in ids if plain[i]["prediction"] != fast[i]["prediction"]]
+    agreement = _agreement(ids, plain, fast, "prediction")
     return {
-        "agree": len(ids) - len(differ),
-        "agreement": (len(ids) - len(differ)) / len(ids),
-        "differ": differ[:50],
+        **agreement,
         "max_abs_loglikelihood_difference": worst,
-        "summary": f"{len(ids) - len(differ)}/{len(ids)} predictions equal the plain path's, "
+        "summary": f"{agreement['agree']}/{len(ids)} predictions equal the plain path's, "
         f"choice log-likelihoods within {worst:.2e} nats",
     }
 
 
 def _compare_answers(ids: list[str], plain: dict[str, dict], fast: dict[str, dict]) -> dict:
-    differ = [i for i in ids if plain[i]["output"] != fast[i]["output"]]
-    return {
-        "agree": len(ids) - len(differ),
-        "agreement": (len(ids) - len(differ)) / len(ids),
-        "differ": differ[:50],
-        "summary": f"{len(ids) - len(differ)}/{len(ids)} answers equal the plain path's",
-    }
+    agreement = _agreement(ids, plain, fast, "output")
+    return {**agreement, "summary": f"{agreement['agree']}/{len(ids)} answers equal the plain path's"}
+
+
+def _agreement(ids: list[str], plain: dict[str, dict], fast: dict[str, dict], field: str) -> dict:
+    """How many samples' `field` is the same on both paths, and the first of those that differ."""
+    differ = [i for i in ids if plain[i][field] != fast[i][field]]
+    return {"agree": len(ids) - len(differ), "agreement": (len(ids) - len(differ)) / len(ids), "differ": differ[:50]}
