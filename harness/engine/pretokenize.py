@@ -25,14 +25,19 @@ class Pretokenized:
         self._ids = dict(zip(unique, encoded))
 
     def __call__(self, text, add_special_tokens: bool = True, **kwargs):
-        if kwargs or not add_special_tokens or not isinstance(text, str) or text not in self._ids:
+        ids = self._known(text, add_special_tokens, kwargs)
+        if ids is None:
             return self._tokenizer(text, add_special_tokens=add_special_tokens, **kwargs)
-        ids = self._ids[text]
-        return {"input_ids": list(ids), "attention_mask": [1] * len(ids)}
+        return {"input_ids": ids, "attention_mask": [1] * len(ids)}
 
     def encode(self, text, add_special_tokens: bool = True, **kwargs) -> list[int]:
+        ids = self._known(text, add_special_tokens, kwargs)
+        return self._tokenizer.encode(text, add_special_tokens=add_special_tokens, **kwargs) if ids is None else ids
+
+    def _known(self, text, add_special_tokens: bool, kwargs: dict) -> list[int] | None:
+        """A copy of the batch encoding's ids for a call it answers; None for any other call."""
         if kwargs or not add_special_tokens or not isinstance(text, str) or text not in self._ids:
-            return self._tokenizer.encode(text, add_special_tokens=add_special_tokens, **kwargs)
+            return None
         return list(self._ids[text])
 
     def __getattr__(self, name: str):
