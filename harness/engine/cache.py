@@ -29,7 +29,6 @@ class SlotLayer(CacheLayerMixin):
         shape = (self.owner.rows, key_states.shape[1], self.owner.max_len)
         self.keys = torch.zeros(*shape, key_states.shape[-1], dtype=key_states.dtype, device=key_states.device)
         self.values = torch.zeros(*shape, value_states.shape[-1], dtype=value_states.dtype, device=value_states.device)
-        self.heads = torch.arange(key_states.shape[1], device=key_states.device)
         self.is_initialized = True
 
     def update(self, key_states, value_states, *args, **kwargs):
@@ -45,11 +44,14 @@ class SlotLayer(CacheLayerMixin):
 
     def _scatter(self, key_states, value_states):
         """A pass over distinct prefixes: each one's keys/values go to every row that starts with it,
-        and attention needs only the prefixes themselves."""
-        rows, source = self.owner.scatter
-        where = (rows[:, None, None], self.heads[None, :, None], self.owner.positions[None, None, :])
-        self.keys.index_put_(where, key_states.index_select(0, source))
-        self.values.index_put_(where, value_states.index_select(0, source))
+        and attention needs only the prefixes themselves.
+
+        Rows of one prefix sit next to each other in a batch, so each run of them is one broadcast
+        copy: an indexed write to every (row, head, slot) moves the same bytes several times slower."""
+        runs, slots = self.owner.scatter
+        for mine, theirs in ((self.keys, key_states), (self.values, value_states)):
+            for first, end, source in runs:
+                mine[first:end, :, slots].copy_(theirs[source : source + 1].expand(end - first, -1, -1, -1))
         return key_states, value_states
 
     def free(self) -> None:
@@ -78,7 +80,8 @@ class SlotCache(Cache):
     def __init__(self, num_layers: int, rows: int, max_len: int):
         self.positions = None  # the slots this forward writes
         self.window = slice(None)  # the rows it computes
-        self.scatter = None  # in a pass over distinct prefixes: (rows to write, each one's prefix)
+        # In a pass over distinct prefixes: ([(first row, end row, the pass's prefix they start with)], slots).
+        self.scatter = None
         self.rows = rows
         self.max_len = max_len
         super().__init__(layers=[SlotLayer(self) for _ in range(num_layers)])

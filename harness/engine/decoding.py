@@ -288,12 +288,11 @@ class StaticDecoder:
         heads = [tuple(p[:k]) for p, k in zip(rows, first)]
         distinct = list(dict.fromkeys(heads))
         index = {h: i for i, h in enumerate(distinct)}
-        group = torch.tensor([index[h] for h in heads])
+        group = [index[h] for h in heads]
         ids, attention = (t.to(dev) for t in left_pad([list(h) for h in distinct], self.pad, width))
-        self.valid[:, :width] = attention.bool().index_select(0, group.to(dev))
+        self.valid[:, :width] = attention.bool().index_select(0, torch.tensor(group, device=dev))
         for lo, hi, w in passes([len(h) for h in distinct]):
-            members = ((group >= lo) & (group < hi)).nonzero().squeeze(1)
-            cache.scatter = (members.to(dev), (group[members] - lo).to(dev))
+            cache.scatter = (_runs(group, lo, hi), slice(width - w, width))
             cache.positions = torch.arange(width - w, width, device=dev)
             seen = attention[lo:hi, width - w :]
             # The pass attends to its own keys only: slots 0 … w-1 of its mask.
@@ -358,6 +357,20 @@ class StaticDecoder:
         hits = [i for i in range(n) if not done[i] and holds_stop(self.tokenizer, tokens[i], self.settings.stop)]
         if hits:
             finished[torch.tensor(hits, device=self.device)] = True
+
+
+def _runs(group: list[int], lo: int, hi: int) -> list[tuple[int, int, int]]:
+    """(first row, end row, prefix - lo) of every run of neighbouring rows whose prefix (`group[row]`)
+    is one of lo … hi-1."""
+    runs: list[tuple[int, int, int]] = []
+    for row, g in enumerate(group):
+        if not lo <= g < hi:
+            continue
+        if runs and runs[-1][1] == row and runs[-1][2] == g - lo:
+            runs[-1] = (runs[-1][0], row + 1, g - lo)
+        else:
+            runs.append((row, row + 1, g - lo))
+    return runs
 
 
 def _positions(attention):

@@ -19,10 +19,9 @@ class Pretokenized:
 
     def __init__(self, tokenizer, texts: list[str]):
         self._tokenizer = tokenizer
-        unique = list(dict.fromkeys(texts))
-        with _parallel():
-            encoded = tokenizer(unique, add_special_tokens=True)["input_ids"] if unique else []
-        self._ids = dict(zip(unique, encoded))
+        self._ids = _encoded(tokenizer)
+        unique = [text for text in dict.fromkeys(texts) if text not in self._ids]
+        self._ids.update(zip(unique, _encode(tokenizer, unique)))
 
     def __call__(self, text, add_special_tokens: bool = True, **kwargs):
         ids = self._known(text, add_special_tokens, kwargs)
@@ -42,6 +41,41 @@ class Pretokenized:
 
     def __getattr__(self, name: str):
         return getattr(self._tokenizer, name)
+
+
+def _encode(tokenizer, texts: list[str]) -> list[list[int]]:
+    """Each text's ids with special tokens, from one batch call on every core."""
+    if not texts:
+        return []
+    with _parallel():
+        # The ids alone: the masks a call also returns by default cost about as much again to build.
+        return tokenizer(texts, add_special_tokens=True, return_attention_mask=False, return_token_type_ids=False)[
+            "input_ids"
+        ]
+
+
+# While `shared_encodings` is open: per tokenizer (by id, with the tokenizer kept so the id stays
+# its own), the texts encoded so far.
+_shared: dict[int, tuple[object, dict[str, list[int]]]] | None = None
+
+
+@contextlib.contextmanager
+def shared_encodings():
+    """While open, every `Pretokenized` of one tokenizer encodes only texts none before it encoded:
+    an eval's columns (the base, each adapter) ask for the same texts."""
+    global _shared
+    _shared = {}
+    try:
+        yield
+    finally:
+        _shared = None
+
+
+def _encoded(tokenizer) -> dict[str, list[int]]:
+    """The texts `tokenizer` encoded so far while `shared_encodings` is open (a new dict otherwise)."""
+    if _shared is None:
+        return {}
+    return _shared.setdefault(id(tokenizer), (tokenizer, {}))[1]
 
 
 @contextlib.contextmanager

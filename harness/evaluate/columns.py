@@ -9,6 +9,7 @@ import time
 from tqdm.auto import tqdm
 
 from harness.engine import fused
+from harness.engine.pretokenize import shared_encodings
 from harness.evaluate.execute import run_task
 from harness.evaluate.plan import Column, EvalPlan
 from harness.metrics.aggregate import score_record
@@ -24,6 +25,7 @@ def run_columns(plan: EvalPlan) -> tuple[dict[str, list[dict]], dict[str, dict]]
     # The fast engine's dequantized base serves every column; verification runs after it is
     # put back, on the plain 4-bit path.
     with contextlib.ExitStack() as stack:
+        stack.enter_context(shared_encodings())  # the columns' requests are the same texts
         ready = EngineReady(plan, stack)
         for column in plan.columns.values():
             records[column.label], throughput[column.label] = run_column(plan, column, ready)

@@ -251,6 +251,35 @@ def test_pretokenized_rows_equal_the_tokenizers_own(tokenizer):
     )
 
 
+def test_an_evals_columns_encode_their_texts_once(tokenizer):
+    """Under `shared_encodings` (an eval's columns) a second model's rows reuse the first one's batch
+    encoding: no call reaches the tokenizer, and the rows are still the tokenizer's own."""
+    from harness.engine.continuation import continuation_row
+    from harness.engine.pretokenize import Pretokenized, choice_texts, shared_encodings
+
+    calls = []
+
+    class Counted:
+        def __call__(self, *args, **kwargs):
+            calls.append(args)
+            return tokenizer(*args, **kwargs)
+
+        def __getattr__(self, name):
+            return getattr(tokenizer, name)
+
+    counted, requests = Counted(), _choice_requests()
+    with shared_encodings():
+        Pretokenized(counted, choice_texts(requests))
+        before = len(calls)
+        again = Pretokenized(counted, choice_texts(requests))
+        assert len(calls) == before
+        assert [continuation_row(again, r, 64) for r in requests] == [
+            continuation_row(tokenizer, r, 64) for r in requests
+        ]
+    Pretokenized(counted, choice_texts(requests))  # closed: nothing kept
+    assert len(calls) == before + 1
+
+
 def test_forwards_hold_at_most_their_token_budget_longest_first():
     from harness.engine.scoring import Group, batches
 
