@@ -121,9 +121,9 @@ def harness_choice(
 def computed_tokens(encoded: list[list[int]]) -> int:
     """Context tokens left to compute once shared prefixes are computed once (harness.engine.prefixes'
     plan over all contexts; padding and the cut into batches not counted)."""
-    from harness.engine import prefixes
+    from harness.engine import prefix_choices, prefixes
 
-    _, shared = prefixes.plan(encoded, weak=prefixes.FINE)
+    _, shared = prefixes.plan(encoded, weak=prefix_choices.WEAK_LINK)
     heads = {tuple(ids[:k]) for ids, k in zip(encoded, shared) if k}
     return sum(len(h) for h in heads) + sum(len(ids) - k for ids, k in zip(encoded, shared))
 

@@ -17,11 +17,6 @@ from harness.runtime.env import release_cuda_memory
 # Prompt tokens per prefill forward: big enough for the matmuls to run at full speed, small enough
 # that the activations (a few GB on a 7B model) fit beside a cache sized for decoding.
 TOKENS_PER_PASS = 32768
-# A pass this large keeps the GPU's matrix units busy, so past it a pass ends rather than compute
-# more than this share of padding (rows of very different lengths: the rest of few-shot contexts
-# whose prefixes came first).
-FULL_PASS = 4096
-PASS_SLACK = 0.125
 
 
 @dataclass(frozen=True)
@@ -62,17 +57,13 @@ def passes(lengths: list[int]) -> list[tuple[int, int, int]]:
     """(first, end, width) row ranges of a prefill: each pass holds at most TOKENS_PER_PASS tokens
     (one row at least) and is left-padded only to its own longest row, `width`. A batch runs longest
     prompts first, so a pass of short rows does not compute the padding of the batch's longest: the
-    first 64 of 1,024 KorQuAD prompts run from 1,054 tokens down to 351. A pass of at least
-    FULL_PASS tokens also ends where the next row would make more than PASS_SLACK of it padding."""
+    first 64 of 1,024 KorQuAD prompts run from 1,054 tokens down to 351."""
     out, lo = [], 0
     while lo < len(lengths):
-        hi, width, real = lo + 1, max(lengths[lo], 1), lengths[lo]
-        while hi < len(lengths):
-            wider, rows = max(width, lengths[hi]), hi + 1 - lo
-            padded = rows * wider
-            if padded > TOKENS_PER_PASS or (padded > FULL_PASS and padded - real - lengths[hi] > PASS_SLACK * padded):
-                break
-            width, real, hi = wider, real + lengths[hi], hi + 1
+        hi, width = lo + 1, max(lengths[lo], 1)
+        while hi < len(lengths) and (hi + 1 - lo) * max(width, lengths[hi]) <= TOKENS_PER_PASS:
+            width = max(width, lengths[hi])
+            hi += 1
         out.append((lo, hi, width))
         lo = hi
     return out
@@ -182,8 +173,3 @@ def free_cuda_bytes() -> int:
 
 def on_cuda(model) -> bool:
     return next(model.parameters()).device.type == "cuda"
-
-
-def positions_of(attention):
-    """Position ids of left-padded rows: 0 at each row's first real token (pads get 1, as in `generate`)."""
-    return (attention.cumsum(-1) - 1).masked_fill_(attention == 0, 1)

@@ -31,11 +31,6 @@ class SlotLayer(CacheLayerMixin):
         self.values = torch.zeros(*shape, value_states.shape[-1], dtype=value_states.dtype, device=value_states.device)
         self.is_initialized = True
 
-    def allocate_like(self, other: SlotLayer) -> None:
-        """Allocate this layer's buffers (if no forward has yet) with `other`'s heads, width and type."""
-        if not self.is_initialized:
-            self.lazy_initialization(other.keys[:1], other.values[:1])
-
     def update(self, key_states, value_states, *args, **kwargs):
         if not self.is_initialized:
             self.lazy_initialization(key_states, value_states)

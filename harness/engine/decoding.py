@@ -20,10 +20,9 @@ import torch
 
 from harness.config.generation import GenerationSettings
 from harness.engine import fused, sampling
-from harness.engine.batching import left_pad, passes, positions_of
+from harness.engine.batching import left_pad, passes
 from harness.engine.cache import SlotCache, cache_length
 from harness.engine.model_info import end_ids, text_config
-from harness.engine.prefix_prefill import prefill_prefixes
 from harness.engine.prefixes import first_width, slots, split
 from harness.engine.step_attention import step_attention
 from harness.engine.text import holds_stop
@@ -265,7 +264,7 @@ class StaticDecoder:
             if width:
                 self._prefill_prefixes(rows, first, width)
             ids, attention = (t.to(dev) for t in left_pad([p[k:] for p, k in zip(rows, first)], self.pad))
-            positions = positions_of(attention) + torch.tensor(first, device=dev)[:, None]
+            positions = _positions(attention) + torch.tensor(first, device=dev)[:, None]
             end = width + ids.shape[1]
             self.valid[:, width:end] = attention.bool()
             logits = []
@@ -283,8 +282,24 @@ class StaticDecoder:
         return torch.cat(logits), positions[:, -1:]
 
     def _prefill_prefixes(self, rows: list[list[int]], first: list[int], width: int) -> None:
-        """The first pass of `_prefill`: each distinct first part once (harness.engine.prefix_prefill)."""
-        prefill_prefixes(self, rows, first, width)
+        """The first pass of `_prefill`: each distinct first part once, written to every row that
+        starts with it."""
+        dev, cache = self.device, self.cache
+        heads = [tuple(p[:k]) for p, k in zip(rows, first)]
+        distinct = list(dict.fromkeys(heads))
+        index = {h: i for i, h in enumerate(distinct)}
+        group = [index[h] for h in heads]
+        ids, attention = (t.to(dev) for t in left_pad([list(h) for h in distinct], self.pad, width))
+        self.valid[:, :width] = attention.bool().index_select(0, torch.tensor(group, device=dev))
+        for lo, hi, w in passes([len(h) for h in distinct]):
+            cache.scatter = (_runs(group, lo, hi), slice(width - w, width))
+            cache.positions = torch.arange(width - w, width, device=dev)
+            seen = attention[lo:hi, width - w :]
+            # The pass attends to its own keys only: slots 0 … w-1 of its mask.
+            self._forward(
+                ids[lo:hi, width - w :], _positions(seen), self._mask(seen.bool(), torch.arange(w, device=dev))
+            )
+        cache.scatter = None
 
     def _prefill_chunks(self, prompt: list[int]):
         """`_prefill` of one row as replays of a graph over PREFILL_CHUNK tokens (`_prefill` itself
@@ -342,3 +357,22 @@ class StaticDecoder:
         hits = [i for i in range(n) if not done[i] and holds_stop(self.tokenizer, tokens[i], self.settings.stop)]
         if hits:
             finished[torch.tensor(hits, device=self.device)] = True
+
+
+def _runs(group: list[int], lo: int, hi: int) -> list[tuple[int, int, int]]:
+    """(first row, end row, prefix - lo) of every run of neighbouring rows whose prefix (`group[row]`)
+    is one of lo … hi-1."""
+    runs: list[tuple[int, int, int]] = []
+    for row, g in enumerate(group):
+        if not lo <= g < hi:
+            continue
+        if runs and runs[-1][1] == row and runs[-1][2] == g - lo:
+            runs[-1] = (runs[-1][0], row + 1, g - lo)
+        else:
+            runs.append((row, row + 1, g - lo))
+    return runs
+
+
+def _positions(attention):
+    """Position ids of left-padded rows: 0 at each row's first real token (pads get 1, as in `generate`)."""
+    return (attention.cumsum(-1) - 1).masked_fill_(attention == 0, 1)

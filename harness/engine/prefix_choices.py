@@ -29,6 +29,10 @@ from harness.engine.requests import RunOptions
 from harness.engine.scoring import Group
 from harness.runtime.env import release_cuda_memory
 
+# Where sorted contexts' common beginnings drop below this share of their neighbours', they hold
+# different shots: 5-shot orders of one pool that begin alike share 3 of 5 shots, so generation's
+# cut at a half would prefill only those 3 once and the other 2 per row.
+WEAK_LINK = 0.9
 # Only the prefill runs; the decoder's cache holds one slot past the prompt for the step it never takes.
 SETTINGS = GenerationSettings(max_new_tokens=1)
 
@@ -41,11 +45,8 @@ def take(model, groups: list[Group], options: RunOptions) -> tuple[list[Group], 
     last = [g for g in groups if g.first == len(g.inputs) - 1]
     if len(last) < 2:
         return [], [], groups
-    order, shared = prefixes.plan([g.inputs for g in last], weak=prefixes.FINE)
-    # Groups in the order of their prefixes' tokens, not their lengths: a batch then holds prefixes
-    # that begin alike (orders of one few-shot pool with the same first shots), which the decoder
-    # computes once each (see harness.engine.decoding's `_copy_prefixes`).
-    chosen = sorted((i for i in order if shared[i]), key=lambda i: last[i].inputs[: shared[i]])
+    order, shared = prefixes.plan([g.inputs for g in last], weak=WEAK_LINK)
+    chosen = [i for i in order if shared[i]]
     taken = {id(last[i]) for i in chosen}
     return [last[i] for i in chosen], [shared[i] for i in chosen], [g for g in groups if id(g) not in taken]
 
@@ -69,9 +70,7 @@ def score(
                     decoder.close()
                 decoder = StaticDecoder(model, tokenizer, SETTINGS, *planned.cache)
             try:
-                # Longest rest first, so the prefill's passes over the rests pad little (`batching.passes`).
-                items = sorted(planned.items, key=lambda i: shared[i] - len(groups[i].inputs))
-                scored = _prefill(decoder, *planner.rows(items), [groups[i] for i in items])
+                scored = _prefill(decoder, *planner.rows(planned.items), [groups[i] for i in planned.items])
             except torch.OutOfMemoryError:
                 if len(planned.items) == 1:
                     raise

@@ -11,10 +11,6 @@ are the same model function: positions and masks are each row's own.
 from __future__ import annotations  # noqa: I001
 import itertools
 
-# A finer cut between groups (see `plan`): where sorted prompts' common beginnings drop below this
-# share of their neighbours', they hold different shots. 5-shot orders of one pool that begin alike
-# share 3 of 5 shots, so a cut at a half would share only those 3 and leave the other 2 to each row.
-FINE = 0.9
 # Below this many common tokens (an instruction header, a chat template's opening) sharing saves
 # little and would group unrelated prompts.
 MIN_SHARED = 32

@@ -171,20 +171,6 @@ def test_prefill_passes_pad_each_pass_to_its_own_longest_row(monkeypatch):
     assert [i for lo, hi, _ in passes for i in range(lo, hi)] == list(range(len(lengths)))
 
 
-def test_a_full_prefill_pass_ends_before_it_would_pad_much(monkeypatch):
-    """Past FULL_PASS tokens a pass ends where the next row would make over PASS_SLACK of it padding:
-    the rests of few-shot contexts, longest first, run in passes of similar lengths."""
-    from harness.engine import batching
-
-    monkeypatch.setattr(batching, "FULL_PASS", 400)
-    lengths = [100, 98, 96, 95, 60, 59, 58, 57, 56, 55, 54, 20]
-    passes = batching.passes(lengths)
-    assert passes == [(0, 5, 100), (5, 11, 59), (11, 12, 20)]
-    for lo, hi, width in passes:
-        padding = (hi - lo) * width - sum(lengths[lo:hi])
-        assert padding <= batching.PASS_SLACK * (hi - lo) * width or (hi - lo) * width <= 400
-
-
 def test_dense_weights_compute_what_the_4bit_path_computes(models, prompts):
     import torch
 

@@ -102,36 +102,3 @@ def test_shared_prefixes_score_as_plain_rows_and_run_once(ref, adapter, prefill_
     # Each question's context was prefilled after its prefix, and each prefix once.
     assert len(prefill_spy) == len(set(prefill_spy)) == len(prefixes)
     assert all(any(seen[: len(p)] == p for seen in prefill_spy) for p in prefixes)
-
-
-@pytest.mark.parametrize("ref", ["tiny:llama-ko", "tiny:qwen2"])
-def test_prefixes_that_begin_alike_are_computed_once_in_a_decoder_of_their_own(ref, monkeypatch):
-    """Every order of four shots after one header: neighbouring prefixes share their first shots, so
-    the decoder computes the distinct prefixes through a decoder of their own (which shares their
-    beginnings again), and every choice still scores as its plain row does."""
-    from harness.engine import prefix_prefill
-    from harness.engine.run import run_requests
-
-    model, tokenizer = _model(ref, adapter=False)
-    shots = [*SHOTS, SHOTS[0].replace("예제 1", "예제 4").replace("1번", "4번")]
-    header = "다음은 한국의 도시에 관한 객관식 문제와 정답이다. 예제를 읽고 마지막 문제의 정답을 고르시오.\n\n"
-    contexts = [
-        header + "\n\n".join([*order, f"질문 {q}: 한국에서 {q}번째로 큰 도시는?\n정답:"])
-        for q, order in enumerate(itertools.permutations(shots))
-    ]
-    requests = [LoglikelihoodRequest(c, x) for c in contexts for x in _one_token_choices(tokenizer, contexts[0])]
-    nested: list[int] = []
-    original = prefix_prefill._copy
-
-    def spy(decoder, distinct, shared, group, width):
-        nested.append(len(distinct))
-        return original(decoder, distinct, shared, group, width)
-
-    monkeypatch.setattr(prefix_prefill, "_copy", spy)
-    out: dict = {}
-    run_requests(model, tokenizer, requests, RunOptions(batch_size=None), out.__setitem__)
-    assert len(nested) >= 2, nested  # the prefixes' own decoder nested one more
-    for i, r in enumerate(requests):
-        logprob, greedy, tokens = reference(model, tokenizer, r.context, r.continuation)
-        assert out[i].logprob == pytest.approx(logprob, **TOLERANCE), (i, r)
-        assert (out[i].is_greedy, out[i].tokens) == (greedy, tokens), (i, r)
