@@ -17,6 +17,7 @@ does not run (`model_info.supported`) keep scoring.py's one forward per batch.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 
@@ -61,7 +62,7 @@ def score(
     budget = free_cuda_bytes() if options.batch_size is None and on_cuda(model) else None
     planner = Planner(model, encoded, shared, SETTINGS, options.batch_size or rows_per_batch, budget, True)
     queue = planner.cut(list(range(len(groups))))
-    decoder = None
+    decoder, pending = None, None
     try:
         while queue:
             planned = queue.pop(0)
@@ -70,7 +71,7 @@ def score(
                     decoder.close()
                 decoder = StaticDecoder(model, tokenizer, SETTINGS, *planned.cache)
             try:
-                scored = _prefill(decoder, *planner.rows(planned.items), [groups[i] for i in planned.items])
+                queued = _prefill(decoder, *planner.rows(planned.items), [groups[i] for i in planned.items])
             except torch.OutOfMemoryError:
                 if len(planned.items) == 1:
                     raise
@@ -79,22 +80,55 @@ def score(
                 release_cuda_memory()
                 queue = planner.back_off(planned, [planned, *queue])
                 continue
-            for result in scored:
-                answer(*result)
+            # The previous batch is answered (its records written) while the GPU computes this one.
+            done, pending = pending, queued
+            if done is not None:
+                done.answer(answer)
+        if pending is not None:
+            done, pending = pending, None
+            done.answer(answer)
+    except KeyboardInterrupt:
+        if pending is not None:  # computed, or nearly: its records are kept
+            pending.answer(answer)
+        raise
     finally:
         if decoder is not None:
             decoder.close()
 
 
-def _prefill(decoder: StaticDecoder, prompts, shared, groups: list[Group]) -> list[tuple[int, float, bool, int]]:
-    """(request index, log-probability, greedy, 1) of every member of `groups`, from one prefill."""
+@dataclass
+class Queued:
+    """A batch's scores on their way to the host: on CUDA the copy is queued behind the batch's
+    forwards, so reading them waits for this batch alone, not for one queued after it."""
+
+    indices: list[int]  # the request of each score
+    picked: torch.Tensor  # log-probabilities (float64)
+    greedy: torch.Tensor
+    ready: torch.cuda.Event | None
+
+    def answer(self, answer: Callable) -> None:
+        """`answer(request index, log-probability, greedy, 1)` for each score, once they are here."""
+        if self.ready is not None:
+            self.ready.synchronize()
+        for i, p, b in zip(self.indices, self.picked.tolist(), self.greedy.tolist()):
+            answer(i, p, bool(b), 1)
+
+
+def _prefill(decoder: StaticDecoder, prompts, shared, groups: list[Group]) -> Queued:
+    """The scores of every member of `groups`, from one prefill (queued, not waited for)."""
     logits = decoder.last_logits(prompts, shared)
     with torch.inference_mode():
         logprobs = torch.log_softmax(logits.float(), dim=-1)
         best = logprobs.argmax(dim=-1)
         owner = torch.tensor([row for row, g in enumerate(groups) for _ in g.members], device=logits.device)
         targets = torch.tensor([last for g in groups for _, _, last in g.members], device=logits.device)
-        picked = logprobs[owner, targets].double().tolist()  # one wait for the GPU per batch
-        greedy = (best[owner] == targets).tolist()
-    indices = [index for g in groups for index, _, _ in g.members]
-    return [(i, p, bool(b), 1) for i, p, b in zip(indices, picked, greedy)]
+        picked, greedy = logprobs[owner, targets].double(), best[owner] == targets
+        indices = [index for g in groups for index, _, _ in g.members]
+        if not picked.is_cuda:
+            return Queued(indices, picked, greedy, None)
+        host = [torch.empty(t.shape, dtype=t.dtype, pin_memory=True) for t in (picked, greedy)]
+        for to, t in zip(host, (picked, greedy)):
+            to.copy_(t, non_blocking=True)
+        ready = torch.cuda.Event()
+        ready.record()
+    return Queued(indices, *host, ready)
