@@ -219,32 +219,36 @@ def test_one_token_choices_share_one_forward_and_score_only_their_positions(mode
     assert torch.tensor([results[i].logprob for i in range(4)]).exp().sum() < 1
 
 
+class _Counted:
+    """`tokenizer` itself, keeping every call that reaches it."""
+
+    def __init__(self, tokenizer):
+        self.tokenizer, self.calls = tokenizer, []
+
+    def __call__(self, *args, **kwargs):
+        self.calls.append(args)
+        return self.tokenizer(*args, **kwargs)
+
+    def encode(self, *args, **kwargs):
+        self.calls.append(args)
+        return self.tokenizer.encode(*args, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self.tokenizer, name)
+
+
 def test_pretokenized_rows_equal_the_tokenizers_own(tokenizer):
     """The rows built from one batch encoding are those the tokenizer gives one call at a time."""
     from harness.engine.continuation import continuation_row
     from harness.engine.pretokenize import Pretokenized, choice_texts
 
-    class Counted:  # the tokenizer itself, counting the calls that reach it
-        calls = 0
-
-        def __call__(self, *args, **kwargs):
-            Counted.calls += 1
-            return tokenizer(*args, **kwargs)
-
-        def encode(self, *args, **kwargs):
-            Counted.calls += 1
-            return tokenizer.encode(*args, **kwargs)
-
-        def __getattr__(self, name):
-            return getattr(tokenizer, name)
-
-    requests = _choice_requests()
-    batched = Pretokenized(Counted(), choice_texts(requests))
+    counted, requests = _Counted(tokenizer), _choice_requests()
+    batched = Pretokenized(counted, choice_texts(requests))
     assert [continuation_row(batched, r, 64) for r in requests] == [
         continuation_row(tokenizer, r, 64) for r in requests
     ]
     # The rows came from the one batch call (an empty context encodes its continuation alone).
-    assert Counted.calls == 1 + sum(not r.context for r in requests)
+    assert len(counted.calls) == 1 + sum(not r.context for r in requests)
     assert (
         batched("한국어", add_special_tokens=False)["input_ids"]
         == tokenizer("한국어", add_special_tokens=False)["input_ids"]
@@ -257,27 +261,18 @@ def test_an_evals_columns_encode_their_texts_once(tokenizer):
     from harness.engine.continuation import continuation_row
     from harness.engine.pretokenize import Pretokenized, choice_texts, shared_encodings
 
-    calls = []
-
-    class Counted:
-        def __call__(self, *args, **kwargs):
-            calls.append(args)
-            return tokenizer(*args, **kwargs)
-
-        def __getattr__(self, name):
-            return getattr(tokenizer, name)
-
-    counted, requests = Counted(), _choice_requests()
+    counted, requests = _Counted(tokenizer), _choice_requests()
     with shared_encodings():
         Pretokenized(counted, choice_texts(requests))
-        before = len(calls)
+        before = len(counted.calls)
         again = Pretokenized(counted, choice_texts(requests))
-        assert len(calls) == before
+        assert len(counted.calls) == before
         assert [continuation_row(again, r, 64) for r in requests] == [
             continuation_row(tokenizer, r, 64) for r in requests
         ]
+    before = len(counted.calls)
     Pretokenized(counted, choice_texts(requests))  # closed: nothing kept
-    assert len(calls) == before + 1
+    assert len(counted.calls) == before + 1
 
 
 def test_forwards_hold_at_most_their_token_budget_longest_first():
