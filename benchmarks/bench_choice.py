@@ -206,7 +206,7 @@ def compute_limit(base: str, tokens: int) -> dict:
 
 def bench_choice(base: str, adapter: str, data: str, work: Path, args, figures: dict, save=None) -> dict:
     """Fills `figures` (the caller's dict, saved after every row) and returns it. `args`: gpu.py's
-    (smoke, batch_size, choice_samples, shots, verify, peer_batch)."""
+    (smoke, batch_size, choice_samples, shots, verify, peer_batch, no_peers: harness rows only)."""
     samples, shots = (8, 2) if args.smoke else (args.choice_samples, args.shots)
     path, dev = kmmlu_like(data, work, samples, args.choice_subjects)
     figures.update(
@@ -220,7 +220,7 @@ def bench_choice(base: str, adapter: str, data: str, work: Path, args, figures: 
     settings = (base, adapter, path, dev, work, shots, args.batch_size)
     row(figures, "harness_eval_cold", harness_choice, *settings, 0, save=save)
     ours = row(figures, "harness_eval", harness_choice, *settings, args.verify, save=save)
-    if "_records" not in ours:
+    if "_records" not in ours or args.no_peers:
         return figures
     figures["compute_limit"] = compute_limit(base, ours["context_tokens"])
     figures["compute_limit_computed_tokens"] = compute_limit(base, ours["computed_context_tokens"])
