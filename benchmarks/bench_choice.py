@@ -206,7 +206,8 @@ def compute_limit(base: str, tokens: int) -> dict:
 
 def bench_choice(base: str, adapter: str, data: str, work: Path, args, figures: dict, save=None) -> dict:
     """Fills `figures` (the caller's dict, saved after every row) and returns it. `args`: gpu.py's
-    (smoke, batch_size, choice_samples, shots, verify, peer_batch, no_peers: harness rows only)."""
+    (smoke, batch_size, choice_samples, shots, verify, peer_batch, no_peers: harness rows only,
+    timeline: the base column's timeline instead of the rows, see choice_timeline)."""
     samples, shots = (8, 2) if args.smoke else (args.choice_samples, args.shots)
     path, dev = kmmlu_like(data, work, samples, args.choice_subjects)
     figures.update(
@@ -215,6 +216,11 @@ def bench_choice(base: str, adapter: str, data: str, work: Path, args, figures: 
         subjects=args.choice_subjects,
         data="KorQuAD dev → KMMLU-shaped 4-choice questions; few-shot from a dev pool of 5 per subject",
     )
+    if args.timeline:
+        from choice_timeline import choice_timeline
+
+        suite, source = _suite(base, adapter, path, dev, shots, args.batch_size, 0)
+        return choice_timeline(suite, source, work, figures.setdefault("timeline", {}))
     # The process's first forwards pay one-time costs (Triton compiling Liger's kernels, cuDNN's
     # attention plans): a first eval, recorded as the cold row, leaves the second as a user's next.
     settings = (base, adapter, path, dev, work, shots, args.batch_size)

@@ -3,6 +3,7 @@
     python benchmarks/gpu.py train [--korquad PATH]   # harness train vs a plain TRL SFTTrainer script
     python benchmarks/gpu.py eval  [--korquad PATH]   # harness eval vs lm-evaluation-harness's HF backend
     python benchmarks/gpu.py choice [--shots 5]       # multiple choice (KMMLU-shaped): harness eval vs lm-eval HF
+    python benchmarks/gpu.py choice --timeline        # where its base column's time goes (no peers)
     python benchmarks/gpu.py all --smoke               # CPU smoke test on tiny:llama-ko (keeps this from rotting)
     python benchmarks/gpu.py scale [--korquad PATH]   # harness eval and train on 1 GPU and on 2 (accelerate launch)
     python benchmarks/gpu.py attention                # a decoding step's attention: harness's kernel vs SDPA's
@@ -78,6 +79,11 @@ def main() -> None:
     )
     parser.add_argument(
         "--peer-batch", type=int, default=64, help="choice: lm-evaluation-harness's fixed batch (beside auto)"
+    )
+    parser.add_argument(
+        "--timeline",
+        action="store_true",
+        help="choice: instead of the rows, where the base column's time goes (events, and CUDA kernels)",
     )
     parser.add_argument("--processes", type=int, default=2, help="scale: processes (GPUs) of the data-parallel runs")
     args = parser.parse_args()

@@ -141,3 +141,26 @@ def test_choice_smoke_runs_harness_beside_lm_eval(tmp_path, harness_cache):
     assert {"base_batch_4", "adapter_batch_4"} <= set(peer), peer
     for name in ("base_batch_4", "adapter_batch_4"):
         assert peer[name]["requests_per_s"] > 0 and 0 <= peer[name]["same_predictions_as_harness"] <= 8
+
+
+@needs_korquad
+def test_choice_timeline_smoke_records_the_base_columns_events_in_order(tmp_path, harness_cache):
+    """`gpu.py choice --smoke --timeline`: the base column's events, first and second eval, in the
+    order the engine meets them: encoded, grouped, planned, each batch queued then answered."""
+    timeline = run_benchmark(tmp_path, "choice", "--timeline")[0]["choice"]["timeline"]
+    for tag in ("cold", "warm"):
+        events = [name for _, name in timeline[f"timeline_{tag}"]["events"]]
+        times = [at for at, _ in timeline[f"timeline_{tag}"]["events"]]
+        assert times == sorted(times) and timeline[f"timeline_{tag}"]["base_wall_s"] > 0
+        first = [
+            "column start",
+            "tokenize #1 end",
+            "rows #1 end",
+            "group_rows #1 end",
+            "plan_prefixes #1 end",
+            "queue_batch #1 start",
+            "answer_batch #1 end",
+        ]
+        assert all(name in events for name in first), events
+        assert [events.index(name) for name in first] == sorted(events.index(name) for name in first)
+        assert events[-1] == "column end"
