@@ -102,3 +102,27 @@ def test_shared_prefixes_score_as_plain_rows_and_run_once(ref, adapter, prefill_
     # Each question's context was prefilled after its prefix, and each prefix once.
     assert len(prefill_spy) == len(set(prefill_spy)) == len(prefixes)
     assert all(any(seen[: len(p)] == p for seen in prefill_spy) for p in prefixes)
+
+
+def test_an_interrupt_keeps_the_answers_of_the_batch_already_queued(monkeypatch):
+    """Each batch is answered while the next computes; an interrupt as the third batch is queued
+    still hands over the second's answers (the GPU computed them), and nothing of the third."""
+    from harness.engine import prefix_choices
+    from harness.engine.run import run_requests
+
+    batches = []
+    original = prefix_choices._prefill
+
+    def interrupted(decoder, prompts, shared, groups):
+        if len(batches) == 2:
+            raise KeyboardInterrupt
+        batches.append({index for g in groups for index, _, _ in g.members})
+        return original(decoder, prompts, shared, groups)
+
+    monkeypatch.setattr(prefix_choices, "_prefill", interrupted)
+    model, tokenizer = _model("tiny:gpt2", False)
+    requests, _ = _requests(tokenizer)
+    out: dict = {}
+    with pytest.raises(KeyboardInterrupt):
+        run_requests(model, tokenizer, requests, RunOptions(batch_size=4), out.__setitem__)
+    assert set(out) == batches[0] | batches[1] and len(out) == 2 * 4 * 4, (sorted(out), batches)
