@@ -3,7 +3,8 @@
 # the code under test. Prepare here, then run on the device (carry .whl and .bench):
 #   mkdir -p .bench/before && git archive REV harness benchmarks tests suites configs | tar -x -C .bench/before
 #   cp PATH/KorQuAD_v1.0_dev.json .bench/
-#   benchmarks/before_after.sh decode|eval     # after the wheels (../shared/gpu/wheels.sh) are in .whl
+#   benchmarks/before_after.sh decode|eval|choice  # after the wheels (../shared/gpu/wheels.sh) are in .whl
+#     (choice: harness's rows of both, then the checkout's base-column timeline, `gpu.py choice --timeline`)
 #   benchmarks/before_after.sh kernels         # the GPU kernel tests of the checkout
 set -uo pipefail
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .whl/*.whl || exit 1
@@ -30,6 +31,10 @@ case "$1" in
   eval)
     run before-eval "$here/.bench/before" eval --questions first --no-peers --verify 4 --korquad "$data"
     run after-eval "$here" eval --questions first --no-peers --verify 4 --korquad "$data" ;;
+  choice)
+    run before-choice "$here/.bench/before" choice --no-peers --verify 0 --korquad "$data"
+    run after-choice "$here" choice --no-peers --verify 0 --korquad "$data"
+    run after-timeline "$here" choice --timeline --korquad "$data" ;;
   kernels)
     cd "$here" && PYTHONPATH=/tmp/site:$here python3 -m pytest -q -p no:cacheprovider tests/generate/test_nf4_gemv.py tests/generate/test_decode_attention.py tests/generate/test_lora_kernels.py tests/eval/test_fast_engine.py tests/generate/test_prefill_chunks.py 2>&1 | tail -15 ;;
 esac
