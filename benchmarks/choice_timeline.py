@@ -99,9 +99,9 @@ def choice_timeline(suite, source: str, work, figures: dict) -> dict:
     for tag in ("cold", "warm"):
         with timeline.recording():
             result = run_eval(base_only, source, work / "runs", run_id=f"timeline-{tag}-{time.time_ns()}")
-        figures[f"timeline_{tag}"] = {"base_wall_s": result.results["throughput"]["base"]["wall_s"]}
-        figures[f"timeline_{tag}"]["events"] = timeline.events
-        print(f"[timeline {tag}] base column {figures[f'timeline_{tag}']['base_wall_s']:.2f} s", flush=True)
+        wall = result.results["throughput"]["base"]["wall_s"]
+        figures[f"timeline_{tag}"] = {"base_wall_s": wall, "events": timeline.events}
+        print(f"[timeline {tag}] base column {wall:.2f} s", flush=True)
         for at, name in timeline.events:
             print(f"  {at:8.3f}  {name}", flush=True)
     if torch.cuda.is_available():
