@@ -86,12 +86,11 @@ class Planner:
     def rows(self, items) -> tuple[list[list[int]], list[int]]:
         return [self.encoded[i] for i in items], [self.shared[i] for i in items]
 
-    def cut(self, order: list[int]) -> list[Batch]:
-        """`order` cut into batches."""
+    def cut(self, order: list[int], cache: tuple[int, int] | None = None) -> list[Batch]:
+        """`order` cut into batches; `cache`: the one open now, kept while batches fit it."""
         cuda = on_cuda(self.model)
         new_tokens = self.settings.max_new_tokens
         batches: list[Batch] = []
-        cache = None
         start = 0
         while start < len(order):
             size = self.batch_size

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 import torch
 
@@ -38,6 +39,9 @@ from harness.engine.requests import (
 )
 from harness.runtime.env import release_cuda_memory
 
+# Contexts per chunk of the fast path: the next chunk's texts are encoded while the model scores
+# this one (the first chunk's encoding is the only one nothing hides).
+CHUNK = 256
 # Tokens per forward when the batch size is left to the engine (on a GPU, ~16k keeps it busy).
 TOKENS_PER_FORWARD = 16384
 
@@ -55,18 +59,15 @@ def loglikelihood(
     The fast engine shares a forward among rows with the same input tokens and puts only scored
     positions through the LM head (harness.engine.scoring); engine "plain", and an
     encoder-decoder, score every request's row whole, as transformers' own forward gives it."""
-    fast = options.engine != "plain" and not encoder_decoder(model)
-    # The fast engine encodes the texts the rows need in one batch call, on every core (pretokenize).
-    row_tokenizer = Pretokenized(tokenizer, choice_texts(requests)) if fast else tokenizer
+    if options.engine != "plain" and not encoder_decoder(model):
+        _fast(model, tokenizer, requests, options, on_result)
+        return
     sources, rows = _rows(
         model,
         requests,
         lambda r: seq2seq.continuation_row(model, tokenizer, r),
-        lambda r: continuation_row(row_tokenizer, r, context_length(model)),
+        lambda r: continuation_row(tokenizer, r, context_length(model)),
     )
-    if fast:
-        _shared(model, tokenizer, rows, options, on_result)
-        return
     order = sorted(range(len(rows)), key=lambda i: (-len(rows[i][0]), i))
     size = options.batch_size or max(1, TOKENS_PER_FORWARD // max((len(ids) for ids, _ in rows), default=1))
     with _kernels(model, options):
@@ -82,28 +83,53 @@ def loglikelihood(
                 _answer(i, Loglikelihood(logprob, greedy, len(rows[i][0]) - rows[i][1]), options, on_result)
 
 
-def _shared(model, tokenizer, rows: list[tuple[list[int], int]], options: RunOptions, on_result) -> None:
-    """Rows grouped by their input tokens: one-token groups after shared prefixes from the decoder's
-    prefill (prefix_choices, which enters the fused kernels itself), the rest one forward per batch
-    of groups (scoring)."""
-    groups, empty = scoring.group_rows(rows)
-    for i in empty:  # an empty continuation: nothing scored, certain
-        _answer(i, Loglikelihood(0.0, True, 0), options, on_result)
-    prefixed, shared, groups = prefix_choices.take(model, groups, options)
-    if prefixed:
-        longest = max(len(g.inputs) for g in prefixed)
-        prefix_choices.score(
-            model,
-            tokenizer,
-            prefixed,
-            shared,
-            options,
-            max(1, TOKENS_PER_FORWARD // longest),
-            lambda i, logprob, greedy, n: _answer(i, Loglikelihood(logprob, greedy, n), options, on_result),
-        )
-    if groups:
+def _fast(model, tokenizer, requests: list[LoglikelihoodRequest], options: RunOptions, on_result) -> None:
+    """The fast engine's rows, chunk by chunk (`_chunks`): each chunk's texts are encoded in one batch
+    call on every core (pretokenize) in a thread while the model scores the chunk before it, on one
+    stream of batches (prefix_choices.Stream); groups that share no prefix are scored at the end."""
+    chunks = _chunks(requests)
+    texts = [choice_texts([requests[i] for i in chunk]) for chunk in chunks]
+
+    def answer(i: int, logprob: float, greedy: bool, n: int) -> None:
+        _answer(i, Loglikelihood(logprob, greedy, n), options, on_result)
+
+    others: list[scoring.Group] = []
+    with ThreadPoolExecutor(1) as pool, prefix_choices.Stream(model, tokenizer, options, answer) as stream:
+        encoding = pool.submit(Pretokenized, tokenizer, texts[0]) if chunks else None
+        for n, chunk in enumerate(chunks):
+            row_tokenizer = encoding.result()
+            if n + 1 < len(chunks):
+                encoding = pool.submit(Pretokenized, tokenizer, texts[n + 1])
+            rows = [continuation_row(row_tokenizer, requests[i], context_length(model)) for i in chunk]
+            groups, empty = scoring.group_rows(rows, chunk)
+            for i in empty:  # an empty continuation: nothing scored, certain
+                _answer(i, Loglikelihood(0.0, True, 0), options, on_result)
+            prefixed, shared, rest = prefix_choices.take(model, groups, options)
+            others += rest
+            if prefixed:
+                longest = max(len(g.inputs) for g in prefixed)
+                stream.feed(prefixed, shared, max(1, TOKENS_PER_FORWARD // longest))
+        stream.finish()
+    if others:
         with _kernels(model, options):
-            _groups(model, groups, options, on_result)
+            _groups(model, others, options, on_result)
+
+
+def _chunks(requests: list[LoglikelihoodRequest]) -> list[list[int]]:
+    """The requests' indices in the order of their contexts, cut into chunks of about CHUNK contexts
+    that keep each context's requests together: contexts that begin alike (a few-shot order's) stay
+    neighbours, so a cut parts few of the prefixes a chunk's rows share."""
+    order = sorted(range(len(requests)), key=lambda i: (requests[i].context, i))
+    chunks: list[list[int]] = []
+    contexts = 0
+    for k, i in enumerate(order):
+        new = k == 0 or requests[i].context != requests[order[k - 1]].context
+        if new and (not chunks or contexts == CHUNK):
+            chunks.append([])
+            contexts = 0
+        contexts += new
+        chunks[-1].append(i)
+    return chunks
 
 
 def _groups(model, groups: list[scoring.Group], options: RunOptions, on_result) -> None:

@@ -52,48 +52,79 @@ def take(model, groups: list[Group], options: RunOptions) -> tuple[list[Group], 
     return [last[i] for i in chosen], [shared[i] for i in chosen], [g for g in groups if id(g) not in taken]
 
 
-def score(
-    model, tokenizer, groups: list[Group], shared: list[int], options: RunOptions, rows_per_batch: int, answer: Callable
-) -> None:
-    """`answer(request index, log-probability, greedy, 1)` for every member of `groups`, batch by
-    batch; on CUDA batches are sized from free memory (unless `options.batch_size`), elsewhere they
-    hold `options.batch_size` or `rows_per_batch` rows."""
-    encoded = [g.inputs for g in groups]
-    budget = free_cuda_bytes() if options.batch_size is None and on_cuda(model) else None
-    planner = Planner(model, encoded, shared, SETTINGS, options.batch_size or rows_per_batch, budget, True)
-    queue = planner.cut(list(range(len(groups))))
-    decoder, pending = None, None
-    try:
+class Stream:
+    """Scores groups fed chunk by chunk (`feed`) on one decoder, so that a caller can prepare the next
+    chunk (encode its texts) while the GPU computes this one: a chunk's last, partial batch waits for
+    the next chunk's groups, and the batch queued last is answered only once the next is queued."""
+
+    def __init__(self, model, tokenizer, options: RunOptions, answer: Callable):
+        self.model, self.tokenizer, self.options, self.answer = model, tokenizer, options, answer
+        self.budget = free_cuda_bytes() if options.batch_size is None and on_cuda(model) else None
+        self.decoder = self.pending = None
+        self.held: tuple[list[Group], list[int]] = ([], [])
+
+    def __enter__(self) -> Stream:
+        return self
+
+    def __exit__(self, kind, error, trace) -> None:
+        try:
+            if kind is not None and issubclass(kind, KeyboardInterrupt) and self.pending is not None:
+                self.pending.answer(self.answer)  # computed, or nearly: its records are kept
+        finally:
+            if self.decoder is not None:
+                self.decoder.close()
+
+    def finish(self) -> None:
+        """Score the held batch and answer the last one queued."""
+        self.feed([], [], 1, last=True)
+        if self.pending is not None:
+            done, self.pending = self.pending, None
+            done.answer(self.answer)
+
+    def feed(self, groups: list[Group], shared: list[int], rows_per_batch: int, last: bool = False) -> None:
+        """Score `groups` (each sharing `shared[i]` leading tokens), the held ones first; unless
+        `last`, the final batch is held for the next feed."""
+        groups, shared = self.held[0] + groups, self.held[1] + shared
+        self.held = ([], [])
+        if not groups:
+            return
+        encoded = [g.inputs for g in groups]
+        planner = Planner(
+            self.model, encoded, shared, SETTINGS, self.options.batch_size or rows_per_batch, self.budget, True
+        )
+        queue = planner.cut(list(range(len(groups))), self._cache())
+        if not last and len(queue) > 1:
+            kept = queue.pop().items
+            self.held = ([groups[i] for i in kept], [shared[i] for i in kept])
         while queue:
             planned = queue.pop(0)
-            if decoder is None or (decoder.batch, decoder.max_len) != planned.cache:
-                if decoder is not None:
-                    decoder.close()
-                decoder = StaticDecoder(model, tokenizer, SETTINGS, *planned.cache)
+            self._open(planned.cache)
             try:
-                queued = _prefill(decoder, *planner.rows(planned.items), [groups[i] for i in planned.items])
+                queued = _prefill(self.decoder, *planner.rows(planned.items), [groups[i] for i in planned.items])
             except torch.OutOfMemoryError:
                 if len(planned.items) == 1:
                     raise
-                decoder.close()
-                decoder = None
+                self.decoder.close()
+                self.decoder = None
                 release_cuda_memory()
                 queue = planner.back_off(planned, [planned, *queue])
+                self.budget = planner.budget  # and the next chunks' batches
                 continue
             # The previous batch is answered (its records written) while the GPU computes this one.
-            done, pending = pending, queued
+            done, self.pending = self.pending, queued
             if done is not None:
-                done.answer(answer)
-        if pending is not None:
-            done, pending = pending, None
-            done.answer(answer)
-    except KeyboardInterrupt:
-        if pending is not None:  # computed, or nearly: its records are kept
-            pending.answer(answer)
-        raise
-    finally:
-        if decoder is not None:
-            decoder.close()
+                done.answer(self.answer)
+
+    def _cache(self) -> tuple[int, int] | None:
+        return None if self.decoder is None else (self.decoder.batch, self.decoder.max_len)
+
+    def _open(self, cache: tuple[int, int]) -> None:
+        """The decoder for a batch planned on `cache` (rows, slots): the open one where it is that."""
+        if self.decoder is not None and self._cache() == cache:
+            return
+        if self.decoder is not None:
+            self.decoder.close()
+        self.decoder = StaticDecoder(self.model, self.tokenizer, SETTINGS, *cache)
 
 
 @dataclass

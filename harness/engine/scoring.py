@@ -44,12 +44,12 @@ class Group:
         return min(start for _, start, _ in self.members) - 1
 
 
-def group_rows(rows: list[tuple[list[int], int]]) -> tuple[list[Group], list[int]]:
+def group_rows(rows: list[tuple[list[int], int]], indices: list[int] | None = None) -> tuple[list[Group], list[int]]:
     """(groups of rows with the same input tokens, in first-seen order; the requests with nothing
-    to score: an empty continuation)."""
+    to score: an empty continuation). `indices`: each row's request index (default: its position)."""
     groups: dict[tuple[int, ...], Group] = {}
     empty = []
-    for index, (ids, start) in enumerate(rows):
+    for index, (ids, start) in zip(indices or range(len(rows)), rows):
         if start >= len(ids):
             empty.append(index)
             continue

@@ -275,6 +275,29 @@ def test_an_evals_columns_encode_their_texts_once(tokenizer):
     assert len(counted.calls) == before + 1
 
 
+def test_chunks_of_contexts_encoded_beside_the_model_answer_every_request(model, tokenizer, monkeypatch):
+    """The fast path scores its requests in chunks of whole contexts (the next chunk encoded in a
+    thread meanwhile): every request is answered once, under its own index, as its plain row."""
+    from harness.engine import loglikelihood as engine
+    from harness.engine.requests import RunOptions
+
+    monkeypatch.setattr(engine, "CHUNK", 2)
+    requests = _choice_requests()
+    chunks = engine._chunks(requests)
+    assert len(chunks) > 2 and sorted(i for c in chunks for i in c) == list(range(len(requests)))
+    assert all(len({requests[i].context for i in c}) <= 2 for c in chunks)
+    assert len({(requests[i].context, n) for n, c in enumerate(chunks) for i in c}) == len(
+        {r.context for r in requests}
+    )  # a context's requests are never parted
+    out: dict = {}
+    engine.loglikelihood(model, tokenizer, requests, RunOptions(batch_size=None), out.__setitem__)
+    assert sorted(out) == list(range(len(requests)))
+    for i, r in enumerate(requests):
+        logprob, greedy, tokens = reference(model, tokenizer, r.context, r.continuation)
+        assert out[i].logprob == pytest.approx(logprob, abs=1e-5), (i, r)
+        assert (out[i].is_greedy, out[i].tokens) == (greedy, tokens), (i, r)
+
+
 def test_forwards_hold_at_most_their_token_budget_longest_first():
     from harness.engine.scoring import Group, batches
 

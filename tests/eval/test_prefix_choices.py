@@ -104,6 +104,29 @@ def test_shared_prefixes_score_as_plain_rows_and_run_once(ref, adapter, prefill_
     assert all(any(seen[: len(p)] == p for seen in prefill_spy) for p in prefixes)
 
 
+def test_chunks_stream_through_full_batches_and_score_as_plain_rows(monkeypatch):
+    """The requests come in chunks of a few contexts (each encoded while the one before is scored):
+    a chunk's partial last batch waits for the next chunk's groups, so every batch but the last is
+    full, and every request is answered once, as its plain row."""
+    from harness.engine import loglikelihood, prefix_choices
+    from harness.engine.run import run_requests
+
+    monkeypatch.setattr(loglikelihood, "CHUNK", 5)
+    sizes = []
+    original = prefix_choices._prefill
+    monkeypatch.setattr(prefix_choices, "_prefill", lambda d, p, s, g: sizes.append(len(g)) or original(d, p, s, g))
+    model, tokenizer = _model("tiny:llama-ko", False)
+    requests, _ = _requests(tokenizer)
+    out: dict = {}
+    run_requests(model, tokenizer, requests, RunOptions(batch_size=3), out.__setitem__)
+    assert sorted(out) == list(range(len(requests)))
+    assert len(sizes) == -(-QUESTIONS // 3) and set(sizes[:-1]) == {3}, sizes
+    for i, r in enumerate(requests):
+        logprob, greedy, tokens = reference(model, tokenizer, r.context, r.continuation)
+        assert out[i].logprob == pytest.approx(logprob, **TOLERANCE), (i, r)
+        assert (out[i].is_greedy, out[i].tokens) == (greedy, tokens), (i, r)
+
+
 def test_an_interrupt_keeps_the_answers_of_the_batch_already_queued(monkeypatch):
     """Each batch is answered while the next computes; an interrupt as the third batch is queued
     still hands over the second's answers (the GPU computed them), and nothing of the third."""
