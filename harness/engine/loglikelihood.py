@@ -88,18 +88,20 @@ def _fast(model, tokenizer, requests: list[LoglikelihoodRequest], options: RunOp
     call on every core (pretokenize) in a thread while the model scores the chunk before it, on one
     stream of batches (prefix_choices.Stream); groups that share no prefix are scored at the end."""
     chunks = _chunks(requests)
-    texts = [choice_texts([requests[i] for i in chunk]) for chunk in chunks]
+
+    def encode(chunk: list[int]) -> Pretokenized:
+        return Pretokenized(tokenizer, choice_texts([requests[i] for i in chunk]))
 
     def answer(i: int, logprob: float, greedy: bool, n: int) -> None:
         _answer(i, Loglikelihood(logprob, greedy, n), options, on_result)
 
     others: list[scoring.Group] = []
     with ThreadPoolExecutor(1) as pool, prefix_choices.Stream(model, tokenizer, options, answer) as stream:
-        encoding = pool.submit(Pretokenized, tokenizer, texts[0]) if chunks else None
+        encoding = pool.submit(encode, chunks[0]) if chunks else None
         for n, chunk in enumerate(chunks):
             row_tokenizer = encoding.result()
             if n + 1 < len(chunks):
-                encoding = pool.submit(Pretokenized, tokenizer, texts[n + 1])
+                encoding = pool.submit(encode, chunks[n + 1])
             rows = [continuation_row(row_tokenizer, requests[i], context_length(model)) for i in chunk]
             groups, empty = scoring.group_rows(rows, chunk)
             for i in empty:  # an empty continuation: nothing scored, certain
