@@ -136,14 +136,23 @@ def _rates(samples: int, tokens: int, wall: float) -> dict:
     }
 
 
-def lm_eval_choice(base: str, adapter: str, records: dict, tokens: int, batches: list, out: dict, save=None) -> dict:
+def lm_eval_choice(
+    base: str,
+    adapter: str,
+    records: dict,
+    tokens: int,
+    batches: list,
+    out: dict,
+    save=None,
+    columns=("base", "adapter"),
+) -> dict:
     """lm-evaluation-harness's HFLM.loglikelihood on the same 4-bit model object (then a PeftModel of
     it) and the contexts harness recorded; accuracy and agreement with harness's choices. Each
     configuration lands in `out` (saved) as it finishes; one that fails records its error."""
     from peft import PeftModel
 
     model, tokenizer, _ = _load_4bit(base)
-    for name in ("base", "adapter"):
+    for name in columns:
         if name == "adapter":
             model = PeftModel.from_pretrained(model, adapter).eval()
         for batch in batches if name == "base" else batches[:1]:
@@ -231,8 +240,9 @@ def bench_choice(base: str, adapter: str, data: str, work: Path, args, figures: 
     figures["compute_limit"] = compute_limit(base, ours["context_tokens"])
     figures["compute_limit_computed_tokens"] = compute_limit(base, ours["computed_context_tokens"])
     # On a CPU "auto" alone takes a minute: it tries batch 64 at the longest length five times.
-    batches = [4] if args.smoke else ["auto", args.peer_batch]
+    batches = [4] if args.smoke else [args.peer_batch] if args.fixed_peer_only else ["auto", args.peer_batch]
+    columns = ("base",) if args.fixed_peer_only else ("base", "adapter")
     peer = figures.setdefault("lm_eval_hf", {})  # filled configuration by configuration
     records, tokens = ours["_records"], ours["context_tokens"]
-    row(figures, "lm_eval_hf", lm_eval_choice, base, adapter, records, tokens, batches, peer, save, save=save)
+    row(figures, "lm_eval_hf", lm_eval_choice, base, adapter, records, tokens, batches, peer, save, columns, save=save)
     return figures

@@ -81,6 +81,11 @@ def main() -> None:
         "--peer-batch", type=int, default=64, help="choice: lm-evaluation-harness's fixed batch (beside auto)"
     )
     parser.add_argument(
+        "--fixed-peer-only",
+        action="store_true",
+        help="choice: lm-evaluation-harness's base at --peer-batch alone (no batch auto, no PeftModel)",
+    )
+    parser.add_argument(
         "--timeline",
         action="store_true",
         help="choice: instead of the rows, where the base column's time goes (events, and CUDA kernels)",
