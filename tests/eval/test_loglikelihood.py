@@ -306,3 +306,26 @@ def test_forwards_hold_at_most_their_token_budget_longest_first():
     assert [[len(g.inputs) for g in b] for b in cut] == [[40, 40], [30, 12], [7, 5]]
     assert all(len(b) * len(b[0].inputs) <= 80 for b in cut)
     assert [len(b) for b in batches(groups, 4, 80)] == [4, 2]
+
+
+def test_a_second_column_reuses_the_first_ones_chunk_encodings(model, tokenizer, monkeypatch):
+    """An eval's second column (under `shared_encodings`) encodes no text in its chunks' thread: every
+    chunk's batch call was the first column's, and its answers are the first column's."""
+    from harness.engine import loglikelihood as engine
+    from harness.engine.pretokenize import shared_encodings
+    from harness.engine.requests import RunOptions
+
+    monkeypatch.setattr(engine, "CHUNK", 2)
+    counted, requests = _Counted(tokenizer), _choice_requests()
+
+    def batch_calls() -> int:
+        return sum(isinstance(args[0], list) for args in counted.calls)
+
+    with shared_encodings():
+        first: dict = {}
+        engine.loglikelihood(model, counted, requests, RunOptions(batch_size=None), first.__setitem__)
+        assert batch_calls() == len(engine._chunks(requests))
+        second: dict = {}
+        engine.loglikelihood(model, counted, requests, RunOptions(batch_size=None), second.__setitem__)
+    assert batch_calls() == len(engine._chunks(requests))
+    assert second == first
