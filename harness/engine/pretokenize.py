@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+from array import array
 
 
 class Pretokenized:
@@ -21,7 +22,9 @@ class Pretokenized:
         self._tokenizer = tokenizer
         self._ids = _encoded(tokenizer)
         unique = [text for text in dict.fromkeys(texts) if text not in self._ids]
-        self._ids.update(zip(unique, _encode(tokenizer, unique)))
+        # Kept as 32-bit arrays, not lists of Python int objects: an eval's columns keep every
+        # text's ids until its last column is done, for a long eval gigabytes as lists.
+        self._ids.update(zip(unique, (array("i", ids) for ids in _encode(tokenizer, unique))))
 
     def __call__(self, text, add_special_tokens: bool = True, **kwargs):
         ids = self._known(text, add_special_tokens, kwargs)
@@ -37,7 +40,7 @@ class Pretokenized:
         """A copy of the batch encoding's ids for a call it answers; None for any other call."""
         if kwargs or not add_special_tokens or not isinstance(text, str) or text not in self._ids:
             return None
-        return list(self._ids[text])
+        return self._ids[text].tolist()
 
     def __getattr__(self, name: str):
         return getattr(self._tokenizer, name)
@@ -56,7 +59,7 @@ def _encode(tokenizer, texts: list[str]) -> list[list[int]]:
 
 # While `shared_encodings` is open: per tokenizer (by id, with the tokenizer kept so the id stays
 # its own), the texts encoded so far.
-_shared: dict[int, tuple[object, dict[str, list[int]]]] | None = None
+_shared: dict[int, tuple[object, dict[str, array]]] | None = None
 
 
 @contextlib.contextmanager
@@ -71,7 +74,7 @@ def shared_encodings():
         _shared = None
 
 
-def _encoded(tokenizer) -> dict[str, list[int]]:
+def _encoded(tokenizer) -> dict[str, array]:
     """The texts `tokenizer` encoded so far while `shared_encodings` is open (a new dict otherwise)."""
     if _shared is None:
         return {}

@@ -329,3 +329,27 @@ def test_a_second_column_reuses_the_first_ones_chunk_encodings(model, tokenizer,
         engine.loglikelihood(model, counted, requests, RunOptions(batch_size=None), second.__setitem__)
     assert batch_calls() == len(engine._chunks(requests))
     assert second == first
+
+
+def test_held_encodings_take_a_few_bytes_per_token(tokenizer):
+    """An eval's columns keep every text's ids until the last column: held as machine integers, not
+    as a list's pointers to Python ints (at least twice the bytes even for small ids)."""
+    import gc
+    import tracemalloc
+
+    from harness.engine.pretokenize import Pretokenized, shared_encodings
+
+    texts = [f"{n}번째 문단: " + "대한민국의 수도는 서울이다. " * 80 for n in range(40)]
+    Pretokenized(tokenizer, texts)  # the tokenizer's own first-call state, kept by it, not by us
+    with shared_encodings():
+        tracemalloc.start()
+        try:
+            before = tracemalloc.get_traced_memory()[0]
+            pretokenized = Pretokenized(tokenizer, texts)
+            gc.collect()  # the batch call's own objects, freed in a cycle
+            held = tracemalloc.get_traced_memory()[0] - before
+        finally:
+            tracemalloc.stop()
+        ids = sum(len(pretokenized.encode(t)) for t in texts)
+    assert ids > 20_000
+    assert held / ids < 6, f"{held / ids:.1f} bytes per id"
