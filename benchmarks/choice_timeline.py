@@ -17,7 +17,6 @@ FIRST_CALLS = 4
 # (module, owner attribute or None, function, event name): what the timeline records.
 EVENTS = [
     ("harness.engine.pretokenize", "Pretokenized", "__init__", "tokenize"),
-    ("harness.engine.loglikelihood", None, "_rows", "rows"),
     ("harness.engine.scoring", None, "group_rows", "group_rows"),
     ("harness.engine.prefix_choices", None, "take", "plan_prefixes"),
     ("harness.engine.batching", None, "release_cuda_memory", "release_cuda_memory"),

@@ -155,7 +155,6 @@ def test_choice_timeline_smoke_records_the_base_columns_events_in_order(tmp_path
         first = [
             "column start",
             "tokenize #1 end",
-            "rows #1 end",
             "group_rows #1 end",
             "plan_prefixes #1 end",
             "queue_batch #1 start",
