@@ -96,7 +96,8 @@ def _fast(model, tokenizer, requests: list[LoglikelihoodRequest], options: RunOp
         _answer(i, Loglikelihood(logprob, greedy, n), options, on_result)
 
     others: list[scoring.Group] = []
-    with ThreadPoolExecutor(1) as pool, prefix_choices.Stream(model, tokenizer, options, answer) as stream:
+    stream = prefix_choices.Stream(model, tokenizer, options, answer, TOKENS_PER_FORWARD)
+    with ThreadPoolExecutor(1) as pool, stream:
         encoding = pool.submit(encode, chunks[0]) if chunks else None
         for n, chunk in enumerate(chunks):
             row_tokenizer = encoding.result()
@@ -109,8 +110,7 @@ def _fast(model, tokenizer, requests: list[LoglikelihoodRequest], options: RunOp
             prefixed, shared, rest = prefix_choices.take(model, groups, options)
             others += rest
             if prefixed:
-                longest = max(len(g.inputs) for g in prefixed)
-                stream.feed(prefixed, shared, max(1, TOKENS_PER_FORWARD // longest))
+                stream.feed(prefixed, shared)
         stream.finish()
     if others:
         with _kernels(model, options):

@@ -57,8 +57,11 @@ class Stream:
     chunk (encode its texts) while the GPU computes this one: a chunk's last, partial batch waits for
     the next chunk's groups, and the batch queued last is answered only once the next is queued."""
 
-    def __init__(self, model, tokenizer, options: RunOptions, answer: Callable):
+    def __init__(self, model, tokenizer, options: RunOptions, answer: Callable, tokens_per_forward: int):
+        """Without a batch size or a memory budget a batch holds `tokens_per_forward` tokens of its
+        groups' longest."""
         self.model, self.tokenizer, self.options, self.answer = model, tokenizer, options, answer
+        self.tokens_per_forward = tokens_per_forward
         self.budget = free_cuda_bytes() if options.batch_size is None and on_cuda(model) else None
         self.decoder = self.pending = None
         self.held: tuple[list[Group], list[int]] = ([], [])
@@ -68,20 +71,23 @@ class Stream:
 
     def __exit__(self, kind, error, trace) -> None:
         try:
-            if kind is not None and issubclass(kind, KeyboardInterrupt) and self.pending is not None:
-                self.pending.answer(self.answer)  # computed, or nearly: its records are kept
+            if kind is not None and issubclass(kind, KeyboardInterrupt):
+                self._answer_pending()  # computed, or nearly: its records are kept
         finally:
             if self.decoder is not None:
                 self.decoder.close()
 
     def finish(self) -> None:
         """Score the held batch and answer the last one queued."""
-        self.feed([], [], 1, last=True)
-        if self.pending is not None:
-            done, self.pending = self.pending, None
+        self.feed([], [], last=True)
+        self._answer_pending()
+
+    def _answer_pending(self) -> None:
+        done, self.pending = self.pending, None
+        if done is not None:
             done.answer(self.answer)
 
-    def feed(self, groups: list[Group], shared: list[int], rows_per_batch: int, last: bool = False) -> None:
+    def feed(self, groups: list[Group], shared: list[int], last: bool = False) -> None:
         """Score `groups` (each sharing `shared[i]` leading tokens), the held ones first; unless
         `last`, the final batch is held for the next feed."""
         groups, shared = self.held[0] + groups, self.held[1] + shared
@@ -89,9 +95,8 @@ class Stream:
         if not groups:
             return
         encoded = [g.inputs for g in groups]
-        planner = Planner(
-            self.model, encoded, shared, SETTINGS, self.options.batch_size or rows_per_batch, self.budget, True
-        )
+        rows = self.options.batch_size or max(1, self.tokens_per_forward // max(map(len, encoded)))
+        planner = Planner(self.model, encoded, shared, SETTINGS, rows, self.budget, True)
         queue = planner.cut(list(range(len(groups))), self._cache())
         if not last and len(queue) > 1:
             kept = queue.pop().items

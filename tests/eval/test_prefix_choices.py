@@ -149,3 +149,24 @@ def test_an_interrupt_keeps_the_answers_of_the_batch_already_queued(monkeypatch)
     with pytest.raises(KeyboardInterrupt):
         run_requests(model, tokenizer, requests, RunOptions(batch_size=4), out.__setitem__)
     assert set(out) == batches[0] | batches[1] and len(out) == 2 * 4 * 4, (sorted(out), batches)
+
+
+def test_the_batch_held_to_the_end_keeps_its_size_where_the_engine_sizes_batches(monkeypatch):
+    """Without a batch size or a memory budget (a CPU) batches hold the token budget's rows; the
+    last chunk's held batch is scored at that size too, not one row per forward."""
+    from harness.engine import loglikelihood, prefix_choices
+    from harness.engine.run import run_requests
+
+    model, tokenizer = _model("tiny:llama-ko", False)
+    requests, _ = _requests(tokenizer)
+    longest = max(len(tokenizer(r.context)["input_ids"]) for r in requests)
+    # Chunks of 4 questions, batches of 3: each chunk holds a batch back, the last one 3 questions.
+    monkeypatch.setattr(loglikelihood, "CHUNK", 4)
+    monkeypatch.setattr(loglikelihood, "TOKENS_PER_FORWARD", 3 * longest)
+    sizes = []
+    original = prefix_choices._prefill
+    monkeypatch.setattr(prefix_choices, "_prefill", lambda d, p, s, g: sizes.append(len(g)) or original(d, p, s, g))
+    out: dict = {}
+    run_requests(model, tokenizer, requests, RunOptions(batch_size=None), out.__setitem__)
+    assert sorted(out) == list(range(len(requests)))
+    assert len(sizes) == -(-QUESTIONS // 3) and set(sizes[:-1]) == {3}, sizes
