@@ -104,10 +104,12 @@ def test_shared_prefixes_score_as_plain_rows_and_run_once(ref, adapter, prefill_
     assert all(any(seen[: len(p)] == p for seen in prefill_spy) for p in prefixes)
 
 
-def test_chunks_stream_through_full_batches_and_score_as_plain_rows(monkeypatch):
+@pytest.mark.parametrize("adapter", [False, True], ids=["base", "lora"])
+@pytest.mark.parametrize("ref", ["tiny:llama-ko", "tiny:gpt2", "tiny:qwen2"])
+def test_chunks_stream_through_full_batches_and_score_as_plain_rows(ref, adapter, monkeypatch):
     """The requests come in chunks of a few contexts (each encoded while the one before is scored):
     a chunk's partial last batch waits for the next chunk's groups, so every batch but the last is
-    full, and every request is answered once, as its plain row."""
+    full, and every request is answered once, as its plain row (transformers' forward, peft's LoRA)."""
     from harness.engine import loglikelihood, prefix_choices
     from harness.engine.run import run_requests
 
@@ -115,7 +117,7 @@ def test_chunks_stream_through_full_batches_and_score_as_plain_rows(monkeypatch)
     sizes = []
     original = prefix_choices._prefill
     monkeypatch.setattr(prefix_choices, "_prefill", lambda d, p, s, g: sizes.append(len(g)) or original(d, p, s, g))
-    model, tokenizer = _model("tiny:llama-ko", False)
+    model, tokenizer = _model(ref, adapter)
     requests, _ = _requests(tokenizer)
     out: dict = {}
     run_requests(model, tokenizer, requests, RunOptions(batch_size=3), out.__setitem__)
